@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  `make run` (the whole job) and `make test` (the tests).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: deploy the schema, load data/, merge and report (embedded PostgreSQL when no DSN is set)
+run: $(BIN)/.installed
+	$(BIN)/syncpipe deploy
+
+## test: the test suite against a real PostgreSQL (SYNCPIPE_TEST_DATABASE_URL, else embedded)
+test: $(BIN)/.installed
+	$(BIN)/pytest
+
+## lint: ruff, ruff format, mypy, import layering
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## bench: the benchmarks (see bench/RESULTS.md)
+bench: $(BIN)/.installed
+	$(BIN)/python bench/deploy.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,37 @@
+-- Trigger functions that keep timestamps and "needs processing" flags true to the data.
+
+-- updated_at moves only when a row really changes, so reloading the same file touches nothing
+-- (and a changed feed row, newer than its lineage, is matched again by the next merge).
+CREATE OR REPLACE FUNCTION public.set_updated_at()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+BEGIN
+    IF NEW IS DISTINCT FROM OLD THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+-- A team page whose members changed must be exploded again by the member pipeline.
+CREATE OR REPLACE FUNCTION bronze.company_info_raw_track_changes()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, bronze
+AS $$
+BEGIN
+    IF (NEW.team_members, NEW.team_id, NEW.website)
+       IS DISTINCT FROM (OLD.team_members, OLD.team_id, OLD.website) THEN
+        NEW.updated_at := now();
+        IF (NEW.team_members, NEW.team_id) IS DISTINCT FROM (OLD.team_members, OLD.team_id) THEN
+            NEW.members_synced := false;
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+REVOKE EXECUTE ON FUNCTION public.set_updated_at() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION bronze.company_info_raw_track_changes() FROM PUBLIC;

@@ -1,0 +1,138 @@
+-- Small helpers of the member pipeline and the merge.
+
+-- Progress: a NOTICE "syncpipe.phase <name>" the CLI turns into a progress display.
+CREATE OR REPLACE FUNCTION public.merge_phase(p_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+BEGIN
+    RAISE NOTICE 'syncpipe.phase % %', p_name, to_char(clock_timestamp(), 'HH24:MI:SS.MS');
+END;
+$$;
+
+-- Drop the listed temporary tables of this session if they exist (quietly).
+CREATE OR REPLACE FUNCTION public.merge_drop_temp(p_names text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_name text;
+BEGIN
+    FOREACH v_name IN ARRAY p_names LOOP
+        IF to_regclass('pg_temp.' || v_name) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pg_temp.%I', v_name);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+REVOKE EXECUTE ON FUNCTION public.merge_phase(text), public.merge_drop_temp(text[]) FROM PUBLIC;
+
+-- Bulk mode. Before a very large write into p_table, drop its secondary indexes and its
+-- foreign keys; merge_bulk_end() builds them again, each in one pass (an index build and a
+-- set-based FK validation cost far less than maintaining them row by row for millions of rows).
+-- Primary keys and unique constraints stay (ON CONFLICT needs them). The definitions wait in
+-- sp_bulk; if the transaction fails, PostgreSQL's transactional DDL restores everything.
+-- Returns false (and does nothing) when p_rows is small next to the table.
+DROP FUNCTION IF EXISTS public.merge_bulk_begin(regclass, bigint);
+CREATE OR REPLACE FUNCTION public.merge_bulk_begin(p_table regclass, p_rows bigint,
+                                                   p_keys boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_item record;
+BEGIN
+    IF p_rows < greatest(50000, 0.25 * (SELECT reltuples FROM pg_class WHERE oid = p_table)) THEN
+        RETURN false;
+    END IF;
+    IF to_regclass('pg_temp.sp_bulk') IS NULL THEN
+        CREATE TEMP TABLE sp_bulk (tbl regclass, kind text, name text, def text) ON COMMIT DROP;
+    END IF;
+    INSERT INTO sp_bulk
+    SELECT p_table, 'fk', conname, pg_get_constraintdef(oid)
+    FROM pg_constraint WHERE conrelid = p_table AND contype = 'f';
+    INSERT INTO sp_bulk
+    SELECT p_table, 'index', format('%I.%I', n.nspname, c.relname), pg_get_indexdef(i.indexrelid)
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE i.indrelid = p_table AND NOT i.indisprimary AND NOT i.indisunique
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid);
+    IF p_keys THEN
+        -- The caller writes no conflicting rows (plain INSERT): keys are rebuilt at the end,
+        -- and a duplicate would still fail the transaction there.
+        INSERT INTO sp_bulk
+        SELECT p_table, 'key', conname, pg_get_constraintdef(oid)
+        FROM pg_constraint c
+        WHERE conrelid = p_table AND contype IN ('p', 'u')
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint f
+                          WHERE f.contype = 'f' AND f.conindid = c.conindid);
+    END IF;
+    FOR v_item IN SELECT * FROM sp_bulk WHERE tbl = p_table LOOP
+        IF v_item.kind IN ('fk', 'key') THEN
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', p_table, v_item.name);
+        ELSE
+            EXECUTE format('DROP INDEX %s', v_item.name);
+        END IF;
+    END LOOP;
+    RETURN true;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION public.merge_bulk_end(p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_item record;
+BEGIN
+    IF to_regclass('pg_temp.sp_bulk') IS NULL THEN
+        RETURN;
+    END IF;
+    -- Index builds sort in memory when they may (restored at the end of the transaction).
+    PERFORM set_config('maintenance_work_mem', '512MB', true);
+    FOR v_item IN SELECT * FROM sp_bulk WHERE tbl = p_table AND kind = 'key' LOOP
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', p_table, v_item.name, v_item.def);
+    END LOOP;
+    FOR v_item IN SELECT * FROM sp_bulk WHERE tbl = p_table AND kind = 'index' LOOP
+        EXECUTE v_item.def;
+    END LOOP;
+    FOR v_item IN SELECT * FROM sp_bulk WHERE tbl = p_table AND kind = 'fk' LOOP
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', p_table, v_item.name,
+                       v_item.def);
+        EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', p_table, v_item.name);
+    END LOOP;
+    DELETE FROM sp_bulk WHERE tbl = p_table;
+    -- The planner needs to know the table grew by millions of rows.
+    EXECUTE format('ANALYZE %s', p_table);
+END;
+$$;
+
+-- Allocate p_count ids of a table's identity column at once; returns the first.
+CREATE OR REPLACE FUNCTION public.merge_allocate_ids(p_table text, p_column text, p_count bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_seq   text := pg_get_serial_sequence(p_table, p_column);
+    v_first bigint;
+BEGIN
+    IF p_count <= 0 THEN
+        RETURN NULL;
+    END IF;
+    -- Serialize with other allocators of this sequence for the rest of the transaction.
+    PERFORM pg_advisory_xact_lock(1398361667, 100);
+    v_first := nextval(v_seq);
+    PERFORM setval(v_seq, v_first + p_count - 1);
+    RETURN v_first;
+END;
+$$;
+
+REVOKE EXECUTE ON FUNCTION public.merge_bulk_begin(regclass, bigint, boolean),
+    public.merge_bulk_end(regclass), public.merge_allocate_ids(text, text, bigint) FROM PUBLIC;

@@ -1,0 +1,191 @@
+-- run_unified_member_pipeline(): explode bronze.company_info_raw.team_members into
+-- public.unified_company_member, one normalized row per member, in set-based statements.
+--
+-- * Only pages whose members changed since the last run are read (members_synced), so a run
+--   with nothing new reads one flag per page and writes nothing.
+-- * Every member shape is accepted: name or full_name; email or emails and phone or phones,
+--   each a string or an array (phones may be numbers). Anything else in the array (numbers,
+--   nulls, strings, objects with nothing usable) is skipped and counted, never failing a run.
+-- * record_hash (page, normalized name, e-mails, phones) makes a member idempotent; members
+--   that disappeared from a re-read page are removed (a trigger removes their lineage).
+-- * p_options: {"dry_run": true} computes into temporary tables only; {"log_id": n} reuses a
+--   unified_merge_logs row the caller created (so a lost session still leaves a trace);
+--   {"merge_follows": true} says run_unified_merge_batch() runs next in this transaction:
+--   new members are then written already processed (the merge finds them by their missing
+--   lineage), which saves rewriting a million rows just to flip a flag.
+CREATE OR REPLACE FUNCTION public.run_unified_member_pipeline(p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET work_mem = '4MB'  -- the SET makes the function restore work_mem on exit
+SET search_path = pg_catalog, public, extensions
+AS $$
+DECLARE
+    v_dry      boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
+    v_follows  boolean := coalesce((p_options ->> 'merge_follows')::boolean, false);
+    v_log      bigint := (p_options ->> 'log_id')::bigint;
+    v_started  timestamptz := clock_timestamp();
+    v_pages    integer := 0;
+    v_elements integer := 0;
+    v_objects  integer := 0;
+    v_usable   integer := 0;
+    v_distinct integer := 0;
+    v_inserted integer := 0;
+    v_removed  integer := 0;
+    v_counts   jsonb;
+    v_bulk     boolean;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(1398361667, 2) THEN
+        RAISE EXCEPTION 'another syncpipe merge or member pipeline is running on this database'
+            USING ERRCODE = 'lock_not_available';
+    END IF;
+    -- Memory for the hash joins and sorts of a big run (restored when the function returns).
+    PERFORM set_config('work_mem', coalesce(p_options ->> 'work_mem', '128MB'), true);
+    IF NOT v_dry AND v_log IS NULL THEN
+        INSERT INTO public.unified_merge_logs (run_kind) VALUES ('member_pipeline')
+        RETURNING id INTO v_log;
+    END IF;
+
+    BEGIN
+        PERFORM public.merge_drop_temp(ARRAY['sp_member_pages', 'sp_member_elems',
+            'sp_names_in', 'sp_contacts_in', 'sp_members', 'sp_gone']);
+        PERFORM public.merge_phase('explode_members');
+
+        CREATE TEMP TABLE sp_member_pages ON COMMIT DROP AS
+            SELECT research_uuid, nullif(btrim(team_id), '') AS team_id, team_members
+            FROM bronze.company_info_raw
+            WHERE NOT members_synced;
+        GET DIAGNOSTICS v_pages = ROW_COUNT;
+
+        CREATE TEMP TABLE sp_member_elems ON COMMIT DROP AS
+            SELECT row_number() OVER () AS eid, p.research_uuid, p.team_id,
+                   e.pos::integer AS pos, e.m AS raw
+            FROM sp_member_pages p
+            CROSS JOIN LATERAL jsonb_array_elements(p.team_members) WITH ORDINALITY AS e(m, pos)
+            WHERE jsonb_typeof(e.m) = 'object';
+        GET DIAGNOSTICS v_objects = ROW_COUNT;
+        SELECT coalesce(sum(jsonb_array_length(team_members)), 0) INTO v_elements
+        FROM sp_member_pages;
+
+        CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
+            SELECT eid AS uid, nullif(btrim(CASE
+                       WHEN jsonb_typeof(raw -> 'name') = 'string' THEN raw ->> 'name'
+                       WHEN jsonb_typeof(raw -> 'full_name') = 'string' THEN raw ->> 'full_name'
+                   END), '') AS raw
+            FROM sp_member_elems;
+        CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
+            SELECT e.eid AS uid, f.kind, CASE WHEN jsonb_typeof(f.value) = 'array' THEN x.v
+                                              ELSE f.value #>> '{}' END AS raw
+            FROM sp_member_elems e
+            CROSS JOIN LATERAL (VALUES ('e'::"char", e.raw -> 'email'),
+                                       ('e'::"char", e.raw -> 'emails'),
+                                       ('p'::"char", e.raw -> 'phone'),
+                                       ('p'::"char", e.raw -> 'phones')) AS f(kind, value)
+            LEFT JOIN LATERAL jsonb_array_elements_text(
+                CASE WHEN jsonb_typeof(f.value) = 'array' THEN f.value ELSE '[]' END) AS x(v)
+                ON true
+            WHERE jsonb_typeof(f.value) IN ('string', 'number')
+               OR (jsonb_typeof(f.value) = 'array' AND x.v IS NOT NULL);
+        PERFORM public.normalize_contacts();
+        PERFORM public.normalize_person_names();
+
+        CREATE TEMP TABLE sp_members ON COMMIT DROP AS
+        SELECT e.eid, e.research_uuid, e.team_id, e.pos, e.raw, n.raw AS name_raw,
+               pn.name_norm, pn.name_key, pn.first_name, pn.last_name, pn.middle, pn.suffix,
+               coalesce(c.emails, '{}') AS emails,
+               coalesce(c.phones, '{}') AS phones,
+               md5(e.research_uuid::text || '|' || coalesce(pn.name_norm, '') || '|'
+                   || array_to_string(coalesce(c.emails, '{}'), ',') || '|'
+                   || array_to_string(coalesce(c.phones, '{}'), ',')) AS record_hash
+        FROM sp_member_elems e
+        LEFT JOIN sp_names_in n ON n.uid = e.eid
+        LEFT JOIN sp_person_names pn ON pn.uid = e.eid
+        LEFT JOIN (
+            SELECT uid,
+                   array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
+                   array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
+            FROM sp_contacts GROUP BY uid
+        ) c ON c.uid = e.eid
+        -- A member needs a name, an e-mail or a phone to be anybody.
+        WHERE pn.name_norm IS NOT NULL OR c.uid IS NOT NULL;
+        SELECT count(*), count(DISTINCT record_hash) INTO v_usable, v_distinct FROM sp_members;
+
+        PERFORM public.merge_phase('store_members');
+        CREATE TEMP TABLE sp_gone ON COMMIT DROP AS
+            SELECT m.id
+            FROM public.unified_company_member m
+            JOIN sp_member_pages p ON p.research_uuid = m.research_uuid
+            WHERE NOT EXISTS (SELECT 1 FROM sp_members s WHERE s.record_hash = m.record_hash);
+        GET DIAGNOSTICS v_removed = ROW_COUNT;
+
+        IF NOT v_dry THEN
+            -- (a trigger forgets their lineage: public.forget_deleted_sources)
+            DELETE FROM public.unified_company_member
+            WHERE id IN (SELECT id FROM sp_gone);
+
+            -- A big first run writes without indexes and builds them after (bulk mode).
+            v_bulk := public.merge_bulk_begin('public.unified_company_member', v_distinct, true);
+            INSERT INTO public.unified_company_member (
+                research_uuid, team_id, member_name, name_normalized, name_key, name_first,
+                name_last, name_middle, name_suffix, email_normalized, phone_normalized,
+                record_hash, member_raw, member_position, processed)
+            SELECT DISTINCT ON (record_hash)
+                   research_uuid, team_id, name_raw, name_norm, name_key, first_name,
+                   last_name, middle, suffix, emails, phones, record_hash, raw, pos, v_follows
+            FROM sp_members s
+            WHERE NOT EXISTS (SELECT 1 FROM public.unified_company_member m
+                              WHERE m.record_hash = s.record_hash)
+            ORDER BY record_hash, pos;
+            GET DIAGNOSTICS v_inserted = ROW_COUNT;
+            IF v_bulk THEN
+                PERFORM public.merge_bulk_end('public.unified_company_member');
+            END IF;
+
+            UPDATE bronze.company_info_raw c SET members_synced = true
+            FROM sp_member_pages p
+            WHERE c.research_uuid = p.research_uuid AND NOT c.members_synced;
+        ELSE
+            SELECT count(DISTINCT s.record_hash) INTO v_inserted
+            FROM sp_members s
+            WHERE NOT EXISTS (SELECT 1 FROM public.unified_company_member m
+                              WHERE m.record_hash = s.record_hash);
+        END IF;
+
+        v_counts := jsonb_build_object(
+            'pages', v_pages,
+            'elements', v_elements,
+            'members', v_usable,
+            'inserted', v_inserted,
+            'unchanged', v_distinct - v_inserted,
+            'removed', v_removed,
+            'duplicates', v_usable - v_distinct,
+            'skipped_not_object', v_elements - v_objects,
+            'skipped_empty', v_objects - v_usable);
+
+        IF NOT v_dry THEN
+            UPDATE public.unified_merge_logs
+            SET status = 'success', finished_at = clock_timestamp(), total_processed = v_pages,
+                counts = v_counts
+            WHERE id = v_log;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        IF v_dry OR v_log IS NULL THEN
+            RAISE;
+        END IF;
+        -- Everything above was rolled back with the block; only the log row stays.
+        UPDATE public.unified_merge_logs
+        SET status = 'failed', finished_at = clock_timestamp(), error_message = SQLERRM
+        WHERE id = v_log;
+        RETURN jsonb_build_object('status', 'failed', 'log_id', v_log, 'error', SQLERRM,
+                                  'sqlstate', SQLSTATE);
+    END;
+
+    RETURN v_counts || jsonb_build_object(
+        'status', 'success', 'log_id', v_log, 'dry_run', v_dry,
+        'seconds', round(extract(epoch FROM clock_timestamp() - v_started)::numeric, 3));
+END;
+$$;
+
+REVOKE EXECUTE ON FUNCTION public.run_unified_member_pipeline(jsonb) FROM PUBLIC, anon, authenticated;
+GRANT EXECUTE ON FUNCTION public.run_unified_member_pipeline(jsonb) TO service_role;

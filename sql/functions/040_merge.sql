@@ -1,0 +1,1014 @@
+-- run_unified_merge_batch(): resolve new_agents and company members into the master table.
+--
+-- Set-based from start to end (no row-by-row loops): pending records, new or changed since
+-- they were last matched, are normalized in bulk; their contact keys and names are joined
+-- with each other and with the agents already known; the links go through the ladder of
+-- DESIGN.md:
+--
+--   email       (100)  share a normalized e-mail          } above the threshold (70): merged
+--   phone        (90)  share a normalized phone           }   automatically, transitively
+--   name_team    (80)  same normalized name and team      }
+--   fuzzy_name   (60)  similar name (trigram, nickname, typo, missing surname), same team
+--                       -> review queue, never merged automatically
+--
+-- An e-mail or phone seen with the names of different people (an office line, info@) is a
+-- shared contact and no evidence; names that can be one person's (nickname, typo, missing
+-- surname, "Last, First") keep it personal. A differing "Jr." never matches.
+--
+-- Incremental and stable: existing agents keep their ids and new records join them (an agent
+-- is found through the master table's e-mail and phone indexes and through the names in its
+-- lineage); when new evidence joins two agents the lower id survives and the other is retired
+-- with merged_into. p_options (all optional): auto_threshold, confidence_email,
+-- confidence_phone, confidence_name_team, confidence_fuzzy_name, fuzzy_similarity, dry_run,
+-- log_id, work_mem, limit (pending records taken by this batch; the rest wait).
+--
+-- Graph nodes: an existing agent is its agent_id; a pending record is node_offset + pid.
+
+-- Forget source records that no longer exist; their agents are refreshed by the next merge.
+CREATE OR REPLACE FUNCTION public.merge_forget_records(p_source text, p_ids text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF p_ids IS NULL OR cardinality(p_ids) = 0 THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO public.merge_dirty_agents (agent_id)
+    SELECT DISTINCT agent_id FROM public.unified_agent_sources
+    WHERE source = p_source AND source_id = ANY(p_ids)
+    ON CONFLICT DO NOTHING;
+    DELETE FROM public.unified_agent_sources WHERE source = p_source AND source_id = ANY(p_ids);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+-- Connected components of sp_cc_edges(a, b) (both directions), by label propagation with
+-- shortcutting: a handful of set-based rounds, not a loop over rows.
+-- Result: sp_cc(node, label), label = the smallest node of the component.
+CREATE OR REPLACE FUNCTION public.merge_label_components()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_changed bigint;
+    v_rounds  integer := 0;
+BEGIN
+    PERFORM public.merge_drop_temp(ARRAY['sp_cc']);
+    CREATE TEMP TABLE sp_cc ON COMMIT DROP AS
+        SELECT a AS node, least(a, min(b)) AS label FROM sp_cc_edges GROUP BY a;
+    ALTER TABLE sp_cc ADD PRIMARY KEY (node);
+    ANALYZE sp_cc;
+    ANALYZE sp_cc_edges;
+    LOOP
+        v_rounds := v_rounds + 1;
+        -- shortcut: take the label of one's label (halves chains each round)
+        UPDATE sp_cc c SET label = l.label
+        FROM sp_cc l
+        WHERE l.node = c.label AND l.label < c.label;
+        UPDATE sp_cc c SET label = m.label
+        FROM (SELECT e.a AS node, min(n.label) AS label
+              FROM sp_cc_edges e JOIN sp_cc n ON n.node = e.b
+              GROUP BY e.a) m
+        WHERE c.node = m.node AND m.label < c.label;
+        GET DIAGNOSTICS v_changed = ROW_COUNT;
+        EXIT WHEN v_changed = 0;
+    END LOOP;
+    RETURN v_rounds;
+END;
+$$;
+
+-- Golden records, from sp_grecs(agent_id, source, full_name, name_norm, name_key, team_id)
+-- and sp_gkeys(agent_id, kind, value), into sp_golden(agent_id, full_name, emails, phones,
+-- team_id, sources): the most frequent (then most complete) name variant, written the
+-- cleanest way it was seen; the union of normalized e-mails and phones; the team most
+-- supported by the sources (the feed breaks ties); the number of sources. An agent with one
+-- source takes it as it is.
+CREATE OR REPLACE FUNCTION public.merge_golden()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    PERFORM public.merge_drop_temp(ARRAY['sp_golden', 'sp_gmulti']);
+    ANALYZE sp_grecs;
+    ANALYZE sp_gkeys;
+    CREATE TEMP TABLE sp_gmulti ON COMMIT DROP AS
+        SELECT agent_id, count(*)::integer AS n FROM sp_grecs GROUP BY agent_id;
+    ALTER TABLE sp_gmulti ADD PRIMARY KEY (agent_id);
+    ANALYZE sp_gmulti;
+
+    CREATE TEMP TABLE sp_golden ON COMMIT DROP AS
+    WITH one AS (
+        SELECT r.agent_id, r.full_name, r.team_id
+        FROM sp_grecs r JOIN sp_gmulti m ON m.agent_id = r.agent_id AND m.n = 1
+    ),
+    many AS (
+        SELECT r.* FROM sp_grecs r JOIN sp_gmulti m ON m.agent_id = r.agent_id AND m.n > 1
+    ),
+    variant AS (
+        SELECT DISTINCT ON (agent_id) agent_id, name_key
+        FROM (SELECT agent_id, name_key, count(*) AS n, max(length(name_norm)) AS len
+              FROM many WHERE name_key IS NOT NULL GROUP BY agent_id, name_key) v
+        ORDER BY agent_id, n DESC, len DESC, name_key
+    ),
+    display AS (
+        SELECT DISTINCT ON (r.agent_id) r.agent_id, r.full_name
+        FROM many r JOIN variant v ON v.agent_id = r.agent_id AND v.name_key = r.name_key
+        ORDER BY r.agent_id,
+                 (r.full_name = upper(r.full_name) OR r.full_name = lower(r.full_name)),
+                 (position(',' IN r.full_name) > 0),
+                 (r.source = 'new_agents') DESC,
+                 length(r.full_name) DESC, r.full_name
+    ),
+    team AS (
+        SELECT DISTINCT ON (agent_id) agent_id, team_id
+        FROM (SELECT agent_id, team_id, count(*) AS n, bool_or(source = 'new_agents') AS feed
+              FROM many WHERE team_id IS NOT NULL GROUP BY agent_id, team_id) t
+        ORDER BY agent_id, n DESC, feed DESC, team_id
+    ),
+    contacts AS (
+        SELECT agent_id,
+               array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
+               array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
+        FROM (SELECT DISTINCT agent_id, kind, value FROM sp_gkeys) d
+        GROUP BY agent_id
+    ),
+    named AS (
+        SELECT agent_id, full_name, team_id FROM one
+        UNION ALL
+        SELECT m.agent_id, d.full_name, t.team_id
+        FROM sp_gmulti m
+        LEFT JOIN display d ON d.agent_id = m.agent_id
+        LEFT JOIN team t ON t.agent_id = m.agent_id
+        WHERE m.n > 1
+    )
+    SELECT g.agent_id,
+           regexp_replace(btrim(CASE
+               WHEN position(',' IN g.full_name) > 0
+                    AND g.full_name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
+               THEN split_part(g.full_name, ',', 2) || ' ' || split_part(g.full_name, ',', 1)
+               ELSE g.full_name END), '\s+', ' ', 'g') AS full_name,
+           coalesce(k.emails, '{}') AS emails, coalesce(k.phones, '{}') AS phones,
+           g.team_id, m.n AS sources
+    FROM named g
+    JOIN sp_gmulti m ON m.agent_id = g.agent_id
+    LEFT JOIN contacts k ON k.agent_id = g.agent_id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+-- Recompute the stored golden records of the agents in sp_refresh(agent_id) from their
+-- lineage (names, teams) and their sources (contacts, normalized again), and whether a
+-- review is open for them.
+CREATE OR REPLACE FUNCTION public.merge_refresh_agents()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM public.merge_drop_temp(ARRAY['sp_grecs', 'sp_gkeys', 'sp_contacts_in']);
+    ANALYZE sp_refresh;
+    CREATE TEMP TABLE sp_grecs ON COMMIT DROP AS
+        SELECT s.agent_id, s.source, s.source_id, s.full_name, s.name_norm, s.name_key,
+               s.team_id
+        FROM public.unified_agent_sources s JOIN sp_refresh f ON f.agent_id = s.agent_id;
+    CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
+        SELECT r.agent_id AS uid, f.kind, x.v AS raw
+        FROM sp_grecs r
+        JOIN public.new_agents a ON r.source = 'new_agents' AND a.supabase_uuid::text = r.source_id
+        CROSS JOIN LATERAL (VALUES ('e'::"char", a.email_clean), ('p'::"char", a.phone_digits))
+            AS f(kind, value)
+        CROSS JOIN LATERAL jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(f.value) = 'array' THEN f.value ELSE '[]' END) AS x(v);
+    PERFORM public.normalize_contacts();
+    CREATE TEMP TABLE sp_gkeys ON COMMIT DROP AS
+        SELECT uid AS agent_id, kind, value FROM sp_contacts
+        UNION ALL
+        SELECT r.agent_id, 'e'::"char", e
+        FROM sp_grecs r
+        JOIN public.unified_company_member m
+          ON r.source = 'company_member' AND m.id::text = r.source_id
+        CROSS JOIN LATERAL unnest(m.email_normalized) e
+        UNION ALL
+        SELECT r.agent_id, 'p'::"char", t
+        FROM sp_grecs r
+        JOIN public.unified_company_member m
+          ON r.source = 'company_member' AND m.id::text = r.source_id
+        CROSS JOIN LATERAL unnest(m.phone_normalized) t;
+    PERFORM public.merge_golden();
+
+    UPDATE public.new_unified_agents a
+    SET full_name = coalesce(g.full_name, a.full_name),
+        emails = coalesce(g.emails, '{}'), phone_numbers = coalesce(g.phones, '{}'),
+        source_team_id = g.team_id, source_count = coalesce(g.sources, 0),
+        needs_review = r.open
+    FROM sp_refresh f
+    LEFT JOIN sp_golden g ON g.agent_id = f.agent_id
+    CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT 1 FROM public.merge_review_queue q
+                       WHERE q.status = 'open'
+                         AND (q.agent_id = f.agent_id OR q.candidate_agent_id = f.agent_id))
+               AS open) r
+    WHERE a.agent_id = f.agent_id AND a.merged_into IS NULL
+      AND (a.full_name, a.emails, a.phone_numbers, a.source_team_id, a.source_count,
+           a.needs_review)
+          IS DISTINCT FROM (coalesce(g.full_name, a.full_name), coalesce(g.emails, '{}'),
+                            coalesce(g.phones, '{}'), g.team_id, coalesce(g.sources, 0), r.open);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+-- Retire the agents listed in sp_retire(agent_id, survivor): they point to their survivor
+-- (merged_into, kept one hop), their lineage moves, and their open review items follow
+-- (an item that now joins an agent to itself is answered by the merge and removed).
+CREATE OR REPLACE FUNCTION public.merge_retire_agents()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    UPDATE public.new_unified_agents a
+    SET merged_into = r.survivor, needs_review = false
+    FROM sp_retire r WHERE a.agent_id = r.agent_id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count = 0 THEN
+        RETURN 0;
+    END IF;
+    UPDATE public.new_unified_agents a SET merged_into = r.survivor
+    FROM sp_retire r WHERE a.merged_into = r.agent_id;
+    UPDATE public.unified_agent_sources s SET agent_id = r.survivor
+    FROM sp_retire r WHERE s.agent_id = r.agent_id;
+    DELETE FROM public.merge_dirty_agents d USING sp_retire r WHERE d.agent_id = r.agent_id;
+
+    PERFORM public.merge_drop_temp(ARRAY['sp_remap']);
+    CREATE TEMP TABLE sp_remap ON COMMIT DROP AS
+        SELECT q.id, coalesce(ra.survivor, q.agent_id) AS a,
+               coalesce(rb.survivor, q.candidate_agent_id) AS b, q.confidence
+        FROM public.merge_review_queue q
+        LEFT JOIN sp_retire ra ON ra.agent_id = q.agent_id
+        LEFT JOIN sp_retire rb ON rb.agent_id = q.candidate_agent_id
+        WHERE q.status = 'open' AND (ra.agent_id IS NOT NULL OR rb.agent_id IS NOT NULL);
+    DELETE FROM public.merge_review_queue q USING sp_remap m WHERE q.id = m.id AND m.a = m.b;
+    DELETE FROM sp_remap WHERE a = b;
+    -- Two items for one pair: keep one (an untouched one, else the strongest).
+    DELETE FROM public.merge_review_queue q USING sp_remap m
+    WHERE q.id = m.id AND (
+        EXISTS (SELECT 1 FROM public.merge_review_queue o
+                WHERE o.status = 'open' AND o.id <> m.id
+                  AND o.id NOT IN (SELECT id FROM sp_remap)
+                  AND least(o.agent_id, o.candidate_agent_id) = least(m.a, m.b)
+                  AND greatest(o.agent_id, o.candidate_agent_id) = greatest(m.a, m.b))
+        OR EXISTS (SELECT 1 FROM sp_remap o
+                   WHERE o.id <> m.id AND least(o.a, o.b) = least(m.a, m.b)
+                     AND greatest(o.a, o.b) = greatest(m.a, m.b)
+                     AND (o.confidence, -o.id) > (m.confidence, -m.id)));
+    UPDATE public.merge_review_queue q SET agent_id = m.a, candidate_agent_id = m.b
+    FROM sp_remap m
+    WHERE q.id = m.id AND q.status = 'open';
+    RETURN v_count;
+END;
+$$;
+
+-- Phase 1: work out what a run would do, into temporary tables (nothing permanent written).
+CREATE OR REPLACE FUNCTION public.merge_plan(p_options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, public, extensions
+AS $$
+DECLARE
+    v_auto    integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
+    v_email   integer := coalesce((p_options ->> 'confidence_email')::integer, 100);
+    v_phone   integer := coalesce((p_options ->> 'confidence_phone')::integer, 90);
+    v_name    integer := coalesce((p_options ->> 'confidence_name_team')::integer, 80);
+    v_fuzzy   integer := coalesce((p_options ->> 'confidence_fuzzy_name')::integer, 60);
+    v_sim     real := coalesce((p_options ->> 'fuzzy_similarity')::real, 0.6);
+    v_dry     boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
+    v_limit   bigint := (p_options ->> 'limit')::bigint;
+    v_offset  bigint;
+    v_known   boolean;
+    v_level   integer;
+    v_rounds  integer := 0;
+BEGIN
+    PERFORM public.merge_drop_temp(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
+        'sp_multi', 'sp_keynames', 'sp_shared', 'sp_links', 'sp_gedges', 'sp_cc_edges',
+        'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in', 'sp_contacts_in',
+        'sp_canon', 'sp_cnames']);
+    SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
+    v_known := EXISTS (SELECT 1 FROM public.unified_agent_sources);
+    CREATE TEMP TABLE sp_meta ON COMMIT DROP AS SELECT v_offset AS node_offset;
+    -- Canonical given names of each known variant (Bob -> robert), for name comparisons.
+    CREATE TEMP TABLE sp_canon ON COMMIT DROP AS
+        SELECT variant, array_agg(canonical ORDER BY canonical) AS canons
+        FROM public.name_variants GROUP BY variant;
+    ALTER TABLE sp_canon ADD PRIMARY KEY (variant);
+
+    PERFORM public.merge_phase('pending');
+    -- Pending records: feed rows newer than their lineage (or never matched), and members
+    -- not processed or without lineage (the member pipeline writes them "processed" when
+    -- this merge follows it in the same transaction).
+    CREATE TEMP TABLE sp_pend ON COMMIT DROP AS
+    SELECT row_number() OVER () AS pid, x.*
+    FROM (
+        SELECT 'new_agents'::text AS source, a.supabase_uuid::text AS source_id,
+               nullif(btrim(a.team_id), '') AS team_id, a.full_name, a.updated_at AS version,
+               a.email_clean AS email_json, a.phone_digits AS phone_json,
+               NULL::text[] AS emails, NULL::text[] AS phones, l.agent_id AS old_agent,
+               NULL::text AS name_norm, NULL::text AS name_key, NULL::text AS first_name,
+               NULL::text AS last_name, NULL::text AS middle, NULL::text AS suffix
+        FROM public.new_agents a
+        LEFT JOIN public.unified_agent_sources l
+               ON l.source = 'new_agents' AND l.source_id = a.supabase_uuid::text
+        WHERE l.source_id IS NULL OR l.source_version < a.updated_at
+        UNION ALL
+        SELECT 'company_member', m.id::text, m.team_id, m.member_name, m.updated_at,
+               NULL, NULL, m.email_normalized, m.phone_normalized, l.agent_id,
+               m.name_normalized, m.name_key, m.name_first, m.name_last, m.name_middle,
+               m.name_suffix
+        FROM public.unified_company_member m
+        LEFT JOIN public.unified_agent_sources l
+               ON l.source = 'company_member' AND l.source_id = m.id::text
+        WHERE NOT m.processed OR l.source_id IS NULL
+    ) x
+    LIMIT v_limit;  -- merge_batch_records: the rest waits for the next batch
+    IF v_dry AND to_regclass('pg_temp.sp_members') IS NOT NULL THEN
+        -- A dry run's member pipeline computed members it did not insert: match them too.
+        EXECUTE $q$
+        INSERT INTO sp_pend (pid, source, source_id, team_id, full_name, version, email_json,
+                             phone_json, emails, phones, old_agent, name_norm, name_key,
+                             first_name, last_name, middle, suffix)
+        SELECT (SELECT coalesce(max(pid), 0) FROM sp_pend) + row_number() OVER (),
+               'company_member', 'pending:' || s.record_hash, s.team_id, s.name_raw, now(),
+               NULL, NULL, s.emails, s.phones, NULL, s.name_norm, s.name_key, s.first_name,
+               s.last_name, s.middle, s.suffix
+        FROM (SELECT DISTINCT ON (record_hash) * FROM sp_members ORDER BY record_hash, pos) s
+        WHERE NOT EXISTS (SELECT 1 FROM public.unified_company_member m
+                          WHERE m.record_hash = s.record_hash)
+        $q$;
+    END IF;
+    ALTER TABLE sp_pend ADD PRIMARY KEY (pid);
+    ANALYZE sp_pend;
+
+    PERFORM public.merge_phase('normalize');
+    -- Feed contacts are normalized here; members' were normalized by the member pipeline.
+    CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
+        SELECT p.pid AS uid, 'e'::"char" AS kind, x AS raw
+        FROM sp_pend p, jsonb_array_elements_text(p.email_json) x
+        WHERE jsonb_typeof(p.email_json) = 'array'
+        UNION ALL
+        SELECT p.pid, 'p'::"char", x
+        FROM sp_pend p, jsonb_array_elements_text(p.phone_json) x
+        WHERE jsonb_typeof(p.phone_json) = 'array';
+    PERFORM public.normalize_contacts();
+    CREATE TEMP TABLE sp_pkeys ON COMMIT DROP AS
+        SELECT kind, value, uid AS pid FROM sp_contacts
+        UNION ALL
+        SELECT 'e'::"char", e, p.pid FROM sp_pend p, unnest(p.emails) e
+        UNION ALL
+        SELECT 'p'::"char", t, p.pid FROM sp_pend p, unnest(p.phones) t;
+    -- Feed names are normalized here; members' by the member pipeline.
+    CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
+        SELECT pid AS uid, full_name AS raw FROM sp_pend WHERE source = 'new_agents';
+    PERFORM public.normalize_person_names();
+    INSERT INTO sp_person_names
+        SELECT pid, name_norm, name_key, first_name, last_name, middle, suffix
+        FROM sp_pend WHERE source = 'company_member';
+    ANALYZE sp_person_names;
+
+    PERFORM public.merge_phase('candidates');
+    -- Who holds each pending key: pending records, and known agents (master table indexes).
+    CREATE TEMP TABLE sp_keyrecs ON COMMIT DROP AS
+        SELECT kind, value, v_offset + pid AS node FROM sp_pkeys;
+    IF v_known THEN
+        INSERT INTO sp_keyrecs
+        SELECT 'e', d.value, a.agent_id
+        FROM (SELECT DISTINCT value FROM sp_pkeys WHERE kind = 'e') d
+        JOIN public.new_unified_agents a ON a.emails @> ARRAY[d.value]
+        WHERE a.merged_into IS NULL;
+        INSERT INTO sp_keyrecs
+        SELECT 'p', d.value, a.agent_id
+        FROM (SELECT DISTINCT value FROM sp_pkeys WHERE kind = 'p') d
+        JOIN public.new_unified_agents a ON a.phone_numbers @> ARRAY[d.value]
+        WHERE a.merged_into IS NULL;
+    END IF;
+    -- Keys held by more than one node are the only ones that can link anything.
+    CREATE TEMP TABLE sp_multi ON COMMIT DROP AS
+        SELECT kind, value FROM sp_keyrecs GROUP BY kind, value HAVING count(*) > 1;
+    ALTER TABLE sp_multi ADD PRIMARY KEY (kind, value);
+    ANALYZE sp_multi;
+    DELETE FROM sp_keyrecs k
+    WHERE NOT EXISTS (SELECT 1 FROM sp_multi m WHERE m.kind = k.kind AND m.value = k.value);
+    ANALYZE sp_keyrecs;
+
+    -- Names: pending records, and the lineage of known agents in the same teams or holding
+    -- the same keys (a changed record's old lineage row excluded).
+    CREATE TEMP TABLE sp_names ON COMMIT DROP AS
+        SELECT v_offset + p.pid AS node, p.team_id, n.name_norm, n.name_key, n.first_name,
+               n.last_name, n.middle, n.suffix, true AS pending
+        FROM sp_pend p JOIN sp_person_names n ON n.uid = p.pid;
+    IF v_known THEN
+        INSERT INTO sp_names
+        SELECT s.agent_id, s.team_id, s.name_norm, s.name_key, s.first_name, s.last_name,
+               s.middle, s.suffix, false
+        FROM public.unified_agent_sources s
+        WHERE (s.team_id IN (SELECT DISTINCT team_id FROM sp_pend WHERE team_id IS NOT NULL)
+               OR s.agent_id IN (SELECT node FROM sp_keyrecs WHERE node < v_offset))
+          AND NOT EXISTS (SELECT 1 FROM sp_pend p
+                          WHERE p.source = s.source AND p.source_id = s.source_id);
+    END IF;
+    CREATE INDEX ON sp_names (node);
+    ANALYZE sp_names;
+
+    PERFORM public.merge_phase('shared_contacts');
+    -- Shared contacts: a key whose holders carry names of different people, or far too many
+    -- holders for one person.
+    CREATE TEMP TABLE sp_keynames ON COMMIT DROP AS
+        SELECT g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons
+        FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
+                     count(*) AS holders
+              FROM sp_keyrecs k
+              JOIN sp_names n ON n.node = k.node
+              WHERE n.name_key IS NOT NULL
+              GROUP BY 1, 2, 3, 4, 5, 6) g
+        LEFT JOIN sp_canon c ON c.variant = g.first_name;
+    ANALYZE sp_keynames;
+    CREATE TEMP TABLE sp_shared ON COMMIT DROP AS
+    WITH groups AS (
+        SELECT kind, value, count(*) AS names, sum(holders)::integer AS records
+        FROM sp_keynames GROUP BY kind, value
+    ),
+    -- A key is personal when one of its names can be the same person as every other one
+    -- (Robert with Bob, a typo "Robret" and "Miller, Robert"), shared otherwise.
+    hubs AS (
+        SELECT a.kind, a.value,
+               bool_and(public.names_compatible(a.name_key, a.first_name, a.last_name,
+                                                a.suffix, a.canons, b.name_key, b.first_name,
+                                                b.last_name, b.suffix, b.canons)) AS fits_all
+        FROM sp_keynames a
+        JOIN groups g ON g.kind = a.kind AND g.value = a.value AND g.names BETWEEN 2 AND 8
+                     AND g.records <= 20
+        JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value
+             AND (b.name_key, coalesce(b.suffix, ''), coalesce(b.first_name, ''),
+                  coalesce(b.last_name, ''))
+              <> (a.name_key, coalesce(a.suffix, ''), coalesce(a.first_name, ''),
+                  coalesce(a.last_name, ''))
+        GROUP BY a.kind, a.value, a.name_key, a.suffix, a.first_name, a.last_name
+    ),
+    personal AS (
+        SELECT kind, value FROM hubs GROUP BY kind, value HAVING bool_or(fits_all)
+    )
+    SELECT g.kind, g.value, g.records, g.names::integer
+    FROM groups g
+    WHERE g.records > 20
+       OR (g.names > 1
+           AND NOT EXISTS (SELECT 1 FROM personal p WHERE p.kind = g.kind AND p.value = g.value));
+    ALTER TABLE sp_shared ADD PRIMARY KEY (kind, value);
+    ANALYZE sp_shared;
+
+    PERFORM public.merge_phase('links');
+    -- Links between nodes (a < b). Contacts first, then names within a team.
+    CREATE TEMP TABLE sp_links ON COMMIT DROP AS
+    SELECT DISTINCT ON (x.node, y.node) x.node AS a, y.node AS b,
+           CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
+           CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
+           x.value AS detail
+    FROM sp_keyrecs x
+    JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+    WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = x.kind AND s.value = x.value)
+    ORDER BY x.node, y.node, 4 DESC;
+
+    INSERT INTO sp_links
+    SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'name_team', v_name,
+           p.name_norm
+    FROM sp_names p
+    JOIN sp_names n ON n.team_id = p.team_id AND n.name_key = p.name_key
+                   AND n.suffix IS NOT DISTINCT FROM p.suffix
+    -- Different middle initials are different people ("Kimberly A." and "Kimberly H.").
+                   AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
+    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node);
+    ANALYZE sp_links;
+
+    PERFORM public.merge_phase('clusters');
+    -- One (strongest) automatic link per pair of nodes, both directions.
+    CREATE TEMP TABLE sp_gedges ON COMMIT DROP AS
+        SELECT a, b, max(conf) AS conf FROM sp_links WHERE conf > v_auto GROUP BY a, b;
+    ANALYZE sp_gedges;
+    CREATE TEMP TABLE sp_cc_edges ON COMMIT DROP AS
+        SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
+    v_rounds := public.merge_label_components();
+    -- Every pending record is in a component, maybe alone.
+    CREATE TEMP TABLE sp_comp ON COMMIT DROP AS
+        SELECT v_offset + p.pid AS node, coalesce(c.label, v_offset + p.pid) AS label
+        FROM sp_pend p LEFT JOIN sp_cc c ON c.node = v_offset + p.pid
+        UNION ALL
+        SELECT node, label FROM sp_cc WHERE node < v_offset;
+    ALTER TABLE sp_comp ADD PRIMARY KEY (node);
+    ANALYZE sp_comp;
+
+    -- Confidence of each component: the lowest link that holds it together. A component
+    -- whose links share one confidence takes it; the others are cut level by level.
+    CREATE TEMP TABLE sp_compconf ON COMMIT DROP AS
+        SELECT c.label, min(e.conf) AS low, max(e.conf) AS high,
+               CASE WHEN min(e.conf) = max(e.conf) THEN min(e.conf) END AS conf
+        FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
+        GROUP BY c.label;
+    FOR v_level IN
+        SELECT DISTINCT high FROM sp_compconf WHERE conf IS NULL ORDER BY high DESC
+    LOOP
+        DROP TABLE sp_cc_edges;
+        CREATE TEMP TABLE sp_cc_edges ON COMMIT DROP AS
+            SELECT e.a, e.b
+            FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
+            JOIN sp_compconf f ON f.label = c.label AND f.conf IS NULL
+            WHERE e.conf >= v_level;
+        INSERT INTO sp_cc_edges SELECT b, a FROM sp_cc_edges;
+        v_rounds := v_rounds + public.merge_label_components();
+        UPDATE sp_compconf f SET conf = v_level
+        FROM (SELECT c.label
+              FROM sp_comp c
+              JOIN sp_compconf f2 ON f2.label = c.label AND f2.conf IS NULL
+              LEFT JOIN sp_cc l ON l.node = c.node
+              GROUP BY c.label
+              HAVING count(DISTINCT coalesce(l.label, -c.node)) = 1) ok
+        WHERE f.label = ok.label AND f.conf IS NULL;
+    END LOOP;
+    UPDATE sp_compconf SET conf = low WHERE conf IS NULL;
+
+    PERFORM public.merge_phase('review');
+    -- Doubtful pairs, only between different components: similar names in one team
+    -- (blocked by a shared given or family name: a nickname keeps the family name, a typo in
+    -- one keeps the other, a missing surname keeps the given name), and any rule under the
+    -- threshold.
+    CREATE TEMP TABLE sp_review ON COMMIT DROP AS
+    SELECT l.a, l.b, l.rule, l.conf,
+           jsonb_build_object(CASE l.rule WHEN 'email' THEN 'email' WHEN 'phone' THEN 'phone'
+                                          ELSE 'name' END, l.detail) AS evidence
+    FROM sp_links l
+    LEFT JOIN sp_comp ca ON ca.node = l.a
+    LEFT JOIN sp_comp cb ON cb.node = l.b
+    WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b);
+    -- One row per name of a component in a team (a component's records mostly repeat one
+    -- name), then pairs of such names across components, at least one side new.
+    CREATE TEMP TABLE sp_cnames ON COMMIT DROP AS
+    SELECT row_number() OVER () AS id, x.*
+    FROM (
+        SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
+               n.first_name, n.last_name, n.suffix,
+               coalesce(k.canons, ARRAY[n.first_name]) AS canons,
+               min(n.node) AS node, bool_or(n.pending) AS pending
+        FROM sp_names n
+        LEFT JOIN sp_comp c ON c.node = n.node
+        LEFT JOIN sp_canon k ON k.variant = n.first_name
+        WHERE n.team_id IS NOT NULL AND n.name_key IS NOT NULL
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    ) x;
+    ANALYZE sp_cnames;
+    INSERT INTO sp_review
+    SELECT DISTINCT ON (least(p.node, n.node), greatest(p.node, n.node))
+           least(p.node, n.node), greatest(p.node, n.node), 'fuzzy_name', v_fuzzy,
+           jsonb_build_object('a_name', p.name_norm, 'b_name', n.name_norm,
+                              'similarity', round(similarity(p.name_norm, n.name_norm)::numeric, 2),
+                              'team_id', p.team_id)
+    FROM (SELECT p.id AS pid, n.id AS nid
+          FROM sp_cnames p JOIN sp_cnames n
+            ON n.team_id = p.team_id AND n.first_name = p.first_name AND n.label > p.label
+          WHERE p.pending OR n.pending
+          UNION
+          SELECT p.id, n.id
+          FROM sp_cnames p JOIN sp_cnames n
+            ON n.team_id = p.team_id AND n.last_name = p.last_name AND n.label > p.label
+          WHERE p.pending OR n.pending) c
+    JOIN sp_cnames p ON p.id = c.pid
+    JOIN sp_cnames n ON n.id = c.nid
+    WHERE n.name_key <> p.name_key
+      AND n.suffix IS NOT DISTINCT FROM p.suffix
+      AND (similarity(p.name_norm, n.name_norm) >= v_sim
+           OR public.names_compatible(p.name_key, p.first_name, p.last_name, p.suffix,
+                                      p.canons, n.name_key, n.first_name, n.last_name,
+                                      n.suffix, n.canons))
+    ORDER BY least(p.node, n.node), greatest(p.node, n.node),
+             similarity(p.name_norm, n.name_norm) DESC;
+
+    RETURN jsonb_build_object(
+        'pending', (SELECT count(*) FROM sp_pend),
+        'pending_new_agents', (SELECT count(*) FROM sp_pend WHERE source = 'new_agents'),
+        'pending_members', (SELECT count(*) FROM sp_pend WHERE source = 'company_member'),
+        'changed_records', (SELECT count(*) FROM sp_pend WHERE old_agent IS NOT NULL),
+        'shared_contacts', (SELECT count(*) FROM sp_shared),
+        'links', coalesce((SELECT jsonb_object_agg(rule, n) FROM (
+                     SELECT rule, count(*) AS n FROM sp_links WHERE conf > v_auto
+                     GROUP BY rule) r), '{}'),
+        'automatic_links', (SELECT count(*) FROM sp_gedges),
+        'review_pairs', (SELECT count(*) FROM sp_review),
+        'components', (SELECT count(DISTINCT label) FROM sp_comp),
+        -- a component labelled by a pending node holds no existing agent: a new agent
+        'agents_new', (SELECT count(DISTINCT label) FROM sp_comp WHERE label >= v_offset),
+        'rounds', v_rounds);
+END;
+$$;
+
+-- Phase 2: write what merge_plan() worked out.
+CREATE OR REPLACE FUNCTION public.merge_apply(p_options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, public, extensions
+AS $$
+DECLARE
+    v_auto     integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
+    v_offset   bigint := (SELECT node_offset FROM sp_meta);
+    v_first    bigint;
+    v_created  integer;
+    v_retired  integer;
+    v_matched  integer;
+    v_count    integer;
+    v_reviews  integer;
+    v_golden   integer;
+    v_bulk_a   boolean;
+    v_bulk_s   boolean;
+BEGIN
+    PERFORM public.merge_drop_temp(ARRAY['sp_target0', 'sp_target', 'sp_retire', 'sp_place', 'sp_refresh',
+        'sp_grecs', 'sp_gkeys']);
+    PERFORM public.merge_phase('agents');
+    -- Agents that lose a changed record are refreshed below.
+    INSERT INTO public.merge_dirty_agents (agent_id)
+    SELECT DISTINCT old_agent FROM sp_pend WHERE old_agent IS NOT NULL
+    ON CONFLICT DO NOTHING;
+
+    -- The agent of each component: its lowest existing agent; else the agent a changed
+    -- record leaves empty; else a new one.
+    CREATE TEMP TABLE sp_target0 ON COMMIT DROP AS
+        SELECT label, min(node) FILTER (WHERE node < v_offset) AS survivor
+        FROM sp_comp GROUP BY label;
+    UPDATE sp_target0 t SET survivor = x.old_agent
+    FROM (
+        SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
+        FROM sp_pend p
+        JOIN sp_comp c ON c.node = v_offset + p.pid
+        WHERE p.old_agent IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
+                          WHERE s.agent_id = p.old_agent
+                            AND NOT EXISTS (SELECT 1 FROM sp_pend q
+                                            WHERE q.source = s.source
+                                              AND q.source_id = s.source_id))
+          AND p.old_agent NOT IN (SELECT survivor FROM sp_target0 WHERE survivor IS NOT NULL)
+        ORDER BY p.old_agent, c.label
+    ) x
+    WHERE t.label = x.label AND t.survivor IS NULL;
+    v_first := public.merge_allocate_ids('public.new_unified_agents', 'agent_id',
+        (SELECT count(*) FROM sp_target0 WHERE survivor IS NULL));
+    -- New agents take the allocated ids in label order.
+    CREATE TEMP TABLE sp_target ON COMMIT DROP AS
+        SELECT label, coalesce(survivor, v_first - 1 + row_number() OVER (
+                   PARTITION BY survivor IS NULL ORDER BY label)) AS survivor,
+               survivor IS NULL AS created
+        FROM sp_target0;
+    ALTER TABLE sp_target ADD PRIMARY KEY (label);
+    ANALYZE sp_target;
+
+    -- Where each pending record goes, by which rule, with what confidence.
+    CREATE TEMP TABLE sp_place ON COMMIT DROP AS
+    WITH best AS (
+        SELECT DISTINCT ON (node) node, rule, conf
+        FROM (SELECT a AS node, rule, conf FROM sp_links WHERE conf > v_auto
+              UNION ALL
+              SELECT b, rule, conf FROM sp_links WHERE conf > v_auto) l
+        WHERE node >= v_offset
+        ORDER BY node, conf DESC, rule
+    )
+    SELECT p.pid, t.survivor AS agent_id, t.created, coalesce(b.rule, 'single') AS rule,
+           coalesce(b.conf, 100)::smallint AS conf
+    FROM sp_pend p
+    JOIN sp_comp c ON c.node = v_offset + p.pid
+    JOIN sp_target t ON t.label = c.label
+    LEFT JOIN best b ON b.node = v_offset + p.pid;
+    ALTER TABLE sp_place ADD PRIMARY KEY (pid);
+    ANALYZE sp_place;
+
+    -- New agents are written once, complete: their golden record comes from this run.
+    CREATE TEMP TABLE sp_grecs ON COMMIT DROP AS
+        SELECT x.agent_id, p.source, p.source_id, p.full_name, n.name_norm, n.name_key,
+               p.team_id
+        FROM sp_place x
+        JOIN sp_pend p ON p.pid = x.pid
+        JOIN sp_person_names n ON n.uid = p.pid
+        WHERE x.created;
+    CREATE TEMP TABLE sp_gkeys ON COMMIT DROP AS
+        SELECT x.agent_id, k.kind, k.value
+        FROM sp_pkeys k JOIN sp_place x ON x.pid = k.pid
+        WHERE x.created;
+    PERFORM public.merge_golden();
+    v_bulk_a := public.merge_bulk_begin('public.new_unified_agents',
+                                        (SELECT count(*) FROM sp_golden));
+    INSERT INTO public.new_unified_agents (agent_id, full_name, emails, phone_numbers,
+        source_team_id, source_count, confidence_score) OVERRIDING SYSTEM VALUE
+    SELECT t.survivor, g.full_name, g.emails, g.phones, g.team_id, g.sources,
+           coalesce(f.conf, 100)
+    FROM sp_target t
+    JOIN sp_golden g ON g.agent_id = t.survivor
+    LEFT JOIN sp_compconf f ON f.label = t.label
+    WHERE t.created
+    ORDER BY t.survivor;
+    GET DIAGNOSTICS v_created = ROW_COUNT;
+
+    -- Agents joined by new evidence: the lowest id survives.
+    CREATE TEMP TABLE sp_retire ON COMMIT DROP AS
+        SELECT c.node AS agent_id, t.survivor
+        FROM sp_comp c JOIN sp_target t ON t.label = c.label
+        WHERE c.node < v_offset AND c.node <> t.survivor;
+    v_retired := public.merge_retire_agents();
+
+    PERFORM public.merge_phase('lineage');
+    -- Records matched before (changed since) are updated in place; the others are new rows,
+    -- written without a per-row conflict check (a big first run drops and rebuilds the keys).
+    UPDATE public.unified_agent_sources s
+    SET agent_id = x.agent_id, match_rule = x.rule, confidence = x.conf, matched_at = now(),
+        source_version = p.version, team_id = p.team_id, full_name = p.full_name,
+        name_norm = n.name_norm, name_key = n.name_key, first_name = n.first_name,
+        last_name = n.last_name, middle = n.middle, suffix = n.suffix
+    FROM sp_pend p
+    JOIN sp_place x ON x.pid = p.pid
+    JOIN sp_person_names n ON n.uid = p.pid
+    WHERE p.old_agent IS NOT NULL AND s.source = p.source AND s.source_id = p.source_id;
+    GET DIAGNOSTICS v_matched = ROW_COUNT;
+    v_bulk_s := public.merge_bulk_begin('public.unified_agent_sources',
+                                        (SELECT count(*) FROM sp_pend), true);
+    INSERT INTO public.unified_agent_sources (
+        source, source_id, agent_id, match_rule, confidence, source_version, team_id,
+        full_name, name_norm, name_key, first_name, last_name, middle, suffix)
+    SELECT p.source, p.source_id, x.agent_id, x.rule, x.conf, p.version, p.team_id,
+           p.full_name, n.name_norm, n.name_key, n.first_name, n.last_name, n.middle,
+           n.suffix
+    FROM sp_pend p
+    JOIN sp_place x ON x.pid = p.pid
+    JOIN sp_person_names n ON n.uid = p.pid
+    WHERE p.old_agent IS NULL AND p.source_id !~ '^pending:';
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_matched := v_matched + v_count;
+    IF v_bulk_s THEN
+        PERFORM public.merge_bulk_end('public.unified_agent_sources');
+    END IF;
+    IF v_bulk_a THEN
+        PERFORM public.merge_bulk_end('public.new_unified_agents');
+    END IF;
+
+    -- Shared contacts, as now known for every key the run touched.
+    DELETE FROM public.merge_shared_contacts s
+    USING sp_multi k WHERE s.kind = k.kind AND s.value = k.value;
+    INSERT INTO public.merge_shared_contacts (kind, value, records, names)
+    SELECT kind, value, records, names FROM sp_shared;
+
+    PERFORM public.merge_phase('review_queue');
+    -- Doubtful pairs between different agents go to review, unless a person already
+    -- decided about these two agents.
+    WITH ends AS (
+        SELECT DISTINCT node FROM (SELECT a AS node FROM sp_review UNION ALL
+                                   SELECT b FROM sp_review) e
+    ),
+    side AS (
+        SELECT e.node,
+               CASE WHEN e.node >= v_offset THEN x.agent_id ELSE e.node END AS agent_id,
+               p.source, p.source_id, p.full_name, p.team_id
+        FROM ends e
+        LEFT JOIN sp_place x ON x.pid = e.node - v_offset AND e.node >= v_offset
+        LEFT JOIN sp_pend p ON p.pid = e.node - v_offset AND e.node >= v_offset
+    ),
+    pairs AS (
+        SELECT DISTINCT ON (least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id))
+               least(sa.agent_id, sb.agent_id) AS agent_id,
+               greatest(sa.agent_id, sb.agent_id) AS candidate_agent_id,
+               v.rule, v.conf,
+               v.evidence || jsonb_build_object('rule', v.rule,
+                   'a', jsonb_strip_nulls(jsonb_build_object('agent_id', sa.agent_id,
+                        'source', sa.source, 'source_id', sa.source_id, 'name', sa.full_name,
+                        'team_id', sa.team_id)),
+                   'b', jsonb_strip_nulls(jsonb_build_object('agent_id', sb.agent_id,
+                        'source', sb.source, 'source_id', sb.source_id, 'name', sb.full_name,
+                        'team_id', sb.team_id))) AS evidence
+        FROM sp_review v
+        JOIN side sa ON sa.node = v.a
+        JOIN side sb ON sb.node = v.b
+        WHERE sa.agent_id <> sb.agent_id
+        ORDER BY least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id),
+                 v.conf DESC, (v.evidence ->> 'similarity')::numeric DESC NULLS LAST
+    )
+    INSERT INTO public.merge_review_queue (agent_id, candidate_agent_id, rule, confidence,
+                                           evidence)
+    SELECT p.agent_id, p.candidate_agent_id, p.rule, p.conf, p.evidence
+    FROM pairs p
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.merge_decisions d
+        JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
+        JOIN public.new_unified_agents y ON y.agent_id = d.agent_high
+        WHERE least(coalesce(x.merged_into, x.agent_id), coalesce(y.merged_into, y.agent_id))
+                  = p.agent_id
+          AND greatest(coalesce(x.merged_into, x.agent_id), coalesce(y.merged_into, y.agent_id))
+                  = p.candidate_agent_id)
+    ON CONFLICT ((least(agent_id, candidate_agent_id)), (greatest(agent_id, candidate_agent_id)))
+        WHERE status = 'open' DO NOTHING;
+    GET DIAGNOSTICS v_reviews = ROW_COUNT;
+
+    PERFORM public.merge_phase('golden_records');
+    -- Existing agents that took records: confidence is the lowest link holding the component
+    -- together, never above what the agents it joined already had.
+    UPDATE public.new_unified_agents a
+    SET confidence_score = least(coalesce(f.conf, 100), coalesce(j.low, 100))
+    FROM sp_target t
+    LEFT JOIN sp_compconf f ON f.label = t.label
+    LEFT JOIN (SELECT c.label, min(g.confidence_score) AS low
+               FROM sp_comp c JOIN public.new_unified_agents g ON g.agent_id = c.node
+               WHERE c.node < v_offset GROUP BY c.label) j ON j.label = t.label
+    WHERE a.agent_id = t.survivor AND NOT t.created
+      AND a.confidence_score IS DISTINCT FROM least(coalesce(f.conf, 100), coalesce(j.low, 100));
+
+    -- Golden records of the existing agents this run touched, and review flags.
+    CREATE TEMP TABLE sp_refresh ON COMMIT DROP AS
+        SELECT survivor AS agent_id FROM sp_target WHERE NOT created
+        UNION SELECT agent_id FROM public.merge_dirty_agents
+        UNION SELECT agent_id FROM public.merge_review_queue
+              WHERE status = 'open' AND created_at = now()
+        UNION SELECT candidate_agent_id FROM public.merge_review_queue
+              WHERE status = 'open' AND created_at = now();
+    ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
+    v_golden := public.merge_refresh_agents();
+    DELETE FROM public.merge_dirty_agents;
+
+    -- Members are matched in their current version (the feed is tracked by source_version).
+    UPDATE public.unified_company_member m SET processed = true
+    FROM sp_pend p
+    WHERE p.source = 'company_member' AND p.source_id !~ '^pending:'
+      AND m.id = p.source_id::bigint AND NOT m.processed;
+
+    RETURN jsonb_build_object(
+        'records_matched', v_matched,
+        'agents_created', v_created,
+        'agents_joined', (SELECT count(*) FROM sp_target WHERE NOT created),
+        'agents_retired', v_retired,
+        'agents_refreshed', v_golden,
+        'review_items_added', v_reviews,
+        'bulk', v_bulk_a OR v_bulk_s,
+        'links_applied', coalesce((SELECT jsonb_object_agg(rule, n) FROM (
+            SELECT rule, count(*) AS n FROM sp_place GROUP BY rule) r), '{}'));
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION public.run_unified_merge_batch(p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET work_mem = '4MB'  -- the SET makes the function restore work_mem on exit
+SET search_path = pg_catalog, public, extensions
+AS $$
+DECLARE
+    v_dry     boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
+    v_log     bigint := (p_options ->> 'log_id')::bigint;
+    v_started timestamptz := clock_timestamp();
+    v_plan    jsonb;
+    v_apply   jsonb := '{}';
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(1398361667, 2) THEN
+        RAISE EXCEPTION 'another syncpipe merge or member pipeline is running on this database'
+            USING ERRCODE = 'lock_not_available';
+    END IF;
+    -- Hash joins and sorts over millions of rows need memory (the server default, 4 MB, makes
+    -- them spill and choose poor plans); restored when the function returns.
+    PERFORM set_config('work_mem', coalesce(p_options ->> 'work_mem', '128MB'), true);
+    PERFORM set_config('pg_trgm.similarity_threshold',
+                       coalesce(p_options ->> 'fuzzy_similarity', '0.6'), true);
+    IF NOT v_dry THEN
+        -- Holding the lock, any other "running" row is a run whose session ended.
+        UPDATE public.unified_merge_logs
+        SET status = 'failed', finished_at = clock_timestamp(),
+            error_message = 'interrupted: the session ended before the run finished'
+        WHERE status = 'running' AND id IS DISTINCT FROM v_log AND started_at < v_started
+          AND run_kind = 'merge';
+        IF v_log IS NULL THEN
+            INSERT INTO public.unified_merge_logs (run_kind) VALUES ('merge') RETURNING id INTO v_log;
+        END IF;
+    END IF;
+
+    BEGIN
+        v_plan := public.merge_plan(p_options);
+        IF NOT v_dry THEN
+            v_apply := public.merge_apply(p_options);
+            UPDATE public.unified_merge_logs
+            SET status = 'success', finished_at = clock_timestamp(),
+                total_processed = (v_plan ->> 'pending')::integer,
+                counts = v_plan || v_apply
+            WHERE id = v_log;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        IF v_dry OR v_log IS NULL THEN
+            RAISE;
+        END IF;
+        UPDATE public.unified_merge_logs
+        SET status = 'failed', finished_at = clock_timestamp(), error_message = SQLERRM
+        WHERE id = v_log;
+        RETURN jsonb_build_object('status', 'failed', 'log_id', v_log, 'error', SQLERRM,
+                                  'sqlstate', SQLSTATE);
+    END;
+
+    RETURN v_plan || v_apply || jsonb_build_object(
+        'status', CASE WHEN v_dry THEN 'planned' ELSE 'success' END,
+        'dry_run', v_dry, 'log_id', v_log,
+        'seconds', round(extract(epoch FROM clock_timestamp() - v_started)::numeric, 3));
+END;
+$$;
+
+-- A person's decision on a review item: accept merges the two agents (the lower id survives),
+-- reject records that they are different people. Either is kept for every later run.
+CREATE OR REPLACE FUNCTION public.review_decide(p_review_id bigint, p_decision text,
+                                               p_decided_by text)
+RETURNS jsonb
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, public, extensions
+AS $$
+DECLARE
+    v_item     public.merge_review_queue;
+    v_a        bigint;
+    v_b        bigint;
+    v_survivor bigint;
+BEGIN
+    IF p_decision NOT IN ('accept', 'reject') THEN
+        RAISE EXCEPTION 'a review decision is accept or reject, not %', p_decision
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(1398361667, 2) THEN
+        RAISE EXCEPTION 'a merge is running; decide again when it has finished'
+            USING ERRCODE = 'lock_not_available';
+    END IF;
+    SELECT * INTO v_item FROM public.merge_review_queue WHERE id = p_review_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'review item % does not exist (a later merge may have settled it)',
+            p_review_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_item.status <> 'open' THEN
+        RAISE EXCEPTION 'review item % was already %: by % at %', p_review_id, v_item.status,
+            v_item.decided_by, v_item.decided_at USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT coalesce(merged_into, agent_id) INTO v_a
+    FROM public.new_unified_agents WHERE agent_id = v_item.agent_id;
+    SELECT coalesce(merged_into, agent_id) INTO v_b
+    FROM public.new_unified_agents WHERE agent_id = v_item.candidate_agent_id;
+
+    UPDATE public.merge_review_queue
+    SET status = CASE p_decision WHEN 'accept' THEN 'accepted' ELSE 'rejected' END,
+        decided_at = now(), decided_by = p_decided_by
+    WHERE id = p_review_id;
+    INSERT INTO public.merge_decisions (agent_low, agent_high, decision, review_id, decided_by)
+    VALUES (least(v_a, v_b), greatest(v_a, v_b),
+            CASE p_decision WHEN 'accept' THEN 'accepted' ELSE 'rejected' END,
+            p_review_id, p_decided_by)
+    ON CONFLICT (agent_low, agent_high) DO UPDATE
+    SET decision = EXCLUDED.decision, review_id = EXCLUDED.review_id,
+        decided_at = EXCLUDED.decided_at, decided_by = EXCLUDED.decided_by;
+
+    v_survivor := least(v_a, v_b);
+    IF p_decision = 'accept' AND v_a <> v_b THEN
+        UPDATE public.new_unified_agents s
+        SET confidence_score = least(s.confidence_score, o.confidence_score)
+        FROM public.new_unified_agents o
+        WHERE s.agent_id = v_survivor AND o.agent_id = greatest(v_a, v_b);
+        UPDATE public.unified_agent_sources SET match_rule = 'review', confidence = 100
+        WHERE agent_id = greatest(v_a, v_b);
+        PERFORM public.merge_drop_temp(ARRAY['sp_retire']);
+        CREATE TEMP TABLE sp_retire ON COMMIT DROP AS
+            SELECT greatest(v_a, v_b) AS agent_id, v_survivor AS survivor;
+        PERFORM public.merge_retire_agents();
+    END IF;
+    PERFORM public.merge_drop_temp(ARRAY['sp_refresh']);
+    CREATE TEMP TABLE sp_refresh ON COMMIT DROP AS
+        SELECT DISTINCT unnest(ARRAY[v_a, v_b]) AS agent_id;
+    PERFORM public.merge_refresh_agents();
+    RETURN jsonb_build_object('id', p_review_id, 'decision', p_decision,
+                              'agent_id', v_a, 'candidate_agent_id', v_b,
+                              'survivor', CASE WHEN p_decision = 'accept' THEN v_survivor END);
+END;
+$$;
+
+REVOKE EXECUTE ON FUNCTION public.run_unified_merge_batch(jsonb) FROM PUBLIC, anon, authenticated;
+GRANT EXECUTE ON FUNCTION public.run_unified_merge_batch(jsonb) TO service_role;
+REVOKE EXECUTE ON FUNCTION public.review_decide(bigint, text, text) FROM PUBLIC, anon, authenticated;
+GRANT EXECUTE ON FUNCTION public.review_decide(bigint, text, text) TO service_role;
+REVOKE EXECUTE ON FUNCTION public.merge_plan(jsonb), public.merge_apply(jsonb),
+    public.merge_refresh_agents(), public.merge_golden(), public.merge_retire_agents(),
+    public.merge_label_components(), public.merge_forget_records(text, text[])
+    FROM PUBLIC, anon, authenticated;

@@ -1,0 +1,28 @@
+-- The merge's own tables: service_role only (the master table, lineage and review queue are
+-- what other roles read). Re-applied whenever this file changes.
+
+ALTER TABLE public.name_variants          ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.merge_shared_contacts  ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.merge_decisions        ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.merge_dirty_agents     ENABLE ROW LEVEL SECURITY;
+
+REVOKE ALL ON public.name_variants,
+              public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents
+    FROM anon, authenticated;
+GRANT ALL ON public.name_variants,
+             public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents
+    TO service_role;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO service_role;
+
+DROP POLICY IF EXISTS service_role_all ON public.name_variants;
+CREATE POLICY service_role_all ON public.name_variants
+    FOR ALL TO service_role USING (true) WITH CHECK (true);
+DROP POLICY IF EXISTS service_role_all ON public.merge_shared_contacts;
+CREATE POLICY service_role_all ON public.merge_shared_contacts
+    FOR ALL TO service_role USING (true) WITH CHECK (true);
+DROP POLICY IF EXISTS service_role_all ON public.merge_decisions;
+CREATE POLICY service_role_all ON public.merge_decisions
+    FOR ALL TO service_role USING (true) WITH CHECK (true);
+DROP POLICY IF EXISTS service_role_all ON public.merge_dirty_agents;
+CREATE POLICY service_role_all ON public.merge_dirty_agents
+    FOR ALL TO service_role USING (true) WITH CHECK (true);

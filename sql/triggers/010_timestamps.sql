@@ -1,0 +1,28 @@
+-- Keep updated_at (and the processing flags) current. Re-applied whenever this file changes.
+
+-- (Not fired when only members_synced changes: the member pipeline flips it for every page.)
+CREATE OR REPLACE TRIGGER company_info_raw_track_changes
+    BEFORE UPDATE ON bronze.company_info_raw
+    FOR EACH ROW
+    WHEN ((OLD.team_members, OLD.team_id, OLD.website)
+          IS DISTINCT FROM (NEW.team_members, NEW.team_id, NEW.website))
+    EXECUTE FUNCTION bronze.company_info_raw_track_changes();
+
+CREATE OR REPLACE TRIGGER new_agents_set_updated_at
+    BEFORE UPDATE ON public.new_agents
+    FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+
+-- Only a real edit of a member moves updated_at; the merge's "processed" flag does not.
+CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
+    BEFORE UPDATE ON public.unified_company_member
+    FOR EACH ROW
+    WHEN ((OLD.member_name, OLD.email_normalized, OLD.phone_normalized, OLD.member_raw,
+           OLD.team_id)
+          IS DISTINCT FROM
+          (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
+           NEW.team_id))
+    EXECUTE FUNCTION public.set_updated_at();
+
+CREATE OR REPLACE TRIGGER new_unified_agents_set_updated_at
+    BEFORE UPDATE ON public.new_unified_agents
+    FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();

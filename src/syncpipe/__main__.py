@@ -1,0 +1,5 @@
+"""Allow ``python -m syncpipe``."""
+
+from syncpipe.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""``syncpipe deploy``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from syncpipe.cli import app
+from syncpipe.cli.errors import cli_errors
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Show what would be applied and why; write nothing.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip the verification after deploying.")
+    ] = False,
+) -> None:
+    """Deploy sql/ (DDL, functions, triggers, RLS) in one transaction, then verify.
+
+    DDL files run once; function, trigger and RLS files are re-applied when they change.
+    A failing file rolls everything back and is named as file:line. Writes
+    logs/deployment_report.json.
+
+    Example:
+        syncpipe deploy --env staging
+        syncpipe deploy --plan
+    """
+    from syncpipe.cli import render
+    from syncpipe.cli.context import AppContext
+    from syncpipe.errors import EXIT_FAILED
+
+    app_ctx: AppContext = ctx.obj
+    with cli_errors(app_ctx):
+        settings = app_ctx.settings
+        db = app_ctx.db
+        if plan:
+            from syncpipe.services.deploy import DeployService
+
+            result = DeployService(settings, db).run(plan_only=True)
+            if json_out:
+                render.print_json(app_ctx.out, result.to_dict())
+            else:
+                render.deploy_table(app_ctx.out, result)
+            refused = [f for f in result.files if f.status == "refused"]
+            if refused:
+                app_ctx.console.print(
+                    f"[bold red]Error:[/] sql/{refused[0].file}: {refused[0].reason}."
+                )
+                raise typer.Exit(EXIT_FAILED)
+            return
+
+        from syncpipe.cli.progress import file_progress
+        from syncpipe.services.runs import deploy_and_verify
+
+        with file_progress(app_ctx, "Deploying") as progress:
+            run = deploy_and_verify(settings, db, verify=not no_verify, progress=progress)
+        if json_out:
+            render.print_json(
+                app_ctx.out,
+                {
+                    "deploy": run.deploy.to_dict(),
+                    "verify": run.verify.to_dict() if run.verify else None,
+                    "report": str(run.report_path) if run.report_path else None,
+                },
+            )
+        else:
+            render.deploy_table(app_ctx.out, run.deploy)
+            if run.verify is not None:
+                render.verify_table(app_ctx.out, run.verify)
+        if run.verify is not None and not run.verify.ok:
+            raise typer.Exit(EXIT_FAILED)

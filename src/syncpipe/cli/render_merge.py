@@ -1,0 +1,118 @@
+"""Render merge results and review items for people."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from syncpipe.services.merge.review import ReviewItem
+    from syncpipe.services.merge.service import MergeResult
+
+_RULE_ORDER = ("email", "phone", "name_team", "fuzzy_name", "single", "review")
+
+
+def _ordered(counts: dict[str, Any]) -> list[tuple[str, int]]:
+    rules = sorted(counts, key=lambda r: (_RULE_ORDER.index(r) if r in _RULE_ORDER else 99, r))
+    return [(rule, int(counts[rule])) for rule in rules]
+
+
+def merge_summary(out: Console, result: MergeResult) -> None:
+    """Pipeline and merge counts, links by rule, a sample of pairs, phase times."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    merge, pipe = result.merge, result.pipeline
+    verb = "would be" if result.dry_run else "were"
+    title = "Merge (dry run: nothing written)" if result.dry_run else "Merge"
+
+    counts = Table(title=title, title_justify="left", show_header=False)
+    counts.add_column("What")
+    counts.add_column("Count", justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("team pages read by the member pipeline", pipe.get("pages", 0)),
+        ("members new (inserted)", pipe.get("inserted", 0)),
+        ("members unchanged", pipe.get("unchanged", 0)),
+        ("members removed from re-read pages", pipe.get("removed", 0)),
+        ("array entries skipped (not a member)", pipe.get("skipped_not_object", 0)),
+        ("members skipped (no name, e-mail or phone)", pipe.get("skipped_empty", 0)),
+        ("source records matched", merge.get("pending", 0)),
+        ("  of which changed since last matched", merge.get("changed_records", 0)),
+        ("agents created", merge.get("agents_created", merge.get("agents_new", 0))),
+        ("existing agents joined by new records", merge.get("agents_joined", 0)),
+        ("agents retired (merged into another)", merge.get("agents_retired", 0)),
+        ("shared contacts ignored (office lines, info@)", merge.get("shared_contacts", 0)),
+        ("pairs sent to review", merge.get("review_items_added", merge.get("review_pairs", 0))),
+    ]
+    for label, value in rows:
+        counts.add_row(label, f"{int(value or 0):,}")
+    out.print(counts)
+
+    links = merge.get("links") or {}
+    placed = merge.get("links_applied") or {}
+    if links or placed:
+        table = Table(title="Links by rule", title_justify="left")
+        table.add_column("Rule")
+        table.add_column("Automatic pairs found", justify="right")
+        if not result.dry_run:
+            table.add_column("Records placed by it", justify="right")
+        rules = [r for r, _ in _ordered(links)] + [r for r, _ in _ordered(placed)]
+        for rule in dict.fromkeys(rules):
+            cells = [rule, f"{int(links.get(rule, 0)):,}"]
+            if not result.dry_run:
+                cells.append(f"{int(placed.get(rule, 0)):,}")
+            table.add_row(*cells)
+        out.print(table)
+
+    if result.pairs_sample:
+        table = Table(title="Sample of proposed pairs", title_justify="left")
+        for name in ("Outcome", "Rule", "Conf.", "A", "B", "Evidence"):
+            table.add_column(name)
+        for p in result.pairs_sample:
+            table.add_row(
+                p["outcome"],
+                p["rule"],
+                str(p["confidence"]),
+                escape(f"{p['a_name'] or '(no name)'} [{p['a_kind']} {p['a_id']}]"),
+                escape(f"{p['b_name'] or '(no name)'} [{p['b_kind']} {p['b_id']}]"),
+                escape(str(p["evidence"] or "")),
+            )
+        out.print(table)
+    if result.pairs_output:
+        out.print(f"{result.pairs_exported:,} pair(s) written to {escape(result.pairs_output)}.")
+    for step in result.steps:
+        out.print(f"Pipeline step {step['function']}: {step['seconds']:.2f} s.")
+    phases = ", ".join(f"{name.replace('_', ' ')} {s:.1f} s" for name, s in result.phases.items())
+    out.print(
+        f"[green]Merge {'planned' if result.dry_run else 'done'}[/]: "
+        f"{int(merge.get('pending', 0)):,} record(s) {verb} matched into "
+        f"{int(merge.get('agents_created', merge.get('agents_new', 0))):,} new agent(s), "
+        f"in {result.seconds:.2f} s" + (f" ({phases})." if phases else ".")
+    )
+
+
+def review_table(out: Console, items: list[ReviewItem], *, total: int) -> None:
+    """Open review items, both sides' values side by side."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not items:
+        out.print("No open review items.")
+        return
+    table = Table(title=f"Open review items ({total:,})", title_justify="left")
+    for name in ("Id", "Rule", "Conf.", "Agent A", "Agent B", "Evidence"):
+        table.add_column(name, overflow="fold")
+    for item in items:
+        table.add_row(
+            str(item.id),
+            item.rule,
+            str(item.confidence),
+            escape(item.side_a.describe()),
+            escape(item.side_b.describe()),
+            escape(item.evidence_text()),
+        )
+    out.print(table)
+    if total > len(items):
+        out.print(f"[dim]{total - len(items):,} more; use --limit to see them.[/]")
+    out.print("Decide with `syncpipe review accept ID` or `syncpipe review reject ID`.")

@@ -1,0 +1,66 @@
+"""``syncpipe verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from syncpipe.cli import app
+from syncpipe.cli.errors import cli_errors
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit", help="Also write JUnit XML to this file.", dir_okay=False, metavar="PATH"
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on", help="Exit 1 on 'error' (default) or also on 'warn'.", metavar="error|warn"
+        ),
+    ] = "error",
+    show_all: Annotated[bool, typer.Option("--all", help="List passing checks too.")] = False,
+) -> None:
+    """Check the live database against sql/ and the last deploy; exit 1 if anything is wrong.
+
+    Checks that every file is deployed and unchanged, that every table, column, index,
+    function, trigger and policy exists and has not drifted, the Supabase security lints,
+    and RLS behaviour as anon, authenticated and service_role.
+
+    Example:
+        syncpipe verify --json | jq .summary
+        syncpipe verify --junit reports/verify.xml
+    """
+    from syncpipe.cli import render
+    from syncpipe.cli.context import AppContext
+    from syncpipe.errors import EXIT_FAILED, ConfigError
+    from syncpipe.services.verify import VerifyService
+
+    app_ctx: AppContext = ctx.obj
+    with cli_errors(app_ctx):
+        if fail_on not in ("error", "warn"):
+            raise typer.BadParameter("must be error or warn", param_hint="--fail-on")
+        result = VerifyService(app_ctx.settings, app_ctx.db).run(
+            fail_on="warn" if fail_on == "warn" else "error"
+        )
+        if junit is not None:
+            from syncpipe.junit import write_junit
+
+            try:
+                write_junit(result, junit)
+            except OSError as exc:
+                raise ConfigError(f"Cannot write --junit {junit}: {exc.strerror}.") from None
+        if json_out:
+            render.print_json(app_ctx.out, result.to_dict())
+        else:
+            render.verify_table(app_ctx.out, result, show_all=show_all)
+        if not result.ok:
+            raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,1 @@
+"""Database access: connection strings, the shared pool, the embedded server, locks."""

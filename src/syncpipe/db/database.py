@@ -1,0 +1,284 @@
+"""One connection pool per process, shared by every service, on the configured DSN or the
+embedded server. Connection failures become one sentence naming host and port, never the
+password."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from syncpipe.db.dsn import DsnInfo, describe_dsn
+from syncpipe.errors import ConfigError, ConnectError
+from syncpipe.logs import get_logger
+from syncpipe.redact import redact
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from syncpipe.db.embedded import EmbeddedServer
+    from syncpipe.settings import Settings
+
+log = get_logger(__name__)
+
+MIN_SERVER_VERSION = 150000
+
+
+class Database:
+    """Lazily opened pool plus what is known about the server behind it."""
+
+    def __init__(
+        self, settings: Settings, *, on_embedded: Callable[[Path], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self._on_embedded = on_embedded
+        self._embedded: EmbeddedServer | None = None
+        self._pool: ConnectionPool[Any] | None = None
+        self._dsn: str | None = None
+        self._info: DsnInfo | None = None
+        self.server_version = 0
+        self.is_superuser = False
+        self.peak_pool_use = 0
+
+    # -- where ---------------------------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        """The connection string in use (starts the embedded server if none is configured)."""
+        if self._dsn is None:
+            configured = self.settings.dsn
+            if configured:
+                self._dsn = configured
+            else:
+                from syncpipe.db.embedded import EmbeddedServer
+
+                self._embedded = EmbeddedServer(self.settings.embedded_data_dir)
+                self._dsn = self._embedded.start()
+                log.info("embedded.started", data_dir=str(self._embedded.data_dir))
+                if self._on_embedded is not None:
+                    self._on_embedded(self._embedded.data_dir)
+        return self._dsn
+
+    @property
+    def info(self) -> DsnInfo:
+        """Host, port, database and user, safe to print."""
+        if self._info is None:
+            self._info = describe_dsn(self.dsn)
+            if self._embedded is not None:
+                self._info = DsnInfo(
+                    host="embedded",
+                    port=self._info.port,
+                    dbname=self._info.dbname,
+                    user=self._info.user,
+                )
+        return self._info
+
+    @property
+    def embedded_dir(self) -> Path | None:
+        """The data folder of the embedded server, when that is what is in use."""
+        return self._embedded.data_dir if self._embedded else None
+
+    @property
+    def target(self) -> str:
+        """How messages name the database."""
+        if self._embedded is not None:
+            return f"the embedded PostgreSQL in {self._embedded.data_dir}"
+        return self.info.target
+
+    @property
+    def transaction_pooler(self) -> bool:
+        """True when connections go through a transaction-mode pooler (setting, or port 6543)."""
+        if self.settings.transaction_pooler is not None:
+            return self.settings.transaction_pooler
+        return self._embedded is None and self.info.via_transaction_pooler
+
+    def require_session(self, what: str) -> None:
+        """Refuse work that needs session advisory locks when behind a transaction pooler."""
+        if self.transaction_pooler:
+            raise ConfigError(
+                f"{what} needs a direct connection: {self.info.target} is a transaction-mode "
+                "pooler, where session advisory locks do not hold. Use the direct connection "
+                "(port 5432) or the session pooler in SYNCPIPE_DATABASE_URL."
+            )
+
+    # -- connections ---------------------------------------------------------------------
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for every connection syncpipe opens."""
+        kwargs: dict[str, Any] = {
+            "connect_timeout": max(2, round(self.settings.connect_timeout)),
+            "application_name": self.settings.application_name,
+        }
+        if self.settings.sslmode:
+            kwargs["sslmode"] = self.settings.sslmode
+        if self.transaction_pooler:
+            kwargs["prepare_threshold"] = None
+        return kwargs
+
+    def connect(self, **extra: Any) -> psycopg.Connection[Any]:
+        """A new connection outside the pool (for work that must not share one)."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.dsn, **{**self.connect_kwargs(), **extra})
+        except psycopg.OperationalError as exc:
+            raise ConnectError(self._explain(exc)) from None
+        self._configure(conn)
+        return conn
+
+    def open(self) -> None:
+        """Check the server answers, then open the pool; ConnectError (exit 3) if it does not."""
+        if self._pool is not None:
+            return
+        from psycopg_pool import ConnectionPool
+
+        probe = self.connect()
+        try:
+            self.server_version = probe.info.server_version
+            row = probe.execute(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+            self.is_superuser = bool(row and row[0])
+        finally:
+            probe.close()
+        if self.server_version < MIN_SERVER_VERSION:
+            raise ConfigError(
+                f"PostgreSQL {_version_text(self.server_version)} at {self.target} is too old; "
+                "syncpipe needs PostgreSQL 15 or newer."
+            )
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self.dsn,
+            kwargs=self.connect_kwargs(),
+            min_size=self.settings.pool_min_size,
+            max_size=self.settings.pool_max_size,
+            open=False,
+            name="syncpipe",
+            timeout=max(self.settings.connect_timeout, 30.0),
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+        )
+        try:
+            pool.open(wait=True, timeout=self.settings.connect_timeout)
+        except Exception as exc:
+            pool.close()
+            raise ConnectError(
+                f"Cannot open a connection pool to {self.target}: {redact(str(exc))}."
+            ) from None
+        self._pool = pool
+        log.debug(
+            "db.pool_open",
+            target=self.target,
+            server_version=self.server_version,
+            min_size=self.settings.pool_min_size,
+            max_size=self.settings.pool_max_size,
+        )
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        """The shared pool, opened on first use."""
+        self.open()
+        assert self._pool is not None
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a pooled connection; commit on success, roll back on error."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        pool = self.pool
+        try:
+            with pool.connection() as conn:
+                stats = pool.get_stats()
+                in_use = stats.get("pool_size", 0) - stats.get("pool_available", 0)
+                self.peak_pool_use = max(self.peak_pool_use, in_use)
+                yield conn
+        except PoolTimeout:
+            raise ConnectError(
+                f"No connection to {self.target} became free in time "
+                f"(pool of {self.settings.pool_max_size}; setting SYNCPIPE_POOL_MAX_SIZE)."
+            ) from None
+        except psycopg.OperationalError as exc:
+            if _connection_lost(exc):
+                raise ConnectError(
+                    f"The connection to {self.target} was lost: {_first_line(exc)}."
+                ) from None
+            raise
+
+    def close(self) -> None:
+        """Close the pool and stop the embedded server, if any."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        embedded, self._embedded = self._embedded, None
+        if embedded is not None:
+            embedded.stop()
+            log.debug("embedded.stopped", data_dir=str(embedded.data_dir))
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        timeout_ms = int(self.settings.statement_timeout * 1000)
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout_ms}ms",))
+        conn.commit()
+
+    def _explain(self, exc: Exception) -> str:
+        where = self.target
+        user = self.info.user
+        text = redact(str(exc))
+        reason = _first_line(exc)
+        lowered = text.lower()
+        if "password authentication failed" in lowered:
+            reason = f'password authentication failed for user "{user}"'
+        elif "does not exist" in lowered and "database" in lowered:
+            match = re.search(r'database "([^"]+)" does not exist', text)
+            name = match.group(1) if match else self.info.dbname
+            reason = f'the database "{name}" does not exist'
+        elif "role" in lowered and "does not exist" in lowered:
+            reason = f'the role "{user}" does not exist'
+        elif "connection refused" in lowered:
+            reason = "connection refused (is the server running and accepting TCP/IP connections?)"
+        elif "timeout expired" in lowered or "timed out" in lowered:
+            reason = f"no answer within {self.settings.connect_timeout:g} s"
+        elif "could not translate host name" in lowered or "name or service not known" in lowered:
+            reason = f'the host name "{self.info.host}" could not be resolved'
+        elif "no pg_hba.conf entry" in lowered:
+            reason = "the server's pg_hba.conf does not allow this connection"
+        elif "ssl" in lowered:
+            reason = f"SSL negotiation failed ({reason})"
+        return f"Cannot connect to PostgreSQL at {where} as {user}: {reason}."
+
+
+def _first_line(exc: Exception) -> str:
+    text = redact(str(exc)).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in lines:
+        if "failed:" in line:
+            return line.split("failed:", 1)[1].strip().rstrip(".")
+    return (lines[0] if lines else type(exc).__name__).rstrip(".")
+
+
+def _connection_lost(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(
+        s in text
+        for s in (
+            "server closed the connection",
+            "connection is lost",
+            "terminating connection",
+            "consuming input failed",
+            "connection is closed",
+            "ssl syscall",
+            "eof detected",
+        )
+    )
+
+
+def _version_text(version: int) -> str:
+    return f"{version // 10000}.{version % 10000}"

@@ -1,0 +1,67 @@
+"""Parse and describe connection strings without ever printing the password."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syncpipe.redact import redact
+
+TRANSACTION_POOLER_PORT = 6543
+
+
+def parse_dsn(dsn: str) -> dict[str, str]:
+    """Split a URL or key=value connection string; ValueError (redacted) if it is malformed."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = dsn.strip()
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme not in {"postgres", "postgresql"}:
+            raise ValueError(
+                f"connection URLs must start with postgresql:// or postgres://, not {scheme}://"
+            )
+    elif "=" not in text:
+        raise ValueError("it is neither a postgresql:// URL nor key=value pairs")
+    try:
+        params = conninfo_to_dict(text)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(redact(str(exc).strip().rstrip("."))) from None
+    port = str(params.get("port") or "")
+    for part in port.split(","):
+        if part and not part.isdigit():
+            raise ValueError(f"the port {part!r} is not a number")
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class DsnInfo:
+    """Where a connection string points, safe to print."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+
+    @property
+    def target(self) -> str:
+        """``host:port/dbname``: the phrase error messages use."""
+        return f"{self.host}:{self.port}/{self.dbname}"
+
+    @property
+    def via_transaction_pooler(self) -> bool:
+        """True on Supabase's transaction-mode pooler port."""
+        return self.port == TRANSACTION_POOLER_PORT
+
+
+def describe_dsn(dsn: str) -> DsnInfo:
+    """Host, port, database and user of ``dsn`` with libpq's defaults filled in."""
+    import getpass
+    import os
+
+    params = parse_dsn(dsn)
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "localhost"
+    port_text = (params.get("port") or os.environ.get("PGPORT") or "5432").split(",")[0]
+    user = params.get("user") or os.environ.get("PGUSER") or getpass.getuser()
+    dbname = params.get("dbname") or os.environ.get("PGDATABASE") or user
+    return DsnInfo(host=host.split(",")[0], port=int(port_text), dbname=dbname, user=user)

@@ -1,0 +1,118 @@
+"""The ledger: syncpipe's own bookkeeping schema (deploys, applied files, catalog snapshot, loads).
+
+It lives in the schema ``syncpipe``, which is not exposed through the API: only its owner reads
+it. Statements here are idempotent so every deploy can run them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+SCHEMA = "syncpipe"
+
+_LEDGER_DDL: tuple[str, ...] = (
+    "CREATE SCHEMA IF NOT EXISTS syncpipe",
+    "REVOKE ALL ON SCHEMA syncpipe FROM PUBLIC",
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.deploy_runs (
+        id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        env           text NOT NULL,
+        started_at    timestamptz NOT NULL,
+        finished_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+        status        text NOT NULL CHECK (status IN ('success', 'failed')),
+        operator      text NOT NULL DEFAULT session_user,
+        client_host   text,
+        tool_version  text NOT NULL,
+        files_applied integer NOT NULL DEFAULT 0,
+        error         text
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.applied_files (
+        file             text PRIMARY KEY,
+        kind             text NOT NULL,
+        sha256           text NOT NULL,
+        first_applied_at timestamptz NOT NULL DEFAULT now(),
+        applied_at       timestamptz NOT NULL DEFAULT now(),
+        duration_ms      integer NOT NULL,
+        applied_by       text NOT NULL DEFAULT session_user,
+        apply_count      integer NOT NULL DEFAULT 1,
+        deploy_id        bigint REFERENCES syncpipe.deploy_runs (id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.catalog_snapshot (
+        object_type text NOT NULL,
+        identity    text NOT NULL,
+        fingerprint text NOT NULL,
+        definition  text NOT NULL,
+        deploy_id   bigint REFERENCES syncpipe.deploy_runs (id),
+        captured_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (object_type, identity)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.load_files (
+        id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        file_name    text NOT NULL,
+        file_path    text NOT NULL,
+        table_name   text NOT NULL,
+        sha256       text NOT NULL,
+        size_bytes   bigint NOT NULL,
+        rows_read    bigint NOT NULL DEFAULT 0,
+        inserted     bigint NOT NULL DEFAULT 0,
+        updated      bigint NOT NULL DEFAULT 0,
+        unchanged    bigint NOT NULL DEFAULT 0,
+        rejected     bigint NOT NULL DEFAULT 0,
+        started_at   timestamptz NOT NULL,
+        finished_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+        duration_ms  integer NOT NULL,
+        status       text NOT NULL CHECK (status IN ('loaded', 'loaded_with_rejects')),
+        reject_file  text,
+        loaded_by    text NOT NULL DEFAULT session_user,
+        env          text NOT NULL,
+        encoding     text NOT NULL DEFAULT 'utf-8'
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS load_files_sha_idx ON syncpipe.load_files (table_name, sha256)",
+    "DROP FUNCTION IF EXISTS syncpipe.xid_is_current(xid)",
+)
+
+
+def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
+    """Create the ledger schema and tables where missing (inside the caller's transaction)."""
+    for statement in _LEDGER_DDL:
+        conn.execute(statement)
+
+
+def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
+    """True once a deploy has created the ledger."""
+    row = conn.execute("SELECT to_regclass('syncpipe.applied_files') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def applied_files(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, str]]:
+    """``kind/name`` -> (sha256, kind) for every file the ledger says was applied."""
+    if not ledger_exists(conn):
+        return {}
+    cur = conn.execute("SELECT file, sha256, kind FROM syncpipe.applied_files")
+    return {file: (sha, kind) for file, sha, kind in cur.fetchall()}
+
+
+def last_deploy(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The most recent successful deploy run, if any."""
+    if not ledger_exists(conn):
+        return None
+    cur = conn.execute(
+        """
+        SELECT id, env, started_at, finished_at, operator, tool_version, files_applied
+        FROM syncpipe.deploy_runs WHERE status = 'success' ORDER BY id DESC LIMIT 1
+        """
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    keys = ("id", "env", "started_at", "finished_at", "operator", "tool_version", "files_applied")
+    return dict(zip(keys, row, strict=True))

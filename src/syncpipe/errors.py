@@ -1,0 +1,59 @@
+"""Domain exceptions. Each carries the process exit code the CLI turns it into.
+
+Exit codes (DESIGN.md): 0 success; 1 the job ran and found failures; 2 bad usage or
+configuration; 3 the database could not be reached or a lock could not be had in time.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+class SyncpipeError(Exception):
+    """Base class: a one-sentence message for a person, and an exit code."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(SyncpipeError):
+    """A setting, an environment file or a command-line value is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotDeployedError(SyncpipeError):
+    """The database lacks the objects a command needs: run `syncpipe deploy` first."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConnectError(SyncpipeError):
+    """The database server could not be reached or refused the login."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class LockTimeoutError(SyncpipeError):
+    """Another syncpipe process held a lock for longer than the lock timeout."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class JobFailedError(SyncpipeError):
+    """The job ran and failed (a SQL file failed, rows were rejected, a merge failed)."""
+
+    exit_code = EXIT_FAILED
+
+
+class SqlFileError(JobFailedError):
+    """A SQL file could not be read, was refused, or failed when applied."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+        self.detail = message

@@ -1,0 +1,60 @@
+"""JUnit XML for CI test reporters, one test case per verify check."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from syncpipe.services.verify import VerifyResult
+
+
+def verify_to_junit(result: VerifyResult) -> str:
+    """Render verify checks as a JUnit XML document (failures, skips, warnings as output)."""
+    counts = Counter(c.status for c in result.checks)
+    suite = ET.Element(
+        "testsuite",
+        name=f"syncpipe verify ({result.env})",
+        tests=str(len(result.checks)),
+        failures=str(counts["fail"] + (counts["warn"] if result.fail_on == "warn" else 0)),
+        errors="0",
+        skipped=str(counts["skip"]),
+        timestamp=result.checked_at,
+    )
+    for check in result.checks:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"syncpipe.{check.category}.{check.check}",
+            name=check.object,
+        )
+        failing = check.status == "fail" or (check.status == "warn" and result.fail_on == "warn")
+        if failing:
+            failure = ET.SubElement(case, "failure", message=check.message, type=check.check)
+            failure.text = "\n".join(
+                part
+                for part in (
+                    check.message,
+                    f"remediation: {check.remediation}" if check.remediation else "",
+                    f"expected:\n{check.expected}" if check.expected else "",
+                    f"actual:\n{check.actual}" if check.actual else "",
+                )
+                if part
+            )
+        elif check.status == "skip":
+            ET.SubElement(case, "skipped", message=check.message)
+        elif check.status == "warn":
+            out = ET.SubElement(case, "system-out")
+            out.text = f"warning: {check.message}"
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode")
+
+
+def write_junit(result: VerifyResult, path: Path) -> None:
+    """Write the JUnit document to ``path`` (OSError propagates to the caller)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(verify_to_junit(result) + "\n", encoding="utf-8")

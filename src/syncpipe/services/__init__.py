@@ -1,0 +1,1 @@
+"""Services: the work behind each command, callable from Python without the CLI."""

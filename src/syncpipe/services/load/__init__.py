@@ -1,0 +1,1 @@
+"""Loading CSV files into their tables: stream, validate, reject, upsert, record."""

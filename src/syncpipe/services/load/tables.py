@@ -1,0 +1,185 @@
+"""What a CSV file must look like for its target table, and which table a file goes to.
+
+The mapping from file names to tables is a setting (``SYNCPIPE_CSV_SOURCES``), so a new source
+is one more entry, no code. The columns, types, NOT NULLs and primary key come from the
+database catalog; the two documented formats (DESIGN.md) add the exact header and the JSON
+shapes that give rejected rows a clear reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+
+from syncpipe.errors import ConfigError, NotDeployedError
+
+Shape = Literal["array_of_strings", "array", "object"]
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """The documented CSV format of a table: its exact columns and JSON shapes."""
+
+    columns: tuple[str, ...]
+    shapes: dict[str, Shape] = field(default_factory=dict)
+
+
+#: The formats DESIGN.md documents. Tables without one accept any of their columns.
+KNOWN_FORMATS: dict[str, SourceFormat] = {
+    "public.new_agents": SourceFormat(
+        columns=(
+            "supabase_uuid",
+            "full_name",
+            "email_clean",
+            "phone_digits",
+            "team_id",
+            "social_links",
+        ),
+        shapes={
+            "email_clean": "array_of_strings",
+            "phone_digits": "array_of_strings",
+            "social_links": "object",
+        },
+    ),
+    "bronze.company_info_raw": SourceFormat(
+        columns=("research_uuid", "team_id", "website", "team_members"),
+        shapes={"team_members": "array"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the target table as the catalog describes it."""
+
+    name: str
+    type_name: str  # format_type() of the column, e.g. "uuid", "jsonb", "text"
+    not_null: bool
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The target table: columns, primary key and the documented format if any."""
+
+    name: str
+    columns: dict[str, Column]
+    primary_key: tuple[str, ...]
+    fmt: SourceFormat | None
+
+    @property
+    def loadable(self) -> list[str]:
+        """Columns a CSV may carry."""
+        if self.fmt:
+            return list(self.fmt.columns)
+        return list(self.columns)
+
+    @property
+    def required(self) -> list[str]:
+        """Columns a CSV header must have."""
+        if self.fmt:
+            return list(self.fmt.columns)
+        needed = [c.name for c in self.columns.values() if c.not_null and not c.has_default]
+        return sorted(set(needed) | set(self.primary_key), key=list(self.columns).index)
+
+    def shape(self, column: str) -> Shape | None:
+        """The JSON shape a column must have, if documented."""
+        return self.fmt.shapes.get(column) if self.fmt else None
+
+
+def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
+    """Read columns and primary key of ``schema.table`` from the catalog."""
+    if "." not in table:
+        table = f"public.{table}"
+    row = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+    if row is None or row[0] is None:
+        if table in KNOWN_FORMATS:
+            raise NotDeployedError(
+                f"Table {table} does not exist in this database; run `syncpipe deploy` first."
+            )
+        raise ConfigError(f"Table {table} does not exist (check --table or SYNCPIPE_CSV_SOURCES).")
+    oid = row[0]
+    cols = conn.execute(
+        """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''
+        FROM pg_attribute a
+        WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+        ORDER BY a.attnum
+        """,
+        (oid,),
+    ).fetchall()
+    pk = conn.execute(
+        """
+        SELECT a.attname FROM pg_index i
+        JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n) ON true
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.n
+        """,
+        (oid,),
+    ).fetchall()
+    columns = {str(n): Column(str(n), str(t), bool(nn), bool(d)) for n, t, nn, d in cols}
+    if not pk:
+        raise ConfigError(
+            f"Table {table} has no primary key; syncpipe needs one to load idempotently."
+        )
+    return TableSpec(
+        name=table,
+        columns=columns,
+        primary_key=tuple(str(r[0]) for r in pk),
+        fmt=KNOWN_FORMATS.get(table),
+    )
+
+
+def table_for(path: Path, sources: dict[str, str]) -> str | None:
+    """The table a file name maps to (first matching pattern), or None."""
+    for pattern, table in sources.items():
+        if fnmatch.fnmatch(path.name, pattern) or fnmatch.fnmatch(path.name.lower(), pattern):
+            return table
+    return None
+
+
+def expand_paths(
+    paths: list[Path], sources: dict[str, str], table: str | None
+) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Files (from files and folders) with their tables, and the files no mapping matched.
+
+    A missing path is a ConfigError (exit 2). A file named explicitly that matches no pattern
+    is an error unless ``table`` is given; a folder's other files are just skipped.
+    """
+    chosen: list[tuple[Path, str]] = []
+    skipped: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist.")
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if child.name.startswith("."):
+                    continue
+                target = table or table_for(child, sources)
+                if table and child.suffix.lower() != ".csv":
+                    target = None
+                if target:
+                    chosen.append((child, target))
+                else:
+                    skipped.append(child)
+            continue
+        target = table or table_for(path, sources)
+        if target is None:
+            patterns = ", ".join(f"{p} -> {t}" for p, t in sources.items())
+            raise ConfigError(
+                f"{path.name} matches no CSV source ({patterns}); rename it or pass --table."
+            )
+        chosen.append((path, target))
+    seen: set[Path] = set()
+    unique = []
+    for item in chosen:
+        resolved = item[0].resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            unique.append(item)
+    return unique, skipped

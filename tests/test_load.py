@@ -1,0 +1,457 @@
+"""syncpipe load on a real PostgreSQL: speed paths, every kind of bad row, idempotency."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import Invoke, fetch, one
+
+HEADER = "supabase_uuid,full_name,email_clean,phone_digits,team_id,social_links"
+
+
+def agent_line(i: int, *, name: str | None = None) -> str:
+    """A good new_agents CSV line, deterministic in ``i``."""
+    key = uuid.UUID(int=i + 1, version=4)
+    name = name or f"Agent Number{i}"
+    emails = json.dumps([f"agent{i}@example.com"]).replace('"', '""')
+    phones = json.dumps([f"555{i:07d}"]).replace('"', '""')
+    links = json.dumps({"site": f"https://example.com/{i}"}).replace('"', '""')
+    return f'{key},{name},"{emails}","{phones}",team-{i % 50},"{links}"'
+
+
+def write(
+    path: Path, lines: list[str] | list[bytes], *, newline: bytes = b"\n", bom: bool = False
+) -> Path:
+    data = newline.join(x if isinstance(x, bytes) else x.encode() for x in lines) + newline
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
+    return path
+
+
+def reject_rows() -> list[dict[str, str]]:
+    files = sorted(Path("logs/rejects").glob("*.rejects.csv"))
+    assert files, "no reject file written"
+    with files[-1].open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_clean_file_loads_every_row(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
+    """A clean file (BOM, CRLF) loads completely, fast path, and the ledger records it."""
+    path = write(
+        tmp_path / "new_agents.csv",
+        [HEADER] + [agent_line(i) for i in range(3000)],
+        newline=b"\r\n",
+        bom=True,
+    )
+    data = invoke(["load", str(path), "--json"], dsn=deployed_db).json()
+    f = data["files"][0]
+    assert (f["status"], f["rows_read"], f["inserted"], f["rejected"]) == ("loaded", 3000, 3000, 0)
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 3000
+    row = fetch(
+        deployed_db,
+        "SELECT file_name, rows_read, inserted, rejected, sha256 FROM syncpipe.load_files",
+    )
+    assert row[0][:4] == ("new_agents.csv", 3000, 3000, 0)
+    assert len(row[0][4]) == 64
+    assert one(
+        deployed_db,
+        "SELECT email_clean FROM public.new_agents WHERE full_name = %s",
+        ("Agent Number7",),
+    ) == ["agent7@example.com"]
+
+
+def test_reload_same_file_is_skipped_and_force_changes_nothing(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Same checksum: skipped; --force: every row unchanged, updated_at untouched."""
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(500)])
+    invoke(["load", str(path)], dsn=deployed_db)
+    before = fetch(
+        deployed_db, "SELECT supabase_uuid, updated_at FROM public.new_agents ORDER BY 1"
+    )
+    again = invoke(["load", str(path), "--json"], dsn=deployed_db).json()["files"][0]
+    assert again["status"] == "skipped"
+    assert "already loaded" in again["message"]
+    forced = invoke(["load", str(path), "--force", "--json"], dsn=deployed_db).json()["files"][0]
+    assert (forced["inserted"], forced["updated"], forced["unchanged"]) == (0, 0, 500)
+    after = fetch(deployed_db, "SELECT supabase_uuid, updated_at FROM public.new_agents ORDER BY 1")
+    assert before == after
+
+
+def test_changed_rows_update_and_new_rows_insert(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A second file version: changed rows are updated, new ones inserted, the rest untouched."""
+    write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(400)])
+    invoke(["load", str(tmp_path / "new_agents.csv")], dsn=deployed_db)
+    lines = [agent_line(i) for i in range(400)]
+    lines[10] = agent_line(10, name="Renamed Agent")
+    lines += [agent_line(i) for i in range(400, 450)]
+    write(tmp_path / "new_agents_v2.csv", [HEADER, *lines])
+    f = invoke(["load", str(tmp_path / "new_agents_v2.csv"), "--json"], dsn=deployed_db).json()[
+        "files"
+    ][0]
+    assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (50, 1, 399, 0)
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 450
+    assert one(
+        deployed_db,
+        # a newer updated_at is what makes the next merge take the row up again
+        "SELECT updated_at > created_at FROM public.new_agents WHERE full_name = 'Renamed Agent'",
+    )
+
+
+BAD_ROWS: dict[int, tuple[bytes, str, str]] = {
+    # physical line: (content, column, reason fragment)
+    102: (b'not-a-uuid,Bad Uuid,"[]","[]",t,"{}"', "supabase_uuid", "is not a UUID"),
+    202: (
+        b'11111111-1111-4111-8111-111111111111,Bad Json,"[""a@b.com"",]","[]",t,"{}"',
+        "email_clean",
+        "is not valid JSON",
+    ),
+    302: (
+        b'22222222-2222-4222-8222-222222222222,Wrong Shape,"{""e"": 1}","[]",t,"{}"',
+        "email_clean",
+        "must be a JSON array of strings",
+    ),
+    352: (
+        b'22222222-2222-4222-8222-333333333333,Numbers,"[]","[5551234567]",t,"{}"',
+        "phone_digits",
+        "must be a JSON array of strings; it holds a number",
+    ),
+    372: (
+        b'22222222-2222-4222-8222-444444444444,Links,"[]","[]",t,"[1]"',
+        "social_links",
+        "must be a JSON object",
+    ),
+    402: (
+        b'33333333-3333-4333-8333-333333333333,Seven,"[]","[]",t,"{}",extra',
+        "",
+        "too many fields",
+    ),
+    502: (b"44444444-4444-4444-8444-444444444444,Two", "", "too few fields"),
+    602: (
+        b'55555555-5555-4555-8555-555555555555,Caf\xe9 Owner,"[]","[]",t,"{}"',
+        "full_name",
+        "invalid utf-8 byte 0xE9",
+    ),
+    702: (
+        b'66666666-6666-4666-8666-666666666666,Nul\x00Byte,"[]","[]",t,"{}"',
+        "full_name",
+        "NUL byte",
+    ),
+    752: (
+        b'66666666-6666-4666-8666-777777777777,,"[]","[]",t,"{}"',
+        "full_name",
+        "is empty but required",
+    ),
+    802: (b"", "", "empty line"),
+    902: (
+        b'77777777-7777-4777-8777-777777777777,"Stray quote,"[]","[]",t,"{}"',
+        "",
+        "unterminated quoted field",
+    ),
+}
+
+
+def test_every_kind_of_bad_row_is_rejected_with_line_column_and_reason(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Each bad row goes to the reject file (line, column, reason, original text); every good
+    row loads; a duplicate key keeps the first row and names its line; exit code 1."""
+    lines: list[bytes] = [HEADER.encode()]
+    good = 0
+    for line_no in range(2, 1202):
+        if line_no in BAD_ROWS:
+            lines.append(BAD_ROWS[line_no][0])
+        elif line_no == 1102:
+            lines.append(agent_line(12 - 2).encode())  # same key as line 12
+        else:
+            lines.append(agent_line(line_no - 2).encode())
+            good += 1
+    path = write(tmp_path / "new_agents_bad.csv", lines, newline=b"\r\n", bom=True)
+    result = invoke(
+        ["load", str(path), "--json"],
+        code=1,
+        dsn=deployed_db,
+        env={"SYNCPIPE_LOAD_BATCH_ROWS": "100"},
+    )
+    f = result.json()["files"][0]
+    assert f["status"] == "loaded_with_rejects"
+    assert f["rejected"] == len(BAD_ROWS) + 1
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == good
+    rejects = {int(r["line"]): r for r in reject_rows()}
+    assert set(rejects) == set(BAD_ROWS) | {1102}
+    for line_no, (content, column, reason) in BAD_ROWS.items():
+        assert rejects[line_no]["column"] == column, line_no
+        assert reason in rejects[line_no]["reason"], (line_no, rejects[line_no]["reason"])
+        if content:
+            assert rejects[line_no]["raw"].encode("utf-8", "backslashreplace")[:20] in (
+                content.decode("utf-8", "backslashreplace").encode()
+            ), line_no
+    assert "duplicate key" in rejects[1102]["reason"]
+    assert "first at line 12" in rejects[1102]["reason"]
+    key12 = str(uuid.UUID(int=11, version=4))
+    assert (
+        one(
+            deployed_db,
+            "SELECT full_name FROM public.new_agents WHERE supabase_uuid = %s",
+            (key12,),
+        )
+        == "Agent Number10"
+    )
+
+
+def test_quoted_newlines_commas_quotes_and_large_cells(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """RFC 4180: quoted commas, doubled quotes, newlines in fields; a cell of ~500 KB."""
+    members = [
+        {"name": f"Member {i}", "email": f"m{i}@x.com", "bio": 'line one\nline "two", ok'}
+        for i in range(4000)
+    ]
+    cell = json.dumps(members, indent=1).replace('"', '""')  # pretty JSON: raw newlines in the cell
+    assert len(cell) > 400_000
+    assert "\n" in cell
+    rows = ["research_uuid,team_id,website,team_members"]
+    for i in range(30):
+        rows.append(
+            f'{uuid.UUID(int=i + 1000, version=4)},"team, {i}","https://x.com/a?b=1,2",'
+            f'"{cell if i == 7 else json.dumps(members[:2]).replace(chr(34), chr(34) * 2)}"'
+        )
+    path = write(tmp_path / "raw_company_info.csv", rows)
+    f = invoke(["load", str(path), "--json"], dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["rejected"]) == (30, 0)
+    assert (
+        one(
+            deployed_db,
+            "SELECT jsonb_array_length(team_members) FROM bronze.company_info_raw "
+            "WHERE team_id = 'team, 7'",
+        )
+        == 4000
+    )
+    assert (
+        one(
+            deployed_db,
+            "SELECT team_members -> 0 ->> 'bio' FROM bronze.company_info_raw "
+            "WHERE team_id = 'team, 1'",
+        )
+        == 'line one\nline "two", ok'
+    )
+
+
+def test_sql_looking_values_are_stored_verbatim(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Values that look like SQL are data."""
+    evil = "Robert'); DROP TABLE public.new_agents; --"
+    path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1, name=f'"{evil}"')])
+    invoke(["load", str(path)], dsn=deployed_db)
+    assert one(deployed_db, "SELECT full_name FROM public.new_agents") == evil
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty (no header row)"),
+        (
+            b"supabase_uuid,full_name,email_clean,phone_digits,team_id\n",
+            "missing column(s) social_links",
+        ),
+        (
+            b"supabase_uuid,full_name,email_clean,phone_digits,team_id,social_links,shoe_size\n",
+            "unknown column(s) shoe_size",
+        ),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "is this a CSV file"),
+    ],
+)
+def test_bad_files_fail_cleanly_before_any_row(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, content: bytes, message: str
+) -> None:
+    """Empty file, wrong header, not a CSV: one clear message, exit 1, nothing written."""
+    path = tmp_path / "new_agents.csv"
+    path.write_bytes(content)
+    result = invoke(["load", str(path)], code=1, dsn=deployed_db)
+    assert message in result.stdout
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+
+
+def test_header_only_file_loads_nothing_and_succeeds(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A header-only file is a valid, empty load."""
+    path = write(tmp_path / "new_agents.csv", [HEADER])
+    f = invoke(["load", str(path), "--json"], dsn=deployed_db).json()["files"][0]
+    assert (f["status"], f["rows_read"]) == ("loaded", 0)
+
+
+def test_missing_file_and_unmapped_name_are_usage_errors(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A path that does not exist, or a name no pattern maps, exits 2 with a clear message."""
+    result = invoke(["load", str(tmp_path / "nope.csv")], code=2, dsn=deployed_db)
+    assert "does not exist" in result.stderr
+    (tmp_path / "agents.csv").write_text(HEADER + "\n")
+    result = invoke(["load", str(tmp_path / "agents.csv")], code=2, dsn=deployed_db)
+    assert "matches no CSV source" in result.stderr and "--table" in result.stderr
+
+
+def test_table_override_and_folders(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
+    """--table loads a file whatever its name; a folder loads its matching files only."""
+    write(tmp_path / "agents_export.csv", [HEADER, agent_line(1)])
+    invoke(
+        ["load", str(tmp_path / "agents_export.csv"), "--table", "public.new_agents"],
+        dsn=deployed_db,
+    )
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "new_agents_a.csv", [HEADER, agent_line(2)])
+    write(folder / "new_agents_b.csv", [HEADER, agent_line(3)])
+    (folder / "notes.txt").write_text("not data")
+    data = invoke(["load", str(folder), "--json", "--jobs", "2"], dsn=deployed_db).json()
+    assert sorted(Path(f["file"]).name for f in data["files"]) == [
+        "new_agents_a.csv",
+        "new_agents_b.csv",
+    ]
+    assert data["not_matched"] == [str(folder / "notes.txt")]
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 3
+
+
+def test_dry_run_validates_and_writes_nothing(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """--dry-run reports counts and rejects but leaves the tables and the ledger untouched."""
+    path = write(
+        tmp_path / "new_agents.csv",
+        [HEADER, agent_line(1), 'not-a-uuid,X,"[]","[]",t,"{}"', agent_line(2)],
+    )
+    f = invoke(["load", str(path), "--dry-run", "--json"], code=1, dsn=deployed_db).json()["files"][
+        0
+    ]
+    assert (f["status"], f["inserted"], f["rejected"]) == ("dry_run", 2, 1)
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_files") == 0
+
+
+def test_non_utf8_file_rejects_bad_rows_or_loads_with_encoding(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Latin-1 rows are rejected naming line and byte; --encoding latin-1 loads them right."""
+    lines = [
+        HEADER.encode(),
+        agent_line(1).encode(),
+        agent_line(2, name="Jos\xe9 Mu\xf1oz").encode("latin-1"),
+    ]
+    path = write(tmp_path / "new_agents.csv", lines)
+    invoke(["load", str(path)], code=1, dsn=deployed_db)
+    rejects = reject_rows()
+    assert rejects[0]["line"] == "3"
+    assert "byte 0xE9" in rejects[0]["reason"] and "--encoding" in rejects[0]["reason"]
+    invoke(["load", str(path), "--encoding", "latin-1"], dsn=deployed_db)
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(*) FROM public.new_agents WHERE full_name = %s",
+            ("José Muñoz",),
+        )
+        == 1
+    )
+
+
+def test_load_before_deploy_is_a_clear_error(invoke: Invoke, fresh_db: str, tmp_path: Path) -> None:
+    """Loading into a database syncpipe never deployed says so (exit 2)."""
+    path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1)])
+    result = invoke(["load", str(path)], code=2, dsn=fresh_db)
+    assert "syncpipe deploy" in result.stderr
+
+
+def _big_file(tmp_path: Path, rows: int) -> Path:
+    path = tmp_path / "new_agents_big.csv"
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write(HEADER + "\n")
+        for i in range(rows):
+            fh.write(agent_line(i) + "\n")
+    return path
+
+
+def _wait_for_copy(dsn: str, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = fetch(
+            dsn,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query ILIKE 'COPY%%' AND pid <> pg_backend_pid()",
+        )
+        if rows:
+            return int(rows[0][0])
+        time.sleep(0.02)
+    raise AssertionError("the load never started its COPY")
+
+
+def _cli(dsn: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": dsn, "SYNCPIPE_LOAD_BATCH_ROWS": "2000"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "load", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_killed_load_leaves_tables_as_they_were_and_rerun_completes(
+    deployed_db: str, tmp_path: Path
+) -> None:
+    """kill -9 half-way: nothing of the file is kept; the rerun loads it all."""
+    path = _big_file(tmp_path, 300_000)
+    proc = _cli(deployed_db, str(path))
+    _wait_for_copy(deployed_db)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    deadline = time.monotonic() + 10
+    while (
+        fetch(
+            deployed_db,
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'syncpipe'",
+        )
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+    rerun = _cli(deployed_db, str(path))
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300_000
+
+
+@pytest.mark.slow
+def test_database_going_away_mid_load(deployed_db: str, tmp_path: Path) -> None:
+    """The server ends the session mid-load: clear error, exit 3, nothing kept, rerun works."""
+    path = _big_file(tmp_path, 300_000)
+    proc = _cli(deployed_db, str(path))
+    pid = _wait_for_copy(deployed_db)
+    time.sleep(0.2)
+    with psycopg.connect(deployed_db, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "Lost the database while loading new_agents_big.csv" in err
+    assert "run the load again" in err
+    assert "Traceback" not in err
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+    rerun = _cli(deployed_db, str(path))
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300_000

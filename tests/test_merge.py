@@ -1,0 +1,538 @@
+"""syncpipe merge and review on a real PostgreSQL: the hard cases, incremental runs, review
+decisions, dry runs, and every way a merge can be refused or fail."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+from tests.agents import Sources, agent_of, live_agents, member_agent
+from tests.helpers import Invoke, fetch, one
+
+
+def load_and_merge(invoke: Invoke, dsn: str, src: Sources, folder: Path, *args: str) -> dict:
+    src.write(folder)
+    invoke(["load", str(folder)], dsn=dsn)
+    return invoke(["merge", "--json", *args], dsn=dsn).json()
+
+
+# -- the hard cases of DESIGN.md -------------------------------------------------------------
+def test_shared_office_line_does_not_merge_two_people(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    office = "(555) 201-0100"
+    a = src.agent("Maria Lopez", phones=[office], emails=["maria.lopez@mail.com"])
+    b = src.agent("Tom Becker", phones=[office], emails=["tbecker@mail.com"])
+    page = src.page("team-1", [{"name": "Helen Ward", "phone": office}])
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert result["merge"]["shared_contacts"] >= 1
+    agents = {agent_of(deployed_db, "new_agents", a), agent_of(deployed_db, "new_agents", b)}
+    agents.add(member_agent(deployed_db, page, 1))
+    assert len(agents) == 3
+
+
+def test_personal_email_with_name_variants_still_merges(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """One person's e-mail seen with a nickname, a typo and "Last, First" is evidence."""
+    src = Sources()
+    a = src.agent("Robert Miller", emails=["rmiller77@mail.com"])
+    page = src.page(
+        "team-1",
+        [
+            {"name": "Bob Miller", "email": "RMiller77@mail.com "},
+            {"full_name": "Miller, Robert", "emails": ["rmiller77@mail.com"]},
+            {"name": "Robret Miller", "email": "rmiller77@mail.com"},
+        ],
+    )
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    agent = agent_of(deployed_db, "new_agents", a)
+    assert {member_agent(deployed_db, page, i) for i in (1, 2, 3)} == {agent}
+    assert (
+        one(
+            deployed_db,
+            "SELECT confidence_score FROM new_unified_agents WHERE agent_id = %s",
+            (agent,),
+        )
+        == 100
+    )
+
+
+def test_mover_joins_across_teams_by_email(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("Dana Whitfield", team="team-old", emails=["dana.whitfield@mail.com"])
+    page = src.page("team-new", [{"name": "Dana Whitfield", "email": "dana.whitfield@mail.com"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert agent_of(deployed_db, "new_agents", a) == member_agent(deployed_db, page, 1)
+
+
+def test_namesakes_in_different_teams_stay_apart(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("James Smith", team="team-1", emails=["jsmith1@mail.com"], phones=["2125550101"])
+    b = src.agent("James Smith", team="team-2", emails=["jsmith2@mail.com"], phones=["3125550102"])
+    page = src.page("team-2", [{"name": "James Smith", "phone": "312-555-0102"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert agent_of(deployed_db, "new_agents", a) != agent_of(deployed_db, "new_agents", b)
+    assert member_agent(deployed_db, page, 1) == agent_of(deployed_db, "new_agents", b)
+    assert one(deployed_db, "SELECT count(*) FROM merge_review_queue") == 0
+
+
+def test_father_and_son_in_one_team_stay_apart(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """ "John Smith" and "John Smith Jr." share the office line and a team: two people."""
+    src = Sources()
+    office = "4045550100"
+    father = src.agent("John Smith", emails=["john.smith@mail.com"], phones=[office])
+    son = src.agent("John Smith Jr.", emails=["jsmithjr@mail.com"], phones=[office])
+    page = src.page(
+        "team-1",
+        [
+            {"name": "John Smith", "phone": office},
+            {"name": "John Smith, Jr.", "email": "jsmithjr@mail.com", "phone": office},
+        ],
+    )
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    f, s = agent_of(deployed_db, "new_agents", father), agent_of(deployed_db, "new_agents", son)
+    assert f != s
+    assert member_agent(deployed_db, page, 1) == f
+    assert member_agent(deployed_db, page, 2) == s
+
+
+def test_nickname_or_typo_without_shared_contact_goes_to_review(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    rob = src.agent("Robert Brown", emails=["rbrown@mail.com"])
+    typo = src.agent("Catherine Zeller", emails=["czeller@mail.com"])
+    page = src.page(
+        "team-1",
+        [
+            {"name": "Bob Brown", "email": "bob.brown@work.com"},
+            {"name": "Catherine Zeler", "phone": "6175550123"},
+        ],
+    )
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert agent_of(deployed_db, "new_agents", rob) != member_agent(deployed_db, page, 1)
+    assert agent_of(deployed_db, "new_agents", typo) != member_agent(deployed_db, page, 2)
+    assert result["merge"]["review_items_added"] == 2
+    rows = fetch(
+        deployed_db,
+        "SELECT rule, confidence, evidence ->> 'a_name', evidence ->> 'b_name', "
+        "(evidence ->> 'similarity')::numeric FROM merge_review_queue ORDER BY id",
+    )
+    assert {(r[0], r[1]) for r in rows} == {("fuzzy_name", 60)}
+    assert {frozenset((r[2], r[3])) for r in rows} == {
+        frozenset(("robert brown", "bob brown")),
+        frozenset(("catherine zeller", "catherine zeler")),
+    }
+    flagged = one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE needs_review")
+    assert flagged == 4
+
+
+def test_name_and_team_merges_at_80_and_confidence_is_the_weakest_link(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("Priya Natarajan", emails=["priya@mail.com"])
+    page = src.page("team-1", [{"name": "Priya  NATARAJAN", "phone": "7185550199"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    agent = agent_of(deployed_db, "new_agents", a)
+    assert member_agent(deployed_db, page, 1) == agent
+    row = fetch(
+        deployed_db,
+        "SELECT confidence_score, needs_review, emails, phone_numbers, source_count "
+        "FROM new_unified_agents WHERE agent_id = %s",
+        (agent,),
+    )[0]
+    assert row == (80, False, ["priya@mail.com"], ["+17185550199"], 2)
+
+
+# -- member pipeline ---------------------------------------------------------------------------
+def test_member_pipeline_accepts_every_shape_and_survives_garbage(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    src.page(
+        "team-1",
+        [
+            {"name": "Ann Lee", "email": "ann@mail.com", "phone": "212-555-0101"},
+            {
+                "full_name": "Bo Chen",
+                "emails": ["bo@mail.com", "BO@MAIL.COM"],
+                "phones": [2125550102],
+            },
+            {"name": "Cy Park", "phones": ["+1 (212) 555-0103 ext. 9", "12"]},
+            {"name": "", "email": "not-an-email"},
+            {},
+            None,
+            42,
+            "Dee Ray",
+            ["nested"],
+            {"name": "   ", "title": "no contact"},
+            {"name": "Ed Fox", "email": None, "phone": {"bad": 1}},
+        ],
+    )
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    pipe = result["pipeline"]
+    assert pipe["inserted"] == 4
+    assert pipe["skipped_not_object"] == 4
+    assert pipe["skipped_empty"] == 3
+    rows = fetch(
+        deployed_db,
+        "SELECT member_name, email_normalized, phone_normalized, member_raw ? 'name' "
+        "OR member_raw ? 'full_name' FROM unified_company_member ORDER BY member_position",
+    )
+    assert rows == [
+        ("Ann Lee", ["ann@mail.com"], ["+12125550101"], True),
+        ("Bo Chen", ["bo@mail.com"], ["+12125550102"], True),
+        ("Cy Park", [], ["+12125550103"], True),
+        ("Ed Fox", [], [], True),
+    ]
+    again = invoke(["merge", "--json"], dsn=deployed_db).json()
+    assert again["pipeline"]["inserted"] == 0
+    assert again["merge"]["pending"] == 0
+
+
+# -- incremental and stable ------------------------------------------------------------------
+def test_second_run_changes_nothing_and_new_records_join_existing_agents(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("Lena Fischer", emails=["lena@mail.com"])
+    b = src.agent("Omar Haddad", emails=["omar@mail.com"], phones=["2065550111"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    before = fetch(deployed_db, "SELECT agent_id, updated_at FROM new_unified_agents ORDER BY 1")
+    lena, omar = agent_of(deployed_db, "new_agents", a), agent_of(deployed_db, "new_agents", b)
+
+    again = invoke(["merge", "--json"], dsn=deployed_db).json()
+    assert again["merge"]["pending"] == 0
+    assert (
+        fetch(deployed_db, "SELECT agent_id, updated_at FROM new_unified_agents ORDER BY 1")
+        == before
+    )
+
+    new = Sources(_serial=100)
+    page = new.page(
+        "team-1",
+        [
+            {"name": "Lena Fischer", "email": "LENA@mail.com"},
+            {"name": "Omar Haddad", "phone": "(206) 555-0111"},
+        ],
+    )
+    load_and_merge(invoke, deployed_db, new, tmp_path / "d2")
+    assert member_agent(deployed_db, page, 1) == lena
+    assert member_agent(deployed_db, page, 2) == omar
+    assert live_agents(deployed_db) == 2
+
+
+def test_new_evidence_joins_two_agents_and_the_retired_id_stays_resolvable(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"])
+    b = src.agent("Samuel Ortiz", team="team-2", phones=["3055550142"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    first, second = agent_of(deployed_db, "new_agents", a), agent_of(deployed_db, "new_agents", b)
+    assert first != second
+
+    bridge = Sources(_serial=100)
+    bridge.page(
+        "team-2", [{"name": "Sam Ortiz", "email": "sam.ortiz@mail.com", "phone": "305-555-0142"}]
+    )
+    result = load_and_merge(invoke, deployed_db, bridge, tmp_path / "d2")
+    assert result["merge"]["agents_retired"] == 1
+    survivor, retired = min(first, second), max(first, second)
+    assert (
+        agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b) == survivor
+    )
+    assert (
+        one(
+            deployed_db,
+            "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s",
+            (retired,),
+        )
+        == survivor
+    )
+    emails, phones = fetch(
+        deployed_db,
+        "SELECT emails, phone_numbers FROM new_unified_agents WHERE agent_id = %s",
+        (survivor,),
+    )[0]
+    assert emails == ["sam.ortiz@mail.com"] and phones == ["+13055550142"]
+
+
+def test_agent_record_changed_after_merge_is_matched_again(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("Nina Petrova", emails=["nina@mail.com"])
+    b = src.agent("Nina Petrova", team="team-9", emails=["nina.p@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    assert agent_of(deployed_db, "new_agents", a) != agent_of(deployed_db, "new_agents", b)
+
+    # The second record now carries the first one's e-mail (a corrected feed row).
+    src.agents[1]["email_clean"] = '["nina.p@mail.com", "nina@mail.com"]'
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
+    assert result["merge"]["changed_records"] == 1
+    assert agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b)
+
+
+def test_records_without_email_phone_or_team(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("Ivo Marek", team=None)
+    b = src.agent("Ivo Marek", team=None)
+    page = src.page("team-1", [{"name": "Ivo Marek"}, {"email": "nameless@mail.com"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    # No team and no contact: nothing to say they are one person.
+    ids = {
+        agent_of(deployed_db, "new_agents", a),
+        agent_of(deployed_db, "new_agents", b),
+        member_agent(deployed_db, page, 1),
+    }
+    assert len(ids) == 3
+    nameless = member_agent(deployed_db, page, 2)
+    assert (
+        one(
+            deployed_db, "SELECT full_name FROM new_unified_agents WHERE agent_id = %s", (nameless,)
+        )
+        is None
+    )
+
+
+# -- review -------------------------------------------------------------------------------
+def _two_for_review(invoke: Invoke, dsn: str, folder: Path) -> tuple[int, str, str]:
+    src = Sources()
+    a = src.agent("William Carter", emails=["wcarter@mail.com"])
+    b = src.agent("Bill Carter", emails=["billc@mail.com"])
+    load_and_merge(invoke, dsn, src, folder)
+    items = invoke(["review", "--json"], dsn=dsn).json()
+    assert items["open"] == 1
+    item = items["items"][0]
+    assert {item["a"]["full_name"], item["b"]["full_name"]} == {"William Carter", "Bill Carter"}
+    assert item["evidence"]["similarity"] is not None
+    return int(item["id"]), a, b
+
+
+def test_accepted_review_pair_merges_the_two_agents(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    review_id, a, b = _two_for_review(invoke, deployed_db, tmp_path / "data")
+    out = invoke(["review", "accept", str(review_id), "--by", "kim"], dsn=deployed_db).stdout
+    assert f"Review item {review_id} accepted" in out
+    assert agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b)
+    assert fetch(deployed_db, "SELECT status, decided_by FROM merge_review_queue") == [
+        ("accepted", "kim")
+    ]
+    assert one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE needs_review") == 0
+    # Deciding again, or on an id that does not exist: a clear error, exit 1.
+    again = invoke(["review", "reject", str(review_id)], dsn=deployed_db, code=1)
+    assert (
+        f"Cannot reject review item {review_id}: review item {review_id} was already accepted"
+        in again.stderr
+    )
+    missing = invoke(["review", "accept", "999999"], dsn=deployed_db, code=1)
+    assert "review item 999999 does not exist" in missing.stderr
+
+
+def test_rejected_review_pair_never_comes_back(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    review_id, a, b = _two_for_review(invoke, deployed_db, tmp_path / "data")
+    invoke(["review", "reject", str(review_id)], dsn=deployed_db)
+    assert agent_of(deployed_db, "new_agents", a) != agent_of(deployed_db, "new_agents", b)
+    # A new record of the same team makes both agents pending again via new evidence.
+    more = Sources(_serial=100)
+    more.agent("Will Carter", emails=["will.carter@mail.com"])
+    load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    pairs = fetch(
+        deployed_db,
+        "SELECT least(agent_id, candidate_agent_id), greatest(agent_id, candidate_agent_id) "
+        "FROM merge_review_queue WHERE status = 'open'",
+    )
+    rejected = tuple(
+        sorted((agent_of(deployed_db, "new_agents", a), agent_of(deployed_db, "new_agents", b)))
+    )
+    assert rejected not in pairs
+    assert one(
+        deployed_db,
+        "SELECT decided_by IS NOT NULL FROM merge_review_queue WHERE id = %s",
+        (review_id,),
+    )
+
+
+# -- dry run ---------------------------------------------------------------------------------
+def _table_counts(dsn: str) -> dict[str, int]:
+    tables = [
+        "new_unified_agents",
+        "unified_agent_sources",
+        "unified_company_member",
+        "merge_review_queue",
+        "unified_merge_logs",
+    ]
+    return {t: one(dsn, f"SELECT count(*) FROM public.{t}") for t in tables}
+
+
+def test_dry_run_shows_what_a_run_would_do_and_writes_nothing(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    src.agent("Rosa Diaz", emails=["rosa@mail.com"])
+    src.agent("Jake Peralta", emails=["jake@mail.com"])
+    src.page(
+        "team-1",
+        [
+            {"name": "Rosa Diaz", "email": "rosa@mail.com"},
+            {"name": "Jacob Peralta", "phone": "7185550100"},
+        ],
+    )
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    before = _table_counts(deployed_db)
+    synced = one(deployed_db, "SELECT count(*) FROM bronze.company_info_raw WHERE members_synced")
+
+    dry = invoke(["merge", "--dry-run", "--json", "--output", "pairs.csv"], dsn=deployed_db).json()
+    assert _table_counts(deployed_db) == before
+    assert (
+        one(deployed_db, "SELECT count(*) FROM bronze.company_info_raw WHERE members_synced")
+        == synced
+    )
+    assert dry["dry_run"] is True
+    assert dry["merge"]["links"] == {"email": 1, "name_team": 1}
+    assert dry["merge"]["agents_new"] == 3
+    assert dry["merge"]["review_pairs"] == 1
+    outcomes = {(p["outcome"], p["rule"]) for p in dry["pairs_sample"]}
+    assert outcomes == {("merge", "email"), ("merge", "name_team"), ("review", "fuzzy_name")}
+    with open("pairs.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert dry["pairs_exported"] == len(rows) == 3
+    email = next(r for r in rows if r["rule"] == "email")
+    assert (email["evidence"], email["a_name"], email["b_name"]) == (
+        "rosa@mail.com",
+        "Rosa Diaz",
+        "Rosa Diaz",
+    )
+
+    text = invoke(["merge", "--dry-run"], dsn=deployed_db).stdout
+    assert "Merge (dry run: nothing written)" in text and "would be matched" in text
+
+    real = invoke(["merge", "--json"], dsn=deployed_db).json()
+    assert real["merge"]["agents_created"] == dry["merge"]["agents_new"]
+    assert real["merge"]["links"] == dry["merge"]["links"]
+
+
+# -- refusals and failures -------------------------------------------------------------------
+def test_merge_before_deploy_and_before_load(
+    invoke: Invoke, fresh_db: str, deployed_db: str
+) -> None:
+    undeployed = invoke(["merge"], dsn=fresh_db, code=2)
+    assert "run `syncpipe deploy` first" in undeployed.stderr
+    assert "Traceback" not in undeployed.stderr
+    empty = invoke(["merge"], dsn=deployed_db, code=1)
+    assert "Nothing to merge" in empty.stderr and "syncpipe load" in empty.stderr
+    review = invoke(["review"], dsn=fresh_db, code=2)
+    assert "run `syncpipe deploy` first" in review.stderr
+
+
+def test_two_merges_never_run_at_once(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
+    src = Sources()
+    src.agent("Ada King", emails=["ada@mail.com"])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    with psycopg.connect(deployed_db, autocommit=True, application_name="other-merge") as other:
+        other.execute("SELECT pg_advisory_lock(%s, 2)", (0x53594E43,))
+        result = invoke(["merge"], dsn=deployed_db, code=3, env={"SYNCPIPE_LOCK_TIMEOUT": "0.5"})
+    assert "merge" in result.stderr and "other-merge" in result.stderr
+    assert one(deployed_db, "SELECT count(*) FROM new_unified_agents") == 0
+
+
+def test_custom_pipeline_steps_run_after_the_merge(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE step_calls (counts jsonb);"
+            "CREATE FUNCTION public.record_step(p jsonb) RETURNS jsonb LANGUAGE sql AS "
+            "$$ INSERT INTO step_calls VALUES (p) RETURNING jsonb_build_object('ok', true) $$"
+        )
+    src = Sources()
+    src.agent("Eve Stone", emails=["eve@mail.com"])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    out = invoke(
+        ["merge", "--json"],
+        dsn=deployed_db,
+        env={"SYNCPIPE_PIPELINE_STEPS": '["public.record_step"]'},
+    ).json()
+    assert out["custom_steps"][0]["function"] == "public.record_step"
+    assert one(deployed_db, "SELECT (counts ->> 'agents_created')::int FROM step_calls") == 1
+    bad = invoke(
+        ["merge"],
+        dsn=deployed_db,
+        code=2,
+        env={"SYNCPIPE_PIPELINE_STEPS": '["public.no_such_step"]'},
+    )
+    assert "SYNCPIPE_PIPELINE_STEPS" in bad.stderr and "public.no_such_step" in bad.stderr
+
+
+def test_database_going_away_mid_merge_keeps_the_previous_state(
+    deployed_db: str, tmp_path: Path, invoke: Invoke
+) -> None:
+    """The session is killed during the merge: exit 3, nothing written, log says failed, and
+    a rerun succeeds."""
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.slow_step() RETURNS void LANGUAGE sql AS "
+            "$$ SELECT pg_sleep(60) $$"
+        )
+    src = Sources()
+    src.agent("Kai Holm", emails=["kai@mail.com"])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    env = {
+        **os.environ,
+        "SYNCPIPE_DATABASE_URL": deployed_db,
+        "SYNCPIPE_PIPELINE_STEPS": '["public.slow_step"]',
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "merge"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    pid = None
+    while pid is None and time.monotonic() < deadline:
+        rows = fetch(
+            deployed_db,
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE "
+            "'%%slow_step%%' AND pid <> pg_backend_pid() AND state = 'active'",
+        )
+        pid = rows[0][0] if rows else None
+        time.sleep(0.05)
+    assert pid is not None, "the merge never reached its custom step"
+    fetch(deployed_db, "SELECT pg_terminate_backend(%s)", (pid,))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "was lost during the merge" in err and "Traceback" not in err
+    assert one(deployed_db, "SELECT count(*) FROM new_unified_agents") == 0
+    assert fetch(deployed_db, "SELECT run_kind, status FROM unified_merge_logs ORDER BY id") == [
+        ("member_pipeline", "failed"),
+        ("merge", "failed"),
+    ]
+    rerun = invoke(["merge", "--json"], dsn=deployed_db).json()
+    assert rerun["merge"]["agents_created"] == 1

@@ -1,0 +1,145 @@
+"""Settings precedence, validation and secret redaction, through the real CLI where it matters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from syncpipe.errors import ConfigError
+from syncpipe.redact import redact
+from syncpipe.settings import load_settings
+from tests.helpers import Invoke
+
+
+def test_precedence_env_var_then_env_file_then_dotenv_then_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SYNCPIPE_* beats .env.<env>, which beats .env, which beats the default."""
+    (tmp_path / ".env").write_text(
+        "SYNCPIPE_POOL_MAX_SIZE=4\nSYNCPIPE_LOAD_BATCH_ROWS=111\nSYNCPIPE_LOCK_TIMEOUT=7\n"
+    )
+    (tmp_path / ".env.staging").write_text("SYNCPIPE_POOL_MAX_SIZE=6\nSYNCPIPE_LOCK_TIMEOUT=8\n")
+    monkeypatch.setenv("SYNCPIPE_LOCK_TIMEOUT", "9")
+    settings = load_settings("staging")
+    assert settings.lock_timeout == 9  # environment variable
+    assert settings.pool_max_size == 6  # .env.staging over .env
+    assert settings.load_batch_rows == 111  # .env
+    assert settings.pool_min_size == 1  # default
+    assert settings.env == "staging"
+    assert load_settings().pool_max_size == 4  # dev reads .env only
+
+
+def test_plain_database_url_is_accepted_and_prefixed_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DATABASE_URL works (Supabase naming); SYNCPIPE_DATABASE_URL wins when both are set."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h1:5432/a")
+    assert load_settings().dsn == "postgresql://u@h1:5432/a"
+    monkeypatch.setenv("SYNCPIPE_DATABASE_URL", "postgresql://u@h2:5432/b")
+    assert load_settings().dsn == "postgresql://u@h2:5432/b"
+
+
+def test_unknown_env_is_a_config_error(tmp_path: Path) -> None:
+    """--env without its .env file names the file and the known environments."""
+    (tmp_path / ".env.prod").write_text("")
+    with pytest.raises(
+        ConfigError, match=r"Unknown environment 'staging'.*\.env\.staging.*dev, prod"
+    ):
+        load_settings("staging")
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"SYNCPIPE_POOL_MIN_SIZE": "5", "SYNCPIPE_POOL_MAX_SIZE": "2"},
+            "SYNCPIPE_POOL_MAX_SIZE / SYNCPIPE_POOL_MIN_SIZE is invalid",
+        ),
+        ({"SYNCPIPE_POOL_MAX_SIZE": "lots"}, "SYNCPIPE_POOL_MAX_SIZE is invalid (got 'lots')"),
+        ({"SYNCPIPE_DATABASE_URL": "mysql://u:pw@h/db"}, "SYNCPIPE_DATABASE_URL is invalid"),
+        (
+            {"SYNCPIPE_DATABASE_URL": "postgresql://u:pw@h:port/db"},
+            "SYNCPIPE_DATABASE_URL is invalid",
+        ),
+        ({"SYNCPIPE_SSLMODE": "sometimes"}, "SYNCPIPE_SSLMODE is invalid"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_sentence(
+    invoke: Invoke, variables: dict[str, str], expected: str
+) -> None:
+    """Each bad setting is one sentence naming it, exit 2, and no secret in the output."""
+    result = invoke(["verify"], code=2, env=variables)
+    assert expected in result.stderr.replace("\n", " ")
+    assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_env_via_cli_exits_2(invoke: Invoke) -> None:
+    """The CLI turns an unknown --env into exit 2."""
+    result = invoke(["--env", "nowhere", "verify"], code=2)
+    assert "Unknown environment 'nowhere'" in result.stderr
+
+
+def test_redact_masks_url_and_keyword_passwords() -> None:
+    """Passwords in URLs and key=value strings are masked."""
+    assert redact("postgresql://bob:hunter22@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert redact("host=db password=hunter22 user=bob") == "host=db password=*** user=bob"
+    assert redact("nothing secret") == "nothing secret"
+
+
+def test_unreachable_server_exits_3_naming_host_and_port_not_password(invoke: Invoke) -> None:
+    """A server that does not answer: one sentence with host and port, no password, exit 3."""
+    dsn = "postgresql://postgres:Sup3rSecret@127.0.0.1:1/postgres"
+    result = invoke(["verify"], code=3, dsn=dsn)
+    assert "127.0.0.1:1" in result.stderr
+    assert "connection refused" in result.stderr
+    assert "Sup3rSecret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    logs = Path("logs")
+    for path in logs.glob("*"):
+        assert "Sup3rSecret" not in path.read_text()
+
+
+def test_verbose_shows_traceback_but_still_no_password(invoke: Invoke) -> None:
+    """--verbose adds the traceback, still redacted."""
+    dsn = "postgresql://postgres:Sup3rSecret@127.0.0.1:1/postgres"
+    result = invoke(["-v", "verify"], code=3, dsn=dsn)
+    assert "Traceback" in result.stderr
+    assert "Sup3rSecret" not in result.stderr
+
+
+def test_missing_database_is_named(invoke: Invoke, pg_server: str) -> None:
+    """A database that does not exist is named, exit 3."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(pg_server)
+    params["dbname"] = "syncpipe_no_such_db"
+    result = invoke(["verify"], code=3, dsn=make_conninfo(**params))
+    assert 'the database "syncpipe_no_such_db" does not exist' in result.stderr
+
+
+def test_wrong_password_message() -> None:
+    """A refused password becomes one clear sentence naming the user (server message mapped)."""
+    import psycopg
+
+    from syncpipe.db.database import Database
+    from syncpipe.settings import Settings
+
+    settings = Settings(_env_file=None, database_url="postgresql://alice:pw@db.example:5433/app")  # type: ignore[call-arg]
+    exc = psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.1", port 5433 failed: '
+        'FATAL:  password authentication failed for user "alice"'
+    )
+    message = Database(settings)._explain(exc)
+    assert message == (
+        "Cannot connect to PostgreSQL at db.example:5433/app as alice: "
+        'password authentication failed for user "alice".'
+    )
+
+
+def test_logs_are_json_when_not_a_terminal(invoke: Invoke) -> None:
+    """Under a pipe (the test runner), stderr logs are JSON lines; the error is still one line."""
+    result = invoke(["verify"], code=3, dsn="postgresql://postgres@127.0.0.1:1/postgres")
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("{")]
+    for line in lines:
+        assert "event" in json.loads(line)
+    assert result.stderr.strip().splitlines()[-1].startswith("Error:")
