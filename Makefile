@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 
 ## run: deploy the schema, load data/, merge and report (embedded PostgreSQL when no DSN is set)
 run: $(BIN)/.installed
-	$(BIN)/syncpipe deploy
+	$(BIN)/syncpipe deploy --full
 
 ## test: the test suite against a real PostgreSQL (SYNCPIPE_TEST_DATABASE_URL, else embedded)
 test: $(BIN)/.installed

@@ -42,6 +42,18 @@ def test_deploy_from_scratch_creates_everything(invoke: Invoke, fresh_db: str) -
     assert data["verify"]["ok"] is True
     for table in TABLES:
         assert one(fresh_db, "SELECT to_regclass(%s) IS NOT NULL", (table,)), table
+    index_methods = dict(
+        fetch(
+            fresh_db,
+            "SELECT indexrelid::regclass::text, am.amname FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
+            "WHERE i.indrelid = 'public.new_unified_agents'::regclass",
+        )
+    )
+    # GIN on the contact arrays and a trigram GIN on names, as the merge and review need
+    assert index_methods["new_unified_agents_emails_gin"] == "gin"
+    assert index_methods["new_unified_agents_phones_gin"] == "gin"
+    assert index_methods["new_unified_agents_name_trgm"] == "gin"
     assert one(fresh_db, "SELECT count(*) FROM syncpipe.applied_files") == len(files)
     ledger = fetch(
         fresh_db, "SELECT kind, sha256, applied_by, duration_ms FROM syncpipe.applied_files"

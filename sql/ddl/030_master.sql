@@ -23,6 +23,9 @@ COMMENT ON TABLE public.new_unified_agents IS
 CREATE INDEX new_unified_agents_emails_gin ON public.new_unified_agents USING gin (emails);
 CREATE INDEX new_unified_agents_phones_gin ON public.new_unified_agents USING gin (phone_numbers);
 CREATE INDEX new_unified_agents_team_idx ON public.new_unified_agents (source_team_id);
+-- Name search for people working the review queue (`WHERE full_name % 'jon smith'`).
+CREATE INDEX new_unified_agents_name_trgm
+    ON public.new_unified_agents USING gin (full_name gin_trgm_ops);
 CREATE INDEX new_unified_agents_review_idx
     ON public.new_unified_agents (agent_id) WHERE needs_review;
 CREATE INDEX new_unified_agents_merged_into_idx

@@ -26,9 +26,10 @@ main { max-width:1280px; margin:0 auto; padding:24px 32px 48px; }
 .kpi { background:#fff; border:1px solid var(--line); border-radius:10px; padding:14px 16px; }
 .kpi .v { font-size:26px; font-weight:650; }
 .kpi .l { color:var(--muted); font-size:13px; }
-.grid { display:grid; grid-template-columns:repeat(auto-fit,minmax(520px,1fr)); gap:18px;
-        margin-top:18px; }
-section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:16px 18px; }
+.grid { display:grid; grid-template-columns:repeat(2,minmax(0,1fr)); gap:18px; margin-top:18px; }
+@media (max-width: 1000px) { .grid { grid-template-columns:minmax(0,1fr); } }
+section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:16px 18px;
+          min-width:0; overflow-x:auto; }
 section h2 { margin:0 0 8px; font-size:16px; font-weight:600; }
 table { border-collapse:collapse; width:100%; font-size:13.5px; }
 th, td { text-align:left; padding:6px 8px; border-bottom:1px solid var(--line); }
@@ -37,6 +38,7 @@ td.n, th.n { text-align:right; font-variant-numeric:tabular-nums; }
 .note { background:#fffbeb; border:1px solid #fde68a; border-radius:10px; padding:12px 16px;
         margin-bottom:16px; }
 .empty { color:var(--muted); font-style:italic; }
+section.wide { grid-column:1 / -1; }
 """
 
 
@@ -94,12 +96,14 @@ def _figures(report: Report) -> dict[str, Any]:
                 y=[c["agents"] - c["needs_review"] for c in report.confidence],
                 name="merged automatically",
                 marker_color="#2563eb",
+                width=4,
             ),
             go.Bar(
                 x=scores,
                 y=[c["needs_review"] for c in report.confidence],
                 name="needs review",
                 marker_color="#f59e0b",
+                width=4,
             ),
         ]
     )
@@ -165,7 +169,7 @@ def render_html(report: Report) -> str:
             full_html=False,
             include_plotlyjs=first,  # the library once, inline, before the first chart
             div_id=f"chart-{name}",
-            config={"displaylogo": False, "responsive": True},
+            config={"displaylogo": False, "displayModeBar": False, "responsive": True},
         )
         first = False
 
@@ -276,7 +280,7 @@ generated {_esc(report.generated_at)} &middot; syncpipe {_esc(report.to_dict()["
 {chart("durations", "Run durations over time")}
 <section id="tables"><h2>Rows per table</h2>{tables}</section>
 <section id="runs"><h2>Recent merge runs</h2>{runs}</section>
-<section id="loads"><h2>Recent loads</h2>{loads}</section>
+<section id="loads" class="wide"><h2>Recent loads</h2>{loads}</section>
 <section id="last-run"><h2>Last deploy or full run</h2>{last_html}</section>
 </div>
 </main>

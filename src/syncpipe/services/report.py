@@ -155,12 +155,13 @@ def _table_count(cur: psycopg.Cursor[dict[str, Any]], name: str) -> dict[str, An
         return {"table": name, "rows": 0, "estimated": False, "missing": True}
     estimate = int(row["estimate"])
     if estimate > EXACT_COUNT_LIMIT:
-        return {"table": name, "rows": estimate, "estimated": True}
+        return {"table": name, "rows": estimate, "estimated": True, "missing": False}
     schema, table = name.split(".")
     counted = cur.execute(
         sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(schema, table))
     ).fetchone()
-    return {"table": name, "rows": int(counted["n"]) if counted else 0, "estimated": False}
+    rows = int(counted["n"]) if counted else 0
+    return {"table": name, "rows": rows, "estimated": False, "missing": False}
 
 
 def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

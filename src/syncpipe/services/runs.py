@@ -98,12 +98,14 @@ class FullRun:
     html_path: Path | None
     failed_step: str | None = None
     message: str | None = None
+    #: the exit code the failure maps to (1 a step failed, 3 the database went away, ...)
+    exit_code: int = 0
 
 
 def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None) -> FullRun:
     """The seed's deployment flow: deploy, verify, load the data folder, member pipeline and
     merge batch, report. Stops at the first failing step; the report records what ran."""
-    from syncpipe.errors import SyncpipeError
+    from syncpipe.errors import EXIT_FAILED, EXIT_UNAVAILABLE, SyncpipeError
     from syncpipe.services.load.loader import LoadService
     from syncpipe.services.merge.service import MergeService
 
@@ -120,7 +122,11 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
             settings, db, progress=lambda done, total, name: say("deploy", name), report=report
         )
         if deployed.verify is not None and not deployed.verify.ok:
-            raise _StepFailed("verify", "the database does not match the deploy (see the report)")
+            failing = [c for c in deployed.verify.problems if c.status == "fail"]
+            first = f"{failing[0].object}: {failing[0].message}" if failing else "see the report"
+            raise _StepFailed(
+                "verify", f"{len(failing)} check(s) failed, the first being {first}".rstrip(".")
+            )
 
         say("load", str(settings.data_dir))
         with report.step("load") as step:
@@ -158,12 +164,14 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
             run.html_path = html_path
             step.details = {"html": str(html_path), "agents": state.agents, "review": state.review}
     except _StepFailed as exc:
-        run.failed_step, run.message = exc.step, exc.message
+        run.failed_step, run.message, run.exit_code = exc.step, exc.message, EXIT_FAILED
         if exc.message not in " ".join(report.errors):
             report.errors.append(f"{exc.step}: {exc.message}")
     except SyncpipeError as exc:
         failed = next((s.name for s in report.steps if s.status == "failed"), "run")
         run.failed_step, run.message = failed, str(exc)
+        # a step that could not finish is a failed run (1); an unreachable database stays 3
+        run.exit_code = exc.exit_code if exc.exit_code == EXIT_UNAVAILABLE else EXIT_FAILED
     finally:
         report.database = database_info(db) if db.server_version else report.database
         run.report_path = report.write(settings.logs_dir)
