@@ -26,9 +26,13 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: the benchmarks (see bench/RESULTS.md)
+## bench: the benchmarks (see bench/RESULTS.md; load and merge generate 1M+ records, minutes)
 bench: $(BIN)/.installed
 	$(BIN)/python bench/deploy.py
+	$(BIN)/python bench/full_run.py
+	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/merge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -109,6 +109,8 @@ def main() -> int:
             f"{inc_counts['merge'].get('agents_created', 0):,}, joined "
             f"{inc_counts['merge'].get('agents_joined', 0):,}"
         )
+        for phase, seconds in inc_counts["phases"].items():
+            print(f"  {phase:<18} {seconds:7.2f} s")
 
         # issue 5: `syncpipe report` reads aggregates, <= 5 s on this database
         for fmt in ("json", "html"):

@@ -20,8 +20,13 @@ CREATE TABLE public.new_unified_agents (
 COMMENT ON TABLE public.new_unified_agents IS
     'Master table: one row per agent. Rows with merged_into set are retired ids kept resolvable.';
 
-CREATE INDEX new_unified_agents_emails_gin ON public.new_unified_agents USING gin (emails);
-CREATE INDEX new_unified_agents_phones_gin ON public.new_unified_agents USING gin (phone_numbers);
+-- The merge probes these once per pending contact. Without fastupdate every probe reads the
+-- main tree only; with it, each would also scan the pending list that updates pile up (with
+-- autovacuum off, tens of thousands of entries: 0.5 ms a probe instead of 0.05).
+CREATE INDEX new_unified_agents_emails_gin ON public.new_unified_agents USING gin (emails)
+    WITH (fastupdate = off);
+CREATE INDEX new_unified_agents_phones_gin ON public.new_unified_agents
+    USING gin (phone_numbers) WITH (fastupdate = off);
 CREATE INDEX new_unified_agents_team_idx ON public.new_unified_agents (source_team_id);
 -- Name search for people working the review queue (`WHERE full_name % 'jon smith'`).
 CREATE INDEX new_unified_agents_name_trgm

@@ -380,6 +380,7 @@ BEGIN
         SELECT 'e'::"char", e, p.pid FROM sp_pend p, unnest(p.emails) e
         UNION ALL
         SELECT 'p'::"char", t, p.pid FROM sp_pend p, unnest(p.phones) t;
+    ANALYZE sp_pkeys;
     -- Feed names are normalized here; members' by the member pipeline.
     CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
         SELECT pid AS uid, full_name AS raw FROM sp_pend WHERE source = 'new_agents';
