@@ -57,6 +57,7 @@ def test_unknown_env_is_a_config_error(tmp_path: Path) -> None:
         ),
         ({"SYNCPIPE_POOL_MAX_SIZE": "lots"}, "SYNCPIPE_POOL_MAX_SIZE is invalid (got 'lots')"),
         ({"SYNCPIPE_DATABASE_URL": "mysql://u:pw@h/db"}, "SYNCPIPE_DATABASE_URL is invalid"),
+        ({"DATABASE_URL": "mysql://u:pw@h/db"}, "Setting DATABASE_URL is invalid"),
         (
             {"SYNCPIPE_DATABASE_URL": "postgresql://u:pw@h:port/db"},
             "SYNCPIPE_DATABASE_URL is invalid",

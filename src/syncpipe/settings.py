@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -148,8 +149,13 @@ class Settings(BaseSettings):
 
 def env_var_name(field: str) -> str:
     """The environment variable that sets ``field``."""
-    if field == "database_url":
+    if field in ("database_url", "SYNCPIPE_DATABASE_URL", "DATABASE_URL"):
+        # name the variable the value came from (DATABASE_URL is read as a fallback)
+        if "SYNCPIPE_DATABASE_URL" not in os.environ and "DATABASE_URL" in os.environ:
+            return "DATABASE_URL"
         return "SYNCPIPE_DATABASE_URL"
+    if field.isupper():  # already an environment name (an alias such as DATABASE_URL)
+        return field
     return "SYNCPIPE_" + field.upper()
 
 
