@@ -24,8 +24,12 @@ def _summary(name: str, d: dict[str, Any]) -> str:
         return f"{s.get('pass', 0)} passed, {s.get('fail', 0)} failed, {s.get('warn', 0)} warned"
     if name == "load":
         t = d.get("totals", {})
+        files = d.get("files", [])
+        skipped = sum(1 for f in files if f.get("status") == "skipped")
+        if files and skipped == len(files):
+            return f"{skipped} file(s) already loaded, skipped"
         return (
-            f"{len(d.get('files', []))} file(s), {t.get('rows_read', 0):,} rows read, "
+            f"{len(files)} file(s), {t.get('rows_read', 0):,} rows read, "
             f"{t.get('inserted', 0):,} inserted, {t.get('updated', 0):,} updated, "
             f"{t.get('rejected', 0):,} rejected"
         )
