@@ -173,8 +173,10 @@ def test_html_report_renders_in_headless_chromium(
         rendered = page.evaluate(
             """(async () => {
                 const wait = (ms) => new Promise((r) => setTimeout(r, ms));
-                for (let i = 0; i < 50 && document.querySelectorAll('.main-svg').length < 3; i++)
-                    await wait(100);
+                const drawn = () => ['chart-confidence', 'chart-links', 'chart-durations']
+                    .every((id) => document.querySelector(`#${id} svg.main-svg g.trace`));
+                // plotly draws asynchronously: give a busy machine up to 20 s
+                for (let i = 0; i < 200 && !drawn(); i++) await wait(100);
                 const chart = (id) => {
                     const el = document.getElementById(id);
                     return el ? {
