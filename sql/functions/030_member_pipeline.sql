@@ -109,9 +109,7 @@ BEGIN
         ) c ON c.uid = e.eid
         -- A member needs a name, an e-mail or a phone to be anybody.
         WHERE pn.name_norm IS NOT NULL OR c.uid IS NOT NULL;
-        SELECT sum(n), count(*) INTO v_usable, v_distinct
-        FROM (SELECT count(*) AS n FROM sp_members GROUP BY record_hash) h;
-        v_usable := coalesce(v_usable, 0);
+        SELECT count(*), count(DISTINCT record_hash) INTO v_usable, v_distinct FROM sp_members;
 
         PERFORM public.merge_phase('store_members');
         CREATE TEMP TABLE sp_gone ON COMMIT DROP AS
@@ -132,15 +130,13 @@ BEGIN
                 research_uuid, team_id, member_name, name_normalized, name_key, name_first,
                 name_last, name_middle, name_suffix, email_normalized, phone_normalized,
                 record_hash, member_raw, member_position, processed)
-            SELECT research_uuid, team_id, name_raw, name_norm, name_key, first_name,
+            SELECT DISTINCT ON (record_hash)
+                   research_uuid, team_id, name_raw, name_norm, name_key, first_name,
                    last_name, middle, suffix, emails, phones, record_hash, raw, pos, v_follows
             FROM sp_members s
             WHERE NOT EXISTS (SELECT 1 FROM public.unified_company_member m
                               WHERE m.record_hash = s.record_hash)
-              -- the same member twice: its first place counts (sorted narrow, not whole rows)
-              AND (v_usable = v_distinct
-                   OR s.eid IN (SELECT DISTINCT ON (record_hash) eid FROM sp_members
-                                ORDER BY record_hash, pos));
+            ORDER BY record_hash, pos;
             GET DIAGNOSTICS v_inserted = ROW_COUNT;
             IF v_bulk THEN
                 PERFORM public.merge_bulk_end('public.unified_company_member');

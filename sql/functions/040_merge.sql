@@ -133,13 +133,11 @@ BEGIN
               FROM many WHERE team_id IS NOT NULL GROUP BY agent_id, team_id) t
         ORDER BY agent_id, n DESC, feed DESC, team_id
     ),
-    -- One sort serves the de-duplication, the grouping and the order inside the arrays.
     contacts AS (
         SELECT agent_id,
-               array_agg(value) FILTER (WHERE kind = 'e') AS emails,
-               array_agg(value) FILTER (WHERE kind = 'p') AS phones
-        FROM (SELECT agent_id, kind, value FROM sp_gkeys
-              GROUP BY agent_id, kind, value ORDER BY agent_id, kind, value) d
+               array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
+               array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
+        FROM (SELECT DISTINCT agent_id, kind, value FROM sp_gkeys) d
         GROUP BY agent_id
     ),
     named AS (
@@ -725,7 +723,8 @@ BEGIN
     FROM sp_target t
     JOIN sp_golden g ON g.agent_id = t.survivor
     LEFT JOIN sp_compconf f ON f.label = t.label
-    WHERE t.created;
+    WHERE t.created
+    ORDER BY t.survivor;
     GET DIAGNOSTICS v_created = ROW_COUNT;
 
     -- Agents joined by new evidence: the lowest id survives.
