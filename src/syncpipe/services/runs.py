@@ -110,7 +110,8 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
     from syncpipe.services.merge.service import MergeService
 
     def say(step: str, detail: str = "") -> None:
-        log.info("run.step", step=step, detail=detail)
+        # a step's start is news; its files and phases are detail (--verbose shows them)
+        (log.debug if detail else log.info)("run.step", step=step, detail=detail)
         if on_step is not None:
             on_step(step, detail)
 
@@ -128,6 +129,7 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
                 "verify", f"{len(failing)} check(s) failed, the first being {first}".rstrip(".")
             )
 
+        say("load")
         say("load", str(settings.data_dir))
         with report.step("load") as step:
             if not settings.data_dir.is_dir():
