@@ -3,6 +3,7 @@ its logs, and what happens when a step fails or the run is killed half-way."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -18,6 +19,12 @@ import psycopg
 from tests.helpers import Invoke, fetch, one
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"
+
+
+def csv_rows(path: Path) -> int:
+    """Data rows of a CSV file (quoted newlines counted right)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
 
 
 def agents_by_name(dsn: str) -> dict[str, list[tuple[int, bool, int, list[str]]]]:
@@ -195,7 +202,8 @@ def test_full_run_killed_half_way_completes_when_run_again(deployed_db: str) -> 
         )
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 347  # the load had committed
+    feed_rows = sum(csv_rows(f) for f in SAMPLE.glob("new_agents*.csv"))
+    assert one(deployed_db, "SELECT count(*) FROM new_agents") == feed_rows  # load committed
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents") == 0
 
     rerun = subprocess.run(
@@ -207,7 +215,7 @@ def test_full_run_killed_half_way_completes_when_run_again(deployed_db: str) -> 
     )
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["status"] == "success"
-    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 347
+    assert one(deployed_db, "SELECT count(*) FROM new_agents") == feed_rows
     # every source record is placed exactly once
     assert one(
         deployed_db,
