@@ -135,7 +135,8 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
             if not settings.data_dir.is_dir():
                 raise _StepFailed(
                     "load",
-                    f"the data folder {settings.data_dir} does not exist "
+                    f"the data folder {settings.data_dir} "
+                    f"{'is not a folder' if settings.data_dir.exists() else 'does not exist'} "
                     "(setting SYNCPIPE_DATA_DIR)",
                 )
             loaded = LoadService(settings, db).load([settings.data_dir])
