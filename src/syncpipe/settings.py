@@ -154,8 +154,6 @@ def env_var_name(field: str) -> str:
         if "SYNCPIPE_DATABASE_URL" not in os.environ and "DATABASE_URL" in os.environ:
             return "DATABASE_URL"
         return "SYNCPIPE_DATABASE_URL"
-    if field.isupper():  # already an environment name (an alias such as DATABASE_URL)
-        return field
     return "SYNCPIPE_" + field.upper()
 
 
