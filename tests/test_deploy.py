@@ -85,6 +85,7 @@ def test_functions_get_fixed_search_path_and_rls_everywhere(deployed_db: str) ->
     # Only the inlinable expression helpers go without a SET clause (it would stop inlining);
     # they are plain SQL, immutable, and run with the caller's rights.
     assert [name for name, _ in unpinned] == [
+        "member_field_array(jsonb)",
         "names_compatible(text,text,text,text,text[],text,text,text,text,text[])",
         "near_spelling(text,text)",
     ]

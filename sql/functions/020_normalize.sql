@@ -173,6 +173,16 @@ DROP FUNCTION IF EXISTS public.given_names_equivalent(text, text);
 -- deploy's search_path may not include the extensions schema.)
 SET LOCAL check_function_bodies = off;
 
+-- A member's contact field as an array: an array as it is, a single value as a one-element
+-- array (so one jsonb_array_elements_text() call reads either shape).
+CREATE OR REPLACE FUNCTION public.member_field_array(p_value jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(p_value) = 'array' THEN p_value
+                ELSE jsonb_build_array(p_value) END
+$$;
+
 -- A typo apart: one edit (or two swapped letters) for words of 3+ letters, two edits for
 -- words of 7+.
 CREATE OR REPLACE FUNCTION public.near_spelling(p_a text, p_b text)
@@ -218,5 +228,6 @@ $$;
 RESET check_function_bodies;
 
 REVOKE EXECUTE ON FUNCTION public.normalize_contacts(), public.normalize_person_names(),
+    public.member_field_array(jsonb),
     public.names_compatible(text, text, text, text, text[], text, text, text, text, text[])
     FROM PUBLIC;

@@ -46,8 +46,11 @@ BEGIN
 END;
 $$;
 
--- Connected components of sp_cc_edges(a, b) (both directions), by label propagation with
--- shortcutting: a handful of set-based rounds, not a loop over rows.
+-- Connected components of sp_cc_edges(a, b) (both directions), set-based: every node first
+-- takes the smallest of itself and its neighbours; then only a frontier moves on, the nodes
+-- holding a label a neighbour lacks, pushing it one hop a round until no edge joins two labels
+-- (most components are pairs and settle in the first step; a round costs what its frontier
+-- touches, not a pass over every edge).
 -- Result: sp_cc(node, label), label = the smallest node of the component.
 CREATE OR REPLACE FUNCTION public.merge_label_components()
 RETURNS integer
@@ -55,28 +58,41 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, public
 AS $$
 DECLARE
-    v_changed bigint;
-    v_rounds  integer := 0;
+    v_rounds integer := 0;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_cc']);
+    PERFORM public.merge_drop_temp(ARRAY['sp_cc', 'sp_cc_front', 'sp_cc_next']);
     CREATE TEMP TABLE sp_cc ON COMMIT DROP AS
         SELECT a AS node, least(a, min(b)) AS label FROM sp_cc_edges GROUP BY a;
     ALTER TABLE sp_cc ADD PRIMARY KEY (node);
+    CREATE INDEX ON sp_cc_edges (a);
     ANALYZE sp_cc;
     ANALYZE sp_cc_edges;
+    CREATE TEMP TABLE sp_cc_front ON COMMIT DROP AS
+        SELECT DISTINCT x.node, x.label
+        FROM sp_cc_edges e
+        JOIN sp_cc x ON x.node = e.a
+        JOIN sp_cc y ON y.node = e.b
+        WHERE x.label < y.label;
+    CREATE TEMP TABLE sp_cc_next (node bigint, label bigint) ON COMMIT DROP;
     LOOP
         v_rounds := v_rounds + 1;
-        -- shortcut: take the label of one's label (halves chains each round)
-        UPDATE sp_cc c SET label = l.label
-        FROM sp_cc l
-        WHERE l.node = c.label AND l.label < c.label;
-        UPDATE sp_cc c SET label = m.label
-        FROM (SELECT e.a AS node, min(n.label) AS label
-              FROM sp_cc_edges e JOIN sp_cc n ON n.node = e.b
-              GROUP BY e.a) m
-        WHERE c.node = m.node AND m.label < c.label;
-        GET DIAGNOSTICS v_changed = ROW_COUNT;
-        EXIT WHEN v_changed = 0;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM sp_cc_front);
+        ANALYZE sp_cc_front;
+        TRUNCATE sp_cc_next;
+        WITH pushed AS (
+            SELECT e.b AS node, min(f.label) AS label
+            FROM sp_cc_front f JOIN sp_cc_edges e ON e.a = f.node
+            GROUP BY e.b
+        ),
+        moved AS (
+            UPDATE sp_cc c SET label = p.label
+            FROM pushed p
+            WHERE c.node = p.node AND p.label < c.label
+            RETURNING c.node, c.label
+        )
+        INSERT INTO sp_cc_next SELECT node, label FROM moved;
+        TRUNCATE sp_cc_front;
+        INSERT INTO sp_cc_front SELECT node, label FROM sp_cc_next;
     END LOOP;
     RETURN v_rounds;
 END;
@@ -94,73 +110,64 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, public
 AS $$
 DECLARE
-    v_count bigint;
+    v_count   bigint;
+    v_hashagg text;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_golden', 'sp_gmulti']);
+    PERFORM public.merge_drop_temp(ARRAY['sp_golden']);
     ANALYZE sp_grecs;
     ANALYZE sp_gkeys;
-    CREATE TEMP TABLE sp_gmulti ON COMMIT DROP AS
-        SELECT agent_id, count(*)::integer AS n FROM sp_grecs GROUP BY agent_id;
-    ALTER TABLE sp_gmulti ADD PRIMARY KEY (agent_id);
-    ANALYZE sp_gmulti;
-
+    -- One sort of the records by agent and name variant ranks the variants (window counts),
+    -- a second picks each agent's display name; single-source agents fall out of the same
+    -- pass. Contacts: one sort de-duplicates them and orders each agent's values, so the
+    -- arrays need no sort of their own. (Sorting beats hashing here: the hash tables of
+    -- millions of groups outgrow memory and the CPU caches.)
+    v_hashagg := current_setting('enable_hashagg');
+    PERFORM set_config('enable_hashagg', 'off', true);
     CREATE TEMP TABLE sp_golden ON COMMIT DROP AS
-    WITH one AS (
-        SELECT r.agent_id, r.full_name, r.team_id
-        FROM sp_grecs r JOIN sp_gmulti m ON m.agent_id = r.agent_id AND m.n = 1
+    WITH ranked AS (
+        SELECT agent_id, source, full_name, name_key, team_id,
+               count(*) OVER (PARTITION BY agent_id) AS sources,
+               count(*) OVER (PARTITION BY agent_id, name_key) AS variant_n,
+               max(length(name_norm)) OVER (PARTITION BY agent_id, name_key) AS variant_len
+        FROM sp_grecs
     ),
-    many AS (
-        SELECT r.* FROM sp_grecs r JOIN sp_gmulti m ON m.agent_id = r.agent_id AND m.n > 1
-    ),
-    variant AS (
-        SELECT DISTINCT ON (agent_id) agent_id, name_key
-        FROM (SELECT agent_id, name_key, count(*) AS n, max(length(name_norm)) AS len
-              FROM many WHERE name_key IS NOT NULL GROUP BY agent_id, name_key) v
-        ORDER BY agent_id, n DESC, len DESC, name_key
-    ),
-    display AS (
-        SELECT DISTINCT ON (r.agent_id) r.agent_id, r.full_name
-        FROM many r JOIN variant v ON v.agent_id = r.agent_id AND v.name_key = r.name_key
-        ORDER BY r.agent_id,
-                 (r.full_name = upper(r.full_name) OR r.full_name = lower(r.full_name)),
-                 (position(',' IN r.full_name) > 0),
-                 (r.source = 'new_agents') DESC,
-                 length(r.full_name) DESC, r.full_name
+    best AS (
+        SELECT DISTINCT ON (agent_id) agent_id, sources,
+               CASE WHEN sources = 1 OR name_key IS NOT NULL THEN full_name END AS full_name
+        FROM ranked
+        ORDER BY agent_id, name_key IS NULL, variant_n DESC, variant_len DESC, name_key,
+                 (full_name = upper(full_name) OR full_name = lower(full_name)),
+                 (position(',' IN full_name) > 0),
+                 (source = 'new_agents') DESC,
+                 length(full_name) DESC, full_name
     ),
     team AS (
         SELECT DISTINCT ON (agent_id) agent_id, team_id
         FROM (SELECT agent_id, team_id, count(*) AS n, bool_or(source = 'new_agents') AS feed
-              FROM many WHERE team_id IS NOT NULL GROUP BY agent_id, team_id) t
+              FROM sp_grecs WHERE team_id IS NOT NULL GROUP BY agent_id, team_id) t
         ORDER BY agent_id, n DESC, feed DESC, team_id
     ),
     contacts AS (
         SELECT agent_id,
-               array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
-               array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
-        FROM (SELECT DISTINCT agent_id, kind, value FROM sp_gkeys) d
+               array_agg(value) FILTER (WHERE kind = 'e') AS emails,
+               array_agg(value) FILTER (WHERE kind = 'p') AS phones
+        FROM (SELECT DISTINCT agent_id, kind, value COLLATE "C" AS value FROM sp_gkeys
+              ORDER BY 1, 2, 3) d
         GROUP BY agent_id
-    ),
-    named AS (
-        SELECT agent_id, full_name, team_id FROM one
-        UNION ALL
-        SELECT m.agent_id, d.full_name, t.team_id
-        FROM sp_gmulti m
-        LEFT JOIN display d ON d.agent_id = m.agent_id
-        LEFT JOIN team t ON t.agent_id = m.agent_id
-        WHERE m.n > 1
     )
-    SELECT g.agent_id,
+    SELECT b.agent_id,
            regexp_replace(btrim(CASE
-               WHEN position(',' IN g.full_name) > 0
-                    AND g.full_name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
-               THEN split_part(g.full_name, ',', 2) || ' ' || split_part(g.full_name, ',', 1)
-               ELSE g.full_name END), '\s+', ' ', 'g') AS full_name,
+               WHEN position(',' IN b.full_name) > 0
+                    AND b.full_name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
+               THEN split_part(b.full_name, ',', 2) || ' ' || split_part(b.full_name, ',', 1)
+               ELSE b.full_name END), '\s+', ' ', 'g') AS full_name,
            coalesce(k.emails, '{}') AS emails, coalesce(k.phones, '{}') AS phones,
-           g.team_id, m.n AS sources
-    FROM named g
-    JOIN sp_gmulti m ON m.agent_id = g.agent_id
-    LEFT JOIN contacts k ON k.agent_id = g.agent_id;
+           t.team_id, b.sources::integer AS sources
+    FROM best b
+    LEFT JOIN team t ON t.agent_id = b.agent_id
+    LEFT JOIN contacts k ON k.agent_id = b.agent_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM set_config('enable_hashagg', v_hashagg, true);
     RETURN v_count;
 END;
 $$;
@@ -211,19 +218,21 @@ BEGIN
     SET full_name = coalesce(g.full_name, a.full_name),
         emails = coalesce(g.emails, '{}'), phone_numbers = coalesce(g.phones, '{}'),
         source_team_id = g.team_id, source_count = coalesce(g.sources, 0),
-        needs_review = r.open
+        needs_review = r.agent_id IS NOT NULL
     FROM sp_refresh f
     LEFT JOIN sp_golden g ON g.agent_id = f.agent_id
-    CROSS JOIN LATERAL (
-        SELECT EXISTS (SELECT 1 FROM public.merge_review_queue q
-                       WHERE q.status = 'open'
-                         AND (q.agent_id = f.agent_id OR q.candidate_agent_id = f.agent_id))
-               AS open) r
+    -- (one pass over the open items: a probe per agent, with an OR, scans the open-pair
+    -- index whole each time)
+    LEFT JOIN (SELECT q.agent_id FROM public.merge_review_queue q WHERE q.status = 'open'
+               UNION
+               SELECT q.candidate_agent_id FROM public.merge_review_queue q
+               WHERE q.status = 'open') r ON r.agent_id = f.agent_id
     WHERE a.agent_id = f.agent_id AND a.merged_into IS NULL
       AND (a.full_name, a.emails, a.phone_numbers, a.source_team_id, a.source_count,
            a.needs_review)
           IS DISTINCT FROM (coalesce(g.full_name, a.full_name), coalesce(g.emails, '{}'),
-                            coalesce(g.phones, '{}'), g.team_id, coalesce(g.sources, 0), r.open);
+                            coalesce(g.phones, '{}'), g.team_id, coalesce(g.sources, 0),
+                            r.agent_id IS NOT NULL);
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END;
@@ -365,14 +374,13 @@ BEGIN
 
     PERFORM public.merge_phase('normalize');
     -- Feed contacts are normalized here; members' were normalized by the member pipeline.
+    -- (unnested in the select list: a per-row lateral function scan costs twice as much)
     CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
-        SELECT p.pid AS uid, 'e'::"char" AS kind, x AS raw
-        FROM sp_pend p, jsonb_array_elements_text(p.email_json) x
-        WHERE jsonb_typeof(p.email_json) = 'array'
+        SELECT pid AS uid, 'e'::"char" AS kind, jsonb_array_elements_text(email_json) AS raw
+        FROM sp_pend WHERE jsonb_typeof(email_json) = 'array'
         UNION ALL
-        SELECT p.pid, 'p'::"char", x
-        FROM sp_pend p, jsonb_array_elements_text(p.phone_json) x
-        WHERE jsonb_typeof(p.phone_json) = 'array';
+        SELECT pid, 'p'::"char", jsonb_array_elements_text(phone_json)
+        FROM sp_pend WHERE jsonb_typeof(phone_json) = 'array';
     PERFORM public.normalize_contacts();
     CREATE TEMP TABLE sp_pkeys ON COMMIT DROP AS
         SELECT kind, value, uid AS pid FROM sp_contacts
