@@ -50,10 +50,10 @@ def test_deploy_from_scratch_creates_everything(invoke: Invoke, fresh_db: str) -
             "WHERE i.indrelid = 'public.new_unified_agents'::regclass",
         )
     )
-    # GIN on the contact arrays and a trigram GIN on names, as the merge and review need
-    assert index_methods["new_unified_agents_emails_gin"] == "gin"
-    assert index_methods["new_unified_agents_phones_gin"] == "gin"
+    # A trigram GIN on names; contact lookups go through the B-tree of the contact keys
     assert index_methods["new_unified_agents_name_trgm"] == "gin"
+    assert "new_unified_agents_emails_gin" not in index_methods
+    assert one(fresh_db, "SELECT to_regclass('public.merge_agent_contacts_pkey') IS NOT NULL")
     assert one(fresh_db, "SELECT count(*) FROM syncpipe.applied_files") == len(files)
     ledger = fetch(
         fresh_db, "SELECT kind, sha256, applied_by, duration_ms FROM syncpipe.applied_files"

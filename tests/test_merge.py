@@ -22,6 +22,24 @@ def load_and_merge(invoke: Invoke, dsn: str, src: Sources, folder: Path, *args: 
     return invoke(["merge", "--json", *args], dsn=dsn).json()
 
 
+def assert_contact_keys_in_step(dsn: str) -> None:
+    """The merge's contact-key table lists exactly the active agents' e-mails and phones."""
+    keys = fetch(dsn, "SELECT kind, value, agent_id FROM merge_agent_contacts ORDER BY 1, 2, 3")
+    held = fetch(
+        dsn,
+        """
+        SELECT kind, value COLLATE "C", agent_id FROM (
+            SELECT 'e'::"char" AS kind, e AS value, agent_id
+            FROM new_unified_agents, unnest(emails) e WHERE merged_into IS NULL
+            UNION
+            SELECT 'p'::"char", p, agent_id
+            FROM new_unified_agents, unnest(phone_numbers) p WHERE merged_into IS NULL
+        ) k ORDER BY 1, 2, 3
+        """,
+    )
+    assert keys == held and keys
+
+
 # -- the hard cases of DESIGN.md -------------------------------------------------------------
 def test_shared_office_line_does_not_merge_two_people(
     invoke: Invoke, deployed_db: str, tmp_path: Path
@@ -235,6 +253,7 @@ def test_second_run_changes_nothing_and_new_records_join_existing_agents(
     assert member_agent(deployed_db, page, 1) == lena
     assert member_agent(deployed_db, page, 2) == omar
     assert live_agents(deployed_db) == 2
+    assert_contact_keys_in_step(deployed_db)
 
 
 def test_new_evidence_joins_two_agents_and_the_retired_id_stays_resolvable(
@@ -271,6 +290,7 @@ def test_new_evidence_joins_two_agents_and_the_retired_id_stays_resolvable(
         (survivor,),
     )[0]
     assert emails == ["sam.ortiz@mail.com"] and phones == ["+13055550142"]
+    assert_contact_keys_in_step(deployed_db)
 
 
 def test_agent_record_changed_after_merge_is_matched_again(
@@ -287,6 +307,7 @@ def test_agent_record_changed_after_merge_is_matched_again(
     result = load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
     assert result["merge"]["changed_records"] == 1
     assert agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b)
+    assert_contact_keys_in_step(deployed_db)
 
 
 def test_records_without_email_phone_or_team(
@@ -338,6 +359,7 @@ def test_accepted_review_pair_merges_the_two_agents(
         ("accepted", "kim")
     ]
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE needs_review") == 0
+    assert_contact_keys_in_step(deployed_db)
     # Deciding again, or on an id that does not exist: a clear error, exit 1.
     again = invoke(["review", "reject", str(review_id)], dsn=deployed_db, code=1)
     assert (

@@ -172,6 +172,27 @@ BEGIN
 END;
 $$;
 
+-- Bring the contact keys (public.merge_agent_contacts) of the listed agents in step with
+-- their emails and phone_numbers: an active agent's keys are its contacts, a retired one has
+-- none. Called after the merge changed those agents.
+CREATE OR REPLACE FUNCTION public.merge_contacts_sync(p_agents bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+BEGIN
+    DELETE FROM public.merge_agent_contacts WHERE agent_id = ANY (p_agents);
+    INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
+    SELECT 'e', e, a.agent_id
+    FROM public.new_unified_agents a CROSS JOIN LATERAL unnest(a.emails) e
+    WHERE a.agent_id = ANY (p_agents) AND a.merged_into IS NULL
+    UNION
+    SELECT 'p', p, a.agent_id
+    FROM public.new_unified_agents a CROSS JOIN LATERAL unnest(a.phone_numbers) p
+    WHERE a.agent_id = ANY (p_agents) AND a.merged_into IS NULL;
+END;
+$$;
+
 -- Recompute the stored golden records of the agents in sp_refresh(agent_id) from their
 -- lineage (names, teams) and their sources (contacts, normalized again), and whether a
 -- review is open for them.
@@ -234,6 +255,7 @@ BEGIN
                             coalesce(g.phones, '{}'), g.team_id, coalesce(g.sources, 0),
                             r.agent_id IS NOT NULL);
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM public.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_refresh));
     RETURN v_count;
 END;
 $$;
@@ -261,6 +283,7 @@ BEGIN
     UPDATE public.unified_agent_sources s SET agent_id = r.survivor
     FROM sp_retire r WHERE s.agent_id = r.agent_id;
     DELETE FROM public.merge_dirty_agents d USING sp_retire r WHERE d.agent_id = r.agent_id;
+    PERFORM public.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_retire));
 
     PERFORM public.merge_drop_temp(ARRAY['sp_remap']);
     CREATE TEMP TABLE sp_remap ON COMMIT DROP AS
@@ -404,15 +427,10 @@ BEGIN
         SELECT kind, value, v_offset + pid AS node FROM sp_pkeys;
     IF v_known THEN
         INSERT INTO sp_keyrecs
-        SELECT 'e', d.value, a.agent_id
-        FROM (SELECT DISTINCT value FROM sp_pkeys WHERE kind = 'e') d
-        JOIN public.new_unified_agents a ON a.emails @> ARRAY[d.value]
-        WHERE a.merged_into IS NULL;
-        INSERT INTO sp_keyrecs
-        SELECT 'p', d.value, a.agent_id
-        FROM (SELECT DISTINCT value FROM sp_pkeys WHERE kind = 'p') d
-        JOIN public.new_unified_agents a ON a.phone_numbers @> ARRAY[d.value]
-        WHERE a.merged_into IS NULL;
+        SELECT d.kind, d.value, k.agent_id
+        FROM (SELECT DISTINCT kind, value FROM sp_pkeys) d
+        JOIN public.merge_agent_contacts k ON k.kind = d.kind AND k.value = d.value COLLATE "C"
+        JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
     END IF;
     -- Keys held by more than one node are the only ones that can link anything.
     CREATE TEMP TABLE sp_multi ON COMMIT DROP AS
@@ -650,6 +668,7 @@ DECLARE
     v_golden   integer;
     v_bulk_a   boolean;
     v_bulk_s   boolean;
+    v_bulk_k   boolean;
 BEGIN
     PERFORM public.merge_drop_temp(ARRAY['sp_target0', 'sp_target', 'sp_retire', 'sp_place', 'sp_refresh',
         'sp_grecs', 'sp_gkeys']);
@@ -734,6 +753,16 @@ BEGIN
     WHERE t.created
     ORDER BY t.survivor;
     GET DIAGNOSTICS v_created = ROW_COUNT;
+    -- Their contact keys (sp_golden holds exactly the new agents).
+    v_bulk_k := public.merge_bulk_begin('public.merge_agent_contacts',
+                                        (SELECT count(*) FROM sp_pkeys), true);
+    INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
+    SELECT 'e', e, g.agent_id FROM sp_golden g CROSS JOIN LATERAL unnest(g.emails) e
+    UNION ALL
+    SELECT 'p', p, g.agent_id FROM sp_golden g CROSS JOIN LATERAL unnest(g.phones) p;
+    IF v_bulk_k THEN
+        PERFORM public.merge_bulk_end('public.merge_agent_contacts');
+    END IF;
 
     -- Agents joined by new evidence: the lowest id survives.
     CREATE TEMP TABLE sp_retire ON COMMIT DROP AS
@@ -1019,5 +1048,6 @@ REVOKE EXECUTE ON FUNCTION public.review_decide(bigint, text, text) FROM PUBLIC,
 GRANT EXECUTE ON FUNCTION public.review_decide(bigint, text, text) TO service_role;
 REVOKE EXECUTE ON FUNCTION public.merge_plan(jsonb), public.merge_apply(jsonb),
     public.merge_refresh_agents(), public.merge_golden(), public.merge_retire_agents(),
-    public.merge_label_components(), public.merge_forget_records(text, text[])
+    public.merge_label_components(), public.merge_forget_records(text, text[]),
+    public.merge_contacts_sync(bigint[])
     FROM PUBLIC, anon, authenticated;

@@ -5,12 +5,15 @@ ALTER TABLE public.name_variants          ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.merge_shared_contacts  ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.merge_decisions        ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.merge_dirty_agents     ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.merge_agent_contacts   ENABLE ROW LEVEL SECURITY;
 
 REVOKE ALL ON public.name_variants,
-              public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents
+              public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents,
+              public.merge_agent_contacts
     FROM anon, authenticated;
 GRANT ALL ON public.name_variants,
-             public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents
+             public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents,
+             public.merge_agent_contacts
     TO service_role;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO service_role;
 
@@ -25,4 +28,7 @@ CREATE POLICY service_role_all ON public.merge_decisions
     FOR ALL TO service_role USING (true) WITH CHECK (true);
 DROP POLICY IF EXISTS service_role_all ON public.merge_dirty_agents;
 CREATE POLICY service_role_all ON public.merge_dirty_agents
+    FOR ALL TO service_role USING (true) WITH CHECK (true);
+DROP POLICY IF EXISTS service_role_all ON public.merge_agent_contacts;
+CREATE POLICY service_role_all ON public.merge_agent_contacts
     FOR ALL TO service_role USING (true) WITH CHECK (true);
