@@ -337,8 +337,8 @@ DECLARE
     v_rounds  integer := 0;
 BEGIN
     PERFORM public.merge_drop_temp(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
-        'sp_multi', 'sp_keynames', 'sp_shared', 'sp_links', 'sp_gedges', 'sp_cc_edges',
-        'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in', 'sp_contacts_in',
+        'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_links', 'sp_gedges',
+        'sp_cc_edges', 'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in', 'sp_contacts_in',
         'sp_canon', 'sp_cnames']);
     SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
     v_known := EXISTS (SELECT 1 FROM public.unified_agent_sources);
@@ -405,12 +405,13 @@ BEGIN
         SELECT pid, 'p'::"char", jsonb_array_elements_text(phone_json)
         FROM sp_pend WHERE jsonb_typeof(phone_json) = 'array';
     PERFORM public.normalize_contacts();
+    -- (values in byte order, COLLATE "C": they are ASCII, and every sort of them is cheaper)
     CREATE TEMP TABLE sp_pkeys ON COMMIT DROP AS
-        SELECT kind, value, uid AS pid FROM sp_contacts
+        SELECT kind, value COLLATE "C" AS value, uid AS pid FROM sp_contacts
         UNION ALL
-        SELECT 'e'::"char", e, p.pid FROM sp_pend p, unnest(p.emails) e
+        SELECT 'e'::"char", e COLLATE "C", p.pid FROM sp_pend p, unnest(p.emails) e
         UNION ALL
-        SELECT 'p'::"char", t, p.pid FROM sp_pend p, unnest(p.phones) t;
+        SELECT 'p'::"char", t COLLATE "C", p.pid FROM sp_pend p, unnest(p.phones) t;
     ANALYZE sp_pkeys;
     -- Feed names are normalized here; members' by the member pipeline.
     CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
@@ -422,23 +423,25 @@ BEGIN
     ANALYZE sp_person_names;
 
     PERFORM public.merge_phase('candidates');
-    -- Who holds each pending key: pending records, and known agents (master table indexes).
-    CREATE TEMP TABLE sp_keyrecs ON COMMIT DROP AS
-        SELECT kind, value, v_offset + pid AS node FROM sp_pkeys;
+    -- Who holds each pending key: pending records, and known agents (the master table's
+    -- contact keys). Only keys held by more than one node can link anything: one sort by key
+    -- counts the holders of each.
+    CREATE TEMP TABLE sp_keyknown (kind "char", value text COLLATE "C", node bigint)
+        ON COMMIT DROP;
     IF v_known THEN
-        INSERT INTO sp_keyrecs
+        INSERT INTO sp_keyknown
         SELECT d.kind, d.value, k.agent_id
         FROM (SELECT DISTINCT kind, value FROM sp_pkeys) d
-        JOIN public.merge_agent_contacts k ON k.kind = d.kind AND k.value = d.value COLLATE "C"
+        JOIN public.merge_agent_contacts k ON k.kind = d.kind AND k.value = d.value
         JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
     END IF;
-    -- Keys held by more than one node are the only ones that can link anything.
-    CREATE TEMP TABLE sp_multi ON COMMIT DROP AS
-        SELECT kind, value FROM sp_keyrecs GROUP BY kind, value HAVING count(*) > 1;
-    ALTER TABLE sp_multi ADD PRIMARY KEY (kind, value);
-    ANALYZE sp_multi;
-    DELETE FROM sp_keyrecs k
-    WHERE NOT EXISTS (SELECT 1 FROM sp_multi m WHERE m.kind = k.kind AND m.value = k.value);
+    CREATE TEMP TABLE sp_keyrecs ON COMMIT DROP AS
+        SELECT kind, value, node
+        FROM (SELECT kind, value, node, count(*) OVER (PARTITION BY kind, value) AS holders
+              FROM (SELECT kind, value, v_offset + pid AS node FROM sp_pkeys
+                    UNION ALL
+                    SELECT kind, value, node FROM sp_keyknown) k) c
+        WHERE holders > 1;
     ANALYZE sp_keyrecs;
 
     -- Names: pending records, and the lineage of known agents in the same teams or holding
@@ -473,33 +476,35 @@ BEGIN
               GROUP BY 1, 2, 3, 4, 5, 6) g
         LEFT JOIN sp_canon c ON c.variant = g.first_name;
     ANALYZE sp_keynames;
-    CREATE TEMP TABLE sp_shared ON COMMIT DROP AS
-    WITH groups AS (
-        SELECT kind, value, count(*) AS names, sum(holders)::integer AS records
+    -- The keys that can be shared at all: several names, or very many holders.
+    CREATE TEMP TABLE sp_keygroups ON COMMIT DROP AS
+        SELECT kind, value, count(*)::integer AS names, sum(holders)::integer AS records
         FROM sp_keynames GROUP BY kind, value
-    ),
+        HAVING count(*) > 1 OR sum(holders) > 20;
+    ANALYZE sp_keygroups;
+    CREATE TEMP TABLE sp_shared ON COMMIT DROP AS
     -- A key is personal when one of its names can be the same person as every other one
     -- (Robert with Bob, a typo "Robret" and "Miller, Robert"), shared otherwise.
-    hubs AS (
+    WITH hubs AS (
         SELECT a.kind, a.value,
                bool_and(public.names_compatible(a.name_key, a.first_name, a.last_name,
                                                 a.suffix, a.canons, b.name_key, b.first_name,
                                                 b.last_name, b.suffix, b.canons)) AS fits_all
-        FROM sp_keynames a
-        JOIN groups g ON g.kind = a.kind AND g.value = a.value AND g.names BETWEEN 2 AND 8
-                     AND g.records <= 20
+        FROM sp_keygroups g
+        JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
         JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value
              AND (b.name_key, coalesce(b.suffix, ''), coalesce(b.first_name, ''),
                   coalesce(b.last_name, ''))
               <> (a.name_key, coalesce(a.suffix, ''), coalesce(a.first_name, ''),
                   coalesce(a.last_name, ''))
+        WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20
         GROUP BY a.kind, a.value, a.name_key, a.suffix, a.first_name, a.last_name
     ),
     personal AS (
         SELECT kind, value FROM hubs GROUP BY kind, value HAVING bool_or(fits_all)
     )
-    SELECT g.kind, g.value, g.records, g.names::integer
-    FROM groups g
+    SELECT g.kind, g.value, g.records, g.names
+    FROM sp_keygroups g
     WHERE g.records > 20
        OR (g.names > 1
            AND NOT EXISTS (SELECT 1 FROM personal p WHERE p.kind = g.kind AND p.value = g.value));
@@ -807,7 +812,8 @@ BEGIN
 
     -- Shared contacts, as now known for every key the run touched.
     DELETE FROM public.merge_shared_contacts s
-    USING sp_multi k WHERE s.kind = k.kind AND s.value = k.value;
+    WHERE EXISTS (SELECT 1 FROM sp_keyrecs k
+                  WHERE k.kind = s.kind AND k.value = s.value COLLATE "C");
     INSERT INTO public.merge_shared_contacts (kind, value, records, names)
     SELECT kind, value, records, names FROM sp_shared;
 
