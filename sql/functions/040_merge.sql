@@ -424,8 +424,9 @@ BEGIN
 
     PERFORM public.merge_phase('candidates');
     -- Who holds each pending key: pending records, and known agents (the master table's
-    -- contact keys). Only keys held by more than one node can link anything: one sort by key
-    -- counts the holders of each.
+    -- contact keys). Only keys held by more than one node can link anything; they are
+    -- counted by a 64-bit hash of the value (an integer groups several times faster than
+    -- text; a collision only keeps a key that then links nothing).
     CREATE TEMP TABLE sp_keyknown (kind "char", value text COLLATE "C", node bigint)
         ON COMMIT DROP;
     IF v_known THEN
@@ -436,12 +437,16 @@ BEGIN
         JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
     END IF;
     CREATE TEMP TABLE sp_keyrecs ON COMMIT DROP AS
-        SELECT kind, value, node
-        FROM (SELECT kind, value, node, count(*) OVER (PARTITION BY kind, value) AS holders
-              FROM (SELECT kind, value, v_offset + pid AS node FROM sp_pkeys
-                    UNION ALL
-                    SELECT kind, value, node FROM sp_keyknown) k) c
-        WHERE holders > 1;
+        SELECT k.kind, k.value, k.node
+        FROM (SELECT kind, value, v_offset + pid AS node FROM sp_pkeys
+              UNION ALL
+              SELECT kind, value, node FROM sp_keyknown) k
+        WHERE (k.kind, hashtextextended(k.value, 0)) IN (
+            SELECT kind, h
+            FROM (SELECT kind, hashtextextended(value, 0) AS h FROM sp_pkeys
+                  UNION ALL
+                  SELECT kind, hashtextextended(value, 0) FROM sp_keyknown) a
+            GROUP BY kind, h HAVING count(*) > 1);
     ANALYZE sp_keyrecs;
 
     -- Names: pending records, and the lineage of known agents in the same teams or holding
