@@ -430,10 +430,13 @@ BEGIN
     CREATE TEMP TABLE sp_keyknown (kind "char", value text COLLATE "C", node bigint)
         ON COMMIT DROP;
     IF v_known THEN
+        -- (a probe of the key index per value: the planner, misjudging the join, would
+        -- rather read the whole key table)
         INSERT INTO sp_keyknown
         SELECT d.kind, d.value, k.agent_id
         FROM (SELECT DISTINCT kind, value FROM sp_pkeys) d
-        JOIN public.merge_agent_contacts k ON k.kind = d.kind AND k.value = d.value
+        CROSS JOIN LATERAL (SELECT c.agent_id FROM public.merge_agent_contacts c
+                            WHERE c.kind = d.kind AND c.value = d.value OFFSET 0) k
         JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
     END IF;
     CREATE TEMP TABLE sp_keyrecs ON COMMIT DROP AS
@@ -601,18 +604,17 @@ BEGIN
     -- One row per name of a component in a team (a component's records mostly repeat one
     -- name), then pairs of such names across components, at least one side new.
     CREATE TEMP TABLE sp_cnames ON COMMIT DROP AS
-    SELECT row_number() OVER () AS id, x.*
+    SELECT row_number() OVER () AS id, x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons
     FROM (
         SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
                n.first_name, n.last_name, n.suffix,
-               coalesce(k.canons, ARRAY[n.first_name]) AS canons,
                min(n.node) AS node, bool_or(n.pending) AS pending
         FROM sp_names n
         LEFT JOIN sp_comp c ON c.node = n.node
-        LEFT JOIN sp_canon k ON k.variant = n.first_name
         WHERE n.team_id IS NOT NULL AND n.name_key IS NOT NULL
-        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-    ) x;
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ) x
+    LEFT JOIN sp_canon k ON k.variant = x.first_name;
     ANALYZE sp_cnames;
     INSERT INTO sp_review
     SELECT DISTINCT ON (least(p.node, n.node), greatest(p.node, n.node))
