@@ -110,15 +110,18 @@ BEGIN
         FROM sp_member_elems e
         LEFT JOIN sp_names_in n ON n.uid = e.eid
         LEFT JOIN sp_person_names pn ON pn.uid = e.eid
+        -- (one sort orders every member's values: the arrays need no sort of their own)
         LEFT JOIN (
             SELECT uid,
-                   array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
-                   array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
-            FROM sp_contacts GROUP BY uid
+                   array_agg(value) FILTER (WHERE kind = 'e') AS emails,
+                   array_agg(value) FILTER (WHERE kind = 'p') AS phones
+            FROM (SELECT uid, kind, value FROM sp_contacts ORDER BY uid, kind, value) o
+            GROUP BY uid
         ) c ON c.uid = e.eid
         -- A member needs a name, an e-mail or a phone to be anybody.
         WHERE pn.name_norm IS NOT NULL OR c.uid IS NOT NULL;
-        SELECT count(*), count(DISTINCT record_hash) INTO v_usable, v_distinct FROM sp_members;
+        SELECT count(*), count(DISTINCT record_hash COLLATE "C") INTO v_usable, v_distinct
+        FROM sp_members;
 
         PERFORM public.merge_phase('store_members');
         CREATE TEMP TABLE sp_gone ON COMMIT DROP AS
@@ -139,13 +142,13 @@ BEGIN
                 research_uuid, team_id, member_name, name_normalized, name_key, name_first,
                 name_last, name_middle, name_suffix, email_normalized, phone_normalized,
                 record_hash, member_raw, member_position, processed)
-            SELECT DISTINCT ON (record_hash)
+            SELECT DISTINCT ON (record_hash COLLATE "C")
                    research_uuid, team_id, name_raw, name_norm, name_key, first_name,
                    last_name, middle, suffix, emails, phones, record_hash, raw, pos, v_follows
             FROM sp_members s
             WHERE NOT EXISTS (SELECT 1 FROM public.unified_company_member m
                               WHERE m.record_hash = s.record_hash)
-            ORDER BY record_hash, pos;
+            ORDER BY record_hash COLLATE "C", pos;
             GET DIAGNOSTICS v_inserted = ROW_COUNT;
             IF v_bulk THEN
                 PERFORM public.merge_bulk_end('public.unified_company_member');

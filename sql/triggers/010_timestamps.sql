@@ -1,8 +1,9 @@
 -- Keep updated_at (and the processing flags) current. Re-applied whenever this file changes.
 
--- (Not fired when only members_synced changes: the member pipeline flips it for every page.)
+-- (Not fired when only members_synced changes: the member pipeline flips it for every page,
+-- and comparing two team_members documents means reading both whole.)
 CREATE OR REPLACE TRIGGER company_info_raw_track_changes
-    BEFORE UPDATE ON bronze.company_info_raw
+    BEFORE UPDATE OF team_members, team_id, website ON bronze.company_info_raw
     FOR EACH ROW
     WHEN ((OLD.team_members, OLD.team_id, OLD.website)
           IS DISTINCT FROM (NEW.team_members, NEW.team_id, NEW.website))
