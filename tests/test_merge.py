@@ -4,6 +4,7 @@ decisions, dry runs, and every way a merge can be refused or fail."""
 from __future__ import annotations
 
 import csv
+import random
 import os
 import subprocess
 import sys
@@ -558,3 +559,40 @@ def test_database_going_away_mid_merge_keeps_the_previous_state(
     ]
     rerun = invoke(["merge", "--json"], dsn=deployed_db).json()
     assert rerun["merge"]["agents_created"] == 1
+
+
+def test_label_components_find_every_component(deployed_db: str) -> None:
+    """merge_label_components() labels each node with the smallest node of its component, on
+    shapes that take many rounds (a long chain numbered against the grain), stars, pairs and a
+    random tangle, as a union-find computes them."""
+    rng = random.Random(5)
+    edges = [(1000 - i, 1000 - i - 1) for i in range(80)]  # a chain: labels travel 80 hops
+    edges += [(2000, j) for j in range(2001, 2040)]  # a star
+    edges += [(3000 + 2 * k, 3001 + 2 * k) for k in range(60)]  # pairs
+    edges += [(rng.randrange(4000, 4400), rng.randrange(4000, 4400)) for _ in range(350)]
+    edges = [(a, b) for a, b in edges if a != b]
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    expected = {node: find(node) for node in parent}
+
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("CREATE TEMP TABLE sp_cc_edges (a bigint, b bigint)")
+        with conn.cursor().copy("COPY sp_cc_edges (a, b) FROM STDIN") as copy:
+            for a, b in edges:
+                copy.write_row((a, b))
+                copy.write_row((b, a))
+        rounds = conn.execute("SELECT merge_label_components()").fetchone()
+        got = dict(conn.execute("SELECT node, label FROM sp_cc").fetchall())
+        conn.rollback()
+    assert got == expected
+    assert rounds is not None and rounds[0] > 1

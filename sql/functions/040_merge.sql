@@ -62,17 +62,17 @@ DECLARE
 BEGIN
     PERFORM public.merge_drop_temp(ARRAY['sp_cc', 'sp_cc_front', 'sp_cc_next']);
     CREATE TEMP TABLE sp_cc ON COMMIT DROP AS
-        SELECT a AS node, least(a, min(b)) AS label FROM sp_cc_edges GROUP BY a;
+        SELECT a AS node, least(a, min(b)) AS label, count(*) AS degree
+        FROM sp_cc_edges GROUP BY a;
     ALTER TABLE sp_cc ADD PRIMARY KEY (node);
     CREATE INDEX ON sp_cc_edges (a);
     ANALYZE sp_cc;
     ANALYZE sp_cc_edges;
+    -- The first frontier: only a node with two or more neighbours can hold a label that a
+    -- neighbour lacks (a node with one neighbour took the smaller of the two, and that
+    -- neighbour holds it or a smaller one).
     CREATE TEMP TABLE sp_cc_front ON COMMIT DROP AS
-        SELECT DISTINCT x.node, x.label
-        FROM sp_cc_edges e
-        JOIN sp_cc x ON x.node = e.a
-        JOIN sp_cc y ON y.node = e.b
-        WHERE x.label < y.label;
+        SELECT node, label FROM sp_cc WHERE degree > 1;
     CREATE TEMP TABLE sp_cc_next (node bigint, label bigint) ON COMMIT DROP;
     LOOP
         v_rounds := v_rounds + 1;
@@ -335,6 +335,8 @@ DECLARE
     v_known   boolean;
     v_level   integer;
     v_rounds  integer := 0;
+    v_components     bigint;
+    v_components_new bigint;
 BEGIN
     PERFORM public.merge_drop_temp(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
         'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_links', 'sp_gedges',
@@ -642,20 +644,24 @@ BEGIN
     ORDER BY least(p.node, n.node), greatest(p.node, n.node),
              similarity(p.name_norm, n.name_norm) DESC;
 
-    RETURN jsonb_build_object(
-        'pending', (SELECT count(*) FROM sp_pend),
-        'pending_new_agents', (SELECT count(*) FROM sp_pend WHERE source = 'new_agents'),
-        'pending_members', (SELECT count(*) FROM sp_pend WHERE source = 'company_member'),
-        'changed_records', (SELECT count(*) FROM sp_pend WHERE old_agent IS NOT NULL),
+    SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
+    INTO v_components, v_components_new
+    FROM (SELECT DISTINCT label FROM sp_comp) d;
+    RETURN (SELECT jsonb_build_object(
+                'pending', count(*),
+                'pending_new_agents', count(*) FILTER (WHERE source = 'new_agents'),
+                'pending_members', count(*) FILTER (WHERE source = 'company_member'),
+                'changed_records', count(*) FILTER (WHERE old_agent IS NOT NULL))
+            FROM sp_pend) || jsonb_build_object(
         'shared_contacts', (SELECT count(*) FROM sp_shared),
         'links', coalesce((SELECT jsonb_object_agg(rule, n) FROM (
                      SELECT rule, count(*) AS n FROM sp_links WHERE conf > v_auto
                      GROUP BY rule) r), '{}'),
         'automatic_links', (SELECT count(*) FROM sp_gedges),
         'review_pairs', (SELECT count(*) FROM sp_review),
-        'components', (SELECT count(DISTINCT label) FROM sp_comp),
+        'components', v_components,
         -- a component labelled by a pending node holds no existing agent: a new agent
-        'agents_new', (SELECT count(DISTINCT label) FROM sp_comp WHERE label >= v_offset),
+        'agents_new', v_components_new,
         'rounds', v_rounds);
 END;
 $$;
@@ -721,7 +727,8 @@ BEGIN
     ALTER TABLE sp_target ADD PRIMARY KEY (label);
     ANALYZE sp_target;
 
-    -- Where each pending record goes, by which rule, with what confidence.
+    -- Where each pending record goes, by which rule, with what confidence; with what the
+    -- lineage keeps of it (one join here, read by the golden records and the lineage below).
     CREATE TEMP TABLE sp_place ON COMMIT DROP AS
     WITH best AS (
         SELECT DISTINCT ON (node) node, rule, conf
@@ -732,8 +739,11 @@ BEGIN
         ORDER BY node, conf DESC, rule
     )
     SELECT p.pid, t.survivor AS agent_id, t.created, coalesce(b.rule, 'single') AS rule,
-           coalesce(b.conf, 100)::smallint AS conf
+           coalesce(b.conf, 100)::smallint AS conf, p.source, p.source_id, p.old_agent,
+           p.version, p.team_id, p.full_name, n.name_norm, n.name_key, n.first_name,
+           n.last_name, n.middle, n.suffix
     FROM sp_pend p
+    JOIN sp_person_names n ON n.uid = p.pid
     JOIN sp_comp c ON c.node = v_offset + p.pid
     JOIN sp_target t ON t.label = c.label
     LEFT JOIN best b ON b.node = v_offset + p.pid;
@@ -742,12 +752,8 @@ BEGIN
 
     -- New agents are written once, complete: their golden record comes from this run.
     CREATE TEMP TABLE sp_grecs ON COMMIT DROP AS
-        SELECT x.agent_id, p.source, p.source_id, p.full_name, n.name_norm, n.name_key,
-               p.team_id
-        FROM sp_place x
-        JOIN sp_pend p ON p.pid = x.pid
-        JOIN sp_person_names n ON n.uid = p.pid
-        WHERE x.created;
+        SELECT agent_id, source, source_id, full_name, name_norm, name_key, team_id
+        FROM sp_place WHERE created;
     CREATE TEMP TABLE sp_gkeys ON COMMIT DROP AS
         SELECT x.agent_id, k.kind, k.value
         FROM sp_pkeys k JOIN sp_place x ON x.pid = k.pid
@@ -788,26 +794,21 @@ BEGIN
     -- written without a per-row conflict check (a big first run drops and rebuilds the keys).
     UPDATE public.unified_agent_sources s
     SET agent_id = x.agent_id, match_rule = x.rule, confidence = x.conf, matched_at = now(),
-        source_version = p.version, team_id = p.team_id, full_name = p.full_name,
-        name_norm = n.name_norm, name_key = n.name_key, first_name = n.first_name,
-        last_name = n.last_name, middle = n.middle, suffix = n.suffix
-    FROM sp_pend p
-    JOIN sp_place x ON x.pid = p.pid
-    JOIN sp_person_names n ON n.uid = p.pid
-    WHERE p.old_agent IS NOT NULL AND s.source = p.source AND s.source_id = p.source_id;
+        source_version = x.version, team_id = x.team_id, full_name = x.full_name,
+        name_norm = x.name_norm, name_key = x.name_key, first_name = x.first_name,
+        last_name = x.last_name, middle = x.middle, suffix = x.suffix
+    FROM sp_place x
+    WHERE x.old_agent IS NOT NULL AND s.source = x.source AND s.source_id = x.source_id;
     GET DIAGNOSTICS v_matched = ROW_COUNT;
     v_bulk_s := public.merge_bulk_begin('public.unified_agent_sources',
                                         (SELECT count(*) FROM sp_pend), true);
     INSERT INTO public.unified_agent_sources (
         source, source_id, agent_id, match_rule, confidence, source_version, team_id,
         full_name, name_norm, name_key, first_name, last_name, middle, suffix)
-    SELECT p.source, p.source_id, x.agent_id, x.rule, x.conf, p.version, p.team_id,
-           p.full_name, n.name_norm, n.name_key, n.first_name, n.last_name, n.middle,
-           n.suffix
-    FROM sp_pend p
-    JOIN sp_place x ON x.pid = p.pid
-    JOIN sp_person_names n ON n.uid = p.pid
-    WHERE p.old_agent IS NULL AND p.source_id !~ '^pending:';
+    SELECT source, source_id, agent_id, rule, conf, version, team_id, full_name, name_norm,
+           name_key, first_name, last_name, middle, suffix
+    FROM sp_place
+    WHERE old_agent IS NULL AND source_id !~ '^pending:';
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_matched := v_matched + v_count;
     IF v_bulk_s THEN
