@@ -4,8 +4,8 @@ decisions, dry runs, and every way a merge can be refused or fail."""
 from __future__ import annotations
 
 import csv
-import random
 import os
+import random
 import subprocess
 import sys
 import time
