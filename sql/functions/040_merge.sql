@@ -16,7 +16,7 @@
 -- surname, "Last, First") keep it personal. A differing "Jr." never matches.
 --
 -- Incremental and stable: existing agents keep their ids and new records join them (an agent
--- is found through the master table's e-mail and phone indexes and through the names in its
+-- is found through its contact keys (merge_agent_contacts) and through the names in its
 -- lineage); when new evidence joins two agents the lower id survives and the other is retired
 -- with merged_into. p_options (all optional): auto_threshold, confidence_email,
 -- confidence_phone, confidence_name_team, confidence_fuzzy_name, fuzzy_similarity, dry_run,
