@@ -4,6 +4,7 @@ decisions, dry runs, and every way a merge can be refused or fail."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import subprocess
@@ -225,6 +226,47 @@ def test_member_pipeline_accepts_every_shape_and_survives_garbage(
 
 
 # -- incremental and stable ------------------------------------------------------------------
+def test_changed_page_is_read_again_and_its_members_follow(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A page whose members change is exploded again: a member gone loses its row and lineage,
+    a new one is matched; an unchanged page and a page whose website alone changed are not
+    read again."""
+    src = Sources()
+    page = src.page(
+        "team-1",
+        [{"name": "Ruth Gold", "email": "ruth@mail.com"}, {"name": "Tom Reyes"}],
+    )
+    other = src.page("team-2", [{"name": "Uma Das", "phone": "4155550100"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    tom = member_agent(deployed_db, page, 2)
+
+    src.pages[0]["team_members"] = json.dumps(
+        [{"name": "Ruth Gold", "email": "ruth@mail.com"}, {"name": "Vic Ames"}]
+    )
+    src.pages[1]["website"] = "https://team-2.example.org"
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
+    assert result["pipeline"]["pages"] == 1
+    assert result["pipeline"]["removed"] == 1 and result["pipeline"]["inserted"] == 1
+    names = fetch(
+        deployed_db,
+        "SELECT member_name FROM unified_company_member WHERE research_uuid = %s ORDER BY 1",
+        (page,),
+    )
+    assert names == [("Ruth Gold",), ("Vic Ames",)]
+    assert member_agent(deployed_db, page, 2) != tom
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(*) FROM unified_agent_sources s WHERE s.source = 'company_member' "
+            "AND NOT EXISTS (SELECT 1 FROM unified_company_member m WHERE m.id::text = s.source_id)",
+        )
+        == 0
+    )
+    assert one(deployed_db, "SELECT bool_and(members_synced) FROM bronze.company_info_raw")
+    assert member_agent(deployed_db, other, 1)
+
+
 def test_second_run_changes_nothing_and_new_records_join_existing_agents(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
