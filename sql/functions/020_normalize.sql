@@ -10,7 +10,8 @@
 -- one. Callers fill the input table, call the function, read the output table.
 
 -- In:  sp_contacts_in (uid bigint, kind "char" ('e' | 'p'), raw text)
--- Out: sp_contacts    (uid bigint, kind "char", value text), distinct, invalid values dropped.
+-- Out: sp_contacts    (uid bigint, kind "char", value text COLLATE "C"), distinct, invalid
+--                     values dropped.
 CREATE OR REPLACE FUNCTION public.normalize_contacts()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -20,8 +21,10 @@ DECLARE
     v_count bigint;
 BEGIN
     PERFORM public.merge_drop_temp(ARRAY['sp_contacts']);
+    -- (values in byte order, COLLATE "C": valid ones are ASCII, and every sort of them is
+    -- cheaper)
     CREATE TEMP TABLE sp_contacts ON COMMIT DROP AS
-    SELECT DISTINCT uid, kind, value
+    SELECT DISTINCT uid, kind, value COLLATE "C" AS value
     FROM (
         SELECT uid, 'e'::"char" AS kind, e AS value
         FROM (

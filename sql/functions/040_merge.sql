@@ -407,13 +407,14 @@ BEGIN
         SELECT pid, 'p'::"char", jsonb_array_elements_text(phone_json)
         FROM sp_pend WHERE jsonb_typeof(phone_json) = 'array';
     PERFORM public.normalize_contacts();
-    -- (values in byte order, COLLATE "C": they are ASCII, and every sort of them is cheaper)
-    CREATE TEMP TABLE sp_pkeys ON COMMIT DROP AS
-        SELECT kind, value COLLATE "C" AS value, uid AS pid FROM sp_contacts
+    -- The pending keys: the feed's just normalized (the table taken over, not copied) and the
+    -- members'.
+    ALTER TABLE sp_contacts RENAME TO sp_pkeys;
+    ALTER TABLE sp_pkeys RENAME COLUMN uid TO pid;
+    INSERT INTO sp_pkeys (pid, kind, value)
+        SELECT p.pid, 'e'::"char", e FROM sp_pend p, unnest(p.emails) e
         UNION ALL
-        SELECT 'e'::"char", e COLLATE "C", p.pid FROM sp_pend p, unnest(p.emails) e
-        UNION ALL
-        SELECT 'p'::"char", t COLLATE "C", p.pid FROM sp_pend p, unnest(p.phones) t;
+        SELECT p.pid, 'p'::"char", t FROM sp_pend p, unnest(p.phones) t;
     ANALYZE sp_pkeys;
     -- Feed names are normalized here; members' by the member pipeline.
     CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
