@@ -81,19 +81,23 @@ BEGIN
         FROM (
             SELECT eid AS uid, 'e'::"char" AS kind,
                    jsonb_array_elements_text(public.member_field_array(raw -> 'email')) AS raw
-            FROM sp_member_elems WHERE jsonb_typeof(raw -> 'email') IN ('string', 'number', 'array')
+            FROM sp_member_elems
+            WHERE jsonb_typeof(raw -> 'email') IN ('string', 'number', 'array')
             UNION ALL
             SELECT eid, 'e'::"char",
                    jsonb_array_elements_text(public.member_field_array(raw -> 'emails'))
-            FROM sp_member_elems WHERE jsonb_typeof(raw -> 'emails') IN ('string', 'number', 'array')
+            FROM sp_member_elems
+            WHERE jsonb_typeof(raw -> 'emails') IN ('string', 'number', 'array')
             UNION ALL
             SELECT eid, 'p'::"char",
                    jsonb_array_elements_text(public.member_field_array(raw -> 'phone'))
-            FROM sp_member_elems WHERE jsonb_typeof(raw -> 'phone') IN ('string', 'number', 'array')
+            FROM sp_member_elems
+            WHERE jsonb_typeof(raw -> 'phone') IN ('string', 'number', 'array')
             UNION ALL
             SELECT eid, 'p'::"char",
                    jsonb_array_elements_text(public.member_field_array(raw -> 'phones'))
-            FROM sp_member_elems WHERE jsonb_typeof(raw -> 'phones') IN ('string', 'number', 'array')
+            FROM sp_member_elems
+            WHERE jsonb_typeof(raw -> 'phones') IN ('string', 'number', 'array')
         ) f
         WHERE raw IS NOT NULL;
         PERFORM public.normalize_contacts();

@@ -340,8 +340,8 @@ DECLARE
 BEGIN
     PERFORM public.merge_drop_temp(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
         'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_links', 'sp_gedges',
-        'sp_cc_edges', 'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in', 'sp_contacts_in',
-        'sp_canon', 'sp_cnames']);
+        'sp_cc_edges', 'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in',
+        'sp_contacts_in', 'sp_canon', 'sp_cnames']);
     SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
     v_known := EXISTS (SELECT 1 FROM public.unified_agent_sources);
     CREATE TEMP TABLE sp_meta ON COMMIT DROP AS SELECT v_offset AS node_offset;
