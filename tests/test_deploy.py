@@ -54,6 +54,25 @@ def test_deploy_from_scratch_creates_everything(invoke: Invoke, fresh_db: str) -
     assert index_methods["new_unified_agents_name_trgm"] == "gin"
     assert "new_unified_agents_emails_gin" not in index_methods
     assert one(fresh_db, "SELECT to_regclass('public.merge_agent_contacts_pkey') IS NOT NULL")
+    # The merge's internal keys sort in byte order, their most selective column first
+    keys = dict(
+        fetch(
+            fresh_db,
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname IN ('unified_agent_sources_pkey', 'merge_agent_contacts_pkey')",
+        )
+    )
+    assert keys["unified_agent_sources"] == "PRIMARY KEY (source_id, source)"
+    assert keys["merge_agent_contacts"] == "PRIMARY KEY (value, kind, agent_id)"
+    collations = fetch(
+        fresh_db,
+        "SELECT attrelid::regclass::text || '.' || attname, collname FROM pg_attribute a "
+        "JOIN pg_collation c ON c.oid = a.attcollation "
+        "WHERE attname IN ('source_id', 'record_hash', 'name_key', 'source_team_id')"
+        " AND attrelid IN ('public.unified_agent_sources'::regclass,"
+        " 'public.unified_company_member'::regclass, 'public.new_unified_agents'::regclass)",
+    )
+    assert len(collations) == 5 and all(name == "C" for _, name in collations), collations
     assert one(fresh_db, "SELECT count(*) FROM syncpipe.applied_files") == len(files)
     ledger = fetch(
         fresh_db, "SELECT kind, sha256, applied_by, duration_ms FROM syncpipe.applied_files"
