@@ -183,13 +183,13 @@ AS $$
 BEGIN
     DELETE FROM public.merge_agent_contacts WHERE agent_id = ANY (p_agents);
     INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
-    SELECT 'e', e, a.agent_id
-    FROM public.new_unified_agents a CROSS JOIN LATERAL unnest(a.emails) e
-    WHERE a.agent_id = ANY (p_agents) AND a.merged_into IS NULL
+    SELECT 'e', unnest(emails), agent_id
+    FROM public.new_unified_agents
+    WHERE agent_id = ANY (p_agents) AND merged_into IS NULL
     UNION
-    SELECT 'p', p, a.agent_id
-    FROM public.new_unified_agents a CROSS JOIN LATERAL unnest(a.phone_numbers) p
-    WHERE a.agent_id = ANY (p_agents) AND a.merged_into IS NULL;
+    SELECT 'p', unnest(phone_numbers), agent_id
+    FROM public.new_unified_agents
+    WHERE agent_id = ANY (p_agents) AND merged_into IS NULL;
 END;
 $$;
 
@@ -412,9 +412,9 @@ BEGIN
     ALTER TABLE sp_contacts RENAME TO sp_pkeys;
     ALTER TABLE sp_pkeys RENAME COLUMN uid TO pid;
     INSERT INTO sp_pkeys (pid, kind, value)
-        SELECT p.pid, 'e'::"char", e FROM sp_pend p, unnest(p.emails) e
+        SELECT pid, 'e'::"char", unnest(emails) FROM sp_pend WHERE emails <> '{}'
         UNION ALL
-        SELECT p.pid, 'p'::"char", t FROM sp_pend p, unnest(p.phones) t;
+        SELECT pid, 'p'::"char", unnest(phones) FROM sp_pend WHERE phones <> '{}';
     ANALYZE sp_pkeys;
     -- Feed names are normalized here; members' by the member pipeline.
     CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
@@ -776,9 +776,9 @@ BEGIN
     v_bulk_k := public.merge_bulk_begin('public.merge_agent_contacts',
                                         (SELECT count(*) FROM sp_pkeys), true);
     INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
-    SELECT 'e', e, g.agent_id FROM sp_golden g CROSS JOIN LATERAL unnest(g.emails) e
+    SELECT 'e', unnest(emails), agent_id FROM sp_golden WHERE emails <> '{}'
     UNION ALL
-    SELECT 'p', p, g.agent_id FROM sp_golden g CROSS JOIN LATERAL unnest(g.phones) p;
+    SELECT 'p', unnest(phones), agent_id FROM sp_golden WHERE phones <> '{}';
     IF v_bulk_k THEN
         PERFORM public.merge_bulk_end('public.merge_agent_contacts');
     END IF;
