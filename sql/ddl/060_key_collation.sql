@@ -15,8 +15,8 @@ ALTER TABLE public.unified_agent_sources
     ALTER COLUMN middle     TYPE text COLLATE "C",
     ALTER COLUMN suffix     TYPE text COLLATE "C";
 
+-- (Its team_id stays as it is: the trigger that moves updated_at names the column.)
 ALTER TABLE public.unified_company_member
-    ALTER COLUMN team_id         TYPE text COLLATE "C",
     ALTER COLUMN record_hash     TYPE text COLLATE "C",
     ALTER COLUMN name_normalized TYPE text COLLATE "C",
     ALTER COLUMN name_key        TYPE text COLLATE "C",
