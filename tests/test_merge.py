@@ -202,13 +202,18 @@ def test_member_pipeline_accepts_every_shape_and_survives_garbage(
             ["nested"],
             {"name": "   ", "title": "no contact"},
             {"name": "Ed Fox", "email": None, "phone": {"bad": 1}},
+            # the first member again, written differently: stored once, at its first place
+            {"name": "Ann Lee", "email": " ANN@mail.com", "phone": "(212) 555-0101"},
         ],
     )
     result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
     pipe = result["pipeline"]
     assert pipe["inserted"] == 4
+    assert pipe["duplicates"] == 1
     assert pipe["skipped_not_object"] == 4
     assert pipe["skipped_empty"] == 3
+    first = "SELECT member_position FROM unified_company_member WHERE member_name = 'Ann Lee'"
+    assert one(deployed_db, first) == 1
     rows = fetch(
         deployed_db,
         "SELECT member_name, email_normalized, phone_normalized, member_raw ? 'name' "
