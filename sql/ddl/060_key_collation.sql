@@ -2,8 +2,8 @@
 -- person reads in alphabetical order: source ids, team ids, record hashes and the normalized
 -- name parts (lower-case ASCII by construction). Under a linguistic collation (en_US.UTF-8,
 -- even C.UTF-8) every comparison of them goes through strcoll() and sorts cannot use
--- abbreviated keys; byte comparisons build these indexes and run the merge's sorts two to three
--- times faster. Equality is unchanged (both collations are deterministic), so are the values.
+-- abbreviated keys; with byte comparisons these indexes build 1.7 to 2.7 times faster (a first
+-- merge of 2M records), and so do the merge's sorts of these values. Equality is unchanged (both collations are deterministic), so are the values.
 -- Only the indexes on these columns are rebuilt; the tables are not rewritten.
 ALTER TABLE public.unified_agent_sources
     ALTER COLUMN source_id  TYPE text COLLATE "C",
