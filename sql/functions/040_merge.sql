@@ -532,7 +532,7 @@ BEGIN
     FROM sp_keyrecs x
     JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
     WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = x.kind AND s.value = x.value)
-    ORDER BY x.node, y.node, 4 DESC;
+    ORDER BY x.node, y.node, 4 DESC, x.value;  -- (the same detail in every run)
 
     INSERT INTO sp_links
     SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'name_team', v_name,
@@ -643,7 +643,7 @@ BEGIN
                                       p.canons, n.name_key, n.first_name, n.last_name,
                                       n.suffix, n.canons))
     ORDER BY least(p.node, n.node), greatest(p.node, n.node),
-             similarity(p.name_norm, n.name_norm) DESC;
+             similarity(p.name_norm, n.name_norm) DESC, p.name_norm, n.name_norm;
 
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
     INTO v_components, v_components_new
@@ -858,7 +858,7 @@ BEGIN
         JOIN side sb ON sb.node = v.b
         WHERE sa.agent_id <> sb.agent_id
         ORDER BY least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id),
-                 v.conf DESC, (v.evidence ->> 'similarity')::numeric DESC NULLS LAST
+                 v.conf DESC, (v.evidence ->> 'similarity')::numeric DESC NULLS LAST, v.a, v.b
     )
     INSERT INTO public.merge_review_queue (agent_id, candidate_agent_id, rule, confidence,
                                            evidence)
