@@ -107,11 +107,12 @@ $$;
 CREATE OR REPLACE FUNCTION public.merge_golden()
 RETURNS bigint
 LANGUAGE plpgsql
+-- (no hash aggregates: see the sorts below; undone when the function returns)
+SET enable_hashagg = off
 SET search_path = pg_catalog, public
 AS $$
 DECLARE
-    v_count   bigint;
-    v_hashagg text;
+    v_count bigint;
 BEGIN
     PERFORM public.merge_drop_temp(ARRAY['sp_golden']);
     ANALYZE sp_grecs;
@@ -121,8 +122,6 @@ BEGIN
     -- pass. Contacts: one sort de-duplicates them and orders each agent's values, so the
     -- arrays need no sort of their own. (Sorting beats hashing here: the hash tables of
     -- millions of groups outgrow memory and the CPU caches.)
-    v_hashagg := current_setting('enable_hashagg');
-    PERFORM set_config('enable_hashagg', 'off', true);
     CREATE TEMP TABLE sp_golden ON COMMIT DROP AS
     WITH ranked AS (
         SELECT agent_id, source, full_name, name_key, team_id,
@@ -167,7 +166,6 @@ BEGIN
     LEFT JOIN team t ON t.agent_id = b.agent_id
     LEFT JOIN contacts k ON k.agent_id = b.agent_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
-    PERFORM set_config('enable_hashagg', v_hashagg, true);
     RETURN v_count;
 END;
 $$;
