@@ -57,6 +57,8 @@ BEGIN
             FROM bronze.company_info_raw
             WHERE NOT members_synced;
         GET DIAGNOSTICS v_pages = ROW_COUNT;
+        -- Its size, for the joins below (the JSON column left out: no need to read it).
+        ANALYZE sp_member_pages (research_uuid);
 
         CREATE TEMP TABLE sp_member_elems ON COMMIT DROP AS
             SELECT row_number() OVER () AS eid, p.research_uuid, p.team_id,

@@ -211,7 +211,9 @@ BEGIN
     CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
         SELECT r.agent_id AS uid, f.kind, x.v AS raw
         FROM sp_grecs r
-        JOIN public.new_agents a ON r.source = 'new_agents' AND a.supabase_uuid::text = r.source_id
+        -- (the key's own type, so its index serves; the CASE keeps members' ids from the cast)
+        JOIN public.new_agents a
+          ON a.supabase_uuid = CASE WHEN r.source = 'new_agents' THEN r.source_id::uuid END
         CROSS JOIN LATERAL (VALUES ('e'::"char", a.email_clean), ('p'::"char", a.phone_digits))
             AS f(kind, value)
         CROSS JOIN LATERAL jsonb_array_elements_text(
@@ -220,17 +222,13 @@ BEGIN
     CREATE TEMP TABLE sp_gkeys ON COMMIT DROP AS
         SELECT uid AS agent_id, kind, value FROM sp_contacts
         UNION ALL
-        SELECT r.agent_id, 'e'::"char", e
+        SELECT r.agent_id, f.kind, x.value
         FROM sp_grecs r
         JOIN public.unified_company_member m
-          ON r.source = 'company_member' AND m.id::text = r.source_id
-        CROSS JOIN LATERAL unnest(m.email_normalized) e
-        UNION ALL
-        SELECT r.agent_id, 'p'::"char", t
-        FROM sp_grecs r
-        JOIN public.unified_company_member m
-          ON r.source = 'company_member' AND m.id::text = r.source_id
-        CROSS JOIN LATERAL unnest(m.phone_normalized) t;
+          ON m.id = CASE WHEN r.source = 'company_member' THEN r.source_id::bigint END
+        CROSS JOIN LATERAL (VALUES ('e'::"char", m.email_normalized),
+                                   ('p'::"char", m.phone_normalized)) AS f(kind, vals)
+        CROSS JOIN LATERAL unnest(f.vals) AS x(value);
     PERFORM public.merge_golden();
 
     UPDATE public.new_unified_agents a
@@ -463,10 +461,21 @@ BEGIN
         INSERT INTO sp_names
         SELECT s.agent_id, s.team_id, s.name_norm, s.name_key, s.first_name, s.last_name,
                s.middle, s.suffix, false
-        FROM public.unified_agent_sources s
-        WHERE (s.team_id IN (SELECT DISTINCT team_id FROM sp_pend WHERE team_id IS NOT NULL)
-               OR s.agent_id IN (SELECT node FROM sp_keyrecs WHERE node < v_offset))
-          AND NOT EXISTS (SELECT 1 FROM sp_pend p
+        FROM (
+            -- Each condition by its own index (an OR of the two reads the whole lineage), the
+            -- agents probed one by one; the second branch leaves out what the first found.
+            SELECT * FROM public.unified_agent_sources
+            WHERE team_id IN (SELECT team_id COLLATE "C" FROM sp_pend)
+            UNION ALL
+            SELECT l.*
+            FROM (SELECT DISTINCT node FROM sp_keyrecs WHERE node < v_offset) k
+            CROSS JOIN LATERAL (SELECT * FROM public.unified_agent_sources
+                                WHERE agent_id = k.node OFFSET 0) l
+            WHERE (l.team_id IS NULL
+                   OR l.team_id NOT IN (SELECT team_id COLLATE "C" FROM sp_pend
+                                        WHERE team_id IS NOT NULL))
+        ) s
+        WHERE NOT EXISTS (SELECT 1 FROM sp_pend p
                           WHERE p.source = s.source AND p.source_id = s.source_id);
     END IF;
     CREATE INDEX ON sp_names (node);
