@@ -74,11 +74,14 @@ def test_deploy_from_scratch_creates_everything(invoke: Invoke, fresh_db: str) -
     )
     assert len(collations) == 5 and all(name == "C" for _, name in collations), collations
     # The pages the member pipeline has still to read are found by a partial index
-    assert one(
-        fresh_db,
-        "SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
-        "WHERE indexrelid = 'bronze.company_info_raw_unsynced_idx'::regclass",
-    ) == "(NOT members_synced)"
+    assert (
+        one(
+            fresh_db,
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
+            "WHERE indexrelid = 'bronze.company_info_raw_unsynced_idx'::regclass",
+        )
+        == "(NOT members_synced)"
+    )
     assert one(fresh_db, "SELECT count(*) FROM syncpipe.applied_files") == len(files)
     ledger = fetch(
         fresh_db, "SELECT kind, sha256, applied_by, duration_ms FROM syncpipe.applied_files"
