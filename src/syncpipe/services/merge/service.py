@@ -316,6 +316,10 @@ class MergeService:
         sample: int,
     ) -> None:
         auto = self.settings.merge_auto_threshold
+        if sample > 0 or pairs_output is not None:
+            # The work tables have no statistics, so their estimated cost is high enough for
+            # the JIT to compile these one-off queries: about a second, saving nothing.
+            conn.execute("SET LOCAL jit = off")
         if sample > 0:
             result.pairs_sample = sample_pairs(conn, auto, sample)
         if pairs_output is not None:
