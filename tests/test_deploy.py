@@ -82,6 +82,12 @@ def test_deploy_from_scratch_creates_everything(invoke: Invoke, fresh_db: str) -
         )
         == "(NOT members_synced)"
     )
+    # The merge's work tables go in a schema of their own: service_role creates them there
+    assert fetch(
+        fresh_db,
+        "SELECT r, has_schema_privilege(r, 'syncpipe_work', 'CREATE') "
+        "FROM unnest(ARRAY['service_role', 'authenticated', 'anon']) r",
+    ) == [("service_role", True), ("authenticated", False), ("anon", False)]
     assert one(fresh_db, "SELECT count(*) FROM syncpipe.applied_files") == len(files)
     ledger = fetch(
         fresh_db, "SELECT kind, sha256, applied_by, duration_ms FROM syncpipe.applied_files"

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from tests.agents import Sources, agent_of, live_agents, member_agent
 from tests.helpers import Invoke, fetch, one
@@ -40,6 +43,16 @@ def assert_contact_keys_in_step(dsn: str) -> None:
         """,
     )
     assert keys == held and keys
+
+
+def work_tables(dsn: str) -> list[str]:
+    """Tables left in the merge's work schema: a run drops all of its own before it ends."""
+    return [
+        str(r[0])
+        for r in fetch(
+            dsn, "SELECT relname FROM pg_class WHERE relnamespace = 'syncpipe_work'::regnamespace"
+        )
+    ]
 
 
 # -- the hard cases of DESIGN.md -------------------------------------------------------------
@@ -408,6 +421,7 @@ def test_accepted_review_pair_merges_the_two_agents(
     ]
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE needs_review") == 0
     assert_contact_keys_in_step(deployed_db)
+    assert work_tables(deployed_db) == []
     # Deciding again, or on an id that does not exist: a clear error, exit 1.
     again = invoke(["review", "reject", str(review_id)], dsn=deployed_db, code=1)
     assert (
@@ -500,9 +514,46 @@ def test_dry_run_shows_what_a_run_would_do_and_writes_nothing(
     text = invoke(["merge", "--dry-run"], dsn=deployed_db).stdout
     assert "Merge (dry run: nothing written)" in text and "would be matched" in text
 
-    real = invoke(["merge", "--json"], dsn=deployed_db).json()
+    assert work_tables(deployed_db) == []
+
+    real = invoke(["merge", "--json", "--output", "real-pairs.csv"], dsn=deployed_db).json()
     assert real["merge"]["agents_created"] == dry["merge"]["agents_new"]
     assert real["merge"]["links"] == dry["merge"]["links"]
+    assert real["pairs_exported"] == 3 and real["pairs_sample"]
+    assert work_tables(deployed_db) == []
+
+
+def test_service_role_runs_the_merge_by_rpc(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Supabase users call the functions by RPC as service_role: its work tables need the
+    CREATE privilege on syncpipe_work, and each call drops them before it returns."""
+    src = Sources()
+    src.agent("Amy Santiago", emails=["amy@mail.com"])
+    src.page("team-9", [{"name": "Amy Santiago", "email": "AMY@mail.com"}])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+
+        def call(function: str, options: dict) -> dict:
+            query = sql.SQL("SELECT public.{}(%s)").format(sql.Identifier(function))
+            row = conn.execute(query, (Jsonb(options),)).fetchone()
+            assert row is not None
+            return dict(row[0])
+
+        dry = call("run_unified_merge_batch", {"dry_run": True})
+        assert dry["status"] == "planned" and dry["pending"] == 1
+        assert call("run_unified_member_pipeline", {})["inserted"] == 1
+        conn.commit()
+        merged = call("run_unified_merge_batch", {})
+        assert merged["status"] == "success" and merged["agents_created"] == 1
+        conn.commit()
+    assert work_tables(deployed_db) == []
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE anon")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE syncpipe_work.t (x int)")
 
 
 # -- refusals and failures -------------------------------------------------------------------
@@ -605,6 +656,7 @@ def test_database_going_away_mid_merge_keeps_the_previous_state(
         ("member_pipeline", "failed"),
         ("merge", "failed"),
     ]
+    assert work_tables(deployed_db) == []
     rerun = invoke(["merge", "--json"], dsn=deployed_db).json()
     assert rerun["merge"]["agents_created"] == 1
 
@@ -634,13 +686,13 @@ def test_label_components_find_every_component(deployed_db: str) -> None:
     expected = {node: find(node) for node in parent}
 
     with psycopg.connect(deployed_db) as conn:
-        conn.execute("CREATE TEMP TABLE sp_cc_edges (a bigint, b bigint)")
-        with conn.cursor().copy("COPY sp_cc_edges (a, b) FROM STDIN") as copy:
+        conn.execute("CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges (a bigint, b bigint)")
+        with conn.cursor().copy("COPY syncpipe_work.sp_cc_edges (a, b) FROM STDIN") as copy:
             for a, b in edges:
                 copy.write_row((a, b))
                 copy.write_row((b, a))
         rounds = conn.execute("SELECT merge_label_components()").fetchone()
-        got = dict(conn.execute("SELECT node, label FROM sp_cc").fetchall())
+        got = dict(conn.execute("SELECT node, label FROM syncpipe_work.sp_cc").fetchall())
         conn.rollback()
     assert got == expected
     assert rounds is not None and rounds[0] > 1

@@ -11,46 +11,82 @@ BEGIN
 END;
 $$;
 
--- Drop the listed temporary tables of this session if they exist (quietly).
-CREATE OR REPLACE FUNCTION public.merge_drop_temp(p_names text[])
+-- Work tables. The member pipeline and the merge compute into UNLOGGED tables in the schema
+-- syncpipe_work (sql/ddl/080_work_schema.sql), not into temporary tables: PostgreSQL never
+-- scans a temporary table in parallel, and a merge's statements over millions of rows gain
+-- from a second process. The tables are created and dropped inside the run's transaction, so
+-- no other session ever sees one (a failed run rolls their creation back); the advisory lock
+-- that every run takes (1398361667, 2) keeps two runs from using the same names at once.
+
+-- Drop the listed work tables if they exist (quietly).
+DROP FUNCTION IF EXISTS public.merge_drop_temp(text[]);
+CREATE OR REPLACE FUNCTION public.merge_work_drop(p_names text[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_name text;
 BEGIN
     FOREACH v_name IN ARRAY p_names LOOP
-        IF to_regclass('pg_temp.' || v_name) IS NOT NULL THEN
-            EXECUTE format('DROP TABLE pg_temp.%I', v_name);
+        IF to_regclass('syncpipe_work.' || v_name) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE syncpipe_work.%I', v_name);
         END IF;
     END LOOP;
 END;
 $$;
 
-REVOKE EXECUTE ON FUNCTION public.merge_phase(text), public.merge_drop_temp(text[]) FROM PUBLIC;
+-- Drop every work table (the end of a run); returns how many there were.
+CREATE OR REPLACE FUNCTION public.merge_work_clear()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    v_tables text;
+    v_count  integer;
+BEGIN
+    SELECT string_agg(format('syncpipe_work.%I', relname), ', '), count(*)
+    INTO v_tables, v_count
+    FROM pg_class
+    WHERE relnamespace = 'syncpipe_work'::regnamespace AND relkind IN ('r', 'p');
+    IF v_count > 0 THEN
+        EXECUTE 'DROP TABLE ' || v_tables;
+    END IF;
+    RETURN v_count;
+END;
+$$;
+
+REVOKE EXECUTE ON FUNCTION public.merge_phase(text), public.merge_work_drop(text[]),
+    public.merge_work_clear() FROM PUBLIC;
+-- (the merge runs as its caller: service_role, by RPC, calls these too)
+GRANT EXECUTE ON FUNCTION public.merge_phase(text), public.merge_work_drop(text[]),
+    public.merge_work_clear() TO service_role;
 
 -- Bulk mode. Before a very large write into p_table, drop its secondary indexes and its
 -- foreign keys; merge_bulk_end() builds them again, each in one pass (an index build and a
 -- set-based FK validation cost far less than maintaining them row by row for millions of rows).
 -- Primary keys and unique constraints stay (ON CONFLICT needs them). The definitions wait in
 -- sp_bulk; if the transaction fails, PostgreSQL's transactional DDL restores everything.
--- Returns false (and does nothing) when p_rows is small next to the table.
+-- Returns false (and does nothing) when p_rows is small next to the table, or when the caller
+-- does not own it (service_role by RPC: only an owner may drop and build indexes).
 DROP FUNCTION IF EXISTS public.merge_bulk_begin(regclass, bigint);
 CREATE OR REPLACE FUNCTION public.merge_bulk_begin(p_table regclass, p_rows bigint,
                                                    p_keys boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_item record;
 BEGIN
-    IF p_rows < greatest(50000, 0.25 * (SELECT reltuples FROM pg_class WHERE oid = p_table)) THEN
+    IF p_rows < greatest(50000, 0.25 * (SELECT reltuples FROM pg_class WHERE oid = p_table))
+       OR NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = p_table), 'USAGE') THEN
         RETURN false;
     END IF;
-    IF to_regclass('pg_temp.sp_bulk') IS NULL THEN
-        CREATE TEMP TABLE sp_bulk (tbl regclass, kind text, name text, def text) ON COMMIT DROP;
+    IF to_regclass('syncpipe_work.sp_bulk') IS NULL THEN
+        CREATE UNLOGGED TABLE syncpipe_work.sp_bulk (tbl regclass, kind text, name text,
+                                                     def text);
     END IF;
     INSERT INTO sp_bulk
     SELECT p_table, 'fk', conname, pg_get_constraintdef(oid)
@@ -86,12 +122,12 @@ $$;
 CREATE OR REPLACE FUNCTION public.merge_bulk_end(p_table regclass)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_item record;
 BEGIN
-    IF to_regclass('pg_temp.sp_bulk') IS NULL THEN
+    IF to_regclass('syncpipe_work.sp_bulk') IS NULL THEN
         RETURN;
     END IF;
     -- Index builds sort in memory when they may (restored at the end of the transaction).
@@ -136,3 +172,6 @@ $$;
 
 REVOKE EXECUTE ON FUNCTION public.merge_bulk_begin(regclass, bigint, boolean),
     public.merge_bulk_end(regclass), public.merge_allocate_ids(text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.merge_bulk_begin(regclass, bigint, boolean),
+    public.merge_bulk_end(regclass), public.merge_allocate_ids(text, text, bigint)
+    TO service_role;

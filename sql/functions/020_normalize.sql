@@ -4,7 +4,7 @@
 --            dropped, too short (or of unknown country) dropped;
 --   names    case-folded, accents and punctuation removed, whitespace collapsed.
 --
--- Set-based on purpose: each function turns a whole temporary input table into a whole output
+-- Set-based on purpose: each function turns a whole input work table into a whole output
 -- table with one statement of built-in expressions. A per-row call of a user function costs
 -- 5-40 microseconds (millions of rows: minutes); the same expressions inline cost well under
 -- one. Callers fill the input table, call the function, read the output table.
@@ -15,15 +15,15 @@
 CREATE OR REPLACE FUNCTION public.normalize_contacts()
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_count bigint;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_contacts']);
+    PERFORM public.merge_work_drop(ARRAY['sp_contacts']);
     -- (values in byte order, COLLATE "C": valid ones are ASCII, and every sort of them is
     -- cheaper)
-    CREATE TEMP TABLE sp_contacts ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_contacts AS
     SELECT DISTINCT uid, kind, value COLLATE "C" AS value
     FROM (
         SELECT uid, 'e'::"char" AS kind, e AS value
@@ -80,14 +80,14 @@ $$;
 CREATE OR REPLACE FUNCTION public.normalize_person_names()
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public, extensions
+SET search_path = pg_catalog, syncpipe_work, public, extensions
 AS $$
 DECLARE
     v_count bigint;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_person_names']);
+    PERFORM public.merge_work_drop(ARRAY['sp_person_names']);
     -- Most names are two plain words ("Jane Doe"): a few string functions settle them.
-    CREATE TEMP TABLE sp_person_names ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_person_names AS
     SELECT uid, f || ' ' || l AS name_norm,
            CASE WHEN f <= l THEN f || ' ' || l ELSE l || ' ' || f END AS name_key,
            f AS first_name, l AS last_name, NULL::text AS middle, NULL::text AS suffix
@@ -234,3 +234,7 @@ REVOKE EXECUTE ON FUNCTION public.normalize_contacts(), public.normalize_person_
     public.member_field_array(jsonb),
     public.names_compatible(text, text, text, text, text[], text, text, text, text, text[])
     FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.normalize_contacts(), public.normalize_person_names(),
+    public.member_field_array(jsonb),
+    public.names_compatible(text, text, text, text, text[], text, text, text, text, text[])
+    TO service_role;

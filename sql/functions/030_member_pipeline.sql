@@ -8,21 +8,27 @@
 --   nulls, strings, objects with nothing usable) is skipped and counted, never failing a run.
 -- * record_hash (page, normalized name, e-mails, phones) makes a member idempotent; members
 --   that disappeared from a re-read page are removed (a trigger removes their lineage).
--- * p_options: {"dry_run": true} computes into temporary tables only; {"log_id": n} reuses a
+-- * p_options: {"dry_run": true} computes into work tables only; {"log_id": n} reuses a
 --   unified_merge_logs row the caller created (so a lost session still leaves a trace);
 --   {"merge_follows": true} says run_unified_merge_batch() runs next in this transaction:
 --   new members are then written already processed (the merge finds them by their missing
---   lineage), which saves rewriting a million rows just to flip a flag.
+--   lineage), which saves rewriting a million rows just to flip a flag; {"keep_work": true}
+--   leaves the work tables (schema syncpipe_work) for the caller, who drops them with
+--   merge_work_clear() before the transaction ends (a dry run's merge reads sp_members).
 CREATE OR REPLACE FUNCTION public.run_unified_member_pipeline(p_options jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
 SET work_mem = '4MB'  -- the SET makes the function restore work_mem on exit
-SET search_path = pg_catalog, public, extensions
+-- Parallel workers start cheaper than PostgreSQL assumes next to statements of seconds.
+SET parallel_setup_cost = 100
+SET parallel_tuple_cost = 0.01
+SET search_path = pg_catalog, syncpipe_work, public, extensions
 AS $$
 DECLARE
     v_dry      boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
+    v_keep     boolean := coalesce((p_options ->> 'keep_work')::boolean, false);
     v_follows  boolean := coalesce((p_options ->> 'merge_follows')::boolean, false);
     v_log      bigint := (p_options ->> 'log_id')::bigint;
     v_started  timestamptz := clock_timestamp();
@@ -48,11 +54,11 @@ BEGIN
     END IF;
 
     BEGIN
-        PERFORM public.merge_drop_temp(ARRAY['sp_member_pages', 'sp_member_elems',
+        PERFORM public.merge_work_drop(ARRAY['sp_member_pages', 'sp_member_elems',
             'sp_names_in', 'sp_contacts_in', 'sp_members', 'sp_member_dups', 'sp_gone']);
         PERFORM public.merge_phase('explode_members');
 
-        CREATE TEMP TABLE sp_member_pages ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_member_pages AS
             SELECT research_uuid, nullif(btrim(team_id), '') AS team_id, team_members
             FROM bronze.company_info_raw
             WHERE NOT members_synced;
@@ -60,7 +66,7 @@ BEGIN
         -- Its size, for the joins below (the JSON column left out: no need to read it).
         ANALYZE sp_member_pages (research_uuid);
 
-        CREATE TEMP TABLE sp_member_elems ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_member_elems AS
             SELECT row_number() OVER () AS eid, p.research_uuid, p.team_id,
                    e.pos::integer AS pos, e.m AS raw
             FROM sp_member_pages p
@@ -70,7 +76,7 @@ BEGIN
         SELECT coalesce(sum(jsonb_array_length(team_members)), 0) INTO v_elements
         FROM sp_member_pages;
 
-        CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS
             SELECT eid AS uid, nullif(btrim(CASE
                        WHEN jsonb_typeof(raw -> 'name') = 'string' THEN raw ->> 'name'
                        WHEN jsonb_typeof(raw -> 'full_name') = 'string' THEN raw ->> 'full_name'
@@ -78,7 +84,7 @@ BEGIN
             FROM sp_member_elems;
         -- Each member against the four contact fields, the elements unnested in the select
         -- list: a per-row lateral function scan costs twice as much.
-        CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
         SELECT uid, kind, raw
         FROM (
             SELECT e.eid AS uid, f.kind,
@@ -93,7 +99,7 @@ BEGIN
         PERFORM public.normalize_contacts();
         PERFORM public.normalize_person_names();
 
-        CREATE TEMP TABLE sp_members ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_members AS
         SELECT e.eid, e.research_uuid, e.team_id, e.pos, e.raw, n.raw AS name_raw,
                pn.name_norm, pn.name_key, pn.first_name, pn.last_name, pn.middle, pn.suffix,
                coalesce(c.emails, '{}') AS emails,
@@ -116,7 +122,7 @@ BEGIN
         WHERE pn.name_norm IS NOT NULL OR c.uid IS NOT NULL;
         -- Members seen twice on one page (same name and contacts): the first one stands (found
         -- by grouping; sorting a million wide rows to find a few cost seconds).
-        CREATE TEMP TABLE sp_member_dups ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_member_dups AS
             SELECT record_hash, min(pos) AS first_pos, count(*) AS n
             FROM sp_members GROUP BY record_hash HAVING count(*) > 1;
         SELECT count(*) INTO v_usable FROM sp_members;
@@ -124,7 +130,7 @@ BEGIN
         ANALYZE sp_member_dups;
 
         PERFORM public.merge_phase('store_members');
-        CREATE TEMP TABLE sp_gone ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_gone AS
             SELECT m.id
             FROM public.unified_company_member m
             JOIN sp_member_pages p ON p.research_uuid = m.research_uuid
@@ -195,6 +201,9 @@ BEGIN
                                   'sqlstate', SQLSTATE);
     END;
 
+    IF NOT v_keep THEN
+        PERFORM public.merge_work_clear();
+    END IF;
     RETURN v_counts || jsonb_build_object(
         'status', 'success', 'log_id', v_log, 'dry_run', v_dry,
         'seconds', round(extract(epoch FROM clock_timestamp() - v_started)::numeric, 3));

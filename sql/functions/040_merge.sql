@@ -20,7 +20,9 @@
 -- lineage); when new evidence joins two agents the lower id survives and the other is retired
 -- with merged_into. p_options (all optional): auto_threshold, confidence_email,
 -- confidence_phone, confidence_name_team, confidence_fuzzy_name, fuzzy_similarity, dry_run,
--- log_id, work_mem, limit (pending records taken by this batch; the rest wait).
+-- log_id, work_mem, limit (pending records taken by this batch; the rest wait), keep_work
+-- (leave the work tables, schema syncpipe_work, for the caller to read and then drop with
+-- merge_work_clear() before the transaction ends: the pairs of a dry run).
 --
 -- Graph nodes: an existing agent is its agent_id; a pending record is node_offset + pid.
 
@@ -28,7 +30,7 @@
 CREATE OR REPLACE FUNCTION public.merge_forget_records(p_source text, p_ids text[])
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_count integer;
@@ -55,13 +57,13 @@ $$;
 CREATE OR REPLACE FUNCTION public.merge_label_components()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_rounds integer := 0;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_cc', 'sp_cc_front', 'sp_cc_next']);
-    CREATE TEMP TABLE sp_cc ON COMMIT DROP AS
+    PERFORM public.merge_work_drop(ARRAY['sp_cc', 'sp_cc_front', 'sp_cc_next']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc AS
         SELECT a AS node, least(a, min(b)) AS label, count(*) AS degree
         FROM sp_cc_edges GROUP BY a;
     ALTER TABLE sp_cc ADD PRIMARY KEY (node);
@@ -71,9 +73,9 @@ BEGIN
     -- The first frontier: only a node with two or more neighbours can hold a label that a
     -- neighbour lacks (a node with one neighbour took the smaller of the two, and that
     -- neighbour holds it or a smaller one).
-    CREATE TEMP TABLE sp_cc_front ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_front AS
         SELECT node, label FROM sp_cc WHERE degree > 1;
-    CREATE TEMP TABLE sp_cc_next (node bigint, label bigint) ON COMMIT DROP;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_next (node bigint, label bigint);
     LOOP
         v_rounds := v_rounds + 1;
         EXIT WHEN NOT EXISTS (SELECT 1 FROM sp_cc_front);
@@ -109,12 +111,12 @@ RETURNS bigint
 LANGUAGE plpgsql
 -- (no hash aggregates: see the sorts below; undone when the function returns)
 SET enable_hashagg = off
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_count bigint;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_golden']);
+    PERFORM public.merge_work_drop(ARRAY['sp_golden']);
     ANALYZE sp_grecs;
     ANALYZE sp_gkeys;
     -- One sort of the records by agent and name variant ranks the variants (window counts),
@@ -122,7 +124,7 @@ BEGIN
     -- pass. Contacts: one sort de-duplicates them and orders each agent's values, so the
     -- arrays need no sort of their own. (Sorting beats hashing here: the hash tables of
     -- millions of groups outgrow memory and the CPU caches.)
-    CREATE TEMP TABLE sp_golden ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_golden AS
     WITH ranked AS (
         SELECT agent_id, source, full_name, name_key, team_id,
                count(*) OVER (PARTITION BY agent_id) AS sources,
@@ -176,7 +178,7 @@ $$;
 CREATE OR REPLACE FUNCTION public.merge_contacts_sync(p_agents bigint[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 BEGIN
     DELETE FROM public.merge_agent_contacts WHERE agent_id = ANY (p_agents);
@@ -197,18 +199,18 @@ $$;
 CREATE OR REPLACE FUNCTION public.merge_refresh_agents()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_count integer;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_grecs', 'sp_gkeys', 'sp_contacts_in']);
+    PERFORM public.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_contacts_in']);
     ANALYZE sp_refresh;
-    CREATE TEMP TABLE sp_grecs ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
         SELECT s.agent_id, s.source, s.source_id, s.full_name, s.name_norm, s.name_key,
                s.team_id
         FROM public.unified_agent_sources s JOIN sp_refresh f ON f.agent_id = s.agent_id;
-    CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
         SELECT r.agent_id AS uid, f.kind, x.v AS raw
         FROM sp_grecs r
         -- (the key's own type, so its index serves; the CASE keeps members' ids from the cast)
@@ -219,7 +221,7 @@ BEGIN
         CROSS JOIN LATERAL jsonb_array_elements_text(
             CASE WHEN jsonb_typeof(f.value) = 'array' THEN f.value ELSE '[]' END) AS x(v);
     PERFORM public.normalize_contacts();
-    CREATE TEMP TABLE sp_gkeys ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_gkeys AS
         SELECT uid AS agent_id, kind, value FROM sp_contacts
         UNION ALL
         SELECT r.agent_id, f.kind, x.value
@@ -262,7 +264,7 @@ $$;
 CREATE OR REPLACE FUNCTION public.merge_retire_agents()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, syncpipe_work, public
 AS $$
 DECLARE
     v_count integer;
@@ -281,8 +283,8 @@ BEGIN
     DELETE FROM public.merge_dirty_agents d USING sp_retire r WHERE d.agent_id = r.agent_id;
     PERFORM public.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_retire));
 
-    PERFORM public.merge_drop_temp(ARRAY['sp_remap']);
-    CREATE TEMP TABLE sp_remap ON COMMIT DROP AS
+    PERFORM public.merge_work_drop(ARRAY['sp_remap']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_remap AS
         SELECT q.id, coalesce(ra.survivor, q.agent_id) AS a,
                coalesce(rb.survivor, q.candidate_agent_id) AS b, q.confidence
         FROM public.merge_review_queue q
@@ -310,13 +312,13 @@ BEGIN
 END;
 $$;
 
--- Phase 1: work out what a run would do, into temporary tables (nothing permanent written).
+-- Phase 1: work out what a run would do, into work tables (nothing permanent written).
 CREATE OR REPLACE FUNCTION public.merge_plan(p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
-SET search_path = pg_catalog, public, extensions
+SET search_path = pg_catalog, syncpipe_work, public, extensions
 AS $$
 DECLARE
     v_auto    integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
@@ -334,15 +336,15 @@ DECLARE
     v_components     bigint;
     v_components_new bigint;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
+    PERFORM public.merge_work_drop(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
         'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_links', 'sp_gedges',
         'sp_cc_edges', 'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in',
         'sp_contacts_in', 'sp_canon', 'sp_cnames']);
     SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
     v_known := EXISTS (SELECT 1 FROM public.unified_agent_sources);
-    CREATE TEMP TABLE sp_meta ON COMMIT DROP AS SELECT v_offset AS node_offset;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_meta AS SELECT v_offset AS node_offset;
     -- Canonical given names of each known variant (Bob -> robert), for name comparisons.
-    CREATE TEMP TABLE sp_canon ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_canon AS
         SELECT variant, array_agg(canonical ORDER BY canonical) AS canons
         FROM public.name_variants GROUP BY variant;
     ALTER TABLE sp_canon ADD PRIMARY KEY (variant);
@@ -351,7 +353,7 @@ BEGIN
     -- Pending records: feed rows newer than their lineage (or never matched), and members
     -- not processed or without lineage (the member pipeline writes them "processed" when
     -- this merge follows it in the same transaction).
-    CREATE TEMP TABLE sp_pend ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_pend AS
     SELECT row_number() OVER () AS pid, x.*
     FROM (
         SELECT 'new_agents'::text AS source, a.supabase_uuid::text AS source_id,
@@ -375,7 +377,7 @@ BEGIN
         WHERE NOT m.processed OR l.source_id IS NULL
     ) x
     LIMIT v_limit;  -- merge_batch_records: the rest waits for the next batch
-    IF v_dry AND to_regclass('pg_temp.sp_members') IS NOT NULL THEN
+    IF v_dry AND to_regclass('syncpipe_work.sp_members') IS NOT NULL THEN
         -- A dry run's member pipeline computed members it did not insert: match them too.
         EXECUTE $q$
         INSERT INTO sp_pend (pid, source, source_id, team_id, full_name, version, email_json,
@@ -396,7 +398,7 @@ BEGIN
     PERFORM public.merge_phase('normalize');
     -- Feed contacts are normalized here; members' were normalized by the member pipeline.
     -- (unnested in the select list: a per-row lateral function scan costs twice as much)
-    CREATE TEMP TABLE sp_contacts_in ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
         SELECT pid AS uid, 'e'::"char" AS kind, jsonb_array_elements_text(email_json) AS raw
         FROM sp_pend WHERE jsonb_typeof(email_json) = 'array'
         UNION ALL
@@ -413,7 +415,7 @@ BEGIN
         SELECT pid, 'p'::"char", unnest(phones) FROM sp_pend WHERE phones <> '{}';
     ANALYZE sp_pkeys;
     -- Feed names are normalized here; members' by the member pipeline.
-    CREATE TEMP TABLE sp_names_in ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS
         SELECT pid AS uid, full_name AS raw FROM sp_pend WHERE source = 'new_agents';
     PERFORM public.normalize_person_names();
     INSERT INTO sp_person_names
@@ -426,8 +428,8 @@ BEGIN
     -- contact keys). Only keys held by more than one node can link anything; they are
     -- counted by a 64-bit hash of the value (an integer groups several times faster than
     -- text; a collision only keeps a key that then links nothing).
-    CREATE TEMP TABLE sp_keyknown (kind "char", value text COLLATE "C", node bigint)
-        ON COMMIT DROP;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyknown (kind "char", value text COLLATE "C",
+                                                     node bigint);
     IF v_known THEN
         -- (a probe of the key index per value: the planner, misjudging the join, would
         -- rather read the whole key table)
@@ -438,7 +440,7 @@ BEGIN
                             WHERE c.kind = d.kind AND c.value = d.value OFFSET 0) k
         JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
     END IF;
-    CREATE TEMP TABLE sp_keyrecs ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyrecs AS
         SELECT k.kind, k.value, k.node
         FROM (SELECT kind, value, v_offset + pid AS node FROM sp_pkeys
               UNION ALL
@@ -453,7 +455,7 @@ BEGIN
 
     -- Names: pending records, and the lineage of known agents in the same teams or holding
     -- the same keys (a changed record's old lineage row excluded).
-    CREATE TEMP TABLE sp_names ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_names AS
         SELECT v_offset + p.pid AS node, p.team_id, n.name_norm, n.name_key, n.first_name,
                n.last_name, n.middle, n.suffix, true AS pending
         FROM sp_pend p JOIN sp_person_names n ON n.uid = p.pid;
@@ -484,7 +486,7 @@ BEGIN
     PERFORM public.merge_phase('shared_contacts');
     -- Shared contacts: a key whose holders carry names of different people, or far too many
     -- holders for one person.
-    CREATE TEMP TABLE sp_keynames ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
         SELECT g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons
         FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
                      count(*) AS holders
@@ -495,12 +497,12 @@ BEGIN
         LEFT JOIN sp_canon c ON c.variant = g.first_name;
     ANALYZE sp_keynames;
     -- The keys that can be shared at all: several names, or very many holders.
-    CREATE TEMP TABLE sp_keygroups ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
         SELECT kind, value, count(*)::integer AS names, sum(holders)::integer AS records
         FROM sp_keynames GROUP BY kind, value
         HAVING count(*) > 1 OR sum(holders) > 20;
     ANALYZE sp_keygroups;
-    CREATE TEMP TABLE sp_shared ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_shared AS
     -- A key is personal when one of its names can be the same person as every other one
     -- (Robert with Bob, a typo "Robret" and "Miller, Robert"), shared otherwise.
     WITH hubs AS (
@@ -531,7 +533,7 @@ BEGIN
 
     PERFORM public.merge_phase('links');
     -- Links between nodes (a < b). Contacts first, then names within a team.
-    CREATE TEMP TABLE sp_links ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_links AS
     SELECT DISTINCT ON (x.node, y.node) x.node AS a, y.node AS b,
            CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
            CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
@@ -554,14 +556,14 @@ BEGIN
 
     PERFORM public.merge_phase('clusters');
     -- One (strongest) automatic link per pair of nodes, both directions.
-    CREATE TEMP TABLE sp_gedges ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_gedges AS
         SELECT a, b, max(conf) AS conf FROM sp_links WHERE conf > v_auto GROUP BY a, b;
     ANALYZE sp_gedges;
-    CREATE TEMP TABLE sp_cc_edges ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
         SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
     v_rounds := public.merge_label_components();
     -- Every pending record is in a component, maybe alone.
-    CREATE TEMP TABLE sp_comp ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_comp AS
         SELECT v_offset + p.pid AS node, coalesce(c.label, v_offset + p.pid) AS label
         FROM sp_pend p LEFT JOIN sp_cc c ON c.node = v_offset + p.pid
         UNION ALL
@@ -571,7 +573,7 @@ BEGIN
 
     -- Confidence of each component: the lowest link that holds it together. A component
     -- whose links share one confidence takes it; the others are cut level by level.
-    CREATE TEMP TABLE sp_compconf ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_compconf AS
         SELECT c.label, min(e.conf) AS low, max(e.conf) AS high,
                CASE WHEN min(e.conf) = max(e.conf) THEN min(e.conf) END AS conf
         FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
@@ -580,7 +582,7 @@ BEGIN
         SELECT DISTINCT high FROM sp_compconf WHERE conf IS NULL ORDER BY high DESC
     LOOP
         DROP TABLE sp_cc_edges;
-        CREATE TEMP TABLE sp_cc_edges ON COMMIT DROP AS
+        CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
             SELECT e.a, e.b
             FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
             JOIN sp_compconf f ON f.label = c.label AND f.conf IS NULL
@@ -603,7 +605,7 @@ BEGIN
     -- (blocked by a shared given or family name: a nickname keeps the family name, a typo in
     -- one keeps the other, a missing surname keeps the given name), and any rule under the
     -- threshold.
-    CREATE TEMP TABLE sp_review ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_review AS
     SELECT l.a, l.b, l.rule, l.conf,
            jsonb_build_object(CASE l.rule WHEN 'email' THEN 'email' WHEN 'phone' THEN 'phone'
                                           ELSE 'name' END, l.detail) AS evidence
@@ -613,7 +615,7 @@ BEGIN
     WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b);
     -- One row per name of a component in a team (a component's records mostly repeat one
     -- name), then pairs of such names across components, at least one side new.
-    CREATE TEMP TABLE sp_cnames ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cnames AS
     SELECT row_number() OVER () AS id, x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons
     FROM (
         SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
@@ -680,7 +682,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
-SET search_path = pg_catalog, public, extensions
+SET search_path = pg_catalog, syncpipe_work, public, extensions
 AS $$
 DECLARE
     v_auto     integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
@@ -696,8 +698,8 @@ DECLARE
     v_bulk_s   boolean;
     v_bulk_k   boolean;
 BEGIN
-    PERFORM public.merge_drop_temp(ARRAY['sp_target0', 'sp_target', 'sp_retire', 'sp_place', 'sp_refresh',
-        'sp_grecs', 'sp_gkeys']);
+    PERFORM public.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire', 'sp_place',
+        'sp_refresh', 'sp_grecs', 'sp_gkeys']);
     PERFORM public.merge_phase('agents');
     -- Agents that lose a changed record are refreshed below.
     INSERT INTO public.merge_dirty_agents (agent_id)
@@ -706,7 +708,7 @@ BEGIN
 
     -- The agent of each component: its lowest existing agent; else the agent a changed
     -- record leaves empty; else a new one.
-    CREATE TEMP TABLE sp_target0 ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_target0 AS
         SELECT label, min(node) FILTER (WHERE node < v_offset) AS survivor
         FROM sp_comp GROUP BY label;
     UPDATE sp_target0 t SET survivor = x.old_agent
@@ -727,7 +729,7 @@ BEGIN
     v_first := public.merge_allocate_ids('public.new_unified_agents', 'agent_id',
         (SELECT count(*) FROM sp_target0 WHERE survivor IS NULL));
     -- New agents take the allocated ids in label order.
-    CREATE TEMP TABLE sp_target ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_target AS
         SELECT label, coalesce(survivor, v_first - 1 + row_number() OVER (
                    PARTITION BY survivor IS NULL ORDER BY label)) AS survivor,
                survivor IS NULL AS created
@@ -737,7 +739,7 @@ BEGIN
 
     -- Where each pending record goes, by which rule, with what confidence; with what the
     -- lineage keeps of it (one join here, read by the golden records and the lineage below).
-    CREATE TEMP TABLE sp_place ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_place AS
     WITH best AS (
         SELECT DISTINCT ON (node) node, rule, conf
         FROM (SELECT a AS node, rule, conf FROM sp_links WHERE conf > v_auto
@@ -759,10 +761,10 @@ BEGIN
     ANALYZE sp_place;
 
     -- New agents are written once, complete: their golden record comes from this run.
-    CREATE TEMP TABLE sp_grecs ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
         SELECT agent_id, source, source_id, full_name, name_norm, name_key, team_id
         FROM sp_place WHERE created;
-    CREATE TEMP TABLE sp_gkeys ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_gkeys AS
         SELECT x.agent_id, k.kind, k.value
         FROM sp_pkeys k JOIN sp_place x ON x.pid = k.pid
         WHERE x.created;
@@ -791,7 +793,7 @@ BEGIN
     END IF;
 
     -- Agents joined by new evidence: the lowest id survives.
-    CREATE TEMP TABLE sp_retire ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_retire AS
         SELECT c.node AS agent_id, t.survivor
         FROM sp_comp c JOIN sp_target t ON t.label = c.label
         WHERE c.node < v_offset AND c.node <> t.survivor;
@@ -897,7 +899,7 @@ BEGIN
       AND a.confidence_score IS DISTINCT FROM least(coalesce(f.conf, 100), coalesce(j.low, 100));
 
     -- Golden records of the existing agents this run touched, and review flags.
-    CREATE TEMP TABLE sp_refresh ON COMMIT DROP AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
         SELECT survivor AS agent_id FROM sp_target WHERE NOT created
         UNION SELECT agent_id FROM public.merge_dirty_agents
         UNION SELECT agent_id FROM public.merge_review_queue
@@ -933,10 +935,14 @@ LANGUAGE plpgsql
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
 SET work_mem = '4MB'  -- the SET makes the function restore work_mem on exit
-SET search_path = pg_catalog, public, extensions
+-- Parallel workers start cheaper than PostgreSQL assumes next to statements of seconds.
+SET parallel_setup_cost = 100
+SET parallel_tuple_cost = 0.01
+SET search_path = pg_catalog, syncpipe_work, public, extensions
 AS $$
 DECLARE
     v_dry     boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
+    v_keep    boolean := coalesce((p_options ->> 'keep_work')::boolean, false);
     v_log     bigint := (p_options ->> 'log_id')::bigint;
     v_started timestamptz := clock_timestamp();
     v_plan    jsonb;
@@ -984,6 +990,9 @@ BEGIN
                                   'sqlstate', SQLSTATE);
     END;
 
+    IF NOT v_keep THEN
+        PERFORM public.merge_work_clear();
+    END IF;
     RETURN v_plan || v_apply || jsonb_build_object(
         'status', CASE WHEN v_dry THEN 'planned' ELSE 'success' END,
         'dry_run', v_dry, 'log_id', v_log,
@@ -999,7 +1008,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
-SET search_path = pg_catalog, public, extensions
+SET search_path = pg_catalog, syncpipe_work, public, extensions
 AS $$
 DECLARE
     v_item     public.merge_review_queue;
@@ -1049,15 +1058,16 @@ BEGIN
         WHERE s.agent_id = v_survivor AND o.agent_id = greatest(v_a, v_b);
         UPDATE public.unified_agent_sources SET match_rule = 'review', confidence = 100
         WHERE agent_id = greatest(v_a, v_b);
-        PERFORM public.merge_drop_temp(ARRAY['sp_retire']);
-        CREATE TEMP TABLE sp_retire ON COMMIT DROP AS
+        PERFORM public.merge_work_drop(ARRAY['sp_retire']);
+        CREATE UNLOGGED TABLE syncpipe_work.sp_retire AS
             SELECT greatest(v_a, v_b) AS agent_id, v_survivor AS survivor;
         PERFORM public.merge_retire_agents();
     END IF;
-    PERFORM public.merge_drop_temp(ARRAY['sp_refresh']);
-    CREATE TEMP TABLE sp_refresh ON COMMIT DROP AS
+    PERFORM public.merge_work_drop(ARRAY['sp_refresh']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
         SELECT DISTINCT unnest(ARRAY[v_a, v_b]) AS agent_id;
     PERFORM public.merge_refresh_agents();
+    PERFORM public.merge_work_clear();
     RETURN jsonb_build_object('id', p_review_id, 'decision', p_decision,
                               'agent_id', v_a, 'candidate_agent_id', v_b,
                               'survivor', CASE WHEN p_decision = 'accept' THEN v_survivor END);
@@ -1073,3 +1083,8 @@ REVOKE EXECUTE ON FUNCTION public.merge_plan(jsonb), public.merge_apply(jsonb),
     public.merge_label_components(), public.merge_forget_records(text, text[]),
     public.merge_contacts_sync(bigint[])
     FROM PUBLIC, anon, authenticated;
+GRANT EXECUTE ON FUNCTION public.merge_plan(jsonb), public.merge_apply(jsonb),
+    public.merge_refresh_agents(), public.merge_golden(), public.merge_retire_agents(),
+    public.merge_label_components(), public.merge_forget_records(text, text[]),
+    public.merge_contacts_sync(bigint[])
+    TO service_role;

@@ -15,7 +15,11 @@ GRANT ALL ON public.name_variants,
              public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents,
              public.merge_agent_contacts
     TO service_role;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO service_role;
+-- (setval too: the merge allocates a run's agent ids at once)
+GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA public TO service_role;
+-- The merge's work tables are created by whoever runs it (service_role, by RPC too).
+REVOKE ALL ON SCHEMA syncpipe_work FROM anon, authenticated;
+GRANT USAGE, CREATE ON SCHEMA syncpipe_work TO service_role;
 
 DROP POLICY IF EXISTS service_role_all ON public.name_variants;
 CREATE POLICY service_role_all ON public.name_variants

@@ -1,10 +1,11 @@
-"""The pairs a merge proposes, with their evidence, read from the merge's temporary tables.
+"""The pairs a merge proposes, with their evidence, read from the merge's work tables.
 
 ``merge_plan()`` leaves ``sp_links`` (every link between two graph nodes), ``sp_review`` (the
-doubtful pairs) and ``sp_pend`` (the pending source records) in the session; a node is an
-existing agent (its agent_id) or a pending record (node_offset + pid). This module turns them
-into readable pairs, for the dry-run sample and for ``--output pairs.csv``. It must run in the
-merge's transaction, before commit or rollback drops the tables.
+doubtful pairs) and ``sp_pend`` (the pending source records) in the schema ``syncpipe_work``
+when the batch is called with ``keep_work``; a node is an existing agent (its agent_id) or a
+pending record (node_offset + pid). This module turns them into readable pairs, for the
+dry-run sample and for ``--output pairs.csv``. It must run in the merge's transaction, before
+the tables are dropped (``merge_work_clear()``, or the rollback of a dry run).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ _NODE = """
            CASE WHEN n.node >= m.node_offset THEN p.full_name ELSE a.full_name END AS name,
            CASE WHEN n.node >= m.node_offset THEN p.team_id ELSE a.source_team_id END AS team_id
     FROM nodes n
-    CROSS JOIN sp_meta m
-    LEFT JOIN sp_pend p ON n.node >= m.node_offset AND p.pid = n.node - m.node_offset
+    CROSS JOIN syncpipe_work.sp_meta m
+    LEFT JOIN syncpipe_work.sp_pend p
+           ON n.node >= m.node_offset AND p.pid = n.node - m.node_offset
     LEFT JOIN public.new_unified_agents a ON n.node < m.node_offset AND a.agent_id = n.node
 """
 
@@ -54,13 +56,13 @@ WITH pairs AS (
                 WHEN r.a IS NOT NULL THEN 'review'
                 ELSE 'already together' END AS outcome,
            l.detail AS evidence
-    FROM sp_links l
-    LEFT JOIN sp_review r ON r.a = l.a AND r.b = l.b AND r.rule = l.rule
+    FROM syncpipe_work.sp_links l
+    LEFT JOIN syncpipe_work.sp_review r ON r.a = l.a AND r.b = l.b AND r.rule = l.rule
     UNION ALL
     SELECT r.a, r.b, r.rule, r.conf, 'review',
            (r.evidence ->> 'a_name') || ' ~ ' || (r.evidence ->> 'b_name')
                || ' (similarity ' || (r.evidence ->> 'similarity') || ')'
-    FROM sp_review r
+    FROM syncpipe_work.sp_review r
     WHERE r.rule = 'fuzzy_name'
 ),
 nodes AS (SELECT a AS node FROM pairs UNION SELECT b FROM pairs),
@@ -84,7 +86,7 @@ class PairSample:
 
 
 def _have_plan(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT to_regclass('pg_temp.sp_links') IS NOT NULL").fetchone()
+    row = conn.execute("SELECT to_regclass('syncpipe_work.sp_links') IS NOT NULL").fetchone()
     return bool(row and row[0])
 
 

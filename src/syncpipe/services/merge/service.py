@@ -4,8 +4,8 @@ The work itself is done by the database functions (``run_unified_member_pipeline
 ``run_unified_merge_batch``, see ``sql/functions``); this service gives them what a person at
 a terminal needs:
 
-* one dedicated session (the merge's temporary tables want large temp buffers, and the
-  session advisory lock must stay on the connection doing the work);
+* one dedicated session (the session advisory lock must stay on the connection doing the
+  work, and the work tables live in its transaction);
 * log rows created beforehand in their own transaction, so a failure, even a lost connection,
   leaves a row that says so; the work itself is one transaction, rolled back whole on failure;
 * phases reported as they start (the functions raise ``syncpipe.phase`` notices);
@@ -40,6 +40,7 @@ PhaseFn = Callable[[str], None]
 _REQUIRED_FUNCTIONS = (
     "public.run_unified_member_pipeline(jsonb)",
     "public.run_unified_merge_batch(jsonb)",
+    "public.merge_work_clear()",
 )
 
 
@@ -180,10 +181,6 @@ class MergeService:
         conn = self.db.connect()
         try:
             self._check_ready(conn)
-            # Room for the merge's temporary tables in memory (only settable before the
-            # session touches one).
-            conn.execute("SET temp_buffers = '256MB'")
-            conn.commit()
             conn.add_notice_handler(phases.notice)
             with advisory_lock(
                 conn, LockKind.MERGE, timeout=self.settings.lock_timeout, what="merge"
@@ -256,7 +253,8 @@ class MergeService:
         pairs_output: Path | None,
         sample: int,
     ) -> None:
-        options = self.options(dry_run=True)
+        # (the work tables stay for the merge and the pairs; the rollback drops them)
+        options = {**self.options(dry_run=True), "keep_work": True}
         try:
             result.pipeline = _call(conn, "run_unified_member_pipeline", options)
             result.batches.append(_call(conn, "run_unified_merge_batch", options))
@@ -283,7 +281,8 @@ class MergeService:
                 {**options, "log_id": logs["member_pipeline"], "merge_follows": True},
             )
             _raise_if_failed("member pipeline", result.pipeline)
-            batch_options = {**options, "log_id": logs["merge"]}
+            # The batch leaves its work tables for the pairs; they are dropped before commit.
+            batch_options = {**options, "log_id": logs["merge"], "keep_work": True}
             if batch_limit:
                 batch_options["limit"] = batch_limit
             while True:
@@ -293,6 +292,7 @@ class MergeService:
                 if not batch_limit or int(counts.get("pending", 0)) < batch_limit:
                     break
                 # Commit this batch, log the next one in a row of its own.
+                _clear_work(conn)
                 conn.commit()
                 batch_options["log_id"] = self._new_log(conn, "merge")
                 log_ids.append(batch_options["log_id"])
@@ -300,6 +300,7 @@ class MergeService:
                 result.steps.append(self._run_step(conn, phases, name, takes_counts, result))
             self._collect_pairs(conn, result, phases, pairs_output, sample)
             phases.start("commit")
+            _clear_work(conn)
             conn.commit()
         except BaseException as exc:
             if not conn.closed and not conn.broken:
@@ -412,6 +413,11 @@ def _call(conn: psycopg.Connection[Any], function: str, options: dict[str, Any])
     ).fetchone()
     value = row[0] if row else None
     return dict(value) if isinstance(value, dict) else {}
+
+
+def _clear_work(conn: psycopg.Connection[Any]) -> None:
+    """Drop the merge's work tables (schema syncpipe_work) before the transaction commits."""
+    conn.execute("SELECT public.merge_work_clear()")
 
 
 def _raise_if_failed(what: str, counts: dict[str, Any]) -> None:
