@@ -97,9 +97,11 @@ BEGIN
         WHERE raw ~ '^[A-Za-z]+ [A-Za-z]+$'
           AND raw !~* '^(mr|mrs|ms|miss|dr) | (jr|sr|ii|iii|iv|md|phd|esq)$'
         OFFSET 0
-    ) s;
-    -- The others: accents, punctuation, "Last, First", initials, suffixes, honorifics.
-    INSERT INTO sp_person_names
+    ) s
+    -- The others: accents, punctuation, "Last, First", initials, suffixes, honorifics. (One
+    -- CREATE TABLE AS for both, not an INSERT: PostgreSQL runs no part of an INSERT in
+    -- parallel.)
+    UNION ALL
     SELECT uid, norm AS name_norm,
            CASE WHEN core IS NULL THEN NULL
                 WHEN position(' ' IN core) = 0 THEN core

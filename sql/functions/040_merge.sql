@@ -532,20 +532,24 @@ BEGIN
     ANALYZE sp_shared;
 
     PERFORM public.merge_phase('links');
-    -- Links between nodes (a < b). Contacts first, then names within a team.
+    -- Links between nodes (a < b). Contacts, and names within a team. (One CREATE TABLE AS,
+    -- not a second INSERT: no part of an INSERT runs in parallel.)
     CREATE UNLOGGED TABLE syncpipe_work.sp_links AS
-    SELECT DISTINCT ON (x.node, y.node) x.node AS a, y.node AS b,
-           CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
-           CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
-           x.value AS detail
-    FROM sp_keyrecs x
-    JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
-    WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = x.kind AND s.value = x.value)
-    ORDER BY x.node, y.node, 4 DESC, x.value;  -- (the same detail in every run)
-
-    INSERT INTO sp_links
+    SELECT *
+    FROM (
+        SELECT DISTINCT ON (x.node, y.node) x.node AS a, y.node AS b,
+               CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
+               CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
+               x.value AS detail
+        FROM sp_keyrecs x
+        JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+        WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
+                          WHERE s.kind = x.kind AND s.value = x.value)
+        ORDER BY x.node, y.node, 4 DESC, x.value  -- (the same detail in every run)
+    ) c
+    UNION ALL
     SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'name_team', v_name,
-           p.name_norm
+           p.name_norm COLLATE "C"
     FROM sp_names p
     JOIN sp_names n ON n.team_id = p.team_id AND n.name_key = p.name_key
                    AND n.suffix IS NOT DISTINCT FROM p.suffix
@@ -605,14 +609,6 @@ BEGIN
     -- (blocked by a shared given or family name: a nickname keeps the family name, a typo in
     -- one keeps the other, a missing surname keeps the given name), and any rule under the
     -- threshold.
-    CREATE UNLOGGED TABLE syncpipe_work.sp_review AS
-    SELECT l.a, l.b, l.rule, l.conf,
-           jsonb_build_object(CASE l.rule WHEN 'email' THEN 'email' WHEN 'phone' THEN 'phone'
-                                          ELSE 'name' END, l.detail) AS evidence
-    FROM sp_links l
-    LEFT JOIN sp_comp ca ON ca.node = l.a
-    LEFT JOIN sp_comp cb ON cb.node = l.b
-    WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b);
     -- One row per name of a component in a team (a component's records mostly repeat one
     -- name), then pairs of such names across components, at least one side new.
     CREATE UNLOGGED TABLE syncpipe_work.sp_cnames AS
@@ -628,31 +624,44 @@ BEGIN
     ) x
     LEFT JOIN sp_canon k ON k.variant = x.first_name;
     ANALYZE sp_cnames;
-    INSERT INTO sp_review
-    SELECT DISTINCT ON (least(p.node, n.node), greatest(p.node, n.node))
-           least(p.node, n.node), greatest(p.node, n.node), 'fuzzy_name', v_fuzzy,
-           jsonb_build_object('a_name', p.name_norm, 'b_name', n.name_norm,
-                              'similarity', round(similarity(p.name_norm, n.name_norm)::numeric, 2),
-                              'team_id', p.team_id)
-    FROM (SELECT p.id AS pid, n.id AS nid
-          FROM sp_cnames p JOIN sp_cnames n
-            ON n.team_id = p.team_id AND n.first_name = p.first_name AND n.label > p.label
-          WHERE p.pending OR n.pending
-          UNION
-          SELECT p.id, n.id
-          FROM sp_cnames p JOIN sp_cnames n
-            ON n.team_id = p.team_id AND n.last_name = p.last_name AND n.label > p.label
-          WHERE p.pending OR n.pending) c
-    JOIN sp_cnames p ON p.id = c.pid
-    JOIN sp_cnames n ON n.id = c.nid
-    WHERE n.name_key <> p.name_key
-      AND n.suffix IS NOT DISTINCT FROM p.suffix
-      AND (similarity(p.name_norm, n.name_norm) >= v_sim
-           OR public.names_compatible(p.name_key, p.first_name, p.last_name, p.suffix,
-                                      p.canons, n.name_key, n.first_name, n.last_name,
-                                      n.suffix, n.canons))
-    ORDER BY least(p.node, n.node), greatest(p.node, n.node),
-             similarity(p.name_norm, n.name_norm) DESC, p.name_norm, n.name_norm;
+    -- (one CREATE TABLE AS for both kinds: no part of an INSERT runs in parallel)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_review AS
+    SELECT l.a, l.b, l.rule, l.conf,
+           jsonb_build_object(CASE l.rule WHEN 'email' THEN 'email' WHEN 'phone' THEN 'phone'
+                                          ELSE 'name' END, l.detail) AS evidence
+    FROM sp_links l
+    LEFT JOIN sp_comp ca ON ca.node = l.a
+    LEFT JOIN sp_comp cb ON cb.node = l.b
+    WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
+    UNION ALL
+    SELECT *
+    FROM (
+        SELECT DISTINCT ON (least(p.node, n.node), greatest(p.node, n.node))
+               least(p.node, n.node), greatest(p.node, n.node), 'fuzzy_name', v_fuzzy,
+               jsonb_build_object('a_name', p.name_norm, 'b_name', n.name_norm,
+                                  'similarity',
+                                  round(similarity(p.name_norm, n.name_norm)::numeric, 2),
+                                  'team_id', p.team_id)
+        FROM (SELECT p.id AS pid, n.id AS nid
+              FROM sp_cnames p JOIN sp_cnames n
+                ON n.team_id = p.team_id AND n.first_name = p.first_name AND n.label > p.label
+              WHERE p.pending OR n.pending
+              UNION
+              SELECT p.id, n.id
+              FROM sp_cnames p JOIN sp_cnames n
+                ON n.team_id = p.team_id AND n.last_name = p.last_name AND n.label > p.label
+              WHERE p.pending OR n.pending) c
+        JOIN sp_cnames p ON p.id = c.pid
+        JOIN sp_cnames n ON n.id = c.nid
+        WHERE n.name_key <> p.name_key
+          AND n.suffix IS NOT DISTINCT FROM p.suffix
+          AND (similarity(p.name_norm, n.name_norm) >= v_sim
+               OR public.names_compatible(p.name_key, p.first_name, p.last_name, p.suffix,
+                                          p.canons, n.name_key, n.first_name, n.last_name,
+                                          n.suffix, n.canons))
+        ORDER BY least(p.node, n.node), greatest(p.node, n.node),
+                 similarity(p.name_norm, n.name_norm) DESC, p.name_norm, n.name_norm
+    ) f;
 
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
     INTO v_components, v_components_new
