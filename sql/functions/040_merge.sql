@@ -612,7 +612,7 @@ BEGIN
     -- One row per name of a component in a team (a component's records mostly repeat one
     -- name), then pairs of such names across components, at least one side new.
     CREATE UNLOGGED TABLE syncpipe_work.sp_cnames AS
-    SELECT row_number() OVER () AS id, x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons
+    SELECT x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons
     FROM (
         SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
                n.first_name, n.last_name, n.suffix,
@@ -636,31 +636,37 @@ BEGIN
     UNION ALL
     SELECT *
     FROM (
-        SELECT DISTINCT ON (least(p.node, n.node), greatest(p.node, n.node))
-               least(p.node, n.node), greatest(p.node, n.node), 'fuzzy_name', v_fuzzy,
-               jsonb_build_object('a_name', p.name_norm, 'b_name', n.name_norm,
-                                  'similarity',
-                                  round(similarity(p.name_norm, n.name_norm)::numeric, 2),
-                                  'team_id', p.team_id)
-        FROM (SELECT p.id AS pid, n.id AS nid
+        SELECT DISTINCT ON (least(x.a_node, x.b_node), greatest(x.a_node, x.b_node))
+               least(x.a_node, x.b_node), greatest(x.a_node, x.b_node), 'fuzzy_name', v_fuzzy,
+               jsonb_build_object('a_name', x.a_norm, 'b_name', x.b_norm,
+                                  'similarity', round(similarity(x.a_norm, x.b_norm)::numeric, 2),
+                                  'team_id', x.team_id)
+        -- Pairs of names in a team sharing the given or the family name (a pair sharing both
+        -- comes from the first block only). No UNION to de-duplicate them: one CREATE TABLE
+        -- AS with no row numbers, so the second core can take part.
+        FROM (SELECT p.team_id, p.node AS a_node, p.name_norm AS a_norm, p.name_key AS a_key,
+                     p.first_name AS a_first, p.last_name AS a_last, p.suffix AS a_suffix,
+                     p.canons AS a_canons, n.node AS b_node, n.name_norm AS b_norm,
+                     n.name_key AS b_key, n.first_name AS b_first, n.last_name AS b_last,
+                     n.suffix AS b_suffix, n.canons AS b_canons
               FROM sp_cnames p JOIN sp_cnames n
                 ON n.team_id = p.team_id AND n.first_name = p.first_name AND n.label > p.label
               WHERE p.pending OR n.pending
-              UNION
-              SELECT p.id, n.id
+              UNION ALL
+              SELECT p.team_id, p.node, p.name_norm, p.name_key, p.first_name, p.last_name,
+                     p.suffix, p.canons, n.node, n.name_norm, n.name_key, n.first_name,
+                     n.last_name, n.suffix, n.canons
               FROM sp_cnames p JOIN sp_cnames n
                 ON n.team_id = p.team_id AND n.last_name = p.last_name AND n.label > p.label
-              WHERE p.pending OR n.pending) c
-        JOIN sp_cnames p ON p.id = c.pid
-        JOIN sp_cnames n ON n.id = c.nid
-        WHERE n.name_key <> p.name_key
-          AND n.suffix IS NOT DISTINCT FROM p.suffix
-          AND (similarity(p.name_norm, n.name_norm) >= v_sim
-               OR public.names_compatible(p.name_key, p.first_name, p.last_name, p.suffix,
-                                          p.canons, n.name_key, n.first_name, n.last_name,
-                                          n.suffix, n.canons))
-        ORDER BY least(p.node, n.node), greatest(p.node, n.node),
-                 similarity(p.name_norm, n.name_norm) DESC, p.name_norm, n.name_norm
+              WHERE (p.pending OR n.pending) AND (n.first_name = p.first_name) IS NOT TRUE) x
+        WHERE x.b_key <> x.a_key
+          AND x.b_suffix IS NOT DISTINCT FROM x.a_suffix
+          AND (similarity(x.a_norm, x.b_norm) >= v_sim
+               OR public.names_compatible(x.a_key, x.a_first, x.a_last, x.a_suffix, x.a_canons,
+                                          x.b_key, x.b_first, x.b_last, x.b_suffix,
+                                          x.b_canons))
+        ORDER BY least(x.a_node, x.b_node), greatest(x.a_node, x.b_node),
+                 similarity(x.a_norm, x.b_norm) DESC, x.a_norm, x.b_norm
     ) f;
 
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
