@@ -100,12 +100,13 @@ BEGIN
 END;
 $$;
 
--- Golden records, from sp_grecs(agent_id, source, full_name, name_norm, name_key, team_id)
--- and sp_gkeys(agent_id, kind, value), into sp_golden(agent_id, full_name, emails, phones,
--- team_id, sources): the most frequent (then most complete) name variant, written the
+-- Golden records, from sp_grecs(agent_id, source, full_name, name_norm, name_key, team_id,
+-- single) and sp_gkeys(agent_id, kind, value), into sp_golden(agent_id, full_name, emails,
+-- phones, team_id, sources): the most frequent (then most complete) name variant, written the
 -- cleanest way it was seen; the union of normalized e-mails and phones; the team most
 -- supported by the sources (the feed breaks ties); the number of sources. An agent with one
--- source takes it as it is.
+-- source takes it as it is; "single" marks the agents the caller knows to have one record,
+-- which then skip the ranking (a first run: 600k of 1.3M agents).
 CREATE OR REPLACE FUNCTION public.merge_golden()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -131,6 +132,7 @@ BEGIN
                count(*) OVER (PARTITION BY agent_id, name_key) AS variant_n,
                max(length(name_norm)) OVER (PARTITION BY agent_id, name_key) AS variant_len
         FROM sp_grecs
+        WHERE NOT single
     ),
     best AS (
         SELECT DISTINCT ON (agent_id) agent_id, sources,
@@ -145,8 +147,15 @@ BEGIN
     team AS (
         SELECT DISTINCT ON (agent_id) agent_id, team_id
         FROM (SELECT agent_id, team_id, count(*) AS n, bool_or(source = 'new_agents') AS feed
-              FROM sp_grecs WHERE team_id IS NOT NULL GROUP BY agent_id, team_id) t
+              FROM sp_grecs WHERE team_id IS NOT NULL AND NOT single
+              GROUP BY agent_id, team_id) t
         ORDER BY agent_id, n DESC, feed DESC, team_id
+    ),
+    heads AS (
+        SELECT b.agent_id, b.full_name, t.team_id, b.sources
+        FROM best b LEFT JOIN team t ON t.agent_id = b.agent_id
+        UNION ALL
+        SELECT agent_id, full_name, team_id, 1 FROM sp_grecs WHERE single
     ),
     contacts AS (
         SELECT agent_id,
@@ -156,17 +165,16 @@ BEGIN
               ORDER BY 1, 2, 3) d
         GROUP BY agent_id
     )
-    SELECT b.agent_id,
+    SELECT h.agent_id,
            regexp_replace(btrim(CASE
-               WHEN position(',' IN b.full_name) > 0
-                    AND b.full_name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
-               THEN split_part(b.full_name, ',', 2) || ' ' || split_part(b.full_name, ',', 1)
-               ELSE b.full_name END), '\s+', ' ', 'g') AS full_name,
+               WHEN position(',' IN h.full_name) > 0
+                    AND h.full_name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
+               THEN split_part(h.full_name, ',', 2) || ' ' || split_part(h.full_name, ',', 1)
+               ELSE h.full_name END), '\s+', ' ', 'g') AS full_name,
            coalesce(k.emails, '{}') AS emails, coalesce(k.phones, '{}') AS phones,
-           t.team_id, b.sources::integer AS sources
-    FROM best b
-    LEFT JOIN team t ON t.agent_id = b.agent_id
-    LEFT JOIN contacts k ON k.agent_id = b.agent_id;
+           h.team_id, h.sources::integer AS sources
+    FROM heads h
+    LEFT JOIN contacts k ON k.agent_id = h.agent_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END;
@@ -208,7 +216,7 @@ BEGIN
     ANALYZE sp_refresh;
     CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
         SELECT s.agent_id, s.source, s.source_id, s.full_name, s.name_norm, s.name_key,
-               s.team_id
+               s.team_id, false AS single
         FROM public.unified_agent_sources s JOIN sp_refresh f ON f.agent_id = s.agent_id;
     CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
         SELECT r.agent_id AS uid, f.kind, x.v AS raw
@@ -776,8 +784,10 @@ BEGIN
     ANALYZE sp_place;
 
     -- New agents are written once, complete: their golden record comes from this run.
+    -- (a new agent's record without an automatic link is the agent's only record)
     CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
-        SELECT agent_id, source, source_id, full_name, name_norm, name_key, team_id
+        SELECT agent_id, source, source_id, full_name, name_norm, name_key, team_id,
+               rule = 'single' AS single
         FROM sp_place WHERE created;
     CREATE UNLOGGED TABLE syncpipe_work.sp_gkeys AS
         SELECT x.agent_id, k.kind, k.value
