@@ -526,8 +526,8 @@ def test_dry_run_shows_what_a_run_would_do_and_writes_nothing(
 def test_service_role_runs_the_merge_by_rpc(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """Supabase users call the functions by RPC as service_role: its work tables need the
-    CREATE privilege on syncpipe_work, and each call drops them before it returns."""
+    """Supabase users call the functions by RPC as service_role: they run as their owner, so
+    service_role needs no right on the work schema, and each call drops its tables."""
     src = Sources()
     src.agent("Amy Santiago", emails=["amy@mail.com"])
     src.page("team-9", [{"name": "Amy Santiago", "email": "AMY@mail.com"}])
@@ -550,10 +550,11 @@ def test_service_role_runs_the_merge_by_rpc(
         assert merged["status"] == "success" and merged["agents_created"] == 1
         conn.commit()
     assert work_tables(deployed_db) == []
-    with psycopg.connect(deployed_db) as conn:
-        conn.execute("SET ROLE anon")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("CREATE TABLE syncpipe_work.t (x int)")
+    for role in ("anon", "authenticated", "service_role"):
+        with psycopg.connect(deployed_db) as conn:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE TABLE syncpipe_work.t (x int)")
 
 
 # -- refusals and failures -------------------------------------------------------------------
@@ -574,9 +575,10 @@ def test_two_merges_never_run_at_once(invoke: Invoke, deployed_db: str, tmp_path
     src.agent("Ada King", emails=["ada@mail.com"])
     src.write(tmp_path / "data")
     invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
-    with psycopg.connect(deployed_db, autocommit=True, application_name="other-merge") as other:
-        other.execute("SELECT pg_advisory_lock(%s, 2)", (0x53594E43,))
+    with psycopg.connect(deployed_db, application_name="other-merge") as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s, 2)", (0x53594E43,))  # a merge running
         result = invoke(["merge"], dsn=deployed_db, code=3, env={"SYNCPIPE_LOCK_TIMEOUT": "0.5"})
+        other.rollback()
     assert "merge" in result.stderr and "other-merge" in result.stderr
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents") == 0
 
@@ -691,7 +693,7 @@ def test_label_components_find_every_component(deployed_db: str) -> None:
             for a, b in edges:
                 copy.write_row((a, b))
                 copy.write_row((b, a))
-        rounds = conn.execute("SELECT merge_label_components()").fetchone()
+        rounds = conn.execute("SELECT syncpipe_internal.merge_label_components()").fetchone()
         got = dict(conn.execute("SELECT node, label FROM syncpipe_work.sp_cc").fetchall())
         conn.rollback()
     assert got == expected

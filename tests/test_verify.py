@@ -50,11 +50,11 @@ def test_verify_catches_a_hand_edited_function(invoke: Invoke, deployed_db: str)
     """A function edited by hand in production is drift (catalog compared with catalog)."""
     _exec(
         deployed_db,
-        "CREATE OR REPLACE FUNCTION public.set_updated_at() RETURNS trigger LANGUAGE plpgsql "
+        "CREATE OR REPLACE FUNCTION syncpipe_internal.set_updated_at() RETURNS trigger LANGUAGE plpgsql "
         "SET search_path = pg_catalog, public AS $$ BEGIN RETURN NEW; END $$",
     )
     result = invoke(["verify"], code=1, dsn=deployed_db)
-    assert "function public.set_updated_at(): differs from what deploy" in result.stdout
+    assert "function syncpipe_internal.set_updated_at(): differs from what deploy" in result.stdout
     assert "Verify FAILED" in result.stdout
 
 

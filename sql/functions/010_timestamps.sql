@@ -2,10 +2,10 @@
 
 -- updated_at moves only when a row really changes, so reloading the same file touches nothing
 -- (and a changed feed row, newer than its lineage, is matched again by the next merge).
-CREATE OR REPLACE FUNCTION public.set_updated_at()
+CREATE OR REPLACE FUNCTION syncpipe_internal.set_updated_at()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
     IF NEW IS DISTINCT FROM OLD THEN
@@ -16,10 +16,10 @@ END;
 $$;
 
 -- A team page whose members changed must be exploded again by the member pipeline.
-CREATE OR REPLACE FUNCTION bronze.company_info_raw_track_changes()
+CREATE OR REPLACE FUNCTION syncpipe_internal.company_info_raw_track_changes()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, bronze
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
     IF (NEW.team_members, NEW.team_id, NEW.website)
@@ -32,6 +32,3 @@ BEGIN
     RETURN NEW;
 END;
 $$;
-
-REVOKE EXECUTE ON FUNCTION public.set_updated_at() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION bronze.company_info_raw_track_changes() FROM PUBLIC;

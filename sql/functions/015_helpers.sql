@@ -1,10 +1,10 @@
 -- Small helpers of the member pipeline and the merge.
 
 -- Progress: a NOTICE "syncpipe.phase <name>" the CLI turns into a progress display.
-CREATE OR REPLACE FUNCTION public.merge_phase(p_name text)
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_phase(p_name text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
     RAISE NOTICE 'syncpipe.phase % %', p_name, to_char(clock_timestamp(), 'HH24:MI:SS.MS');
@@ -20,10 +20,10 @@ $$;
 
 -- Drop the listed work tables if they exist (quietly).
 DROP FUNCTION IF EXISTS public.merge_drop_temp(text[]);
-CREATE OR REPLACE FUNCTION public.merge_work_drop(p_names text[])
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_work_drop(p_names text[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_name text;
@@ -37,10 +37,10 @@ END;
 $$;
 
 -- Drop every work table (the end of a run); returns how many there were.
-CREATE OR REPLACE FUNCTION public.merge_work_clear()
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_work_clear()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_tables text;
@@ -57,11 +57,7 @@ BEGIN
 END;
 $$;
 
-REVOKE EXECUTE ON FUNCTION public.merge_phase(text), public.merge_work_drop(text[]),
-    public.merge_work_clear() FROM PUBLIC;
 -- (the merge runs as its caller: service_role, by RPC, calls these too)
-GRANT EXECUTE ON FUNCTION public.merge_phase(text), public.merge_work_drop(text[]),
-    public.merge_work_clear() TO service_role;
 
 -- Bulk mode. Before a very large write into p_table, drop its secondary indexes and its
 -- foreign keys; merge_bulk_end() builds them again, each in one pass (an index build and a
@@ -71,11 +67,11 @@ GRANT EXECUTE ON FUNCTION public.merge_phase(text), public.merge_work_drop(text[
 -- Returns false (and does nothing) when p_rows is small next to the table, or when the caller
 -- does not own it (service_role by RPC: only an owner may drop and build indexes).
 DROP FUNCTION IF EXISTS public.merge_bulk_begin(regclass, bigint);
-CREATE OR REPLACE FUNCTION public.merge_bulk_begin(p_table regclass, p_rows bigint,
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_bulk_begin(p_table regclass, p_rows bigint,
                                                    p_keys boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_item record;
@@ -119,10 +115,10 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION public.merge_bulk_end(p_table regclass)
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_bulk_end(p_table regclass)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_item record;
@@ -150,10 +146,10 @@ END;
 $$;
 
 -- Allocate p_count ids of a table's identity column at once; returns the first.
-CREATE OR REPLACE FUNCTION public.merge_allocate_ids(p_table text, p_column text, p_count bigint)
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_allocate_ids(p_table text, p_column text, p_count bigint)
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_seq   text := pg_get_serial_sequence(p_table, p_column);
@@ -169,9 +165,3 @@ BEGIN
     RETURN v_first;
 END;
 $$;
-
-REVOKE EXECUTE ON FUNCTION public.merge_bulk_begin(regclass, bigint, boolean),
-    public.merge_bulk_end(regclass), public.merge_allocate_ids(text, text, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.merge_bulk_begin(regclass, bigint, boolean),
-    public.merge_bulk_end(regclass), public.merge_allocate_ids(text, text, bigint)
-    TO service_role;

@@ -12,15 +12,15 @@
 -- In:  sp_contacts_in (uid bigint, kind "char" ('e' | 'p'), raw text)
 -- Out: sp_contacts    (uid bigint, kind "char", value text COLLATE "C"), distinct, invalid
 --                     values dropped.
-CREATE OR REPLACE FUNCTION public.normalize_contacts()
+CREATE OR REPLACE FUNCTION syncpipe_internal.normalize_contacts()
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_count bigint;
 BEGIN
-    PERFORM public.merge_work_drop(ARRAY['sp_contacts']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_contacts']);
     -- (values in byte order, COLLATE "C": valid ones are ASCII, and every sort of them is
     -- cheaper)
     CREATE UNLOGGED TABLE syncpipe_work.sp_contacts AS
@@ -77,15 +77,15 @@ $$;
 --   middle     a middle initial, when one is written ("Kimberly A. Munoz");
 --   suffix     jr, sr, ii, iii, iv: a father and his son differ only there.
 -- A comma before a suffix ("John Smith, Jr.") does not make a "Last, First" name.
-CREATE OR REPLACE FUNCTION public.normalize_person_names()
+CREATE OR REPLACE FUNCTION syncpipe_internal.normalize_person_names()
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public, extensions
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_count bigint;
 BEGIN
-    PERFORM public.merge_work_drop(ARRAY['sp_person_names']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_person_names']);
     -- Most names are two plain words ("Jane Doe"): a few string functions settle them.
     CREATE UNLOGGED TABLE syncpipe_work.sp_person_names AS
     SELECT uid, f || ' ' || l AS name_norm,
@@ -132,12 +132,12 @@ BEGIN
                          ' +', ' ', 'g')), '')
                     ELSE norm END AS core,
                CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
-                    btrim(regexp_replace(regexp_replace(lower(unaccent(
+                    btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
                         split_part(raw, ',', 1))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
                     || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                     ' +', ' ', 'g')), '') END AS before_core,
                CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
-                    btrim(regexp_replace(regexp_replace(lower(unaccent(
+                    btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
                         split_part(raw, ',', 2))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
                     || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                     ' +', ' ', 'g')), '') END AS after_core
@@ -149,7 +149,7 @@ BEGIN
             FROM (
                 SELECT uid, raw,
                        nullif(btrim(regexp_replace(regexp_replace(lower(
-                              CASE WHEN raw ~ '[^\x01-\x7f]' THEN unaccent(raw) ELSE raw END),
+                              CASE WHEN raw ~ '[^\x01-\x7f]' THEN extensions.unaccent(raw) ELSE raw END),
                               '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g')), '') AS norm
                 FROM sp_names_in
                 WHERE raw IS NULL OR raw !~ '^[A-Za-z]+ [A-Za-z]+$'
@@ -169,20 +169,21 @@ $$;
 DROP FUNCTION IF EXISTS public.names_compatible(text, text, text, text, text, text, text, text);
 DROP FUNCTION IF EXISTS public.given_names_equivalent(text, text);
 
--- The comparisons below are plain SQL expressions with no SET clause, so the planner inlines
--- them into the statements that use them: a call per pair would cost microseconds, millions
--- of pairs, minutes. They resolve names through the caller's search_path (pg_catalog,
--- public, extensions in the merge functions).
+-- The comparisons below are small SQL functions with a fixed search_path like every other
+-- function of syncpipe (Supabase's advisor, lint 0011, flags any function without one, and a
+-- caller's search_path must never decide which levenshtein() runs). The SET clause keeps the
+-- planner from inlining them: a call costs a few microseconds more per pair.
 
--- (The bodies name levenshtein() without a schema: skip the check at creation, where the
--- deploy's search_path may not include the extensions schema.)
+-- (check_function_bodies off: the bodies are checked when first called, not when the deploy's
+-- own search_path is in force.)
 SET LOCAL check_function_bodies = off;
 
 -- A member's contact field as an array: an array as it is, a single value as a one-element
 -- array (so one jsonb_array_elements_text() call reads either shape).
-CREATE OR REPLACE FUNCTION public.member_field_array(p_value jsonb)
+CREATE OR REPLACE FUNCTION syncpipe_internal.member_field_array(p_value jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
 AS $$
     SELECT CASE WHEN jsonb_typeof(p_value) = 'array' THEN p_value
                 ELSE jsonb_build_array(p_value) END
@@ -190,15 +191,16 @@ $$;
 
 -- A typo apart: one edit (or two swapped letters) for words of 3+ letters, two edits for
 -- words of 7+.
-CREATE OR REPLACE FUNCTION public.near_spelling(p_a text, p_b text)
+CREATE OR REPLACE FUNCTION syncpipe_internal.near_spelling(p_a text, p_b text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
 AS $$
     SELECT CASE
-        WHEN least(length(p_a), length(p_b)) >= 7 THEN levenshtein(p_a, p_b) <= 2
+        WHEN least(length(p_a), length(p_b)) >= 7 THEN extensions.levenshtein(p_a, p_b) <= 2
         WHEN least(length(p_a), length(p_b)) >= 3 THEN
-            levenshtein(p_a, p_b) <= 1
-            OR (length(p_a) = length(p_b) AND levenshtein(p_a, p_b) = 2
+            extensions.levenshtein(p_a, p_b) <= 1
+            OR (length(p_a) = length(p_b) AND extensions.levenshtein(p_a, p_b) = 2
                 AND translate(p_a, p_b, '') = '' AND translate(p_b, p_a, '') = '')
         ELSE false
     END
@@ -210,11 +212,12 @@ $$;
 -- candidates. *_canons are the canonical given names of the first name (public.name_variants:
 -- Bob and Robert share "robert"), or the first name itself. A differing generational suffix
 -- never matches; no name is no evidence against.
-CREATE OR REPLACE FUNCTION public.names_compatible(
+CREATE OR REPLACE FUNCTION syncpipe_internal.names_compatible(
     a_key text, a_first text, a_last text, a_suffix text, a_canons text[],
     b_key text, b_first text, b_last text, b_suffix text, b_canons text[])
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
 AS $$
     SELECT a_key IS NULL OR b_key IS NULL OR coalesce(
         a_suffix IS NOT DISTINCT FROM b_suffix
@@ -223,20 +226,13 @@ AS $$
              OR string_to_array(a_key, ' ') <@ string_to_array(b_key, ' ')
              OR string_to_array(b_key, ' ') <@ string_to_array(a_key, ' ')
              OR ((a_canons && b_canons
-                  OR near_spelling(a_first, b_first)
+                  OR syncpipe_internal.near_spelling(a_first, b_first)
                   OR (least(length(a_first), length(b_first)) = 1
                       AND left(a_first, 1) = left(b_first, 1)))
-                 AND (a_last = b_last OR near_spelling(a_last, b_last)))),
+                 AND (a_last = b_last OR syncpipe_internal.near_spelling(a_last, b_last)))),
         false)
 $$;
 
 RESET check_function_bodies;
 
-REVOKE EXECUTE ON FUNCTION public.normalize_contacts(), public.normalize_person_names(),
-    public.member_field_array(jsonb),
-    public.names_compatible(text, text, text, text, text[], text, text, text, text, text[])
-    FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.normalize_contacts(), public.normalize_person_names(),
-    public.member_field_array(jsonb),
-    public.names_compatible(text, text, text, text, text[], text, text, text, text, text[])
-    TO service_role;
+-- (EXECUTE on every function of syncpipe_internal is revoked from PUBLIC in sql/rls/030.)

@@ -18,13 +18,16 @@
 CREATE OR REPLACE FUNCTION public.run_unified_member_pipeline(p_options jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql
+-- Runs as its owner (who deployed it): service_role calls it by RPC without any right on
+-- the internal schemas it works in.
+SECURITY DEFINER
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
 SET work_mem = '4MB'  -- the SET makes the function restore work_mem on exit
 -- Parallel workers start cheaper than PostgreSQL assumes next to statements of seconds.
 SET parallel_setup_cost = 100
 SET parallel_tuple_cost = 0.01
-SET search_path = pg_catalog, syncpipe_work, public, extensions
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_dry      boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
@@ -54,9 +57,9 @@ BEGIN
     END IF;
 
     BEGIN
-        PERFORM public.merge_work_drop(ARRAY['sp_member_pages', 'sp_member_elems',
+        PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_member_pages', 'sp_member_elems',
             'sp_names_in', 'sp_contacts_in', 'sp_members', 'sp_member_dups', 'sp_gone']);
-        PERFORM public.merge_phase('explode_members');
+        PERFORM syncpipe_internal.merge_phase('explode_members');
 
         CREATE UNLOGGED TABLE syncpipe_work.sp_member_pages AS
             SELECT research_uuid, nullif(btrim(team_id), '') AS team_id, team_members
@@ -88,7 +91,7 @@ BEGIN
         SELECT uid, kind, raw
         FROM (
             SELECT e.eid AS uid, f.kind,
-                   jsonb_array_elements_text(public.member_field_array(e.raw -> f.field)) AS raw
+                   jsonb_array_elements_text(syncpipe_internal.member_field_array(e.raw -> f.field)) AS raw
             FROM sp_member_elems e
             CROSS JOIN (VALUES ('e'::"char", 'email'), ('e'::"char", 'emails'),
                                ('p'::"char", 'phone'), ('p'::"char", 'phones'))
@@ -96,8 +99,8 @@ BEGIN
             WHERE jsonb_typeof(e.raw -> f.field) IN ('string', 'number', 'array')
         ) c
         WHERE raw IS NOT NULL;
-        PERFORM public.normalize_contacts();
-        PERFORM public.normalize_person_names();
+        PERFORM syncpipe_internal.normalize_contacts();
+        PERFORM syncpipe_internal.normalize_person_names();
 
         CREATE UNLOGGED TABLE syncpipe_work.sp_members AS
         SELECT e.eid, e.research_uuid, e.team_id, e.pos, e.raw, n.raw AS name_raw,
@@ -129,7 +132,7 @@ BEGIN
         SELECT v_usable - coalesce(sum(n - 1), 0) INTO v_distinct FROM sp_member_dups;
         ANALYZE sp_member_dups;
 
-        PERFORM public.merge_phase('store_members');
+        PERFORM syncpipe_internal.merge_phase('store_members');
         CREATE UNLOGGED TABLE syncpipe_work.sp_gone AS
             SELECT m.id
             FROM public.unified_company_member m
@@ -144,12 +147,12 @@ BEGIN
             WHERE d.record_hash = s.record_hash AND d.first_pos <> s.pos;
             DELETE FROM sp_members s USING public.unified_company_member m
             WHERE m.record_hash = s.record_hash;
-            -- (a trigger forgets their lineage: public.forget_deleted_sources)
+            -- (a trigger forgets their lineage: syncpipe_internal.forget_deleted_sources)
             DELETE FROM public.unified_company_member
             WHERE id IN (SELECT id FROM sp_gone);
 
             -- A big first run writes without indexes and builds them after (bulk mode).
-            v_bulk := public.merge_bulk_begin('public.unified_company_member', v_distinct, true);
+            v_bulk := syncpipe_internal.merge_bulk_begin('public.unified_company_member', v_distinct, true);
             INSERT INTO public.unified_company_member (
                 research_uuid, team_id, member_name, name_normalized, name_key, name_first,
                 name_last, name_middle, name_suffix, email_normalized, phone_normalized,
@@ -159,7 +162,7 @@ BEGIN
             FROM sp_members;
             GET DIAGNOSTICS v_inserted = ROW_COUNT;
             IF v_bulk THEN
-                PERFORM public.merge_bulk_end('public.unified_company_member');
+                PERFORM syncpipe_internal.merge_bulk_end('public.unified_company_member');
             END IF;
 
             UPDATE bronze.company_info_raw c SET members_synced = true
@@ -202,7 +205,7 @@ BEGIN
     END;
 
     IF NOT v_keep THEN
-        PERFORM public.merge_work_clear();
+        PERFORM syncpipe_internal.merge_work_clear();
     END IF;
     RETURN v_counts || jsonb_build_object(
         'status', 'success', 'log_id', v_log, 'dry_run', v_dry,

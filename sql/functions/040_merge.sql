@@ -27,10 +27,10 @@
 -- Graph nodes: an existing agent is its agent_id; a pending record is node_offset + pid.
 
 -- Forget source records that no longer exist; their agents are refreshed by the next merge.
-CREATE OR REPLACE FUNCTION public.merge_forget_records(p_source text, p_ids text[])
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_forget_records(p_source text, p_ids text[])
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_count integer;
@@ -54,15 +54,15 @@ $$;
 -- (most components are pairs and settle in the first step; a round costs what its frontier
 -- touches, not a pass over every edge).
 -- Result: sp_cc(node, label), label = the smallest node of the component.
-CREATE OR REPLACE FUNCTION public.merge_label_components()
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_label_components()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_rounds integer := 0;
 BEGIN
-    PERFORM public.merge_work_drop(ARRAY['sp_cc', 'sp_cc_front', 'sp_cc_next']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cc', 'sp_cc_front', 'sp_cc_next']);
     CREATE UNLOGGED TABLE syncpipe_work.sp_cc AS
         SELECT a AS node, least(a, min(b)) AS label, count(*) AS degree
         FROM sp_cc_edges GROUP BY a;
@@ -107,17 +107,17 @@ $$;
 -- supported by the sources (the feed breaks ties); the number of sources. An agent with one
 -- source takes it as it is; "single" marks the agents the caller knows to have one record,
 -- which then skip the ranking (a first run: 600k of 1.3M agents).
-CREATE OR REPLACE FUNCTION public.merge_golden()
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_golden()
 RETURNS bigint
 LANGUAGE plpgsql
 -- (no hash aggregates: see the sorts below; undone when the function returns)
 SET enable_hashagg = off
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_count bigint;
 BEGIN
-    PERFORM public.merge_work_drop(ARRAY['sp_golden']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_golden']);
     ANALYZE sp_grecs;
     ANALYZE sp_gkeys;
     -- One sort of the records by agent and name variant ranks the variants (window counts),
@@ -183,10 +183,10 @@ $$;
 -- Bring the contact keys (public.merge_agent_contacts) of the listed agents in step with
 -- their emails and phone_numbers: an active agent's keys are its contacts, a retired one has
 -- none. Called after the merge changed those agents.
-CREATE OR REPLACE FUNCTION public.merge_contacts_sync(p_agents bigint[])
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_contacts_sync(p_agents bigint[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
     DELETE FROM public.merge_agent_contacts WHERE agent_id = ANY (p_agents);
@@ -204,15 +204,15 @@ $$;
 -- Recompute the stored golden records of the agents in sp_refresh(agent_id) from their
 -- lineage (names, teams) and their sources (contacts, normalized again), and whether a
 -- review is open for them.
-CREATE OR REPLACE FUNCTION public.merge_refresh_agents()
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_refresh_agents()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_count integer;
 BEGIN
-    PERFORM public.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_contacts_in']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_contacts_in']);
     ANALYZE sp_refresh;
     CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
         SELECT s.agent_id, s.source, s.source_id, s.full_name, s.name_norm, s.name_key,
@@ -228,7 +228,7 @@ BEGIN
             AS f(kind, value)
         CROSS JOIN LATERAL jsonb_array_elements_text(
             CASE WHEN jsonb_typeof(f.value) = 'array' THEN f.value ELSE '[]' END) AS x(v);
-    PERFORM public.normalize_contacts();
+    PERFORM syncpipe_internal.normalize_contacts();
     CREATE UNLOGGED TABLE syncpipe_work.sp_gkeys AS
         SELECT uid AS agent_id, kind, value FROM sp_contacts
         UNION ALL
@@ -239,7 +239,7 @@ BEGIN
         CROSS JOIN LATERAL (VALUES ('e'::"char", m.email_normalized),
                                    ('p'::"char", m.phone_normalized)) AS f(kind, vals)
         CROSS JOIN LATERAL unnest(f.vals) AS x(value);
-    PERFORM public.merge_golden();
+    PERFORM syncpipe_internal.merge_golden();
 
     UPDATE public.new_unified_agents a
     SET full_name = coalesce(g.full_name, a.full_name),
@@ -261,7 +261,7 @@ BEGIN
                             coalesce(g.phones, '{}'), g.team_id, coalesce(g.sources, 0),
                             r.agent_id IS NOT NULL);
     GET DIAGNOSTICS v_count = ROW_COUNT;
-    PERFORM public.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_refresh));
+    PERFORM syncpipe_internal.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_refresh));
     RETURN v_count;
 END;
 $$;
@@ -269,10 +269,10 @@ $$;
 -- Retire the agents listed in sp_retire(agent_id, survivor): they point to their survivor
 -- (merged_into, kept one hop), their lineage moves, and their open review items follow
 -- (an item that now joins an agent to itself is answered by the merge and removed).
-CREATE OR REPLACE FUNCTION public.merge_retire_agents()
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_retire_agents()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, syncpipe_work, public
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_count integer;
@@ -289,9 +289,9 @@ BEGIN
     UPDATE public.unified_agent_sources s SET agent_id = r.survivor
     FROM sp_retire r WHERE s.agent_id = r.agent_id;
     DELETE FROM public.merge_dirty_agents d USING sp_retire r WHERE d.agent_id = r.agent_id;
-    PERFORM public.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_retire));
+    PERFORM syncpipe_internal.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_retire));
 
-    PERFORM public.merge_work_drop(ARRAY['sp_remap']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_remap']);
     CREATE UNLOGGED TABLE syncpipe_work.sp_remap AS
         SELECT q.id, coalesce(ra.survivor, q.agent_id) AS a,
                coalesce(rb.survivor, q.candidate_agent_id) AS b, q.confidence
@@ -321,12 +321,12 @@ END;
 $$;
 
 -- Phase 1: work out what a run would do, into work tables (nothing permanent written).
-CREATE OR REPLACE FUNCTION public.merge_plan(p_options jsonb)
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_plan(p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
-SET search_path = pg_catalog, syncpipe_work, public, extensions
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_auto    integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
@@ -344,7 +344,7 @@ DECLARE
     v_components     bigint;
     v_components_new bigint;
 BEGIN
-    PERFORM public.merge_work_drop(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
         'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_links', 'sp_gedges',
         'sp_cc_edges', 'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in',
         'sp_contacts_in', 'sp_canon', 'sp_cnames']);
@@ -357,7 +357,7 @@ BEGIN
         FROM public.name_variants GROUP BY variant;
     ALTER TABLE sp_canon ADD PRIMARY KEY (variant);
 
-    PERFORM public.merge_phase('pending');
+    PERFORM syncpipe_internal.merge_phase('pending');
     -- Pending records: feed rows newer than their lineage (or never matched), and members
     -- not processed or without lineage (the member pipeline writes them "processed" when
     -- this merge follows it in the same transaction).
@@ -403,7 +403,7 @@ BEGIN
     ALTER TABLE sp_pend ADD PRIMARY KEY (pid);
     ANALYZE sp_pend;
 
-    PERFORM public.merge_phase('normalize');
+    PERFORM syncpipe_internal.merge_phase('normalize');
     -- Feed contacts are normalized here; members' were normalized by the member pipeline.
     -- (unnested in the select list: a per-row lateral function scan costs twice as much)
     CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
@@ -412,7 +412,7 @@ BEGIN
         UNION ALL
         SELECT pid, 'p'::"char", jsonb_array_elements_text(phone_json)
         FROM sp_pend WHERE jsonb_typeof(phone_json) = 'array';
-    PERFORM public.normalize_contacts();
+    PERFORM syncpipe_internal.normalize_contacts();
     -- The pending keys: the feed's just normalized (the table taken over, not copied) and the
     -- members'.
     ALTER TABLE sp_contacts RENAME TO sp_pkeys;
@@ -425,13 +425,13 @@ BEGIN
     -- Feed names are normalized here; members' by the member pipeline.
     CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS
         SELECT pid AS uid, full_name AS raw FROM sp_pend WHERE source = 'new_agents';
-    PERFORM public.normalize_person_names();
+    PERFORM syncpipe_internal.normalize_person_names();
     INSERT INTO sp_person_names
         SELECT pid, name_norm, name_key, first_name, last_name, middle, suffix
         FROM sp_pend WHERE source = 'company_member';
     ANALYZE sp_person_names;
 
-    PERFORM public.merge_phase('candidates');
+    PERFORM syncpipe_internal.merge_phase('candidates');
     -- Who holds each pending key: pending records, and known agents (the master table's
     -- contact keys). Only keys held by more than one node can link anything; they are
     -- counted by a 64-bit hash of the value (an integer groups several times faster than
@@ -491,7 +491,7 @@ BEGIN
     CREATE INDEX ON sp_names (node);
     ANALYZE sp_names;
 
-    PERFORM public.merge_phase('shared_contacts');
+    PERFORM syncpipe_internal.merge_phase('shared_contacts');
     -- Shared contacts: a key whose holders carry names of different people, or far too many
     -- holders for one person.
     CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
@@ -515,7 +515,7 @@ BEGIN
     -- (Robert with Bob, a typo "Robret" and "Miller, Robert"), shared otherwise.
     WITH hubs AS (
         SELECT a.kind, a.value,
-               bool_and(public.names_compatible(a.name_key, a.first_name, a.last_name,
+               bool_and(syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
                                                 a.suffix, a.canons, b.name_key, b.first_name,
                                                 b.last_name, b.suffix, b.canons)) AS fits_all
         FROM sp_keygroups g
@@ -539,7 +539,7 @@ BEGIN
     ALTER TABLE sp_shared ADD PRIMARY KEY (kind, value);
     ANALYZE sp_shared;
 
-    PERFORM public.merge_phase('links');
+    PERFORM syncpipe_internal.merge_phase('links');
     -- Links between nodes (a < b). Contacts, and names within a team. (One CREATE TABLE AS,
     -- not a second INSERT: no part of an INSERT runs in parallel.)
     CREATE UNLOGGED TABLE syncpipe_work.sp_links AS
@@ -566,14 +566,14 @@ BEGIN
     WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node);
     ANALYZE sp_links;
 
-    PERFORM public.merge_phase('clusters');
+    PERFORM syncpipe_internal.merge_phase('clusters');
     -- One (strongest) automatic link per pair of nodes, both directions.
     CREATE UNLOGGED TABLE syncpipe_work.sp_gedges AS
         SELECT a, b, max(conf) AS conf FROM sp_links WHERE conf > v_auto GROUP BY a, b;
     ANALYZE sp_gedges;
     CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
         SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
-    v_rounds := public.merge_label_components();
+    v_rounds := syncpipe_internal.merge_label_components();
     -- Every pending record is in a component, maybe alone.
     CREATE UNLOGGED TABLE syncpipe_work.sp_comp AS
         SELECT v_offset + p.pid AS node, coalesce(c.label, v_offset + p.pid) AS label
@@ -600,7 +600,7 @@ BEGIN
             JOIN sp_compconf f ON f.label = c.label AND f.conf IS NULL
             WHERE e.conf >= v_level;
         INSERT INTO sp_cc_edges SELECT b, a FROM sp_cc_edges;
-        v_rounds := v_rounds + public.merge_label_components();
+        v_rounds := v_rounds + syncpipe_internal.merge_label_components();
         UPDATE sp_compconf f SET conf = v_level
         FROM (SELECT c.label
               FROM sp_comp c
@@ -612,7 +612,7 @@ BEGIN
     END LOOP;
     UPDATE sp_compconf SET conf = low WHERE conf IS NULL;
 
-    PERFORM public.merge_phase('review');
+    PERFORM syncpipe_internal.merge_phase('review');
     -- Doubtful pairs, only between different components: similar names in one team
     -- (blocked by a shared given or family name: a nickname keeps the family name, a typo in
     -- one keeps the other, a missing surname keeps the given name), and any rule under the
@@ -647,7 +647,7 @@ BEGIN
         SELECT DISTINCT ON (least(x.a_node, x.b_node), greatest(x.a_node, x.b_node))
                least(x.a_node, x.b_node), greatest(x.a_node, x.b_node), 'fuzzy_name', v_fuzzy,
                jsonb_build_object('a_name', x.a_norm, 'b_name', x.b_norm,
-                                  'similarity', round(similarity(x.a_norm, x.b_norm)::numeric, 2),
+                                  'similarity', round(extensions.similarity(x.a_norm, x.b_norm)::numeric, 2),
                                   'team_id', x.team_id)
         -- Pairs of names in a team sharing the given or the family name (a pair sharing both
         -- comes from the first block only). No UNION to de-duplicate them: one CREATE TABLE
@@ -669,12 +669,12 @@ BEGIN
               WHERE (p.pending OR n.pending) AND (n.first_name = p.first_name) IS NOT TRUE) x
         WHERE x.b_key <> x.a_key
           AND x.b_suffix IS NOT DISTINCT FROM x.a_suffix
-          AND (similarity(x.a_norm, x.b_norm) >= v_sim
-               OR public.names_compatible(x.a_key, x.a_first, x.a_last, x.a_suffix, x.a_canons,
+          AND (extensions.similarity(x.a_norm, x.b_norm) >= v_sim
+               OR syncpipe_internal.names_compatible(x.a_key, x.a_first, x.a_last, x.a_suffix, x.a_canons,
                                           x.b_key, x.b_first, x.b_last, x.b_suffix,
                                           x.b_canons))
         ORDER BY least(x.a_node, x.b_node), greatest(x.a_node, x.b_node),
-                 similarity(x.a_norm, x.b_norm) DESC, x.a_norm, x.b_norm
+                 extensions.similarity(x.a_norm, x.b_norm) DESC, x.a_norm, x.b_norm
     ) f;
 
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
@@ -700,12 +700,12 @@ END;
 $$;
 
 -- Phase 2: write what merge_plan() worked out.
-CREATE OR REPLACE FUNCTION public.merge_apply(p_options jsonb)
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_apply(p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
-SET search_path = pg_catalog, syncpipe_work, public, extensions
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_auto     integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
@@ -721,9 +721,9 @@ DECLARE
     v_bulk_s   boolean;
     v_bulk_k   boolean;
 BEGIN
-    PERFORM public.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire', 'sp_place',
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire', 'sp_place',
         'sp_refresh', 'sp_grecs', 'sp_gkeys']);
-    PERFORM public.merge_phase('agents');
+    PERFORM syncpipe_internal.merge_phase('agents');
     -- Agents that lose a changed record are refreshed below.
     INSERT INTO public.merge_dirty_agents (agent_id)
     SELECT DISTINCT old_agent FROM sp_pend WHERE old_agent IS NOT NULL
@@ -749,7 +749,7 @@ BEGIN
         ORDER BY p.old_agent, c.label
     ) x
     WHERE t.label = x.label AND t.survivor IS NULL;
-    v_first := public.merge_allocate_ids('public.new_unified_agents', 'agent_id',
+    v_first := syncpipe_internal.merge_allocate_ids('public.new_unified_agents', 'agent_id',
         (SELECT count(*) FROM sp_target0 WHERE survivor IS NULL));
     -- New agents take the allocated ids in label order.
     CREATE UNLOGGED TABLE syncpipe_work.sp_target AS
@@ -793,8 +793,8 @@ BEGIN
         SELECT x.agent_id, k.kind, k.value
         FROM sp_pkeys k JOIN sp_place x ON x.pid = k.pid
         WHERE x.created;
-    PERFORM public.merge_golden();
-    v_bulk_a := public.merge_bulk_begin('public.new_unified_agents',
+    PERFORM syncpipe_internal.merge_golden();
+    v_bulk_a := syncpipe_internal.merge_bulk_begin('public.new_unified_agents',
                                         (SELECT count(*) FROM sp_golden));
     INSERT INTO public.new_unified_agents (agent_id, full_name, emails, phone_numbers,
         source_team_id, source_count, confidence_score) OVERRIDING SYSTEM VALUE
@@ -807,14 +807,14 @@ BEGIN
     ORDER BY t.survivor;
     GET DIAGNOSTICS v_created = ROW_COUNT;
     -- Their contact keys (sp_golden holds exactly the new agents).
-    v_bulk_k := public.merge_bulk_begin('public.merge_agent_contacts',
+    v_bulk_k := syncpipe_internal.merge_bulk_begin('public.merge_agent_contacts',
                                         (SELECT count(*) FROM sp_pkeys), true);
     INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
     SELECT 'e', unnest(emails), agent_id FROM sp_golden WHERE emails <> '{}'
     UNION ALL
     SELECT 'p', unnest(phones), agent_id FROM sp_golden WHERE phones <> '{}';
     IF v_bulk_k THEN
-        PERFORM public.merge_bulk_end('public.merge_agent_contacts');
+        PERFORM syncpipe_internal.merge_bulk_end('public.merge_agent_contacts');
     END IF;
 
     -- Agents joined by new evidence: the lowest id survives.
@@ -822,9 +822,9 @@ BEGIN
         SELECT c.node AS agent_id, t.survivor
         FROM sp_comp c JOIN sp_target t ON t.label = c.label
         WHERE c.node < v_offset AND c.node <> t.survivor;
-    v_retired := public.merge_retire_agents();
+    v_retired := syncpipe_internal.merge_retire_agents();
 
-    PERFORM public.merge_phase('lineage');
+    PERFORM syncpipe_internal.merge_phase('lineage');
     -- Records matched before (changed since) are updated in place; the others are new rows,
     -- written without a per-row conflict check (a big first run drops and rebuilds the keys).
     UPDATE public.unified_agent_sources s
@@ -835,7 +835,7 @@ BEGIN
     FROM sp_place x
     WHERE x.old_agent IS NOT NULL AND s.source = x.source AND s.source_id = x.source_id;
     GET DIAGNOSTICS v_matched = ROW_COUNT;
-    v_bulk_s := public.merge_bulk_begin('public.unified_agent_sources',
+    v_bulk_s := syncpipe_internal.merge_bulk_begin('public.unified_agent_sources',
                                         (SELECT count(*) FROM sp_pend), true);
     INSERT INTO public.unified_agent_sources (
         source, source_id, agent_id, match_rule, confidence, source_version, team_id,
@@ -847,10 +847,10 @@ BEGIN
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_matched := v_matched + v_count;
     IF v_bulk_s THEN
-        PERFORM public.merge_bulk_end('public.unified_agent_sources');
+        PERFORM syncpipe_internal.merge_bulk_end('public.unified_agent_sources');
     END IF;
     IF v_bulk_a THEN
-        PERFORM public.merge_bulk_end('public.new_unified_agents');
+        PERFORM syncpipe_internal.merge_bulk_end('public.new_unified_agents');
     END IF;
 
     -- Shared contacts, as now known for every key the run touched.
@@ -860,7 +860,7 @@ BEGIN
     INSERT INTO public.merge_shared_contacts (kind, value, records, names)
     SELECT kind, value, records, names FROM sp_shared;
 
-    PERFORM public.merge_phase('review_queue');
+    PERFORM syncpipe_internal.merge_phase('review_queue');
     -- Doubtful pairs between different agents go to review, unless a person already
     -- decided about these two agents.
     WITH ends AS (
@@ -910,7 +910,7 @@ BEGIN
         WHERE status = 'open' DO NOTHING;
     GET DIAGNOSTICS v_reviews = ROW_COUNT;
 
-    PERFORM public.merge_phase('golden_records');
+    PERFORM syncpipe_internal.merge_phase('golden_records');
     -- Existing agents that took records: confidence is the lowest link holding the component
     -- together, never above what the agents it joined already had.
     UPDATE public.new_unified_agents a
@@ -932,7 +932,7 @@ BEGIN
         UNION SELECT candidate_agent_id FROM public.merge_review_queue
               WHERE status = 'open' AND created_at = now();
     ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
-    v_golden := public.merge_refresh_agents();
+    v_golden := syncpipe_internal.merge_refresh_agents();
     DELETE FROM public.merge_dirty_agents;
 
     -- Members are matched in their current version (the feed is tracked by source_version).
@@ -957,13 +957,16 @@ $$;
 CREATE OR REPLACE FUNCTION public.run_unified_merge_batch(p_options jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql
+-- Runs as its owner (who deployed it): service_role calls it by RPC without any right on
+-- the internal schemas it works in.
+SECURITY DEFINER
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
 SET work_mem = '4MB'  -- the SET makes the function restore work_mem on exit
 -- Parallel workers start cheaper than PostgreSQL assumes next to statements of seconds.
 SET parallel_setup_cost = 100
 SET parallel_tuple_cost = 0.01
-SET search_path = pg_catalog, syncpipe_work, public, extensions
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_dry     boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
@@ -983,21 +986,21 @@ BEGIN
     PERFORM set_config('pg_trgm.similarity_threshold',
                        coalesce(p_options ->> 'fuzzy_similarity', '0.6'), true);
     IF NOT v_dry THEN
-        -- Holding the lock, any other "running" row is a run whose session ended.
-        UPDATE public.unified_merge_logs
-        SET status = 'failed', finished_at = clock_timestamp(),
-            error_message = 'interrupted: the session ended before the run finished'
-        WHERE status = 'running' AND id IS DISTINCT FROM v_log AND started_at < v_started
-          AND run_kind = 'merge';
         IF v_log IS NULL THEN
             INSERT INTO public.unified_merge_logs (run_kind) VALUES ('merge') RETURNING id INTO v_log;
         END IF;
+        -- Holding the lock, an older "running" row is a run whose client was lost (a newer
+        -- one belongs to a run still waiting for the lock).
+        UPDATE public.unified_merge_logs
+        SET status = 'failed', finished_at = clock_timestamp(),
+            error_message = 'interrupted: the client was lost before the run finished'
+        WHERE status = 'running' AND id < v_log AND run_kind = 'merge';
     END IF;
 
     BEGIN
-        v_plan := public.merge_plan(p_options);
+        v_plan := syncpipe_internal.merge_plan(p_options);
         IF NOT v_dry THEN
-            v_apply := public.merge_apply(p_options);
+            v_apply := syncpipe_internal.merge_apply(p_options);
             UPDATE public.unified_merge_logs
             SET status = 'success', finished_at = clock_timestamp(),
                 total_processed = (v_plan ->> 'pending')::integer,
@@ -1016,7 +1019,7 @@ BEGIN
     END;
 
     IF NOT v_keep THEN
-        PERFORM public.merge_work_clear();
+        PERFORM syncpipe_internal.merge_work_clear();
     END IF;
     RETURN v_plan || v_apply || jsonb_build_object(
         'status', CASE WHEN v_dry THEN 'planned' ELSE 'success' END,
@@ -1031,9 +1034,12 @@ CREATE OR REPLACE FUNCTION public.review_decide(p_review_id bigint, p_decision t
                                                p_decided_by text)
 RETURNS jsonb
 LANGUAGE plpgsql
+-- Runs as its owner (who deployed it): service_role calls it by RPC without any right on
+-- the internal schemas it works in.
+SECURITY DEFINER
 -- JIT compiling these one-off statements costs seconds and saves nothing.
 SET jit = off
-SET search_path = pg_catalog, syncpipe_work, public, extensions
+SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_item     public.merge_review_queue;
@@ -1083,16 +1089,16 @@ BEGIN
         WHERE s.agent_id = v_survivor AND o.agent_id = greatest(v_a, v_b);
         UPDATE public.unified_agent_sources SET match_rule = 'review', confidence = 100
         WHERE agent_id = greatest(v_a, v_b);
-        PERFORM public.merge_work_drop(ARRAY['sp_retire']);
+        PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_retire']);
         CREATE UNLOGGED TABLE syncpipe_work.sp_retire AS
             SELECT greatest(v_a, v_b) AS agent_id, v_survivor AS survivor;
-        PERFORM public.merge_retire_agents();
+        PERFORM syncpipe_internal.merge_retire_agents();
     END IF;
-    PERFORM public.merge_work_drop(ARRAY['sp_refresh']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_refresh']);
     CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
         SELECT DISTINCT unnest(ARRAY[v_a, v_b]) AS agent_id;
-    PERFORM public.merge_refresh_agents();
-    PERFORM public.merge_work_clear();
+    PERFORM syncpipe_internal.merge_refresh_agents();
+    PERFORM syncpipe_internal.merge_work_clear();
     RETURN jsonb_build_object('id', p_review_id, 'decision', p_decision,
                               'agent_id', v_a, 'candidate_agent_id', v_b,
                               'survivor', CASE WHEN p_decision = 'accept' THEN v_survivor END);
@@ -1103,13 +1109,3 @@ REVOKE EXECUTE ON FUNCTION public.run_unified_merge_batch(jsonb) FROM PUBLIC, an
 GRANT EXECUTE ON FUNCTION public.run_unified_merge_batch(jsonb) TO service_role;
 REVOKE EXECUTE ON FUNCTION public.review_decide(bigint, text, text) FROM PUBLIC, anon, authenticated;
 GRANT EXECUTE ON FUNCTION public.review_decide(bigint, text, text) TO service_role;
-REVOKE EXECUTE ON FUNCTION public.merge_plan(jsonb), public.merge_apply(jsonb),
-    public.merge_refresh_agents(), public.merge_golden(), public.merge_retire_agents(),
-    public.merge_label_components(), public.merge_forget_records(text, text[]),
-    public.merge_contacts_sync(bigint[])
-    FROM PUBLIC, anon, authenticated;
-GRANT EXECUTE ON FUNCTION public.merge_plan(jsonb), public.merge_apply(jsonb),
-    public.merge_refresh_agents(), public.merge_golden(), public.merge_retire_agents(),
-    public.merge_label_components(), public.merge_forget_records(text, text[]),
-    public.merge_contacts_sync(bigint[])
-    TO service_role;

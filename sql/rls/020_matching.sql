@@ -15,11 +15,12 @@ GRANT ALL ON public.name_variants,
              public.merge_shared_contacts, public.merge_decisions, public.merge_dirty_agents,
              public.merge_agent_contacts
     TO service_role;
--- (setval too: the merge allocates a run's agent ids at once)
-GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA public TO service_role;
--- The merge's work tables are created by whoever runs it (service_role, by RPC too).
-REVOKE ALL ON SCHEMA syncpipe_work FROM anon, authenticated;
-GRANT USAGE, CREATE ON SCHEMA syncpipe_work TO service_role;
+-- The merge runs as the owner of its entry points (SECURITY DEFINER), so no API role needs a
+-- right on the sequences beyond what inserting through the API takes, nor on the work schema:
+-- a role that could create objects there could plant a function the merge would call.
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM anon, authenticated;
+REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA public FROM service_role;
+REVOKE ALL ON SCHEMA syncpipe_work FROM PUBLIC, anon, authenticated, service_role;
 
 DROP POLICY IF EXISTS service_role_all ON public.name_variants;
 CREATE POLICY service_role_all ON public.name_variants

@@ -7,11 +7,11 @@ CREATE OR REPLACE TRIGGER company_info_raw_track_changes
     FOR EACH ROW
     WHEN ((OLD.team_members, OLD.team_id, OLD.website)
           IS DISTINCT FROM (NEW.team_members, NEW.team_id, NEW.website))
-    EXECUTE FUNCTION bronze.company_info_raw_track_changes();
+    EXECUTE FUNCTION syncpipe_internal.company_info_raw_track_changes();
 
 CREATE OR REPLACE TRIGGER new_agents_set_updated_at
     BEFORE UPDATE ON public.new_agents
-    FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+    FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.set_updated_at();
 
 -- Only a real edit of a member moves updated_at; the merge's "processed" flag does not.
 CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
@@ -22,8 +22,8 @@ CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
           IS DISTINCT FROM
           (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
            NEW.team_id))
-    EXECUTE FUNCTION public.set_updated_at();
+    EXECUTE FUNCTION syncpipe_internal.set_updated_at();
 
 CREATE OR REPLACE TRIGGER new_unified_agents_set_updated_at
     BEFORE UPDATE ON public.new_unified_agents
-    FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+    FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.set_updated_at();

@@ -61,7 +61,6 @@ class Settings(BaseSettings):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
         None
     )
-    transaction_pooler: bool | None = None
 
     # Files and folders.
     sql_dir: Path | None = None
@@ -98,13 +97,6 @@ class Settings(BaseSettings):
     # SQL functions run after the merge batch, in order, in the same transaction:
     # each takes no argument, or one jsonb (the merge's counts), and may return jsonb.
     pipeline_steps: list[str] = Field(default_factory=list)
-
-    @field_validator("transaction_pooler", mode="before")
-    @classmethod
-    def _auto_is_none(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() in {"", "auto"}:
-            return None
-        return value
 
     @field_validator("pipeline_steps")
     @classmethod

@@ -87,22 +87,6 @@ class Database:
             return f"the embedded PostgreSQL in {self._embedded.data_dir}"
         return self.info.target
 
-    @property
-    def transaction_pooler(self) -> bool:
-        """True when connections go through a transaction-mode pooler (setting, or port 6543)."""
-        if self.settings.transaction_pooler is not None:
-            return self.settings.transaction_pooler
-        return self._embedded is None and self.info.via_transaction_pooler
-
-    def require_session(self, what: str) -> None:
-        """Refuse work that needs session advisory locks when behind a transaction pooler."""
-        if self.transaction_pooler:
-            raise ConfigError(
-                f"{what} needs a direct connection: {self.info.target} is a transaction-mode "
-                "pooler, where session advisory locks do not hold. Use the direct connection "
-                "(port 5432) or the session pooler in SYNCPIPE_DATABASE_URL."
-            )
-
     # -- connections ---------------------------------------------------------------------
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for every connection syncpipe opens."""
@@ -112,8 +96,10 @@ class Database:
         }
         if self.settings.sslmode:
             kwargs["sslmode"] = self.settings.sslmode
-        if self.transaction_pooler:
-            kwargs["prepare_threshold"] = None
+        # No server-side prepared statements: a transaction-mode pooler may hand the next
+        # transaction to a server connection that never saw them (and the cost is not
+        # measurable next to syncpipe's statements).
+        kwargs["prepare_threshold"] = None
         return kwargs
 
     def connect(self, **extra: Any) -> psycopg.Connection[Any]:
@@ -124,7 +110,6 @@ class Database:
             conn = psycopg.connect(self.dsn, **{**self.connect_kwargs(), **extra})
         except psycopg.OperationalError as exc:
             raise ConnectError(self._explain(exc)) from None
-        self._configure(conn)
         return conn
 
     def open(self) -> None:
@@ -155,7 +140,6 @@ class Database:
             open=False,
             name="syncpipe",
             timeout=max(self.settings.connect_timeout, 30.0),
-            configure=self._configure,
             check=ConnectionPool.check_connection,
         )
         try:
@@ -193,6 +177,8 @@ class Database:
                 stats = pool.get_stats()
                 in_use = stats.get("pool_size", 0) - stats.get("pool_available", 0)
                 self.peak_pool_use = max(self.peak_pool_use, in_use)
+                if not conn.autocommit:
+                    self.begin(conn)
                 yield conn
         except PoolTimeout:
             raise ConnectError(
@@ -223,10 +209,15 @@ class Database:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+    def begin(self, conn: psycopg.Connection[Any]) -> None:
+        """Start a transaction on ``conn`` with syncpipe's settings, for that transaction only.
+
+        Nothing is set for the session: through a pooler the next client of the same server
+        connection would inherit it. Call it at the start of every transaction that runs
+        user-sized work (the pool's ``connection()`` does, for its first transaction).
+        """
         timeout_ms = int(self.settings.statement_timeout * 1000)
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout_ms}ms",))
-        conn.commit()
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
 
     def _explain(self, exc: Exception) -> str:
         where = self.target

@@ -6,9 +6,6 @@ from dataclasses import dataclass
 
 from syncpipe.redact import redact
 
-TRANSACTION_POOLER_PORT = 6543
-
-
 def parse_dsn(dsn: str) -> dict[str, str]:
     """Split a URL or key=value connection string; ValueError (redacted) if it is malformed."""
     import psycopg
@@ -47,11 +44,6 @@ class DsnInfo:
     def target(self) -> str:
         """``host:port/dbname``: the phrase error messages use."""
         return f"{self.host}:{self.port}/{self.dbname}"
-
-    @property
-    def via_transaction_pooler(self) -> bool:
-        """True on Supabase's transaction-mode pooler port."""
-        return self.port == TRANSACTION_POOLER_PORT
 
 
 def describe_dsn(dsn: str) -> DsnInfo:

@@ -1,14 +1,18 @@
-"""Session advisory locks that are polled, never waited on, and name their holder on timeout.
+"""Transaction-scoped advisory locks, polled, never waited on, naming their holder on timeout.
 
-A blocking ``pg_advisory_lock`` can deadlock with concurrent index builds, so the lock is taken
-with ``pg_try_advisory_lock`` in a loop with backoff, in autocommit mode.
+syncpipe keeps no session state, so that every command works through a transaction-mode
+pooler (PgBouncer, Supavisor), where consecutive transactions of one client may run on
+different server connections: a session lock would stay on one of them while the work ran on
+another. A lock here belongs to the transaction that takes it and goes with its COMMIT or
+ROLLBACK. It is polled with ``pg_try_advisory_xact_lock`` and a backoff, up to the lock
+timeout (a blocking ``pg_advisory_xact_lock`` cannot be given up on, and can deadlock with
+concurrent index builds). Taking a lock the transaction already holds succeeds at once, so the
+SQL functions that take the same key themselves (the merge's entry points) go on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import IntEnum
 from typing import Any
 
@@ -22,62 +26,50 @@ LOCK_NAMESPACE = 0x53594E43
 
 
 class LockKind(IntEnum):
-    """The second key: what the lock protects."""
+    """The second key: what the lock protects (the SQL functions use the same numbers)."""
 
     DEPLOY = 1
     MERGE = 2
-    LOAD = 3
 
 
-@contextmanager
-def advisory_lock(
+def xact_lock(
     conn: psycopg.Connection[Any],
     kind: LockKind,
     *,
     timeout: float,
     what: str,
-) -> Iterator[None]:
-    """Hold the session lock ``kind`` for the block; LockTimeoutError after ``timeout`` seconds."""
-    was_autocommit = conn.autocommit
-    conn.autocommit = True
+) -> None:
+    """Take lock ``kind`` for the rest of the current transaction; LockTimeoutError after
+    ``timeout`` seconds. ``conn`` must be in a transaction (not autocommit)."""
+    if conn.autocommit:
+        raise ValueError("xact_lock needs a transaction; the connection is in autocommit mode")
     deadline = time.monotonic() + timeout
     delay = 0.05
-    try:
-        while True:
-            cur = conn.cursor(row_factory=tuple_row)
-            row = cur.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, int(kind))
-            ).fetchone()
-            if row is not None and row[0]:
-                break
-            if time.monotonic() >= deadline:
-                raise LockTimeoutError(_describe_holder(conn, kind, timeout, what))
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 1.0)
-        try:
-            yield
-        finally:
-            if not conn.closed and not conn.broken:
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.rollback()
-                conn.autocommit = True
-                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, int(kind)))
-    finally:
-        if not conn.closed and not conn.broken:
-            conn.autocommit = was_autocommit
+    cur = conn.cursor(row_factory=tuple_row)
+    while True:
+        row = cur.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, int(kind))
+        ).fetchone()
+        if row is not None and row[0]:
+            return
+        if time.monotonic() >= deadline:
+            raise LockTimeoutError(describe_holder(conn, kind, timeout, what))
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 1.0)
 
 
-def _describe_holder(
+def describe_holder(
     conn: psycopg.Connection[Any],
     kind: LockKind,
     timeout: float,
     what: str,
 ) -> str:
+    """The LockTimeoutError sentence: who holds lock ``kind`` (as far as the server says)."""
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(
         """
         SELECT a.pid, a.usename, a.application_name, a.client_addr::text,
-               to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+               to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted
           AND l.classid = %s AND l.objid = %s AND l.objsubid = 2
@@ -90,9 +82,10 @@ def _describe_holder(
         holder = "another session"
     else:
         pid, user, app, addr, since = row
-        holder = f"pid {pid}, user {user}, application {app or '?'}"
+        holder = f"server pid {pid}, user {user}, application {app or '?'}"
         holder += f", from {addr}" if addr else ", local socket"
-        holder += f", connected since {since}"
+        if since:
+            holder += f", in a transaction since {since}"
     return (
         f"Another {what} is running ({holder}); gave up after waiting {timeout:g} s "
         "(setting SYNCPIPE_LOCK_TIMEOUT)."

@@ -75,6 +75,9 @@ SELECT 'policy', format('%%I.%%I.%%I', p.schemaname, p.tablename, p.policyname),
 FROM pg_policies p WHERE p.schemaname = ANY(%(schemas)s)
 """
 
+#: Schemas of syncpipe's own objects that the API does not expose (functions live there).
+INTERNAL_SCHEMAS = ("syncpipe_internal",)
+
 #: The order object kinds are listed in reports.
 OBJECT_TYPES = ("table", "column", "constraint", "index", "function", "trigger", "policy")
 
@@ -106,7 +109,9 @@ class CatalogObject:
 def read_catalog(
     conn: psycopg.Connection[Any], schemas: list[str]
 ) -> dict[tuple[str, str], CatalogObject]:
-    """Every object in ``schemas`` (extension members excluded), keyed by (type, identity)."""
+    """Every object in ``schemas`` and in syncpipe's internal schema (extension members
+    excluded), keyed by (type, identity)."""
+    schemas = [*schemas, *(s for s in INTERNAL_SCHEMAS if s not in schemas)]
     with conn.transaction():
         previous = conn.execute("SELECT current_setting('search_path')").fetchone()
         conn.execute("SELECT set_config('search_path', '', true)")

@@ -18,6 +18,9 @@ from psycopg import sql
 
 from syncpipe.db.queries import scalar
 from syncpipe.errors import ConfigError
+from syncpipe.logs import get_logger
+
+log = get_logger(__name__)
 
 ROLES = ("anon", "authenticated", "service_role")
 
@@ -59,6 +62,9 @@ class CompatAction:
 
     description: str
     statement: sql.SQL | sql.Composed
+    #: Roles are shared by every database of a server: another deploy (to another database)
+    #: may create the same role at the same moment. The loser finds it exists and goes on.
+    may_exist: bool = False
 
 
 def plan_compat(conn: psycopg.Connection[Any]) -> list[CompatAction]:
@@ -87,7 +93,9 @@ def plan_compat(conn: psycopg.Connection[Any]) -> list[CompatAction]:
             f"BYPASSRLS); ask an administrator to run: {_admin_script(missing, me)}"
         )
     for role in missing:
-        actions.append(CompatAction(f"create role {role}", sql.SQL(_ROLE_DDL[role])))
+        actions.append(
+            CompatAction(f"create role {role}", sql.SQL(_ROLE_DDL[role]), may_exist=True)
+        )
     if not superuser:
         not_member = [
             r
@@ -153,7 +161,14 @@ def plan_compat(conn: psycopg.Connection[Any]) -> list[CompatAction]:
 def apply_compat(conn: psycopg.Connection[Any], actions: list[CompatAction]) -> None:
     """Run the actions inside the caller's transaction."""
     for action in actions:
-        conn.execute(action.statement)
+        if not action.may_exist:
+            conn.execute(action.statement)
+            continue
+        try:
+            with conn.transaction():  # a savepoint: a duplicate leaves the deploy intact
+                conn.execute(action.statement)
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            log.info("deploy.compat_exists", action=action.description)
 
 
 def _admin_script(missing: list[str], me: str) -> str:

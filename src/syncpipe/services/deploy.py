@@ -20,7 +20,7 @@ import psycopg
 from syncpipe import __version__
 from syncpipe.db.database import Database
 from syncpipe.db.ledger import applied_files, ensure_ledger, ledger_exists
-from syncpipe.db.locks import LockKind, advisory_lock
+from syncpipe.db.locks import LockKind, xact_lock
 from syncpipe.errors import ConnectError, SqlFileError
 from syncpipe.logs import get_logger
 from syncpipe.redact import redact
@@ -152,16 +152,18 @@ class DeployService:
         started = datetime.now(UTC)
         files = discover(self.settings.sql_dir)
         by_rel = {f.rel: f for f in files}
-        self.db.require_session("deploy")
         result = DeployResult(env=self.settings.env, target=self.db.target, plan_only=plan_only)
-        with (
-            self.db.connection() as conn,
-            advisory_lock(
-                conn, LockKind.DEPLOY, timeout=self.settings.lock_timeout, what="syncpipe deploy"
-            ),
-        ):
+        with self.db.connection() as conn:
             try:
+                # One transaction, and the deploy lock with it (nothing held by the session:
+                # any pooler, any mode).
                 with conn.transaction(force_rollback=plan_only):
+                    xact_lock(
+                        conn,
+                        LockKind.DEPLOY,
+                        timeout=self.settings.lock_timeout,
+                        what="syncpipe deploy",
+                    )
                     conn.execute("SET LOCAL search_path = public, extensions")
                     ensure_ledger(conn)
                     ledger = applied_files(conn)
@@ -338,6 +340,7 @@ class DeployService:
                         redact(str(exc))[:2000],
                     ),
                 )
+            conn.commit()  # (the failed deploy was a savepoint, rolled back; this row stays)
         except psycopg.Error:
             log.warning("deploy.failure_not_recorded", exc_info=True)
 

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from syncpipe.db.database import Database
-from syncpipe.db.locks import LockKind, advisory_lock
+from syncpipe.db.locks import LockKind, xact_lock
 from syncpipe.errors import ConfigError, ConnectError, JobFailedError, NotDeployedError
 from syncpipe.logs import get_logger
 from syncpipe.services.merge.pairs import export_pairs, sample_pairs
@@ -40,7 +40,7 @@ PhaseFn = Callable[[str], None]
 _REQUIRED_FUNCTIONS = (
     "public.run_unified_member_pipeline(jsonb)",
     "public.run_unified_merge_batch(jsonb)",
-    "public.merge_work_clear()",
+    "syncpipe_internal.merge_work_clear()",
 )
 
 
@@ -174,7 +174,6 @@ class MergeService:
         sample: int = 5,
         progress: PhaseFn | None = None,
     ) -> MergeResult:
-        self.db.require_session("syncpipe merge")
         started = time.perf_counter()
         result = MergeResult(dry_run=dry_run)
         phases = _Phases(progress)
@@ -182,14 +181,10 @@ class MergeService:
         try:
             self._check_ready(conn)
             conn.add_notice_handler(phases.notice)
-            with advisory_lock(
-                conn, LockKind.MERGE, timeout=self.settings.lock_timeout, what="merge"
-            ):
-                conn.autocommit = False
-                if dry_run:
-                    self._dry_run(conn, result, phases, pairs_output, sample)
-                else:
-                    self._real_run(conn, result, phases, pairs_output, sample)
+            if dry_run:
+                self._dry_run(conn, result, phases, pairs_output, sample)
+            else:
+                self._real_run(conn, result, phases, pairs_output, sample)
         except psycopg.OperationalError as exc:
             if conn.closed or conn.broken:
                 raise ConnectError(
@@ -256,6 +251,7 @@ class MergeService:
         # (the work tables stay for the merge and the pairs; the rollback drops them)
         options = {**self.options(dry_run=True), "keep_work": True}
         try:
+            self._begin_work(conn)
             result.pipeline = _call(conn, "run_unified_member_pipeline", options)
             result.batches.append(_call(conn, "run_unified_merge_batch", options))
             self._collect_pairs(conn, result, phases, pairs_output, sample)
@@ -274,6 +270,7 @@ class MergeService:
         log_ids = list(logs.values())
         batch_limit = self.settings.merge_batch_records
         try:
+            self._begin_work(conn, settle=log_ids)
             options = self.options(dry_run=False)
             result.pipeline = _call(
                 conn,
@@ -296,6 +293,8 @@ class MergeService:
                 conn.commit()
                 batch_options["log_id"] = self._new_log(conn, "merge")
                 log_ids.append(batch_options["log_id"])
+                conn.commit()  # (the batch's row stays, whatever happens to the batch)
+                self._begin_work(conn)
             for name, takes_counts in self._custom_steps(conn):
                 result.steps.append(self._run_step(conn, phases, name, takes_counts, result))
             self._collect_pairs(conn, result, phases, pairs_output, sample)
@@ -362,17 +361,29 @@ class MergeService:
         log.info("merge.step", **step)
         return step
 
+    def _begin_work(self, conn: psycopg.Connection[Any], *, settle: list[int] | None = None) -> None:
+        """Start a work transaction: its settings, then the merge lock (transaction-scoped, so
+        any pooler in any mode keeps it with the work), waited for up to the lock timeout."""
+        self.db.begin(conn)
+        # A merge whose client went away stops on the server within seconds.
+        conn.execute("SELECT set_config('client_connection_check_interval', '2s', true)")
+        xact_lock(conn, LockKind.MERGE, timeout=self.settings.lock_timeout, what="syncpipe merge")
+        if settle:
+            # Holding the lock, an older row still 'running' is a run whose client was lost.
+            conn.execute(
+                """
+                UPDATE public.unified_merge_logs
+                SET status = 'failed', finished_at = clock_timestamp(),
+                    error_message = 'interrupted: the client was lost before the run finished'
+                WHERE status = 'running' AND id <> ALL(%s) AND id < %s
+                """,
+                (settle, min(settle)),
+            )
+
     # -- log rows -------------------------------------------------------------------------
     def _open_logs(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
-        """Settle rows left 'running' by lost sessions, then open this run's rows (committed)."""
-        conn.execute(
-            """
-            UPDATE public.unified_merge_logs
-            SET status = 'failed', finished_at = clock_timestamp(),
-                error_message = 'interrupted: the session ended before the run finished'
-            WHERE status = 'running'
-            """
-        )
+        """Open this run's log rows in a transaction of their own (committed), so that a run
+        that fails, even by losing its connection, leaves rows that say so."""
         logs = {kind: self._new_log(conn, kind) for kind in ("member_pipeline", "merge")}
         conn.commit()
         return logs
@@ -417,7 +428,7 @@ def _call(conn: psycopg.Connection[Any], function: str, options: dict[str, Any])
 
 def _clear_work(conn: psycopg.Connection[Any]) -> None:
     """Drop the merge's work tables (schema syncpipe_work) before the transaction commits."""
-    conn.execute("SELECT public.merge_work_clear()")
+    conn.execute("SELECT syncpipe_internal.merge_work_clear()")
 
 
 def _raise_if_failed(what: str, counts: dict[str, Any]) -> None:
