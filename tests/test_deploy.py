@@ -84,12 +84,15 @@ def test_deploy_from_scratch_creates_everything(invoke: Invoke, fresh_db: str) -
     )
     # The merge's work tables and the internal functions live in schemas no API role may use
     # (the merge's entry points run as their owner)
-    assert fetch(
-        fresh_db,
-        "SELECT s, r FROM unnest(ARRAY['syncpipe_work', 'syncpipe_internal', 'syncpipe']) s, "
-        "unnest(ARRAY['service_role', 'authenticated', 'anon']) r "
-        "WHERE has_schema_privilege(r, s, 'CREATE') OR has_schema_privilege(r, s, 'USAGE')",
-    ) == []
+    assert (
+        fetch(
+            fresh_db,
+            "SELECT s, r FROM unnest(ARRAY['syncpipe_work', 'syncpipe_internal', 'syncpipe']) s, "
+            "unnest(ARRAY['service_role', 'authenticated', 'anon']) r "
+            "WHERE has_schema_privilege(r, s, 'CREATE') OR has_schema_privilege(r, s, 'USAGE')",
+        )
+        == []
+    )
     assert one(fresh_db, "SELECT count(*) FROM syncpipe.applied_files") == len(files)
     ledger = fetch(
         fresh_db, "SELECT kind, sha256, applied_by, duration_ms FROM syncpipe.applied_files"
@@ -144,11 +147,15 @@ def test_changed_function_file_is_reapplied(invoke: Invoke, fresh_db: str, sql_c
     env = {"SYNCPIPE_SQL_DIR": str(sql_copy)}
     invoke(["deploy"], dsn=fresh_db, env=env)
     path = sql_copy / "functions" / "010_timestamps.sql"
-    path.write_text(path.read_text() + "\nCOMMENT ON FUNCTION syncpipe_internal.set_updated_at() IS 'v2';\n")
+    path.write_text(
+        path.read_text() + "\nCOMMENT ON FUNCTION syncpipe_internal.set_updated_at() IS 'v2';\n"
+    )
     data = invoke(["deploy", "--json"], dsn=fresh_db, env=env).json()
     applied = [f["file"] for f in data["deploy"]["files"] if f["status"] == "applied"]
     assert applied == ["sql/functions/010_timestamps.sql"]
-    assert one(fresh_db, "SELECT obj_description('syncpipe_internal.set_updated_at'::regproc)") == "v2"
+    assert (
+        one(fresh_db, "SELECT obj_description('syncpipe_internal.set_updated_at'::regproc)") == "v2"
+    )
     assert (
         one(
             fresh_db,

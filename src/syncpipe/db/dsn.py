@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from syncpipe.redact import redact
 
+
 def parse_dsn(dsn: str) -> dict[str, str]:
     """Split a URL or key=value connection string; ValueError (redacted) if it is malformed."""
     import psycopg

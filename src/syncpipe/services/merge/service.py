@@ -361,7 +361,9 @@ class MergeService:
         log.info("merge.step", **step)
         return step
 
-    def _begin_work(self, conn: psycopg.Connection[Any], *, settle: list[int] | None = None) -> None:
+    def _begin_work(
+        self, conn: psycopg.Connection[Any], *, settle: list[int] | None = None
+    ) -> None:
         """Start a work transaction: its settings, then the merge lock (transaction-scoped, so
         any pooler in any mode keeps it with the work), waited for up to the lock timeout."""
         self.db.begin(conn)
