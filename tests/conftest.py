@@ -19,6 +19,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.supabase import ensure_roles, make_supabase_like
+
 pytest_plugins = ["tests.helpers"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,22 +38,27 @@ def _docker_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An admin DSN for a real PostgreSQL server (see the module docstring)."""
+    """An admin DSN for a real PostgreSQL server (see the module docstring), with Supabase's
+    roles present (as on every Supabase project)."""
     dsn = os.environ.get("SYNCPIPE_TEST_DATABASE_URL")
     if dsn:
+        ensure_roles(dsn)
         yield dsn
         return
     if _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16", driver=None) as container:
+            ensure_roles(container.get_connection_url())
             yield container.get_connection_url()
         return
     from syncpipe.db.embedded import EmbeddedServer
 
     server = EmbeddedServer(tmp_path_factory.mktemp("embedded") / "pgdata")
     try:
-        yield server.start()
+        dsn = server.start()
+        ensure_roles(dsn)
+        yield dsn
     finally:
         server.stop()
 
@@ -89,12 +96,14 @@ def drop_database(admin_dsn: str, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def deployed_template(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database with sql/ deployed once per session, cloned by ``deployed_db``."""
+    """A Supabase-like database (tests/supabase.py) with sql/ deployed once per session,
+    cloned by ``deployed_db``."""
     from syncpipe.db.database import Database
     from syncpipe.services.deploy import DeployService
     from syncpipe.settings import Settings
 
     name = create_database(pg_server)
+    make_supabase_like(_dsn_for(pg_server, name))
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=_dsn_for(pg_server, name),
@@ -110,10 +119,22 @@ def deployed_template(pg_server: str, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def fresh_db(pg_server: str) -> Iterator[str]:
-    """DSN of a new, empty database (nothing deployed)."""
+    """DSN of a new, empty plain-PostgreSQL database (nothing deployed, no Supabase set-up)."""
     name = create_database(pg_server)
     try:
         yield _dsn_for(pg_server, name)
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture
+def supabase_db(pg_server: str) -> Iterator[str]:
+    """DSN of a new database prepared the way Supabase prepares one, nothing deployed."""
+    name = create_database(pg_server)
+    try:
+        dsn = _dsn_for(pg_server, name)
+        make_supabase_like(dsn)
+        yield dsn
     finally:
         drop_database(pg_server, name)
 

@@ -10,6 +10,7 @@ settings as a fallback), so policies behave the same on both.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,7 @@ def plan_compat(conn: psycopg.Connection[Any]) -> list[CompatAction]:
                     sql.SQL("GRANT {} TO {}").format(
                         sql.SQL(", ").join(map(sql.Identifier, not_member)), sql.Identifier(me)
                     ),
+                    may_exist=True,
                 )
             )
 
@@ -164,11 +166,19 @@ def apply_compat(conn: psycopg.Connection[Any], actions: list[CompatAction]) -> 
         if not action.may_exist:
             conn.execute(action.statement)
             continue
-        try:
-            with conn.transaction():  # a savepoint: a duplicate leaves the deploy intact
-                conn.execute(action.statement)
-        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
-            log.info("deploy.compat_exists", action=action.description)
+        for attempt in range(5):
+            try:
+                with conn.transaction():  # a savepoint: a duplicate leaves the deploy intact
+                    conn.execute(action.statement)
+                break
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                log.info("deploy.compat_exists", action=action.description)
+                break
+            except psycopg.errors.InternalError as exc:
+                # "tuple concurrently updated": another deploy changed the same role just now.
+                if "concurrently" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
 
 def _admin_script(missing: list[str], me: str) -> str:
