@@ -14,6 +14,7 @@ test processes do it at the same moment; everything else is per database.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -83,10 +84,11 @@ def ensure_roles(admin_dsn: str) -> None:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             if exists:
                 continue
-            try:
+            # (another test process may have created it a moment ago)
+            with contextlib.suppress(
+                psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation
+            ):
                 conn.execute(f"CREATE ROLE {role} {attributes}".encode())
-            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
-                pass  # another test process created it a moment ago
         for statement in _ROLE_SETTINGS:
             conn.execute(statement.encode())
         conn.execute("SELECT pg_advisory_unlock(5381, 1)")
