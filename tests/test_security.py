@@ -137,7 +137,11 @@ def test_an_upgrade_moves_and_revokes_in_one_deploy(
         capture_output=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(old_sql)], input=archive, check=True)
-    invoke(["deploy"], dsn=supabase_db, env={"SYNCPIPE_SQL_DIR": str(old_sql / "sql")})
+    # (that version fails today's verify: its helpers are open to the API roles)
+    invoke(
+        ["deploy", "--no-verify"], dsn=supabase_db, env={"SYNCPIPE_SQL_DIR": str(old_sql / "sql")}
+    )
+    assert "api_role_privilege" in invoke(["verify"], dsn=supabase_db, code=1).stdout
     before = privileges(supabase_db)
     assert ("anon", "public.merge_allocate_ids(text,text,bigint)", "EXECUTE") in before
     src = Sources()

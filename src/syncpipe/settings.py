@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         ]
     )
 
+    # Functions (schema.name) that anon and authenticated may execute besides Supabase's auth
+    # helpers; verify fails on any other (lint api_role_privilege).
+    api_allowed_functions: list[str] = Field(default_factory=list)
+
     # Load.
     csv_sources: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CSV_SOURCES))
     load_batch_rows: int = Field(default=50_000, ge=1)
