@@ -182,7 +182,8 @@ def test_full_run_killed_half_way_completes_when_run_again(deployed_db: str) -> 
     while time.monotonic() < deadline:
         if fetch(
             deployed_db,
-            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%slow_step%%' "
+            # (the step's call itself, not the check that the function exists)
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%\"slow_step\"()%%' "
             "AND pid <> pg_backend_pid() AND state = 'active'",
         ):
             break
