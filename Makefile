@@ -17,7 +17,7 @@ run: $(BIN)/.installed
 
 ## test: the test suite against a real PostgreSQL (SYNCPIPE_TEST_DATABASE_URL, else embedded)
 test: $(BIN)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 ## lint: ruff, ruff format, mypy, import layering
 lint: $(BIN)/.installed
