@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from syncpipe import __version__
-from syncpipe.errors import SyncpipeError
-from syncpipe.redact import redact, redact_value
+from syncpipe.core.errors import SyncpipeError
+from syncpipe.core.redact import redact, redact_value
 
 REPORT_VERSION = 1
 REPORT_FILE = "deployment_report.json"

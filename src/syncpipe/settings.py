@@ -17,8 +17,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from syncpipe.errors import ConfigError
-from syncpipe.redact import redact, register_secret
+from syncpipe.core.dsn import parse_dsn, password_of
+from syncpipe.core.errors import ConfigError
+from syncpipe.core.redact import redact, register_secret
 
 DEFAULT_ENV = "dev"
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -127,8 +128,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_dsn(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from syncpipe.db.dsn import parse_dsn
-
             parse_dsn(value.get_secret_value())  # raises ValueError with a redacted reason
         return value
 
@@ -202,16 +201,8 @@ def load_settings(
         )
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc)) from None
-    register_secret(_password_of(settings.dsn))
+    register_secret(password_of(settings.dsn))
     return settings
-
-
-def _password_of(dsn: str | None) -> str | None:
-    if not dsn:
-        return None
-    from syncpipe.db.dsn import parse_dsn
-
-    return parse_dsn(dsn).get("password")
 
 
 def _describe_validation_error(exc: ValidationError) -> str:

@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from syncpipe.cli import app
-from syncpipe.cli.errors import cli_errors
 
-
-@app.command()
 def merge(
     ctx: typer.Context,
     dry_run: Annotated[
@@ -49,14 +45,11 @@ def merge(
     from syncpipe.services.merge.service import MergeService
 
     app_ctx: AppContext = ctx.obj
-    with cli_errors(app_ctx):
-        service = MergeService(app_ctx.settings, app_ctx.db)
-        label = "Planning the merge (dry run)" if dry_run else "Merging"
-        with phase_progress(app_ctx, label) as phase:
-            result = service.run(
-                dry_run=dry_run, pairs_output=output, sample=sample, progress=phase
-            )
-        if json_out:
-            render.print_json(app_ctx.out, result.to_dict())
-        else:
-            merge_summary(app_ctx.out, result)
+    service = MergeService(app_ctx.settings, app_ctx.db)
+    label = "Planning the merge (dry run)" if dry_run else "Merging"
+    with phase_progress(app_ctx, label) as phase:
+        result = service.run(dry_run=dry_run, pairs_output=output, sample=sample, progress=phase)
+    if json_out:
+        render.print_json(app_ctx.out, result.to_dict())
+    else:
+        merge_summary(app_ctx.out, result)

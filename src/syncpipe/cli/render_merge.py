@@ -113,6 +113,3 @@ def review_table(out: Console, items: list[ReviewItem], *, total: int) -> None:
             escape(item.evidence_text()),
         )
     out.print(table)
-    if total > len(items):
-        out.print(f"[dim]{total - len(items):,} more; use --limit to see them.[/]")
-    out.print("Decide with `syncpipe review accept ID` or `syncpipe review reject ID`.")

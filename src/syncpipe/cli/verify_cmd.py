@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from syncpipe.cli import app
-from syncpipe.cli.errors import cli_errors
 
-
-@app.command()
 def verify(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
@@ -41,26 +37,25 @@ def verify(
     """
     from syncpipe.cli import render
     from syncpipe.cli.context import AppContext
-    from syncpipe.errors import EXIT_FAILED, ConfigError
+    from syncpipe.core.errors import EXIT_FAILED, ConfigError
     from syncpipe.services.verify import VerifyService
 
     app_ctx: AppContext = ctx.obj
-    with cli_errors(app_ctx):
-        if fail_on not in ("error", "warn"):
-            raise typer.BadParameter("must be error or warn", param_hint="--fail-on")
-        result = VerifyService(app_ctx.settings, app_ctx.db).run(
-            fail_on="warn" if fail_on == "warn" else "error"
-        )
-        if junit is not None:
-            from syncpipe.junit import write_junit
+    if fail_on not in ("error", "warn"):
+        raise typer.BadParameter("must be error or warn", param_hint="--fail-on")
+    result = VerifyService(app_ctx.settings, app_ctx.db).run(
+        fail_on="warn" if fail_on == "warn" else "error"
+    )
+    if junit is not None:
+        from syncpipe.cli.junit import write_junit
 
-            try:
-                write_junit(result, junit)
-            except OSError as exc:
-                raise ConfigError(f"Cannot write --junit {junit}: {exc.strerror}.") from None
-        if json_out:
-            render.print_json(app_ctx.out, result.to_dict())
-        else:
-            render.verify_table(app_ctx.out, result, show_all=show_all)
-        if not result.ok:
-            raise typer.Exit(EXIT_FAILED)
+        try:
+            write_junit(result, junit)
+        except OSError as exc:
+            raise ConfigError(f"Cannot write --junit {junit}: {exc.strerror}.") from None
+    if json_out:
+        render.print_json(app_ctx.out, result.to_dict())
+    else:
+        render.verify_table(app_ctx.out, result, show_all=show_all)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from syncpipe.core.errors import ConfigError
 from syncpipe.db.queries import scalar
-from syncpipe.errors import ConfigError
 
 ROLES = ("anon", "authenticated", "service_role")
 

@@ -18,12 +18,13 @@ from typing import Any
 import psycopg
 
 from syncpipe import __version__
+from syncpipe.core.errors import SqlFileError
+from syncpipe.core.redact import redact
 from syncpipe.db.database import Database
+from syncpipe.db.errors import lost_error
 from syncpipe.db.ledger import applied_files, ensure_ledger, ledger_exists
 from syncpipe.db.locks import LockKind, advisory_lock
-from syncpipe.errors import ConnectError, SqlFileError
 from syncpipe.logs import get_logger
-from syncpipe.redact import redact
 from syncpipe.services.catalog import drifted, load_snapshot, read_catalog, save_snapshot
 from syncpipe.services.compat import CompatAction, apply_compat, plan_compat
 from syncpipe.settings import Settings
@@ -186,9 +187,10 @@ class DeployService:
                     )
             except (SqlFileError, psycopg.Error) as exc:
                 if isinstance(exc, psycopg.OperationalError) and conn.broken:
-                    raise ConnectError(
-                        f"The connection to {self.db.target} was lost during deploy; nothing was "
-                        "applied (the transaction was rolled back)."
+                    raise lost_error(
+                        self.db.target,
+                        "during deploy",
+                        "nothing was applied (the transaction was rolled back)",
                     ) from None
                 self._record_failure(conn, started, exc)
                 raise

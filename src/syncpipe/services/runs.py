@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syncpipe.db.database import Database
 from syncpipe.logs import get_logger
@@ -13,6 +14,9 @@ from syncpipe.runreport import RunReport
 from syncpipe.services.deploy import DeployResult, DeployService, ProgressFn
 from syncpipe.services.verify import VerifyResult, VerifyService
 from syncpipe.settings import Settings
+
+if TYPE_CHECKING:
+    from syncpipe.services.report import Report
 
 log = get_logger(__name__)
 
@@ -87,6 +91,8 @@ def deploy_and_verify(
 
 #: Called with (step, detail) as a full run moves on: "load", "new_agents.csv" ...
 StepFn = Callable[[str, str], None]
+#: Renders the report's data as an HTML page.
+HtmlFn = Callable[["Report"], str]
 
 
 @dataclass
@@ -102,10 +108,19 @@ class FullRun:
     exit_code: int = 0
 
 
-def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None) -> FullRun:
+def full_run(
+    settings: Settings,
+    db: Database,
+    *,
+    on_step: StepFn | None = None,
+    render_html: HtmlFn | None = None,
+) -> FullRun:
     """The seed's deployment flow: deploy, verify, load the data folder, member pipeline and
-    merge batch, report. Stops at the first failing step; the report records what ran."""
-    from syncpipe.errors import EXIT_FAILED, EXIT_UNAVAILABLE, SyncpipeError
+    merge batch, report. Stops at the first failing step; the report records what ran.
+
+    ``render_html`` turns the report's data into the HTML page (rendering belongs to the CLI);
+    without it the report step records the data and writes no page."""
+    from syncpipe.core.errors import EXIT_FAILED, EXIT_UNAVAILABLE, SyncpipeError
     from syncpipe.services.load.loader import LoadService
     from syncpipe.services.merge.service import MergeService
 
@@ -157,15 +172,16 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
 
         say("report")
         with report.step("report") as step:
-            from syncpipe.report_html import render_html
             from syncpipe.services.report import ReportService
 
             state = ReportService(settings, db).build()
-            html_path = settings.logs_dir / "report.html"
-            settings.logs_dir.mkdir(parents=True, exist_ok=True)
-            html_path.write_text(render_html(state), encoding="utf-8")
-            run.html_path = html_path
-            step.details = {"html": str(html_path), "agents": state.agents, "review": state.review}
+            step.details = {"html": None, "agents": state.agents, "review": state.review}
+            if render_html is not None:
+                html_path = settings.logs_dir / "report.html"
+                settings.logs_dir.mkdir(parents=True, exist_ok=True)
+                html_path.write_text(render_html(state), encoding="utf-8")
+                run.html_path = html_path
+                step.details["html"] = str(html_path)
     except _StepFailed as exc:
         run.failed_step, run.message, run.exit_code = exc.step, exc.message, EXIT_FAILED
         if exc.message not in " ".join(report.errors):

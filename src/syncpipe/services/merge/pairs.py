@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from syncpipe.errors import ConfigError
+from syncpipe.core.errors import ConfigError
 
 PAIR_COLUMNS = (
     "outcome",

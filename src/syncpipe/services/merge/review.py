@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from syncpipe.core.errors import ConfigError, JobFailedError, NotDeployedError
 from syncpipe.db.database import Database
-from syncpipe.errors import ConfigError, JobFailedError, NotDeployedError
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from syncpipe.core.errors import ConfigError, ConnectError, JobFailedError, NotDeployedError
 from syncpipe.db.database import Database
+from syncpipe.db.errors import first_line, lost_error
 from syncpipe.db.locks import LockKind, advisory_lock
-from syncpipe.errors import ConfigError, ConnectError, JobFailedError, NotDeployedError
 from syncpipe.logs import get_logger
 from syncpipe.services.merge.pairs import export_pairs, sample_pairs
 from syncpipe.settings import Settings
@@ -192,11 +193,12 @@ class MergeService:
                     self._real_run(conn, result, phases, pairs_output, sample)
         except psycopg.OperationalError as exc:
             if conn.closed or conn.broken:
-                raise ConnectError(
-                    f"The connection to {self.db.target} was lost during the merge; nothing "
-                    "was written (the run is atomic). Run `syncpipe merge` again."
+                raise lost_error(
+                    self.db.target,
+                    "during the merge",
+                    "nothing was written (the run is atomic); run `syncpipe merge` again",
                 ) from None
-            raise JobFailedError(f"The merge failed: {_first_line(exc)}") from None
+            raise JobFailedError(f"The merge failed: {first_line(exc)}") from None
         finally:
             phases.stop()
             conn.close()
@@ -352,7 +354,7 @@ class MergeService:
             if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
                 raise
             raise JobFailedError(
-                f"Pipeline step {name} (setting SYNCPIPE_PIPELINE_STEPS) failed: {_first_line(exc)}"
+                f"Pipeline step {name} (setting SYNCPIPE_PIPELINE_STEPS) failed: {first_line(exc)}"
             ) from None
         step = {
             "function": name,
@@ -428,15 +430,10 @@ def _raise_if_failed(what: str, counts: dict[str, Any]) -> None:
         )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted by the user"
-    return _first_line(exc)
+    return first_line(exc)
 
 
 def _log_fields(result: MergeResult) -> dict[str, Any]:
