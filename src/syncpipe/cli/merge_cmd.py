@@ -45,6 +45,7 @@ def merge(
     from syncpipe.services.merge.service import MergeService
 
     app_ctx: AppContext = ctx.obj
+    render.check_output(output, "--output")
     service = MergeService(app_ctx.settings, app_ctx.db)
     label = "Planning the merge (dry run)" if dry_run else "Merging"
     with phase_progress(app_ctx, label) as phase:

@@ -38,9 +38,11 @@ def report(
         syncpipe report --format html --output report.html
     """
     from syncpipe.cli.context import AppContext
+    from syncpipe.cli.render import check_output
     from syncpipe.core.errors import ConfigError
 
     app_ctx: AppContext = ctx.obj
+    check_output(output, "--output")
     chosen = fmt or ("table" if app_ctx.out.is_terminal and output is None else "json")
     if chosen not in ("table", "json", "html"):
         raise ConfigError(f"--format must be table, json or html, not {chosen!r}.")
@@ -73,7 +75,6 @@ def report(
         app_ctx.out.file.flush()
         return
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot write the report to {output}: {exc.strerror or exc}.") from None

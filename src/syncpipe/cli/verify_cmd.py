@@ -37,22 +37,32 @@ def verify(
     """
     from syncpipe.cli import render
     from syncpipe.cli.context import AppContext
-    from syncpipe.core.errors import EXIT_FAILED, ConfigError
+    from syncpipe.cli.junit import error_to_junit, verify_to_junit
+    from syncpipe.core.errors import EXIT_FAILED, ConfigError, SyncpipeError
     from syncpipe.services.verify import VerifyService
 
     app_ctx: AppContext = ctx.obj
     if fail_on not in ("error", "warn"):
         raise typer.BadParameter("must be error or warn", param_hint="--fail-on")
-    result = VerifyService(app_ctx.settings, app_ctx.db).run(
-        fail_on="warn" if fail_on == "warn" else "error"
-    )
-    if junit is not None:
-        from syncpipe.cli.junit import write_junit
+    render.check_output(junit, "--junit")
 
+    def write(text: str) -> None:
+        if junit is None:
+            return
         try:
-            write_junit(result, junit)
+            junit.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"Cannot write --junit {junit}: {exc.strerror}.") from None
+
+    try:
+        result = VerifyService(app_ctx.settings, app_ctx.db).run(
+            fail_on="warn" if fail_on == "warn" else "error"
+        )
+    except SyncpipeError as exc:
+        # CI shows a failing test case, not nothing, when the database cannot be checked
+        write(error_to_junit(app_ctx.env or "dev", exc))
+        raise
+    write(verify_to_junit(result))
     if json_out:
         render.print_json(app_ctx.out, result.to_dict())
     else:

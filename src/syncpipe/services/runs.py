@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from syncpipe.core.errors import JobFailedError
 from syncpipe.db.database import Database
 from syncpipe.logs import get_logger
 from syncpipe.runreport import RunReport
@@ -162,7 +163,7 @@ def full_run(
                 raise _StepFailed(
                     "load",
                     f"{t['rejected']:,} row(s) rejected or a file failed; the good rows are "
-                    "loaded and the rejects are in logs/rejects/",
+                    f"loaded and the rejects are in {settings.logs_dir / 'rejects'}",
                 )
 
         say("merge")
@@ -197,8 +198,10 @@ def full_run(
     return run
 
 
-class _StepFailed(Exception):
+class _StepFailed(JobFailedError):
+    """A step ran and failed; its message is the reason (the report names the step)."""
+
     def __init__(self, step: str, message: str) -> None:
-        super().__init__(f"{step}: {message}")
+        super().__init__(message)
         self.step = step
         self.message = message

@@ -115,7 +115,6 @@ def sample_pairs(
 def export_pairs(conn: psycopg.Connection[Any], auto_threshold: int, path: Path) -> int:
     """Write every proposed pair to ``path`` (CSV with a header); returns the number of pairs."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("w", newline="", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot write the pairs file {path}: {exc.strerror or exc}.") from None
