@@ -17,7 +17,7 @@ Without a subcommand, lists the open items, strongest first, both agents side by
 Example:
     syncpipe review
     syncpipe review --limit 5 --json
-    syncpipe review accept 12 --by alice
+    syncpipe review accept 1 --by alice
     syncpipe review walk
 """
 
@@ -87,8 +87,8 @@ def accept(
     """Accept review items: the two agents of each become one (the lower id survives).
 
     Example:
-        syncpipe review accept 12
-        syncpipe review accept 12 13 --by alice
+        syncpipe review accept 1
+        syncpipe review accept 1 2 --by alice   # exit 1: item 2 is not open (decided or unknown)
     """
     _decide(ctx, ids, "accept", by)
 
@@ -101,8 +101,8 @@ def reject(
     """Reject review items: the two agents stay apart, and the pair never comes back.
 
     Example:
-        syncpipe review reject 14
-        syncpipe review reject 14 15 --by alice
+        syncpipe review reject 1
+        syncpipe review reject 1 --by alice
     """
     _decide(ctx, ids, "reject", by)
 

@@ -33,7 +33,7 @@ def verify(
 
     Example:
         syncpipe verify --json | jq .summary
-        syncpipe verify --junit reports/verify.xml
+        syncpipe verify --junit verify.xml
     """
     from syncpipe.cli import render
     from syncpipe.cli.context import AppContext
