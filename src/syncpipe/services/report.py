@@ -8,10 +8,8 @@ keys are stable (``report_version``): the README documents them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,8 +18,7 @@ from psycopg.rows import dict_row
 
 from syncpipe import __version__
 from syncpipe.db.database import Database
-from syncpipe.db.ledger import ledger_exists
-from syncpipe.runreport import REPORT_FILE
+from syncpipe.db.ledger import last_run, ledger_exists
 from syncpipe.settings import Settings
 
 REPORT_VERSION = 1
@@ -95,7 +92,7 @@ class ReportService:
                 database={"target": self.db.target, "server_version": self.db.server_version},
                 deployed=ledger_exists(conn) and _exists(conn, "public.new_unified_agents"),
             )
-            report.last_run = self._last_run()
+            report.last_run = _summary_of_run(last_run(conn))
             if not report.deployed:
                 report.notes.append(
                     f"{self.db.target} has not been deployed: run `syncpipe deploy` first."
@@ -118,27 +115,24 @@ class ReportService:
                 report.notes.append("Data is loaded but not merged yet: run `syncpipe merge`.")
         return report
 
-    def _last_run(self) -> dict[str, Any] | None:
-        """Steps and pool use of the last deploy or full run (logs/deployment_report.json)."""
-        path: Path = self.settings.logs_dir / REPORT_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict):
-            return None
-        return {
-            "kind": data.get("kind"),
-            "status": data.get("status"),
-            "started_at": data.get("started_at"),
-            "duration_s": data.get("duration_s"),
-            "steps": [
-                {k: s.get(k) for k in ("name", "status", "duration_s")}
-                for s in data.get("steps", [])
-                if isinstance(s, dict)
-            ],
-            "pool": (data.get("database") or {}).get("pool"),
-        }
+
+def _summary_of_run(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Steps and pool use of this database's last deploy or full run (from its ledger)."""
+    if not data:
+        return None
+    return {
+        "kind": data.get("kind"),
+        "status": data.get("status"),
+        "target": data.get("target") or (data.get("database") or {}).get("target"),
+        "started_at": data.get("started_at"),
+        "duration_s": data.get("duration_s"),
+        "steps": [
+            {k: s.get(k) for k in ("name", "status", "duration_s")}
+            for s in data.get("steps", [])
+            if isinstance(s, dict)
+        ],
+        "pool": (data.get("database") or {}).get("pool"),
+    }
 
 
 def _exists(conn: psycopg.Connection[Any], name: str) -> bool:

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from syncpipe.core.dsn import describe_dsn
 from syncpipe.core.errors import JobFailedError
+from syncpipe.core.redact import redact_value
 from syncpipe.db.database import Database
+from syncpipe.db.ledger import ensure_ledger, record_run
 from syncpipe.logs import get_logger
 from syncpipe.runreport import RunReport
 from syncpipe.services.deploy import DeployResult, DeployService, ProgressFn
@@ -29,6 +32,33 @@ class DeployRun:
     deploy: DeployResult
     verify: VerifyResult | None
     report_path: Path | None
+
+
+def target_of(db: Database) -> str:
+    """The database a run is for, named without connecting (so a failed connection has one)."""
+    if db.server_version:
+        return db.target
+    if db.settings.dsn:
+        return describe_dsn(db.settings.dsn).target
+    return f"the embedded PostgreSQL in {db.settings.embedded_data_dir}"
+
+
+def store_report(db: Database, report: RunReport) -> None:
+    """Keep the run report in the database's own ledger (``syncpipe report`` reads it there).
+
+    Only when the run reached the database: a run that could not connect has its file only."""
+    if not db.server_version:
+        return
+    import psycopg
+
+    from syncpipe.core.errors import SyncpipeError
+
+    try:
+        with db.connection() as conn:
+            ensure_ledger(conn)
+            record_run(conn, redact_value(report.to_dict()))  # type: ignore[arg-type]
+    except (SyncpipeError, psycopg.Error) as exc:
+        log.warning("run.report_not_stored", target=db.target, error=str(exc))
 
 
 def database_info(db: Database) -> dict[str, object]:
@@ -55,7 +85,7 @@ def deploy_and_verify(
 ) -> DeployRun:
     """Deploy, then verify, recording both as steps of a report written to ``logs/``."""
     own_report = report is None
-    report = report or RunReport(kind="deploy", env=settings.env)
+    report = report or RunReport(kind="deploy", env=settings.env, target=target_of(db))
     report_path: Path | None = None
     verify_result: VerifyResult | None = None
     try:
@@ -84,9 +114,10 @@ def deploy_and_verify(
                     report.errors.append("verify: the database does not match the deploy")
     finally:
         if own_report:
-            if not report.database and db.server_version:
-                report.database = database_info(db)
+            report.target = target_of(db)
+            report.database = database_info(db) if db.server_version else {"target": report.target}
             report_path = report.write(settings.logs_dir)
+            store_report(db, report)
     return DeployRun(result, verify_result, report_path)
 
 
@@ -131,7 +162,7 @@ def full_run(
         if on_step is not None:
             on_step(step, detail)
 
-    report = RunReport(kind="full", env=settings.env)
+    report = RunReport(kind="full", env=settings.env, target=target_of(db))
     run = FullRun(report=report, report_path=None, html_path=None)
     try:
         say("deploy")
@@ -193,8 +224,10 @@ def full_run(
         # a step that could not finish is a failed run (1); an unreachable database stays 3
         run.exit_code = exc.exit_code if exc.exit_code == EXIT_UNAVAILABLE else EXIT_FAILED
     finally:
-        report.database = database_info(db) if db.server_version else report.database
+        report.target = target_of(db)
+        report.database = database_info(db) if db.server_version else {"target": report.target}
         run.report_path = report.write(settings.logs_dir)
+        store_report(db, report)
     return run
 
 
