@@ -35,6 +35,7 @@ JSON_KEYS = {
     "confidence_distribution",
     "links_by_rule",
     "review",
+    "review_items",
     "loads",
     "merge_runs",
     "deploys",

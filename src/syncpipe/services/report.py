@@ -23,6 +23,7 @@ from syncpipe.settings import Settings
 
 REPORT_VERSION = 1
 EXACT_COUNT_LIMIT = 500_000
+TOP_REVIEW_ITEMS = 10
 
 TABLES = (
     "public.new_agents",
@@ -52,6 +53,8 @@ class Report:
     runs: list[dict[str, Any]] = field(default_factory=list)
     deploys: list[dict[str, Any]] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
+    #: the strongest open review items (both agents, rule, confidence), at most TOP_REVIEW_ITEMS
+    review_items: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -71,6 +74,7 @@ class Report:
             "confidence_distribution": self.confidence,
             "links_by_rule": self.links_by_rule,
             "review": self.review,
+            "review_items": self.review_items,
             "loads": self.loads,
             "merge_runs": self.runs,
             "deploys": self.deploys,
@@ -103,6 +107,7 @@ class ReportService:
                 report.agents, report.confidence = _agents(cur)
                 report.links_by_rule = _links(cur)
                 report.review = _review(cur)
+                report.review_items = _top_review_items(conn)
                 report.loads = _loads(cur)
                 report.runs = _runs(cur)
                 report.deploys = _deploys(cur)
@@ -163,6 +168,7 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         """
         SELECT confidence_score AS score, count(*) AS agents,
                count(*) FILTER (WHERE needs_review) AS needs_review,
+               count(*) FILTER (WHERE NOT needs_review AND source_count <= 1) AS single,
                sum(source_count) AS sources,
                count(*) FILTER (WHERE source_count > 1) AS multi_source
         FROM public.new_unified_agents
@@ -181,6 +187,12 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         "live": live,
         "retired": int(retired["n"]) if retired else 0,
         "needs_review": sum(int(r["needs_review"]) for r in rows),
+        # three outcomes that add up to `live`: one source record (nothing was merged),
+        # merged automatically (several records, no doubt left), and needs review
+        "single_record": sum(int(r["single"]) for r in rows),
+        "merged_automatically": sum(
+            int(r["agents"]) - int(r["needs_review"]) - int(r["single"]) for r in rows
+        ),
         "source_records": sources,
         "sources_per_agent": round(sources / live, 3) if live else 0.0,
         "duplicate_rate": round(1 - live / sources, 4) if sources else 0.0,
@@ -191,6 +203,8 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
             "score": int(r["score"]),
             "agents": int(r["agents"]),
             "needs_review": int(r["needs_review"]),
+            "single_record": int(r["single"]),
+            "merged_automatically": int(r["agents"]) - int(r["needs_review"]) - int(r["single"]),
         }
         for r in rows
     ]
@@ -215,6 +229,14 @@ def _review(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
         "accepted": counts.get("accepted", 0),
         "rejected": counts.get("rejected", 0),
     }
+
+
+def _top_review_items(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """The strongest open review items, as `syncpipe review` lists them."""
+    from syncpipe.services.merge.review import open_items
+
+    items, _ = open_items(conn, TOP_REVIEW_ITEMS)
+    return [item.to_dict() for item in items]
 
 
 def _loads(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:

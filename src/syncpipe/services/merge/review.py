@@ -113,6 +113,28 @@ def _side(row: dict[str, Any], prefix: str) -> Side:
     )
 
 
+def open_items(conn: psycopg.Connection[Any], limit: int) -> tuple[list[ReviewItem], int]:
+    """Up to ``limit`` open items (strongest first) and how many are open, on ``conn``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_LIST, (limit,)).fetchall()
+        total_row = cur.execute(
+            "SELECT count(*) AS n FROM public.merge_review_queue WHERE status = 'open'"
+        ).fetchone()
+    items = [
+        ReviewItem(
+            id=r["id"],
+            rule=r["rule"],
+            confidence=r["confidence"],
+            evidence=dict(r["evidence"] or {}),
+            created_at=r["created_at"],
+            side_a=_side(r, "a"),
+            side_b=_side(r, "b"),
+        )
+        for r in rows
+    ]
+    return items, int(total_row["n"]) if total_row else 0
+
+
 def default_reviewer() -> str:
     """Who decides: $SYNCPIPE_REVIEWER, else the login name."""
     name = os.environ.get("SYNCPIPE_REVIEWER")
@@ -141,24 +163,7 @@ class ReviewService:
         """Up to ``limit`` open items (strongest first) and how many are open in all."""
         with self.db.connection() as conn:
             self._require(conn)
-            with conn.cursor(row_factory=dict_row) as cur:
-                rows = cur.execute(_LIST, (limit,)).fetchall()
-                total_row = cur.execute(
-                    "SELECT count(*) AS n FROM public.merge_review_queue WHERE status = 'open'"
-                ).fetchone()
-        items = [
-            ReviewItem(
-                id=r["id"],
-                rule=r["rule"],
-                confidence=r["confidence"],
-                evidence=dict(r["evidence"] or {}),
-                created_at=r["created_at"],
-                side_a=_side(r, "a"),
-                side_b=_side(r, "b"),
-            )
-            for r in rows
-        ]
-        return items, int(total_row["n"]) if total_row else 0
+            return open_items(conn, limit)
 
     def decide(self, review_id: int, decision: str, decided_by: str) -> dict[str, Any]:
         """Accept or reject one item; JobFailedError naming the item when that cannot be."""
