@@ -30,7 +30,12 @@ from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error
 from syncpipe.db.locks import LockKind, advisory_lock
 from syncpipe.logs import get_logger
-from syncpipe.services.merge.pairs import export_pairs, sample_pairs
+from syncpipe.services.merge.pairs import (
+    DEFAULT_SEED,
+    existing_agents,
+    export_pairs,
+    sample_pairs,
+)
 from syncpipe.settings import Settings
 
 log = get_logger(__name__)
@@ -55,6 +60,8 @@ class MergeResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     pairs_sample: list[dict[str, Any]] = field(default_factory=list)
+    #: a dry run: what the plan does to agents already in the master table (joined, retired)
+    existing_agents: dict[str, Any] = field(default_factory=dict)
     pairs_exported: int | None = None
     pairs_output: str | None = None
     seconds: float = 0.0
@@ -74,6 +81,7 @@ class MergeResult:
             "custom_steps": self.steps,
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "pairs_sample": self.pairs_sample,
+            "existing_agents": self.existing_agents,
             "pairs_exported": self.pairs_exported,
             "pairs_output": self.pairs_output,
         }
@@ -151,6 +159,7 @@ class MergeService:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        self._seed = DEFAULT_SEED
 
     def options(self, *, dry_run: bool) -> dict[str, Any]:
         """The functions' p_options from the settings."""
@@ -174,7 +183,9 @@ class MergeService:
         pairs_output: Path | None = None,
         sample: int = 5,
         progress: PhaseFn | None = None,
+        seed: int = DEFAULT_SEED,
     ) -> MergeResult:
+        self._seed = seed
         self.db.require_session("syncpipe merge")
         started = time.perf_counter()
         result = MergeResult(dry_run=dry_run)
@@ -324,7 +335,9 @@ class MergeService:
             # the JIT to compile these one-off queries: about a second, saving nothing.
             conn.execute("SET LOCAL jit = off")
         if sample > 0:
-            result.pairs_sample = sample_pairs(conn, auto, sample)
+            result.pairs_sample = sample_pairs(conn, auto, sample, self._seed)
+            if result.dry_run:
+                result.existing_agents = existing_agents(conn, sample, self._seed)
         if pairs_output is not None:
             phases.start("export_pairs")
             result.pairs_exported = export_pairs(conn, auto, pairs_output)
