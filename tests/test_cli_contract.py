@@ -215,3 +215,21 @@ def test_embedded_notice_is_a_log_event_under_json(invoke: Invoke, tmp_path: Pat
     assert "Using the embedded" not in "\n".join(
         line for line in result.stderr.splitlines() if not line.startswith("{")
     )
+
+
+def test_full_run_table_names_no_internals(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A failed step says why in words: no Python class name in the table or the report."""
+    logs = tmp_path / "elsewhere"
+    result = invoke(
+        ["deploy", "--full"],
+        dsn=deployed_db,
+        env={"SYNCPIPE_DATA_DIR": str(tmp_path / "missing"), "SYNCPIPE_LOGS_DIR": str(logs)},
+        code=1,
+    )
+    assert "_StepFailed" not in result.stdout + result.stderr
+    report = json.loads((logs / "deployment_report.json").read_text())
+    (load,) = [s for s in report["steps"] if s["name"] == "load"]
+    assert load["error"].startswith("the data folder") and "_StepFailed" not in load["error"]
+    assert "stopped at load: the data folder" in result.stderr
