@@ -80,9 +80,9 @@ def test_verbose_and_log_format_after_the_command(invoke: Invoke, deployed_db: s
     assert "--log-format" in bad.stderr
 
 
-def _hold_deploy_lock(dsn: str) -> psycopg.Connection[object]:
+def _hold_lock(dsn: str, kind: str) -> psycopg.Connection[object]:
     conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, int(LockKind.DEPLOY)))
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, int(LockKind[kind.upper()])))
     return conn
 
 
@@ -112,6 +112,13 @@ EXIT_CASES = [
         {"lock": "deploy", "SYNCPIPE_LOCK_TIMEOUT": "0.5"},
         3,
         "SYNCPIPE_LOCK_TIMEOUT",
+    ),
+    (
+        "review while a merge runs",
+        ["review", "accept", "999999"],
+        {"lock": "merge"},
+        3,
+        "a merge is running",
     ),
     ("verify finds drift", ["verify"], {"drop": "public.merge_review_queue"}, 1, ""),
     ("unknown review item", ["review", "accept", "999999"], {}, 1, "999999"),
@@ -145,7 +152,8 @@ def test_exit_codes(
     if drop:
         with psycopg.connect(deployed_db, autocommit=True) as conn:
             conn.execute(f"DROP TABLE {drop} CASCADE")
-    holder = _hold_deploy_lock(deployed_db) if env.pop("lock", None) else None
+    lock = env.pop("lock", None)
+    holder = _hold_lock(deployed_db, lock) if lock else None
     try:
         result = invoke(args, dsn=dsn, env=env, code=code)
     finally:

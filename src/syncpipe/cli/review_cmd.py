@@ -146,7 +146,10 @@ def walk(
         position += 1
         # items seen so far, plus those still open and not skipped (this one among them)
         _show(app_ctx, item, position, position - 1 + total - len(skipped))
-        answer = _ask(app_ctx)
+        try:
+            answer = _ask(app_ctx)
+        except EOFError:  # end of input (Ctrl-D): stop, as with "q"
+            answer = "q"
         if answer == "q":
             break
         if answer == "s":

@@ -15,7 +15,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from syncpipe.core.errors import ConfigError, JobFailedError, NotDeployedError
+from syncpipe.core.errors import (
+    ConfigError,
+    JobFailedError,
+    LockTimeoutError,
+    NotDeployedError,
+)
 from syncpipe.db.database import Database
 
 
@@ -175,11 +180,13 @@ class ReviewService:
                 row = conn.execute(
                     "SELECT public.review_decide(%s, %s, %s)", (review_id, decision, decided_by)
                 ).fetchone()
-            except (
-                psycopg.errors.NoDataFound,
-                psycopg.errors.InvalidParameterValue,
-                psycopg.errors.LockNotAvailable,
-            ) as exc:
+            except psycopg.errors.LockNotAvailable as exc:
+                conn.rollback()
+                raise LockTimeoutError(
+                    f"Cannot {decision} review item {review_id} now: "
+                    f"{exc.diag.message_primary or exc} (a merge is running); try again."
+                ) from None
+            except (psycopg.errors.NoDataFound, psycopg.errors.InvalidParameterValue) as exc:
                 conn.rollback()
                 message = exc.diag.message_primary or str(exc)
                 raise JobFailedError(
