@@ -22,7 +22,10 @@ def report(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write to this file (required for html).", dir_okay=False
+            "--output",
+            "-o",
+            help="Write to this file, in an existing folder (required for html).",
+            dir_okay=False,
         ),
     ] = None,
 ) -> None:

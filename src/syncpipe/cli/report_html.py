@@ -8,6 +8,7 @@ counts, review counts, and the recent runs, laid out to be read at a glance.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from syncpipe.services.report import Report
@@ -127,7 +128,9 @@ def _figures(report: Report) -> dict[str, Any]:
         yaxis_title="agents (log scale)",
         legend={"orientation": "h", "y": 1.12},
     )
-    conf.update_yaxes(type="log", rangemode="normal")
+    # from below 1 so that a single agent is a visible bar; labels at powers of ten only
+    top = max([c["agents"] for c in report.confidence] or [1])
+    conf.update_yaxes(type="log", range=[-0.3, math.log10(max(top, 1)) + 0.3], dtick=1)
     conf.update_xaxes(range=[-2, 102], dtick=10)
     figures["confidence"] = conf
 
@@ -143,7 +146,9 @@ def _figures(report: Report) -> dict[str, Any]:
         )
     )
     outcome.update_layout(**{**layout, "height": 200}, xaxis_title="agents (log scale)")
-    outcome.update_xaxes(type="log")
+    outcome.update_xaxes(
+        type="log", range=[-0.3, math.log10(max(a.get("live", 1) or 1, 1)) + 0.5], dtick=1
+    )
     outcome.update_yaxes(autorange="reversed")
     figures["outcomes"] = outcome
 

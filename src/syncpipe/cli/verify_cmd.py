@@ -14,7 +14,11 @@ def verify(
     junit: Annotated[
         Path | None,
         typer.Option(
-            "--junit", help="Also write JUnit XML to this file.", dir_okay=False, metavar="PATH"
+            "--junit",
+            help="Also write JUnit XML to this file (in an existing folder); one failing test "
+            "case when the database cannot be checked.",
+            dir_okay=False,
+            metavar="PATH",
         ),
     ] = None,
     fail_on: Annotated[
