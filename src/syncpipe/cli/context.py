@@ -117,7 +117,13 @@ class AppContext:
         """Close the pool and stop the embedded server."""
         db, self._db = self._db, None
         if db is not None:
-            db.close()
+            try:
+                db.close()
+            except Exception as exc:  # after the command: say so, but keep its exit code
+                from syncpipe.core.redact import redact
+                from syncpipe.logs import get_logger
+
+                get_logger("syncpipe.cli").warning("db.close_failed", error=redact(str(exc)))
 
     def _configure_logging(self, *, logs_dir: object) -> None:
         import structlog
