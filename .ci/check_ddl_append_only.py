@@ -30,7 +30,7 @@ def base_commit(repo: Path) -> tuple[str | None, str]:
     """The commit to compare with, and how it was chosen."""
     head = git(repo, "rev-parse", "HEAD")
     if head is None:
-        return None, "no commit yet"
+        return None, "not a git checkout (or no commit yet)"
     main = git(repo, "rev-parse", "--verify", "--quiet", "origin/main^{commit}")
     if main and main != head:
         merge_base = git(repo, "merge-base", "HEAD", main)
