@@ -25,9 +25,10 @@ from psycopg import sql
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from tests.pgbouncer import PgBouncer
+
 from _common import ADMIN_DSN, dsn_for, median_of, scratch_database, syncpipe
 from load import data_dir
-from tests.pgbouncer import PgBouncer
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"
 
@@ -45,7 +46,9 @@ def clone(template: str) -> str:
 
 def drop(name: str) -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def main() -> int:
@@ -67,16 +70,15 @@ def main() -> int:
             for pair in range(args.pairs):
                 direct_db, pooled_db = clone(template), clone(template)
                 try:
-                    runs = {
-                        "direct": lambda: syncpipe(
-                            ["merge"], dsn_for(direct_db), SYNCPIPE_LOGS_DIR=logs
-                        ),
-                        "pooled": lambda: syncpipe(
-                            ["merge"], bouncer.dsn(dsn_for(pooled_db)), SYNCPIPE_LOGS_DIR=logs
-                        ),
+                    targets = {
+                        "direct": dsn_for(direct_db),
+                        "pooled": bouncer.dsn(dsn_for(pooled_db)),
                     }
                     order = ["direct", "pooled"] if pair % 2 == 0 else ["pooled", "direct"]
-                    seconds = {name: runs[name]() for name in order}
+                    seconds = {
+                        name: syncpipe(["merge"], targets[name], SYNCPIPE_LOGS_DIR=logs)
+                        for name in order
+                    }
                 finally:
                     drop(direct_db)
                     drop(pooled_db)
@@ -89,7 +91,9 @@ def main() -> int:
                 )
             print(f"median ratio pooled / direct: {statistics.median(ratios):.3f}")
         with scratch_database("syncpipe_bench_verify") as dsn:
-            syncpipe(["deploy", "--full"], dsn, SYNCPIPE_LOGS_DIR=logs, SYNCPIPE_DATA_DIR=str(SAMPLE))
+            syncpipe(
+                ["deploy", "--full"], dsn, SYNCPIPE_LOGS_DIR=logs, SYNCPIPE_DATA_DIR=str(SAMPLE)
+            )
             verify, samples = median_of(5, lambda: syncpipe(["verify"], dsn))
             print(
                 f"syncpipe verify on the sample database, CLI wall: median {verify:.3f} s "

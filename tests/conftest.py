@@ -165,7 +165,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     """Say which PostgreSQL the tests use."""
     dsn = os.environ.get("SYNCPIPE_TEST_DATABASE_URL")
     if dsn:
-        from syncpipe.db.dsn import describe_dsn
+        from syncpipe.core.dsn import describe_dsn
 
         return f"syncpipe: PostgreSQL at {describe_dsn(dsn).target} (SYNCPIPE_TEST_DATABASE_URL)"
     return "syncpipe: PostgreSQL from testcontainers or the embedded server"

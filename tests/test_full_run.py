@@ -184,7 +184,7 @@ def test_full_run_killed_half_way_completes_when_run_again(deployed_db: str) -> 
             deployed_db,
             # (the step's call itself, not the check that the function exists)
             "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%\"slow_step\"()%%' "
-            "AND pid <> pg_backend_pid() AND state = 'active'",
+            "AND pid <> pg_backend_pid() AND datname = current_database() AND state = 'active'",
         ):
             break
         time.sleep(0.05)
@@ -197,12 +197,12 @@ def test_full_run_killed_half_way_completes_when_run_again(deployed_db: str) -> 
     deadline = time.monotonic() + 30
     while fetch(
         deployed_db,
-        "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%slow_step%%' AND pid <> pg_backend_pid()",
+        "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%slow_step%%' AND pid <> pg_backend_pid() AND datname = current_database()",
     ):
         fetch(
             deployed_db,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE query LIKE '%%slow_step%%' AND pid <> pg_backend_pid()",
+            "WHERE query LIKE '%%slow_step%%' AND pid <> pg_backend_pid() AND datname = current_database()",
         )
         assert time.monotonic() < deadline
         time.sleep(0.1)

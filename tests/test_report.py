@@ -35,6 +35,7 @@ JSON_KEYS = {
     "confidence_distribution",
     "links_by_rule",
     "review",
+    "review_items",
     "loads",
     "merge_runs",
     "deploys",
@@ -131,7 +132,15 @@ def test_report_output_that_cannot_be_written(
         dsn=deployed_db,
         code=2,
     )
-    assert "Cannot write the report" in result.stderr and str(blocker) in result.stderr
+    assert "is not a folder" in result.stderr and str(blocker) in result.stderr
+    missing_folder = tmp_path / "no" / "such"
+    result = invoke(
+        ["report", "--format", "json", "--output", str(missing_folder / "report.json")],
+        dsn=deployed_db,
+        code=2,
+    )
+    assert f"the folder {missing_folder} does not exist" in result.stderr
+    assert not (tmp_path / "no").exists()
     assert "Traceback" not in result.stderr
     missing = invoke(["report", "--format", "html"], dsn=deployed_db, code=2)
     assert "--output" in missing.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from syncpipe.errors import ConfigError
-from syncpipe.redact import redact
+from syncpipe.core.errors import ConfigError
+from syncpipe.core.redact import redact
 from syncpipe.settings import load_settings
 from tests.helpers import Invoke
 
@@ -130,7 +130,7 @@ def test_wrong_password_message() -> None:
         'connection failed: connection to server at "10.0.0.1", port 5433 failed: '
         'FATAL:  password authentication failed for user "alice"'
     )
-    message = Database(settings)._explain(exc)
+    message = str(Database(settings)._explain(exc))
     assert message == (
         "Cannot connect to PostgreSQL at db.example:5433/app as alice: "
         'password authentication failed for user "alice".'

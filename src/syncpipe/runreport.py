@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from syncpipe import __version__
-from syncpipe.errors import SyncpipeError
-from syncpipe.redact import redact, redact_value
+from syncpipe.core.errors import SyncpipeError
+from syncpipe.core.redact import redact, redact_value
 
 REPORT_VERSION = 1
 REPORT_FILE = "deployment_report.json"
@@ -61,6 +61,8 @@ class RunReport:
 
     kind: str
     env: str
+    #: the database the run was for (``host:port/db``, or the embedded server's folder)
+    target: str = ""
     database: dict[str, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -102,6 +104,7 @@ class RunReport:
             "kind": self.kind,
             "tool_version": __version__,
             "env": self.env,
+            "target": self.target,
             "database": self.database,
             "started_at": self.started_at,
             "finished_at": _now(),

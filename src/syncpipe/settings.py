@@ -15,10 +15,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from syncpipe.errors import ConfigError
-from syncpipe.redact import redact, register_secret
+from syncpipe.core.dsn import parse_dsn, password_of
+from syncpipe.core.errors import ConfigError
+from syncpipe.core.redact import redact, register_secret
 
 DEFAULT_ENV = "dev"
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -123,8 +124,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_dsn(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from syncpipe.db.dsn import parse_dsn
-
             parse_dsn(value.get_secret_value())  # raises ValueError with a redacted reason
         return value
 
@@ -190,24 +189,20 @@ def load_settings(
                 raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
             except OSError as exc:
                 raise ConfigError(f"{path} cannot be read: {exc.strerror}.") from None
+    present = tuple(p for p in files if p.is_file())
     try:
         settings = Settings(
-            _env_file=tuple(str(p) for p in files if p.is_file()),  # type: ignore[call-arg]
+            _env_file=tuple(str(p) for p in present),  # type: ignore[call-arg]
             env=env,
             **overrides,
         )
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc)) from None
-    register_secret(_password_of(settings.dsn))
+    except SettingsError as exc:
+        raise ConfigError(_describe_settings_error(exc, present)) from None
+    warn_unknown_variables(present)
+    register_secret(password_of(settings.dsn))
     return settings
-
-
-def _password_of(dsn: str | None) -> str | None:
-    if not dsn:
-        return None
-    from syncpipe.db.dsn import parse_dsn
-
-    return parse_dsn(dsn).get("password")
 
 
 def _describe_validation_error(exc: ValidationError) -> str:
@@ -223,5 +218,75 @@ def _describe_validation_error(exc: ValidationError) -> str:
     field = loc[0]
     name = env_var_name(field)
     given = err.get("input")
-    shown = "" if field == "database_url" or isinstance(given, dict) else f" (got {given!r})"
+    secret = name in ("SYNCPIPE_DATABASE_URL", "DATABASE_URL")
+    shown = "" if secret or isinstance(given, dict) else f" (got {given!r})"
     return redact(f"Setting {name} is invalid{shown}: {msg}.")
+
+
+#: SYNCPIPE_* variables that are not settings but are read on purpose (tests, benchmarks, review).
+OTHER_VARIABLES = frozenset(
+    {
+        "SYNCPIPE_REVIEWER",
+        "SYNCPIPE_TEST_DATABASE_URL",
+        "SYNCPIPE_BENCH_DATABASE_URL",
+        "SYNCPIPE_REQUIRE_CHROMIUM",
+    }
+)
+
+
+def known_variables() -> list[str]:
+    """Every SYNCPIPE_* name syncpipe reads: one per setting, plus :data:`OTHER_VARIABLES`."""
+    return sorted({env_var_name(name) for name in Settings.model_fields} | OTHER_VARIABLES)
+
+
+def unknown_variables(files: tuple[Path, ...] = ()) -> list[tuple[str, str, str | None]]:
+    """``(name, where, closest known name)`` for each SYNCPIPE_* name syncpipe does not read."""
+    import difflib
+
+    from dotenv import dotenv_values
+
+    known = known_variables()
+    found: list[tuple[str, str]] = [
+        (key, "the environment") for key in os.environ if key.upper().startswith("SYNCPIPE_")
+    ]
+    for path in files:
+        found += [
+            (key, str(path)) for key in dotenv_values(path) if key.upper().startswith("SYNCPIPE_")
+        ]
+    unknown = []
+    for key, where in found:
+        if key.upper() in known:
+            continue
+        close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.6)
+        unknown.append((key, where, close[0] if close else None))
+    return unknown
+
+
+def warn_unknown_variables(files: tuple[Path, ...] = ()) -> None:
+    """Log a warning for every SYNCPIPE_* name that is no setting, naming the closest one."""
+    from syncpipe.logs import get_logger
+
+    log = get_logger(__name__)
+    for key, where, close in unknown_variables(files):
+        hint = f"; did you mean {close}?" if close else ""
+        log.warning(
+            "settings.unknown_variable",
+            variable=key,
+            source=where,
+            did_you_mean=close,
+            message=f"{key} (in {where}) is not a syncpipe setting and is ignored{hint}",
+        )
+
+
+def _describe_settings_error(exc: SettingsError, files: tuple[Path, ...]) -> str:
+    """pydantic-settings could not decode a value (bad JSON in a list or map setting)."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    if match is None:
+        return redact(f"A setting could not be read: {exc}.")
+    field = match.group(1)
+    name = env_var_name(field)
+    where = "the environment" if name in os.environ else " or ".join(str(p) for p in files)
+    kind = "a JSON object" if field == "csv_sources" else "a JSON list"
+    return redact(
+        f"Setting {name} (in {where or 'the environment'}) is not valid JSON: it must be {kind}."
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from syncpipe.errors import ConfigError, SqlFileError
+from syncpipe.core.errors import ConfigError, SqlFileError
 
 KINDS: tuple[str, ...] = ("ddl", "functions", "triggers", "rls")
 

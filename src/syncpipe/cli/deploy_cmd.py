@@ -6,14 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from syncpipe.cli import app
-from syncpipe.cli.errors import cli_errors
-
 if TYPE_CHECKING:
     from syncpipe.cli.context import AppContext
 
 
-@app.command()
 def deploy(
     ctx: typer.Context,
     plan: Annotated[
@@ -46,7 +42,7 @@ def deploy(
         syncpipe deploy --full
     """
     from syncpipe.cli import render
-    from syncpipe.errors import EXIT_FAILED
+    from syncpipe.core.errors import EXIT_FAILED
 
     app_ctx: AppContext = ctx.obj
     if full and (plan or no_verify):
@@ -54,53 +50,53 @@ def deploy(
             "--full always verifies and writes; it cannot be combined with --plan or --no-verify.",
             param_hint="--full",
         )
-    with cli_errors(app_ctx):
-        settings = app_ctx.settings
-        db = app_ctx.db
-        if full:
-            _full_run(app_ctx, json_out=json_out)
-            return
-        if plan:
-            from syncpipe.services.deploy import DeployService
+    settings = app_ctx.settings
+    db = app_ctx.db
+    if full:
+        _full_run(app_ctx, json_out=json_out)
+        return
+    if plan:
+        from syncpipe.services.deploy import DeployService
 
-            result = DeployService(settings, db).run(plan_only=True)
-            if json_out:
-                render.print_json(app_ctx.out, result.to_dict())
-            else:
-                render.deploy_table(app_ctx.out, result)
-            refused = [f for f in result.files if f.status == "refused"]
-            if refused:
-                app_ctx.console.print(
-                    f"[bold red]Error:[/] sql/{refused[0].file}: {refused[0].reason}."
-                )
-                raise typer.Exit(EXIT_FAILED)
-            return
-
-        from syncpipe.cli.progress import file_progress
-        from syncpipe.services.runs import deploy_and_verify
-
-        with file_progress(app_ctx, "Deploying") as progress:
-            run = deploy_and_verify(settings, db, verify=not no_verify, progress=progress)
+        result = DeployService(settings, db).run(plan_only=True)
         if json_out:
-            render.print_json(
-                app_ctx.out,
-                {
-                    "deploy": run.deploy.to_dict(),
-                    "verify": run.verify.to_dict() if run.verify else None,
-                    "report": str(run.report_path) if run.report_path else None,
-                },
-            )
+            render.print_json(app_ctx.out, result.to_dict())
         else:
-            render.deploy_table(app_ctx.out, run.deploy)
-            if run.verify is not None:
-                render.verify_table(app_ctx.out, run.verify)
-        if run.verify is not None and not run.verify.ok:
+            render.deploy_table(app_ctx.out, result)
+        refused = [f for f in result.files if f.status == "refused"]
+        if refused:
+            app_ctx.console.print(
+                f"[bold red]Error:[/] sql/{refused[0].file}: {refused[0].reason}."
+            )
             raise typer.Exit(EXIT_FAILED)
+        return
+
+    from syncpipe.cli.progress import file_progress
+    from syncpipe.services.runs import deploy_and_verify
+
+    with file_progress(app_ctx, "Deploying") as progress:
+        run = deploy_and_verify(settings, db, verify=not no_verify, progress=progress)
+    if json_out:
+        render.print_json(
+            app_ctx.out,
+            {
+                "deploy": run.deploy.to_dict(),
+                "verify": run.verify.to_dict() if run.verify else None,
+                "report": str(run.report_path) if run.report_path else None,
+            },
+        )
+    else:
+        render.deploy_table(app_ctx.out, run.deploy)
+        if run.verify is not None:
+            render.verify_table(app_ctx.out, run.verify)
+    if run.verify is not None and not run.verify.ok:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _full_run(app_ctx: AppContext, *, json_out: bool) -> None:
     from syncpipe.cli import render_run
     from syncpipe.cli.progress import phase_progress
+    from syncpipe.cli.report_html import render_html
     from syncpipe.services.runs import full_run
 
     with phase_progress(app_ctx, "Full run") as phase:
@@ -108,6 +104,7 @@ def _full_run(app_ctx: AppContext, *, json_out: bool) -> None:
             app_ctx.settings,
             app_ctx.db,
             on_step=lambda step, detail: phase(f"{step}: {detail}" if detail else step),
+            render_html=render_html,
         )
     if json_out:
         from syncpipe.cli import render

@@ -1,15 +1,22 @@
-"""The CLI's single error boundary: exceptions become one line on stderr and an exit code."""
+"""The CLI's single error boundary.
+
+Every command runs inside :func:`boundary` (the root group enters it around the whole
+invocation): usage errors pass to Typer (exit 2, usage shown); syncpipe's own errors, driver
+errors (translated by :mod:`syncpipe.db.errors`) and crashes become one sentence on stderr and
+the exit code of the contract; every failure is also written to the log files.
+"""
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from syncpipe.errors import EXIT_FAILED, EXIT_UNAVAILABLE, SyncpipeError
+from syncpipe.core.errors import EXIT_USAGE, SyncpipeError
 
 if TYPE_CHECKING:
     from syncpipe.cli.context import AppContext
@@ -18,69 +25,70 @@ EXIT_INTERRUPTED = 130
 
 
 @contextmanager
-def cli_errors(app: AppContext) -> Iterator[None]:
-    """Turn domain and database errors into a clear sentence and DESIGN.md's exit codes."""
-    from syncpipe.logs import get_logger
-    from syncpipe.redact import redact
-
-    log = get_logger("syncpipe.cli")
+def boundary(ctx: typer.Context) -> Iterator[None]:
+    """Turn whatever leaves a command into one sentence and DESIGN.md's exit codes."""
     try:
         yield
-    except typer.Exit:
+    except typer.Exit as exc:
+        if exc.exit_code not in (0, None):
+            _record(ctx.obj, f"exit {exc.exit_code}", exc.exit_code)
+        raise
+    except typer.TyperException as exc:  # usage errors: Typer prints them with the usage line
+        code = int(getattr(exc, "exit_code", EXIT_USAGE))
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        _record(ctx.obj, f"usage: {message}", code)
         raise
     except SyncpipeError as exc:
-        _fail(app, str(exc), exc.exit_code, exc)
+        _fail(ctx.obj, str(exc), exc.exit_code, exc)
     except KeyboardInterrupt:
-        _fail(app, "Interrupted; work in progress was rolled back.", EXIT_INTERRUPTED, None)
+        _fail(ctx.obj, "Interrupted; work in progress was rolled back.", EXIT_INTERRUPTED, None)
     except Exception as exc:
-        code, message = _classify(exc)
-        log.error("command.crashed", error=redact(str(exc)), exc_info=app.verbose > 0)
-        _fail(app, message, code, exc)
+        from syncpipe.db.errors import classify
+
+        code, message = classify(exc)
+        _fail(ctx.obj, message, code, exc)
 
 
-def _classify(exc: Exception) -> tuple[int, str]:
-    from syncpipe.redact import redact
+@contextmanager
+def cli_errors(app: AppContext | None = None) -> Iterator[None]:
+    """Kept for commands that still wrap their body: the root boundary does the work."""
+    yield
 
+
+def _record(app: AppContext | None, message: str, code: int) -> None:
+    """Write a failed command to the log files (configuring them if settings can be read)."""
+    if app is None:
+        return
     try:
-        import psycopg
-        from psycopg_pool import PoolTimeout
-    except ImportError:  # pragma: no cover
-        return EXIT_FAILED, f"{type(exc).__name__}: {redact(str(exc))}"
-    if isinstance(exc, psycopg.errors.QueryCanceled):
-        first = redact(str(exc)).strip().splitlines()[0]
-        return EXIT_FAILED, (
-            f"A statement was canceled ({first}); if it was the statement timeout, raise "
-            "SYNCPIPE_STATEMENT_TIMEOUT."
+        app.ensure_file_logging()
+        from syncpipe.logs import FILE_ONLY_LOGGER, get_logger
+
+        # to the log files, and to stderr under --log-format json (not the console renderer)
+        get_logger(FILE_ONLY_LOGGER).error(
+            "command.failed", command=app.command, exit_code=code, error=message
         )
-    if isinstance(exc, PoolTimeout):
-        return EXIT_UNAVAILABLE, "No database connection became available in time."
-    if isinstance(exc, psycopg.OperationalError):
-        first = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else "connection lost"
-        return EXIT_UNAVAILABLE, f"Lost the database connection: {first}"
-    if isinstance(exc, psycopg.Error):
-        first = redact(str(exc)).strip().splitlines()[0]
-        return EXIT_FAILED, f"Database error: {first}"
-    return EXIT_FAILED, (
-        f"Unexpected error: {type(exc).__name__}: {redact(str(exc))} "
-        "(run with --verbose for the traceback)"
-    )
+    except Exception as exc:  # pragma: no cover - recording a failure must never raise
+        sys.stderr.write(f"syncpipe: could not record the failure in the logs: {exc}\n")
 
 
-def _fail(app: AppContext, message: str, code: int, exc: BaseException | None) -> None:
-    from syncpipe.logs import get_logger
-    from syncpipe.redact import redact
+def _fail(app: AppContext | None, message: str, code: int, exc: BaseException | None) -> None:
+    from rich.markup import escape
+
+    from syncpipe.core.redact import redact
 
     message = redact(message)
-    get_logger("syncpipe.cli").debug("command.failed", error=message, exit_code=code)
-    if app.verbose and exc is not None:
-        app.console.print(
+    _record(app, message, code)
+    console: Any = app.console if app is not None else _stderr_console()
+    if app is not None and app.verbose and exc is not None:
+        console.print(
             redact("".join(traceback.format_exception(exc))), markup=False, highlight=False
         )
-    app.console.print(f"[bold red]Error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def _stderr_console() -> Any:
+    from rich.console import Console
 
-    return escape(text)
+    return Console(file=sys.stderr, soft_wrap=True)

@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from syncpipe.cli import app
 from syncpipe.cli.errors import cli_errors
 
 
-@app.command()
 def load(
     ctx: typer.Context,
     paths: Annotated[
@@ -52,7 +50,7 @@ def load(
     from syncpipe.cli import render
     from syncpipe.cli.context import AppContext
     from syncpipe.cli.progress import bytes_progress
-    from syncpipe.errors import EXIT_FAILED
+    from syncpipe.core.errors import EXIT_FAILED
     from syncpipe.services.load.loader import LoadService
 
     app_ctx: AppContext = ctx.obj

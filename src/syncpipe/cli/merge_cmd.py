@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from syncpipe.cli import app
-from syncpipe.cli.errors import cli_errors
 
-
-@app.command()
 def merge(
     ctx: typer.Context,
     dry_run: Annotated[
@@ -28,8 +24,17 @@ def merge(
         ),
     ] = None,
     sample: Annotated[
-        int, typer.Option("--sample", min=0, help="Pairs shown per rule and outcome.")
+        int,
+        typer.Option(
+            "--sample",
+            min=0,
+            help="Pairs shown per rule and outcome: the borderline ones first, then a random "
+            "pick across the range of evidence.",
+        ),
     ] = 5,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the random pick (the same seed, the same pairs).")
+    ] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run the member pipeline and the merge batch: one atomic run, progress on a terminal.
@@ -39,7 +44,8 @@ def merge(
     queue). Existing agents keep their ids. Thresholds are settings (SYNCPIPE_MERGE_*).
 
     Example:
-        syncpipe merge --dry-run --output pairs.csv
+        syncpipe merge --dry-run
+        syncpipe merge --dry-run --sample 10 --seed 7 --output pairs.csv
         syncpipe merge --json
     """
     from syncpipe.cli import render
@@ -49,14 +55,14 @@ def merge(
     from syncpipe.services.merge.service import MergeService
 
     app_ctx: AppContext = ctx.obj
-    with cli_errors(app_ctx):
-        service = MergeService(app_ctx.settings, app_ctx.db)
-        label = "Planning the merge (dry run)" if dry_run else "Merging"
-        with phase_progress(app_ctx, label) as phase:
-            result = service.run(
-                dry_run=dry_run, pairs_output=output, sample=sample, progress=phase
-            )
-        if json_out:
-            render.print_json(app_ctx.out, result.to_dict())
-        else:
-            merge_summary(app_ctx.out, result)
+    render.check_output(output, "--output")
+    service = MergeService(app_ctx.settings, app_ctx.db)
+    label = "Planning the merge (dry run)" if dry_run else "Merging"
+    with phase_progress(app_ctx, label) as phase:
+        result = service.run(
+            dry_run=dry_run, pairs_output=output, sample=sample, progress=phase, seed=seed
+        )
+    if json_out:
+        render.print_json(app_ctx.out, result.to_dict())
+    else:
+        merge_summary(app_ctx.out, result)

@@ -163,3 +163,20 @@ def load_table(out: Console, result: LoadResult) -> None:
         f"{t['updated']:,} updated, {t['unchanged']:,} unchanged, {t['rejected']:,} "
         f"rejected, in {result.duration_s:.2f} s."
     )
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Refuse an output file whose folder does not exist (ConfigError, exit 2): nothing is
+    created behind the user's back."""
+    if path is None:
+        return
+    from syncpipe.core.errors import ConfigError
+
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{option} {path}: the folder {folder} "
+            f"{'is not a folder' if folder.exists() else 'does not exist'}; create it first."
+        )
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name.")

@@ -40,8 +40,18 @@ def merge_summary(out: Console, result: MergeResult) -> None:
         ("source records matched", merge.get("pending", 0)),
         ("  of which changed since last matched", merge.get("changed_records", 0)),
         ("agents created", merge.get("agents_created", merge.get("agents_new", 0))),
-        ("existing agents joined by new records", merge.get("agents_joined", 0)),
-        ("agents retired (merged into another)", merge.get("agents_retired", 0)),
+        (
+            "existing agents joined by new records",
+            result.existing_agents.get("joined", 0)
+            if result.dry_run
+            else merge.get("agents_joined", 0),
+        ),
+        (
+            "agents retired (merged into another)",
+            result.existing_agents.get("retired", 0)
+            if result.dry_run
+            else merge.get("agents_retired", 0),
+        ),
         ("shared contacts ignored (office lines, info@)", merge.get("shared_contacts", 0)),
         ("pairs sent to review", merge.get("review_items_added", merge.get("review_pairs", 0))),
     ]
@@ -66,19 +76,46 @@ def merge_summary(out: Console, result: MergeResult) -> None:
         out.print(table)
 
     if result.pairs_sample:
-        table = Table(title="Sample of proposed pairs", title_justify="left")
-        for name in ("Outcome", "Rule", "Conf.", "A", "B", "Evidence"):
-            table.add_column(name)
+        table = Table(
+            title="Sample of proposed pairs (borderline first, then a random pick per rule)",
+            title_justify="left",
+        )
+        for name in ("Outcome", "Rule", "Conf.", "Why", "Record A", "Record B", "Evidence"):
+            table.add_column(name, overflow="fold")
         for p in result.pairs_sample:
             table.add_row(
                 p["outcome"],
                 p["rule"],
                 str(p["confidence"]),
-                escape(f"{p['a_name'] or '(no name)'} [{p['a_kind']} {p['a_id']}]"),
-                escape(f"{p['b_name'] or '(no name)'} [{p['b_kind']} {p['b_id']}]"),
+                p.get("why", ""),
+                escape(_record(p, "a")),
+                escape(_record(p, "b")),
                 escape(str(p["evidence"] or "")),
             )
         out.print(table)
+    existing = result.existing_agents
+    if result.dry_run and existing:
+        out.print(
+            f"Existing agents: {int(existing.get('joined', 0)):,} would be joined by "
+            f"{int(existing.get('records_joining', 0)):,} new record(s); "
+            f"{int(existing.get('retired', 0)):,} would be retired (merged into another)."
+        )
+        for j in existing.get("joined_sample", []):
+            out.print(
+                escape(
+                    f"  joined: agent {j['agent_id']} {j['name'] or '(no name)'} "
+                    f"+ {j['new_records']} record(s)"
+                ),
+                highlight=False,
+            )
+        for r in existing.get("retired_sample", []):
+            out.print(
+                escape(
+                    f"  retired: agent {r['agent_id']} {r['name'] or '(no name)'} "
+                    f"-> agent {r['into']} {r['into_name'] or '(no name)'}"
+                ),
+                highlight=False,
+            )
     if result.pairs_output:
         out.print(f"{result.pairs_exported:,} pair(s) written to {escape(result.pairs_output)}.")
     for step in result.steps:
@@ -90,6 +127,18 @@ def merge_summary(out: Console, result: MergeResult) -> None:
         f"{int(merge.get('agents_created', merge.get('agents_new', 0))):,} new agent(s), "
         f"in {result.seconds:.2f} s" + (f" ({phases})." if phases else ".")
     )
+
+
+def _record(pair: dict[str, Any], side: str) -> str:
+    """One record of a pair: name, full id, team, emails and phones, one per line."""
+    lines = [
+        f"{pair[f'{side}_name'] or '(no name)'}",
+        f"{pair[f'{side}_kind']} {pair[f'{side}_id']}",
+        f"team {pair[f'{side}_team_id'] or '-'}",
+        ", ".join(pair.get(f"{side}_emails") or []),
+        ", ".join(pair.get(f"{side}_phones") or []),
+    ]
+    return "\n".join(line for line in lines if line)
 
 
 def review_table(out: Console, items: list[ReviewItem], *, total: int) -> None:
@@ -113,6 +162,3 @@ def review_table(out: Console, items: list[ReviewItem], *, total: int) -> None:
             escape(item.evidence_text()),
         )
     out.print(table)
-    if total > len(items):
-        out.print(f"[dim]{total - len(items):,} more; use --limit to see them.[/]")
-    out.print("Decide with `syncpipe review accept ID` or `syncpipe review reject ID`.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +40,9 @@ def report_tables(out: Console, report: Report) -> None:
         ("source records", f"{a.get('source_records', 0):,}"),
         ("source records per agent", f"{a.get('sources_per_agent', 0.0):.2f}"),
         ("duplicate rate", f"{a.get('duplicate_rate', 0.0) * 100:.1f}%"),
-        ("agents needing review", f"{a.get('needs_review', 0):,}"),
+        ("  with a single source record (nothing merged)", f"{a.get('single_record', 0):,}"),
+        ("  merged automatically", f"{a.get('merged_automatically', 0):,}"),
+        ("  needing review", f"{a.get('needs_review', 0):,}"),
         ("open review items", f"{report.review.get('open', 0):,}"),
         (
             "review decisions (accepted / rejected)",
@@ -52,15 +54,34 @@ def report_tables(out: Console, report: Report) -> None:
 
     if report.confidence:
         conf = Table(title="Confidence scores", title_justify="left")
-        conf.add_column("Score", justify="right")
-        conf.add_column("Agents", justify="right")
-        conf.add_column("Needs review", justify="right")
-        conf.add_column("")
-        top = max(c["agents"] for c in report.confidence) or 1
+        for name in ("Score", "Agents", "Single record", "Merged automatically", "Needs review"):
+            conf.add_column(name, justify="right")
         for c in report.confidence:
-            bar = "█" * max(1, round(30 * c["agents"] / top))
-            conf.add_row(str(c["score"]), f"{c['agents']:,}", f"{c['needs_review']:,}", bar)
+            conf.add_row(
+                str(c["score"]),
+                f"{c['agents']:,}",
+                f"{c.get('single_record', 0):,}",
+                f"{c.get('merged_automatically', 0):,}",
+                f"{c['needs_review']:,}",
+            )
         out.print(conf)
+
+    if report.review_items:
+        items = Table(
+            title=f"Top open review items ({report.review.get('open', 0):,} open)",
+            title_justify="left",
+        )
+        for name in ("Id", "Rule", "Conf.", "Agent A", "Agent B"):
+            items.add_column(name, overflow="fold")
+        for item in report.review_items:
+            items.add_row(
+                str(item["id"]),
+                item["rule"],
+                str(item["confidence"]),
+                escape(_side(item["a"])),
+                escape(_side(item["b"])),
+            )
+        out.print(items)
 
     if report.links_by_rule:
         links = Table(title="Links by rule (source records placed)", title_justify="left")
@@ -115,3 +136,16 @@ def report_tables(out: Console, report: Report) -> None:
                 else ""
             )
         )
+
+
+def _side(side: dict[str, Any]) -> str:
+    """One agent of a review pair: name and id, team, emails, phones."""
+    emails = ", ".join(str(e) for e in side.get("emails") or [])
+    phones = ", ".join(str(p) for p in side.get("phones") or [])
+    lines = [
+        f"{side.get('full_name') or '(no name)'} #{side.get('agent_id')}",
+        f"team {side.get('team_id') or '-'}",
+        emails,
+        phones,
+    ]
+    return "\n".join(line for line in lines if line)

@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from syncpipe.cli import app
-from syncpipe.cli.errors import cli_errors
 
-
-@app.command()
 def report(
     ctx: typer.Context,
     fmt: Annotated[
@@ -26,7 +22,10 @@ def report(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write to this file (required for html).", dir_okay=False
+            "--output",
+            "-o",
+            help="Write to this file, in an existing folder (required for html).",
+            dir_okay=False,
         ),
     ] = None,
 ) -> None:
@@ -42,46 +41,44 @@ def report(
         syncpipe report --format html --output report.html
     """
     from syncpipe.cli.context import AppContext
-    from syncpipe.errors import ConfigError
+    from syncpipe.cli.render import check_output
+    from syncpipe.core.errors import ConfigError
 
     app_ctx: AppContext = ctx.obj
-    with cli_errors(app_ctx):
-        chosen = fmt or ("table" if app_ctx.out.is_terminal and output is None else "json")
-        if chosen not in ("table", "json", "html"):
-            raise ConfigError(f"--format must be table, json or html, not {chosen!r}.")
-        if chosen == "html" and output is None:
-            raise ConfigError("--format html needs --output FILE (the page is one file).")
-        from syncpipe.services.report import ReportService
+    check_output(output, "--output")
+    chosen = fmt or ("table" if app_ctx.out.is_terminal and output is None else "json")
+    if chosen not in ("table", "json", "html"):
+        raise ConfigError(f"--format must be table, json or html, not {chosen!r}.")
+    if chosen == "html" and output is None:
+        raise ConfigError("--format html needs --output FILE (the page is one file).")
+    from syncpipe.services.report import ReportService
 
-        data = ReportService(app_ctx.settings, app_ctx.db).build()
-        if chosen == "html":
-            from syncpipe.report_html import render_html
+    data = ReportService(app_ctx.settings, app_ctx.db).build()
+    if chosen == "html":
+        from syncpipe.cli.report_html import render_html
 
-            text = render_html(data)
-        elif chosen == "json":
-            import json
+        text = render_html(data)
+    elif chosen == "json":
+        import json
 
-            text = json.dumps(data.to_dict(), indent=2, default=str) + "\n"
-        else:
-            from syncpipe.cli.render_report import report_tables
+        text = json.dumps(data.to_dict(), indent=2, default=str) + "\n"
+    else:
+        from syncpipe.cli.render_report import report_tables
 
-            if output is None:
-                report_tables(app_ctx.out, data)
-                return
-            from rich.console import Console
-
-            with open(output, "w", encoding="utf-8") as handle:
-                report_tables(Console(file=handle, width=120), data)
-            return
         if output is None:
-            app_ctx.out.file.write(text)
-            app_ctx.out.file.flush()
+            report_tables(app_ctx.out, data)
             return
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"Cannot write the report to {output}: {exc.strerror or exc}."
-            ) from None
-        app_ctx.console.print(f"Report written to {output} ({len(text) / 1e6:.1f} MB).")
+        from rich.console import Console
+
+        with open(output, "w", encoding="utf-8") as handle:
+            report_tables(Console(file=handle, width=120), data)
+        return
+    if output is None:
+        app_ctx.out.file.write(text)
+        app_ctx.out.file.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot write the report to {output}: {exc.strerror or exc}.") from None
+    app_ctx.console.print(f"Report written to {output} ({len(text) / 1e6:.1f} MB).")

@@ -6,23 +6,24 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from syncpipe.cli import app
-from syncpipe.cli.errors import cli_errors
-
 if TYPE_CHECKING:
     from syncpipe.cli.context import AppContext
+    from syncpipe.services.merge.review import ReviewItem
 
-review_app = typer.Typer(
-    help="Pairs the merge was not sure about: list them, accept or reject them.",
-    no_args_is_help=False,
-    invoke_without_command=True,
-)
-app.add_typer(review_app, name="review")
+REVIEW_HELP = """Pairs the merge was not sure about: list them, accept or reject them.
+
+Without a subcommand, lists the open items, strongest first, both agents side by side.
+
+Example:
+    syncpipe review
+    syncpipe review --limit 5 --json
+    syncpipe review accept 1 --by alice
+    syncpipe review walk
+"""
 
 _BY = typer.Option("--by", help="Who decides (default: $SYNCPIPE_REVIEWER or the login name).")
 
 
-@review_app.callback(invoke_without_command=True)
 def review(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Items to show.")] = 50,
@@ -35,111 +36,181 @@ def review(
     from syncpipe.cli.render_merge import review_table
     from syncpipe.services.merge.review import ReviewService
 
-    app_ctx: AppContext = ctx.obj
-    with cli_errors(app_ctx):
-        items, total = ReviewService(app_ctx.db).open_items(limit)
-        if json_out:
-            render.print_json(
-                app_ctx.out, {"open": total, "items": [item.to_dict() for item in items]}
+    app_ctx: AppContext = ctx.find_root().obj
+    items, total = ReviewService(app_ctx.db).open_items(limit)
+    if json_out:
+        render.print_json(app_ctx.out, {"open": total, "items": [item.to_dict() for item in items]})
+    else:
+        review_table(app_ctx.out, items, total=total)
+        if total > len(items):
+            app_ctx.out.print(f"[dim]{total - len(items):,} more; use --limit to see them.[/]")
+        if items:
+            app_ctx.out.print(
+                "Decide with `syncpipe review accept ID` or `syncpipe review reject ID`."
             )
-        else:
-            review_table(app_ctx.out, items, total=total)
+
+
+def _outcome_sentence(review_id: int, decision: str, outcome: dict[str, object]) -> str:
+    a, b = outcome.get("agent_id"), outcome.get("candidate_agent_id")
+    if decision == "accept":
+        return (
+            f"Review item {review_id} accepted: agents {a} and {b} are now agent "
+            f"{outcome.get('survivor')}."
+        )
+    return f"Review item {review_id} rejected: agents {a} and {b} stay apart on every later merge."
 
 
 def _decide(ctx: typer.Context, ids: list[int], decision: str, by: str | None) -> None:
-    from syncpipe.errors import EXIT_FAILED, JobFailedError
+    from syncpipe.core.errors import EXIT_FAILED, JobFailedError
     from syncpipe.services.merge.review import ReviewService, default_reviewer
 
     app_ctx: AppContext = ctx.find_root().obj
-    with cli_errors(app_ctx):
-        service = ReviewService(app_ctx.db)
-        failed = 0
-        for review_id in ids:
-            try:
-                outcome = service.decide(review_id, decision, by or default_reviewer())
-            except JobFailedError as exc:
-                failed += 1
-                app_ctx.console.print(f"[bold red]error[/]: {exc}", highlight=False)
-                continue
-            if decision == "accept":
-                app_ctx.out.print(
-                    f"Review item {review_id} accepted: agents {outcome.get('agent_id')} and "
-                    f"{outcome.get('candidate_agent_id')} are now agent {outcome.get('survivor')}."
-                )
-            else:
-                app_ctx.out.print(
-                    f"Review item {review_id} rejected: agents {outcome.get('agent_id')} and "
-                    f"{outcome.get('candidate_agent_id')} stay apart on every later merge."
-                )
-        if failed:
-            raise typer.Exit(EXIT_FAILED)
+    service = ReviewService(app_ctx.db)
+    failed = 0
+    for review_id in ids:
+        try:
+            outcome = service.decide(review_id, decision, by or default_reviewer())
+        except JobFailedError as exc:
+            failed += 1
+            app_ctx.console.print(f"[bold red]error[/]: {exc}", highlight=False, markup=True)
+            continue
+        app_ctx.out.print(_outcome_sentence(review_id, decision, outcome), highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
-@review_app.command()
 def accept(
     ctx: typer.Context,
     ids: Annotated[list[int], typer.Argument(help="Review item ids.")],
     by: Annotated[str | None, _BY] = None,
 ) -> None:
-    """Accept review items: the two agents of each become one (the lower id survives)."""
+    """Accept review items: the two agents of each become one (the lower id survives).
+
+    Example:
+        syncpipe review accept 1
+        syncpipe review accept 1 2 --by alice   # exit 1: item 2 is not open (decided or unknown)
+    """
     _decide(ctx, ids, "accept", by)
 
 
-@review_app.command()
 def reject(
     ctx: typer.Context,
     ids: Annotated[list[int], typer.Argument(help="Review item ids.")],
     by: Annotated[str | None, _BY] = None,
 ) -> None:
-    """Reject review items: the two agents stay apart, and the pair never comes back."""
+    """Reject review items: the two agents stay apart, and the pair never comes back.
+
+    Example:
+        syncpipe review reject 1
+        syncpipe review reject 1 --by alice
+    """
     _decide(ctx, ids, "reject", by)
 
 
-@review_app.command()
+_CHOICES = {"a": "accept", "r": "reject", "s": "skip", "q": "quit"}
+
+
 def walk(
     ctx: typer.Context,
     by: Annotated[str | None, _BY] = None,
 ) -> None:
-    """Go through the open items one by one on a terminal: accept, reject, skip or quit."""
-    from rich.prompt import Prompt
+    """Go through the open items one by one on a terminal: accept, reject, skip or quit.
 
-    from syncpipe.cli.render_merge import review_table
-    from syncpipe.errors import ConfigError, JobFailedError
+    Each item shows both agents' names, teams, emails and phones side by side and its place
+    in the queue ("3 of 17"); each decision is confirmed as it is recorded.
+
+    Example:
+        syncpipe review walk
+        syncpipe review walk --by alice
+    """
+    from syncpipe.core.errors import ConfigError, JobFailedError
     from syncpipe.services.merge.review import ReviewService, default_reviewer
 
     app_ctx: AppContext = ctx.find_root().obj
-    with cli_errors(app_ctx):
-        if not app_ctx.console.is_terminal:
-            raise ConfigError(
-                "`syncpipe review walk` needs a terminal; use `syncpipe review accept ID` or "
-                "`syncpipe review reject ID` in scripts."
-            )
-        service = ReviewService(app_ctx.db)
-        who = by or default_reviewer()
-        skipped: set[int] = set()
-        decided = 0
-        while True:
-            items, total = service.open_items(limit=len(skipped) + 1)
-            pending = [item for item in items if item.id not in skipped]
-            if not pending:
-                break
-            item = pending[0]
-            review_table(app_ctx.console, [item], total=total)
-            answer = Prompt.ask(
-                "[a]ccept, [r]eject, [s]kip, [q]uit",
-                choices=["a", "r", "s", "q"],
-                default="s",
-                console=app_ctx.console,
-            )
-            if answer == "q":
-                break
-            if answer == "s":
-                skipped.add(item.id)
-                continue
-            try:
-                service.decide(item.id, "accept" if answer == "a" else "reject", who)
-                decided += 1
-            except JobFailedError as exc:
-                app_ctx.console.print(f"[bold red]error[/]: {exc}", highlight=False)
-                skipped.add(item.id)
-        app_ctx.out.print(f"{decided} decision(s) recorded; {len(skipped)} item(s) skipped.")
+    if not app_ctx.console.is_terminal:
+        raise ConfigError(
+            "`syncpipe review walk` needs a terminal; use `syncpipe review accept ID` or "
+            "`syncpipe review reject ID` in scripts."
+        )
+    service = ReviewService(app_ctx.db)
+    who = by or default_reviewer()
+    skipped: set[int] = set()
+    decided = 0
+    position = 0
+    while True:
+        items, total = service.open_items(limit=len(skipped) + 1)
+        pending = [item for item in items if item.id not in skipped]
+        if not pending:
+            break
+        item = pending[0]
+        position += 1
+        # items seen so far, plus those still open and not skipped (this one among them)
+        _show(app_ctx, item, position, position - 1 + total - len(skipped))
+        try:
+            answer = _ask(app_ctx)
+        except EOFError:  # end of input (Ctrl-D): stop, as with "q"
+            answer = "q"
+        if answer == "q":
+            break
+        if answer == "s":
+            skipped.add(item.id)
+            app_ctx.console.print(f"Skipped review item {item.id}.", highlight=False)
+            continue
+        decision = _CHOICES[answer]
+        try:
+            outcome = service.decide(item.id, decision, who)
+        except JobFailedError as exc:
+            from rich.markup import escape
+
+            app_ctx.console.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+            skipped.add(item.id)
+            continue
+        decided += 1
+        app_ctx.console.print(
+            f"[green]✓[/] {_outcome_sentence(item.id, decision, outcome)}", highlight=False
+        )
+    app_ctx.out.print(
+        f"{decided} decision(s) recorded; {len(skipped)} item(s) skipped.", highlight=False
+    )
+
+
+def _show(app_ctx: AppContext, item: ReviewItem, position: int, total: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(
+        title=(
+            f"Review item {item.id} — {position} of {max(total, position)}: rule {item.rule}, "
+            f"confidence {item.confidence}"
+        ),
+        title_justify="left",
+    )
+    table.add_column("")
+    table.add_column(f"Agent #{item.side_a.agent_id}", overflow="fold")
+    table.add_column(f"Agent #{item.side_b.agent_id}", overflow="fold")
+    a, b = item.side_a, item.side_b
+    rows = [
+        ("name", a.full_name or "(no name)", b.full_name or "(no name)"),
+        ("team", a.team_id or "-", b.team_id or "-"),
+        ("emails", "\n".join(a.emails) or "-", "\n".join(b.emails) or "-"),
+        ("phones", "\n".join(a.phones) or "-", "\n".join(b.phones) or "-"),
+        ("source records", str(a.sources), str(b.sources)),
+    ]
+    if a.survivor != a.agent_id or b.survivor != b.agent_id:
+        rows.append(("now part of", f"#{a.survivor}", f"#{b.survivor}"))
+    for label, left, right in rows:
+        table.add_row(label, escape(left), escape(right))
+    app_ctx.console.print(table)
+    app_ctx.console.print(f"Evidence: {escape(item.evidence_text())}", highlight=False)
+
+
+def _ask(app_ctx: AppContext) -> str:
+    from rich.markup import escape
+    from rich.prompt import Prompt
+
+    return Prompt.ask(
+        escape("[a]ccept, [r]eject, [s]kip, [q]uit"),
+        choices=list(_CHOICES),
+        default="s",
+        console=app_ctx.console,
+    )

@@ -4,16 +4,16 @@ password."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syncpipe.db.dsn import DsnInfo, describe_dsn
-from syncpipe.errors import ConfigError, ConnectError
+from syncpipe.core.dsn import DsnInfo, describe_dsn
+from syncpipe.core.errors import ConfigError, ConnectError, SyncpipeError
+from syncpipe.core.redact import redact
+from syncpipe.db.errors import Where, connect_error, first_line, is_connection_lost, lost_error
 from syncpipe.logs import get_logger
-from syncpipe.redact import redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -109,7 +109,7 @@ class Database:
         try:
             conn = psycopg.connect(self.dsn, **{**self.connect_kwargs(), **extra})
         except psycopg.OperationalError as exc:
-            raise ConnectError(self._explain(exc)) from None
+            raise self._explain(exc) from None
         return conn
 
     def open(self) -> None:
@@ -186,10 +186,8 @@ class Database:
                 f"(pool of {self.settings.pool_max_size}; setting SYNCPIPE_POOL_MAX_SIZE)."
             ) from None
         except psycopg.OperationalError as exc:
-            if _connection_lost(exc):
-                raise ConnectError(
-                    f"The connection to {self.target} was lost: {_first_line(exc)}."
-                ) from None
+            if is_connection_lost(exc):
+                raise lost_error(self.target, f"({first_line(exc)})", "nothing was kept") from None
             raise
 
     def close(self) -> None:
@@ -219,56 +217,12 @@ class Database:
         timeout_ms = int(self.settings.statement_timeout * 1000)
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
 
-    def _explain(self, exc: Exception) -> str:
-        where = self.target
-        user = self.info.user
-        text = redact(str(exc))
-        reason = _first_line(exc)
-        lowered = text.lower()
-        if "password authentication failed" in lowered:
-            reason = f'password authentication failed for user "{user}"'
-        elif "does not exist" in lowered and "database" in lowered:
-            match = re.search(r'database "([^"]+)" does not exist', text)
-            name = match.group(1) if match else self.info.dbname
-            reason = f'the database "{name}" does not exist'
-        elif "role" in lowered and "does not exist" in lowered:
-            reason = f'the role "{user}" does not exist'
-        elif "connection refused" in lowered:
-            reason = "connection refused (is the server running and accepting TCP/IP connections?)"
-        elif "timeout expired" in lowered or "timed out" in lowered:
-            reason = f"no answer within {self.settings.connect_timeout:g} s"
-        elif "could not translate host name" in lowered or "name or service not known" in lowered:
-            reason = f'the host name "{self.info.host}" could not be resolved'
-        elif "no pg_hba.conf entry" in lowered:
-            reason = "the server's pg_hba.conf does not allow this connection"
-        elif "ssl" in lowered:
-            reason = f"SSL negotiation failed ({reason})"
-        return f"Cannot connect to PostgreSQL at {where} as {user}: {reason}."
-
-
-def _first_line(exc: Exception) -> str:
-    text = redact(str(exc)).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for line in lines:
-        if "failed:" in line:
-            return line.split("failed:", 1)[1].strip().rstrip(".")
-    return (lines[0] if lines else type(exc).__name__).rstrip(".")
-
-
-def _connection_lost(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return any(
-        s in text
-        for s in (
-            "server closed the connection",
-            "connection is lost",
-            "terminating connection",
-            "consuming input failed",
-            "connection is closed",
-            "ssl syscall",
-            "eof detected",
+    def _explain(self, exc: Exception) -> SyncpipeError:
+        info = self.info
+        return connect_error(
+            exc,
+            Where(self.target, info.user, info.host, info.dbname, self.settings.connect_timeout),
         )
-    )
 
 
 def _version_text(version: int) -> str:

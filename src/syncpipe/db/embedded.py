@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from syncpipe.errors import ConnectError
+from syncpipe.core.errors import ConnectError
 
 
 class EmbeddedServer:

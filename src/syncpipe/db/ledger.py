@@ -77,6 +77,20 @@ _LEDGER_DDL: tuple[str, ...] = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS load_files_sha_idx ON syncpipe.load_files (table_name, sha256)",
+    # The run reports of this database (deploy, full run): `syncpipe report` reads its last run
+    # here, so two databases used from one folder never see each other's runs.
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.run_reports (
+        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind        text NOT NULL,
+        env         text NOT NULL,
+        status      text NOT NULL,
+        started_at  timestamptz NOT NULL,
+        finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        recorded_by text NOT NULL DEFAULT session_user,
+        report      jsonb NOT NULL
+    )
+    """,
     "DROP FUNCTION IF EXISTS syncpipe.xid_is_current(xid)",
 )
 
@@ -116,3 +130,34 @@ def last_deploy(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
         return None
     keys = ("id", "env", "started_at", "finished_at", "operator", "tool_version", "files_applied")
     return dict(zip(keys, row, strict=True))
+
+
+def record_run(conn: psycopg.Connection[Any], report: dict[str, Any]) -> int:
+    """Store a run report (``RunReport.to_dict()``) in this database's ledger; its id."""
+    from psycopg.types.json import Jsonb
+
+    row = conn.execute(
+        """
+        INSERT INTO syncpipe.run_reports (kind, env, status, started_at, report)
+        VALUES (%s, %s, %s, %s, %s) RETURNING id
+        """,
+        (
+            str(report.get("kind")),
+            str(report.get("env")),
+            str(report.get("status")),
+            report.get("started_at"),
+            Jsonb(report),
+        ),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def last_run(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The most recent run report stored in this database, if any."""
+    row = conn.execute("SELECT to_regclass('syncpipe.run_reports') IS NOT NULL").fetchone()
+    if not (row and row[0]):
+        return None
+    found = conn.execute(
+        "SELECT report FROM syncpipe.run_reports ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return dict(found[0]) if found and isinstance(found[0], dict) else None

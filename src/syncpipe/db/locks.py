@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from syncpipe.errors import LockTimeoutError
+from syncpipe.core.errors import LockTimeoutError
 
 #: First key of every syncpipe advisory lock ("SYNC"), so they are easy to find in pg_locks.
 LOCK_NAMESPACE = 0x53594E43

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from syncpipe.core.errors import ConfigError
 from syncpipe.db.queries import scalar
-from syncpipe.errors import ConfigError
 from syncpipe.logs import get_logger
 
 log = get_logger(__name__)

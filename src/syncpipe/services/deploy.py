@@ -18,12 +18,13 @@ from typing import Any
 import psycopg
 
 from syncpipe import __version__
+from syncpipe.core.errors import SqlFileError
+from syncpipe.core.redact import redact
 from syncpipe.db.database import Database
+from syncpipe.db.errors import lost_error, statement_error
 from syncpipe.db.ledger import applied_files, ensure_ledger, ledger_exists
 from syncpipe.db.locks import LockKind, xact_lock
-from syncpipe.errors import ConnectError, SqlFileError
 from syncpipe.logs import get_logger
-from syncpipe.redact import redact
 from syncpipe.services.catalog import drifted, load_snapshot, read_catalog, save_snapshot
 from syncpipe.services.compat import CompatAction, apply_compat, plan_compat
 from syncpipe.settings import Settings
@@ -188,9 +189,10 @@ class DeployService:
                     )
             except (SqlFileError, psycopg.Error) as exc:
                 if isinstance(exc, psycopg.OperationalError) and conn.broken:
-                    raise ConnectError(
-                        f"The connection to {self.db.target} was lost during deploy; nothing was "
-                        "applied (the transaction was rolled back)."
+                    raise lost_error(
+                        self.db.target,
+                        "during deploy",
+                        "nothing was applied (the transaction was rolled back)",
                     ) from None
                 self._record_failure(conn, started, exc)
                 raise
@@ -236,19 +238,11 @@ class DeployService:
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) and conn.broken:
                 raise
-            diag = exc.diag
-            position = int(diag.statement_position) if diag.statement_position else None
-            message = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
-            if diag.message_detail:
-                message += f" ({diag.message_detail.rstrip('.')})"
-            if diag.message_hint:
-                message += f"; hint: {diag.message_hint.rstrip('.')}"
-            if exc.sqlstate:
-                message += f" [SQLSTATE {exc.sqlstate}]"
+            position = exc.diag.statement_position
             raise SqlFileError(
                 sql_file.display,
-                stmt.line_of(position),
-                redact(message) + "; nothing was deployed (the transaction was rolled back)",
+                stmt.line_of(int(position) if position else None),
+                statement_error(exc) + "; nothing was deployed (the transaction was rolled back)",
             ) from exc
 
     def _drift(self, conn: psycopg.Connection[Any]) -> list[str]:

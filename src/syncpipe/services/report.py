@@ -8,10 +8,8 @@ keys are stable (``report_version``): the README documents them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,12 +18,12 @@ from psycopg.rows import dict_row
 
 from syncpipe import __version__
 from syncpipe.db.database import Database
-from syncpipe.db.ledger import ledger_exists
-from syncpipe.runreport import REPORT_FILE
+from syncpipe.db.ledger import last_run, ledger_exists
 from syncpipe.settings import Settings
 
 REPORT_VERSION = 1
 EXACT_COUNT_LIMIT = 500_000
+TOP_REVIEW_ITEMS = 10
 
 TABLES = (
     "public.new_agents",
@@ -55,6 +53,8 @@ class Report:
     runs: list[dict[str, Any]] = field(default_factory=list)
     deploys: list[dict[str, Any]] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
+    #: the strongest open review items (both agents, rule, confidence), at most TOP_REVIEW_ITEMS
+    review_items: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -74,6 +74,7 @@ class Report:
             "confidence_distribution": self.confidence,
             "links_by_rule": self.links_by_rule,
             "review": self.review,
+            "review_items": self.review_items,
             "loads": self.loads,
             "merge_runs": self.runs,
             "deploys": self.deploys,
@@ -95,7 +96,7 @@ class ReportService:
                 database={"target": self.db.target, "server_version": self.db.server_version},
                 deployed=ledger_exists(conn) and _exists(conn, "public.new_unified_agents"),
             )
-            report.last_run = self._last_run()
+            report.last_run = _summary_of_run(last_run(conn))
             if not report.deployed:
                 report.notes.append(
                     f"{self.db.target} has not been deployed: run `syncpipe deploy` first."
@@ -106,6 +107,7 @@ class ReportService:
                 report.agents, report.confidence = _agents(cur)
                 report.links_by_rule = _links(cur)
                 report.review = _review(cur)
+                report.review_items = _top_review_items(conn)
                 report.loads = _loads(cur)
                 report.runs = _runs(cur)
                 report.deploys = _deploys(cur)
@@ -118,27 +120,24 @@ class ReportService:
                 report.notes.append("Data is loaded but not merged yet: run `syncpipe merge`.")
         return report
 
-    def _last_run(self) -> dict[str, Any] | None:
-        """Steps and pool use of the last deploy or full run (logs/deployment_report.json)."""
-        path: Path = self.settings.logs_dir / REPORT_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict):
-            return None
-        return {
-            "kind": data.get("kind"),
-            "status": data.get("status"),
-            "started_at": data.get("started_at"),
-            "duration_s": data.get("duration_s"),
-            "steps": [
-                {k: s.get(k) for k in ("name", "status", "duration_s")}
-                for s in data.get("steps", [])
-                if isinstance(s, dict)
-            ],
-            "pool": (data.get("database") or {}).get("pool"),
-        }
+
+def _summary_of_run(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Steps and pool use of this database's last deploy or full run (from its ledger)."""
+    if not data:
+        return None
+    return {
+        "kind": data.get("kind"),
+        "status": data.get("status"),
+        "target": data.get("target") or (data.get("database") or {}).get("target"),
+        "started_at": data.get("started_at"),
+        "duration_s": data.get("duration_s"),
+        "steps": [
+            {k: s.get(k) for k in ("name", "status", "duration_s")}
+            for s in data.get("steps", [])
+            if isinstance(s, dict)
+        ],
+        "pool": (data.get("database") or {}).get("pool"),
+    }
 
 
 def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -169,6 +168,7 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         """
         SELECT confidence_score AS score, count(*) AS agents,
                count(*) FILTER (WHERE needs_review) AS needs_review,
+               count(*) FILTER (WHERE NOT needs_review AND source_count <= 1) AS single,
                sum(source_count) AS sources,
                count(*) FILTER (WHERE source_count > 1) AS multi_source
         FROM public.new_unified_agents
@@ -187,6 +187,12 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         "live": live,
         "retired": int(retired["n"]) if retired else 0,
         "needs_review": sum(int(r["needs_review"]) for r in rows),
+        # three outcomes that add up to `live`: one source record (nothing was merged),
+        # merged automatically (several records, no doubt left), and needs review
+        "single_record": sum(int(r["single"]) for r in rows),
+        "merged_automatically": sum(
+            int(r["agents"]) - int(r["needs_review"]) - int(r["single"]) for r in rows
+        ),
         "source_records": sources,
         "sources_per_agent": round(sources / live, 3) if live else 0.0,
         "duplicate_rate": round(1 - live / sources, 4) if sources else 0.0,
@@ -197,6 +203,8 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
             "score": int(r["score"]),
             "agents": int(r["agents"]),
             "needs_review": int(r["needs_review"]),
+            "single_record": int(r["single"]),
+            "merged_automatically": int(r["agents"]) - int(r["needs_review"]) - int(r["single"]),
         }
         for r in rows
     ]
@@ -221,6 +229,14 @@ def _review(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
         "accepted": counts.get("accepted", 0),
         "rejected": counts.get("rejected", 0),
     }
+
+
+def _top_review_items(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """The strongest open review items, as `syncpipe review` lists them."""
+    from syncpipe.services.merge.review import open_items
+
+    items, _ = open_items(conn, TOP_REVIEW_ITEMS)
+    return [item.to_dict() for item in items]
 
 
 def _loads(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:

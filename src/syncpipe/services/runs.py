@@ -6,13 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from syncpipe.core.dsn import describe_dsn
+from syncpipe.core.errors import JobFailedError
+from syncpipe.core.redact import redact_value
 from syncpipe.db.database import Database
+from syncpipe.db.ledger import ensure_ledger, record_run
 from syncpipe.logs import get_logger
 from syncpipe.runreport import RunReport
 from syncpipe.services.deploy import DeployResult, DeployService, ProgressFn
 from syncpipe.services.verify import VerifyResult, VerifyService
 from syncpipe.settings import Settings
+
+if TYPE_CHECKING:
+    from syncpipe.services.report import Report
 
 log = get_logger(__name__)
 
@@ -24,6 +32,33 @@ class DeployRun:
     deploy: DeployResult
     verify: VerifyResult | None
     report_path: Path | None
+
+
+def target_of(db: Database) -> str:
+    """The database a run is for, named without connecting (so a failed connection has one)."""
+    if db.server_version:
+        return db.target
+    if db.settings.dsn:
+        return describe_dsn(db.settings.dsn).target
+    return f"the embedded PostgreSQL in {db.settings.embedded_data_dir}"
+
+
+def store_report(db: Database, report: RunReport) -> None:
+    """Keep the run report in the database's own ledger (``syncpipe report`` reads it there).
+
+    Only when the run reached the database: a run that could not connect has its file only."""
+    if not db.server_version:
+        return
+    import psycopg
+
+    from syncpipe.core.errors import SyncpipeError
+
+    try:
+        with db.connection() as conn:
+            ensure_ledger(conn)
+            record_run(conn, redact_value(report.to_dict()))  # type: ignore[arg-type]
+    except (SyncpipeError, psycopg.Error) as exc:
+        log.warning("run.report_not_stored", target=db.target, error=str(exc))
 
 
 def database_info(db: Database) -> dict[str, object]:
@@ -50,7 +85,7 @@ def deploy_and_verify(
 ) -> DeployRun:
     """Deploy, then verify, recording both as steps of a report written to ``logs/``."""
     own_report = report is None
-    report = report or RunReport(kind="deploy", env=settings.env)
+    report = report or RunReport(kind="deploy", env=settings.env, target=target_of(db))
     report_path: Path | None = None
     verify_result: VerifyResult | None = None
     try:
@@ -79,14 +114,17 @@ def deploy_and_verify(
                     report.errors.append("verify: the database does not match the deploy")
     finally:
         if own_report:
-            if not report.database and db.server_version:
-                report.database = database_info(db)
+            report.target = target_of(db)
+            report.database = database_info(db) if db.server_version else {"target": report.target}
             report_path = report.write(settings.logs_dir)
+            store_report(db, report)
     return DeployRun(result, verify_result, report_path)
 
 
 #: Called with (step, detail) as a full run moves on: "load", "new_agents.csv" ...
 StepFn = Callable[[str, str], None]
+#: Renders the report's data as an HTML page.
+HtmlFn = Callable[["Report"], str]
 
 
 @dataclass
@@ -102,10 +140,19 @@ class FullRun:
     exit_code: int = 0
 
 
-def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None) -> FullRun:
+def full_run(
+    settings: Settings,
+    db: Database,
+    *,
+    on_step: StepFn | None = None,
+    render_html: HtmlFn | None = None,
+) -> FullRun:
     """The seed's deployment flow: deploy, verify, load the data folder, member pipeline and
-    merge batch, report. Stops at the first failing step; the report records what ran."""
-    from syncpipe.errors import EXIT_FAILED, EXIT_UNAVAILABLE, SyncpipeError
+    merge batch, report. Stops at the first failing step; the report records what ran.
+
+    ``render_html`` turns the report's data into the HTML page (rendering belongs to the CLI);
+    without it the report step records the data and writes no page."""
+    from syncpipe.core.errors import EXIT_FAILED, EXIT_UNAVAILABLE, SyncpipeError
     from syncpipe.services.load.loader import LoadService
     from syncpipe.services.merge.service import MergeService
 
@@ -115,7 +162,7 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
         if on_step is not None:
             on_step(step, detail)
 
-    report = RunReport(kind="full", env=settings.env)
+    report = RunReport(kind="full", env=settings.env, target=target_of(db))
     run = FullRun(report=report, report_path=None, html_path=None)
     try:
         say("deploy")
@@ -147,7 +194,7 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
                 raise _StepFailed(
                     "load",
                     f"{t['rejected']:,} row(s) rejected or a file failed; the good rows are "
-                    "loaded and the rejects are in logs/rejects/",
+                    f"loaded and the rejects are in {settings.logs_dir / 'rejects'}",
                 )
 
         say("merge")
@@ -157,15 +204,16 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
 
         say("report")
         with report.step("report") as step:
-            from syncpipe.report_html import render_html
             from syncpipe.services.report import ReportService
 
             state = ReportService(settings, db).build()
-            html_path = settings.logs_dir / "report.html"
-            settings.logs_dir.mkdir(parents=True, exist_ok=True)
-            html_path.write_text(render_html(state), encoding="utf-8")
-            run.html_path = html_path
-            step.details = {"html": str(html_path), "agents": state.agents, "review": state.review}
+            step.details = {"html": None, "agents": state.agents, "review": state.review}
+            if render_html is not None:
+                html_path = settings.logs_dir / "report.html"
+                settings.logs_dir.mkdir(parents=True, exist_ok=True)
+                html_path.write_text(render_html(state), encoding="utf-8")
+                run.html_path = html_path
+                step.details["html"] = str(html_path)
     except _StepFailed as exc:
         run.failed_step, run.message, run.exit_code = exc.step, exc.message, EXIT_FAILED
         if exc.message not in " ".join(report.errors):
@@ -176,13 +224,17 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
         # a step that could not finish is a failed run (1); an unreachable database stays 3
         run.exit_code = exc.exit_code if exc.exit_code == EXIT_UNAVAILABLE else EXIT_FAILED
     finally:
-        report.database = database_info(db) if db.server_version else report.database
+        report.target = target_of(db)
+        report.database = database_info(db) if db.server_version else {"target": report.target}
         run.report_path = report.write(settings.logs_dir)
+        store_report(db, report)
     return run
 
 
-class _StepFailed(Exception):
+class _StepFailed(JobFailedError):
+    """A step ran and failed; its message is the reason (the report names the step)."""
+
     def __init__(self, step: str, message: str) -> None:
-        super().__init__(f"{step}: {message}")
+        super().__init__(message)
         self.step = step
         self.message = message

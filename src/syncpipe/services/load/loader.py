@@ -39,10 +39,10 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from syncpipe.core.errors import ConfigError, ConnectError, NotDeployedError
 from syncpipe.db.database import Database
 from syncpipe.db.ledger import ledger_exists
 from syncpipe.db.queries import qualified
-from syncpipe.errors import ConfigError, ConnectError, NotDeployedError
 from syncpipe.logs import get_logger
 from syncpipe.services.load.batches import Batch, BatchReader, prefetch
 from syncpipe.services.load.records import (

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from syncpipe.errors import ConfigError, NotDeployedError
+from syncpipe.core.errors import ConfigError, NotDeployedError
 
 Shape = Literal["array_of_strings", "array", "object"]
 

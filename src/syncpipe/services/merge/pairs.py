@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from syncpipe.errors import ConfigError
+from syncpipe.core.errors import ConfigError
 
 PAIR_COLUMNS = (
     "outcome",
@@ -90,32 +90,179 @@ def _have_plan(conn: psycopg.Connection[Any]) -> bool:
     return bool(row and row[0])
 
 
+#: The seed of the dry run's sample: the same plan shows the same pairs (``merge --seed``).
+DEFAULT_SEED = 1
+
+# The strength of a pair's evidence within its rule, for "borderline first": a contact shared
+# by more records is weaker evidence; a fuzzy pair's strength is its name similarity.
+_PAIRS_WITH_NODES = _PAIRS.replace(
+    "SELECT p.outcome", "SELECT p.a AS a_node, p.b AS b_node, p.outcome"
+)
+_SAMPLE = f"""
+WITH proposed AS ({_PAIRS_WITH_NODES}),
+scored AS (
+    SELECT q.*,
+           CASE WHEN q.rule = 'fuzzy_name'
+                THEN coalesce(substring(q.evidence FROM 'similarity ([0-9.]+)')::numeric, 0)
+                ELSE -count(*) OVER (PARTITION BY q.rule, q.evidence) END AS strength,
+           md5(%(seed)s::text || ':' || q.a_node || ':' || q.b_node) AS shuffle
+    FROM proposed q
+),
+ranked AS (
+    SELECT s.*,
+           row_number() OVER (PARTITION BY outcome, rule ORDER BY
+               CASE WHEN outcome = 'review' THEN -strength ELSE strength END, shuffle) AS border,
+           ntile(%(per_rule)s) OVER (PARTITION BY outcome, rule ORDER BY strength, shuffle)
+               AS tile
+    FROM scored s
+),
+picked AS (
+    SELECT r.*, row_number() OVER (PARTITION BY outcome, rule, tile ORDER BY shuffle) AS in_tile
+    FROM ranked r
+)
+SELECT * FROM picked
+WHERE border <= %(borderline)s OR in_tile = 1
+"""
+
+# Names, teams, emails and phones of the few nodes in the sample.
+_DESCRIBE = """
+SELECT n.node,
+       CASE WHEN n.node >= m.node_offset THEN p.source ELSE 'agent' END AS kind,
+       CASE WHEN n.node >= m.node_offset THEN p.source_id ELSE n.node::text END AS id,
+       CASE WHEN n.node >= m.node_offset THEN p.full_name ELSE a.full_name END AS name,
+       CASE WHEN n.node >= m.node_offset THEN p.team_id ELSE a.source_team_id END AS team_id,
+       CASE WHEN n.node >= m.node_offset
+            THEN ARRAY(SELECT k.value FROM syncpipe_work.sp_pkeys k
+                       WHERE k.pid = p.pid AND k.kind = 'e' ORDER BY k.value)
+            ELSE a.emails END AS emails,
+       CASE WHEN n.node >= m.node_offset
+            THEN ARRAY(SELECT k.value FROM syncpipe_work.sp_pkeys k
+                       WHERE k.pid = p.pid AND k.kind = 'p' ORDER BY k.value)
+            ELSE a.phone_numbers END AS phones
+FROM unnest(%(nodes)s::bigint[]) AS n(node)
+CROSS JOIN syncpipe_work.sp_meta m
+LEFT JOIN syncpipe_work.sp_pend p ON n.node >= m.node_offset AND p.pid = n.node - m.node_offset
+LEFT JOIN public.new_unified_agents a ON n.node < m.node_offset AND a.agent_id = n.node
+"""
+
+
 def sample_pairs(
-    conn: psycopg.Connection[Any], auto_threshold: int, per_rule: int = 5
+    conn: psycopg.Connection[Any],
+    auto_threshold: int,
+    per_rule: int = 5,
+    seed: int = DEFAULT_SEED,
 ) -> list[dict[str, Any]]:
-    """A few pairs of every rule and outcome, strongest rules first."""
-    if not _have_plan(conn):
+    """Up to ``per_rule`` pairs of every outcome and rule: the borderline ones first (the
+    weakest automatic merges, the strongest review items), then a seeded random pick from
+    each part of the range of evidence. Each side with name, team, emails, phones, full id."""
+    if not _have_plan(conn) or per_rule <= 0:
         return []
-    query = f"""
-        SELECT * FROM (
-            SELECT q.*, row_number() OVER (PARTITION BY outcome, rule
-                                           ORDER BY a_name, b_name, a_id, b_id) AS nth
-            FROM ({_PAIRS}) q
-        ) s
-        WHERE nth <= %(per_rule)s
-        ORDER BY confidence DESC, outcome, rule, nth
-    """
+    borderline = max(1, (per_rule + 1) // 2)
+    params = {"auto": auto_threshold, "per_rule": per_rule, "seed": seed, "borderline": borderline}
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query, {"auto": auto_threshold, "per_rule": per_rule}).fetchall()
-    for row in rows:
-        row.pop("nth", None)
-    return rows
+        rows = cur.execute(_SAMPLE, params).fetchall()
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in sorted(rows, key=lambda r: (r["border"] > borderline, r["border"])):
+            chosen = groups.setdefault((row["outcome"], row["rule"]), [])
+            if len(chosen) < per_rule:
+                row["why"] = "borderline" if row["border"] <= borderline else "random"
+                chosen.append(row)
+        nodes = sorted({n for g in groups.values() for r in g for n in (r["a_node"], r["b_node"])})
+        described = {d["node"]: d for d in cur.execute(_DESCRIBE, {"nodes": nodes}).fetchall()}
+    order = {"merge": 0, "review": 1, "already together": 2}
+    out: list[dict[str, Any]] = []
+    for (outcome, _rule), chosen in sorted(
+        groups.items(), key=lambda kv: (order.get(kv[0][0], 9), -int(kv[1][0]["confidence"]))
+    ):
+        for row in chosen:
+            a, b = described[row["a_node"]], described[row["b_node"]]
+            out.append(
+                {
+                    "outcome": outcome,
+                    "rule": row["rule"],
+                    "confidence": row["confidence"],
+                    "evidence": row["evidence"],
+                    "why": row["why"],
+                    **{f"a_{k}": a[k] for k in ("kind", "id", "name", "team_id")},
+                    "a_emails": list(a["emails"] or []),
+                    "a_phones": list(a["phones"] or []),
+                    **{f"b_{k}": b[k] for k in ("kind", "id", "name", "team_id")},
+                    "b_emails": list(b["emails"] or []),
+                    "b_phones": list(b["phones"] or []),
+                }
+            )
+    return out
+
+
+_EXISTING = """
+WITH comp AS (
+    SELECT c.label, c.node, c.node < m.node_offset AS existing
+    FROM syncpipe_work.sp_comp c CROSS JOIN syncpipe_work.sp_meta m
+),
+groups AS (
+    SELECT label, min(node) FILTER (WHERE existing) AS survivor,
+           count(*) FILTER (WHERE existing) AS agents,
+           count(*) FILTER (WHERE NOT existing) AS records
+    FROM comp GROUP BY label
+    HAVING count(*) FILTER (WHERE existing) > 0
+)
+SELECT g.survivor, s.full_name AS survivor_name, g.records,
+       ARRAY(SELECT c.node FROM comp c
+             WHERE c.label = g.label AND c.existing AND c.node <> g.survivor
+             ORDER BY c.node) AS retired,
+       md5(%(seed)s::text || ':' || g.survivor) AS shuffle
+FROM groups g
+JOIN public.new_unified_agents s ON s.agent_id = g.survivor
+WHERE g.records > 0 OR g.agents > 1
+"""
+
+
+def existing_agents(
+    conn: psycopg.Connection[Any], per_kind: int = 5, seed: int = DEFAULT_SEED
+) -> dict[str, Any]:
+    """What the plan does to agents already in the master table: how many new records join
+    (``joined``), how many agents become one with another (``retired``), and a seeded sample
+    of each with names (the lowest agent id survives)."""
+    if not _have_plan(conn):
+        return {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_EXISTING, {"seed": seed}).fetchall()
+        retired_ids = sorted({r for row in rows for r in row["retired"]})
+        names = {
+            agent_id: name
+            for agent_id, name in conn.execute(
+                "SELECT agent_id, full_name FROM public.new_unified_agents "
+                "WHERE agent_id = ANY(%s)",
+                (retired_ids,),
+            ).fetchall()
+        }
+    rows.sort(key=lambda r: r["shuffle"])
+    joined = [r for r in rows if r["records"] > 0]
+    retiring = [r for r in rows if r["retired"]]
+    return {
+        "joined": len(joined),
+        "records_joining": sum(int(r["records"]) for r in joined),
+        "retired": sum(len(r["retired"]) for r in rows),
+        "joined_sample": [
+            {"agent_id": r["survivor"], "name": r["survivor_name"], "new_records": r["records"]}
+            for r in joined[:per_kind]
+        ],
+        "retired_sample": [
+            {
+                "agent_id": agent_id,
+                "name": names.get(agent_id),
+                "into": r["survivor"],
+                "into_name": r["survivor_name"],
+            }
+            for r in retiring[:per_kind]
+            for agent_id in r["retired"][:1]
+        ],
+    }
 
 
 def export_pairs(conn: psycopg.Connection[Any], auto_threshold: int, path: Path) -> int:
     """Write every proposed pair to ``path`` (CSV with a header); returns the number of pairs."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("w", newline="", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot write the pairs file {path}: {exc.strerror or exc}.") from None

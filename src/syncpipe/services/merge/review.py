@@ -15,8 +15,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from syncpipe.core.errors import (
+    ConfigError,
+    JobFailedError,
+    LockTimeoutError,
+    NotDeployedError,
+)
 from syncpipe.db.database import Database
-from syncpipe.errors import ConfigError, JobFailedError, NotDeployedError
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,28 @@ def _side(row: dict[str, Any], prefix: str) -> Side:
     )
 
 
+def open_items(conn: psycopg.Connection[Any], limit: int) -> tuple[list[ReviewItem], int]:
+    """Up to ``limit`` open items (strongest first) and how many are open, on ``conn``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_LIST, (limit,)).fetchall()
+        total_row = cur.execute(
+            "SELECT count(*) AS n FROM public.merge_review_queue WHERE status = 'open'"
+        ).fetchone()
+    items = [
+        ReviewItem(
+            id=r["id"],
+            rule=r["rule"],
+            confidence=r["confidence"],
+            evidence=dict(r["evidence"] or {}),
+            created_at=r["created_at"],
+            side_a=_side(r, "a"),
+            side_b=_side(r, "b"),
+        )
+        for r in rows
+    ]
+    return items, int(total_row["n"]) if total_row else 0
+
+
 def default_reviewer() -> str:
     """Who decides: $SYNCPIPE_REVIEWER, else the login name."""
     name = os.environ.get("SYNCPIPE_REVIEWER")
@@ -141,24 +168,7 @@ class ReviewService:
         """Up to ``limit`` open items (strongest first) and how many are open in all."""
         with self.db.connection() as conn:
             self._require(conn)
-            with conn.cursor(row_factory=dict_row) as cur:
-                rows = cur.execute(_LIST, (limit,)).fetchall()
-                total_row = cur.execute(
-                    "SELECT count(*) AS n FROM public.merge_review_queue WHERE status = 'open'"
-                ).fetchone()
-        items = [
-            ReviewItem(
-                id=r["id"],
-                rule=r["rule"],
-                confidence=r["confidence"],
-                evidence=dict(r["evidence"] or {}),
-                created_at=r["created_at"],
-                side_a=_side(r, "a"),
-                side_b=_side(r, "b"),
-            )
-            for r in rows
-        ]
-        return items, int(total_row["n"]) if total_row else 0
+            return open_items(conn, limit)
 
     def decide(self, review_id: int, decision: str, decided_by: str) -> dict[str, Any]:
         """Accept or reject one item; JobFailedError naming the item when that cannot be."""
@@ -170,11 +180,13 @@ class ReviewService:
                 row = conn.execute(
                     "SELECT public.review_decide(%s, %s, %s)", (review_id, decision, decided_by)
                 ).fetchone()
-            except (
-                psycopg.errors.NoDataFound,
-                psycopg.errors.InvalidParameterValue,
-                psycopg.errors.LockNotAvailable,
-            ) as exc:
+            except psycopg.errors.LockNotAvailable as exc:
+                conn.rollback()
+                raise LockTimeoutError(
+                    f"Cannot {decision} review item {review_id} now: "
+                    f"{exc.diag.message_primary or exc} (a merge is running); try again."
+                ) from None
+            except (psycopg.errors.NoDataFound, psycopg.errors.InvalidParameterValue) as exc:
                 conn.rollback()
                 message = exc.diag.message_primary or str(exc)
                 raise JobFailedError(

@@ -25,11 +25,17 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from syncpipe.core.errors import ConfigError, ConnectError, JobFailedError, NotDeployedError
 from syncpipe.db.database import Database
+from syncpipe.db.errors import first_line, lost_error
 from syncpipe.db.locks import LockKind, xact_lock
-from syncpipe.errors import ConfigError, ConnectError, JobFailedError, NotDeployedError
 from syncpipe.logs import get_logger
-from syncpipe.services.merge.pairs import export_pairs, sample_pairs
+from syncpipe.services.merge.pairs import (
+    DEFAULT_SEED,
+    existing_agents,
+    export_pairs,
+    sample_pairs,
+)
 from syncpipe.settings import Settings
 
 log = get_logger(__name__)
@@ -54,6 +60,8 @@ class MergeResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     pairs_sample: list[dict[str, Any]] = field(default_factory=list)
+    #: a dry run: what the plan does to agents already in the master table (joined, retired)
+    existing_agents: dict[str, Any] = field(default_factory=dict)
     pairs_exported: int | None = None
     pairs_output: str | None = None
     seconds: float = 0.0
@@ -73,6 +81,7 @@ class MergeResult:
             "custom_steps": self.steps,
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "pairs_sample": self.pairs_sample,
+            "existing_agents": self.existing_agents,
             "pairs_exported": self.pairs_exported,
             "pairs_output": self.pairs_output,
         }
@@ -150,6 +159,7 @@ class MergeService:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        self._seed = DEFAULT_SEED
 
     def options(self, *, dry_run: bool) -> dict[str, Any]:
         """The functions' p_options from the settings."""
@@ -173,7 +183,9 @@ class MergeService:
         pairs_output: Path | None = None,
         sample: int = 5,
         progress: PhaseFn | None = None,
+        seed: int = DEFAULT_SEED,
     ) -> MergeResult:
+        self._seed = seed
         started = time.perf_counter()
         result = MergeResult(dry_run=dry_run)
         phases = _Phases(progress)
@@ -187,11 +199,12 @@ class MergeService:
                 self._real_run(conn, result, phases, pairs_output, sample)
         except psycopg.OperationalError as exc:
             if conn.closed or conn.broken:
-                raise ConnectError(
-                    f"The connection to {self.db.target} was lost during the merge; nothing "
-                    "was written (the run is atomic). Run `syncpipe merge` again."
+                raise lost_error(
+                    self.db.target,
+                    "during the merge",
+                    "nothing was written (the run is atomic); run `syncpipe merge` again",
                 ) from None
-            raise JobFailedError(f"The merge failed: {_first_line(exc)}") from None
+            raise JobFailedError(f"The merge failed: {first_line(exc)}") from None
         finally:
             phases.stop()
             conn.close()
@@ -321,7 +334,9 @@ class MergeService:
             # the JIT to compile these one-off queries: about a second, saving nothing.
             conn.execute("SET LOCAL jit = off")
         if sample > 0:
-            result.pairs_sample = sample_pairs(conn, auto, sample)
+            result.pairs_sample = sample_pairs(conn, auto, sample, self._seed)
+            if result.dry_run:
+                result.existing_agents = existing_agents(conn, sample, self._seed)
         if pairs_output is not None:
             phases.start("export_pairs")
             result.pairs_exported = export_pairs(conn, auto, pairs_output)
@@ -351,7 +366,7 @@ class MergeService:
             if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
                 raise
             raise JobFailedError(
-                f"Pipeline step {name} (setting SYNCPIPE_PIPELINE_STEPS) failed: {_first_line(exc)}"
+                f"Pipeline step {name} (setting SYNCPIPE_PIPELINE_STEPS) failed: {first_line(exc)}"
             ) from None
         step = {
             "function": name,
@@ -441,15 +456,10 @@ def _raise_if_failed(what: str, counts: dict[str, Any]) -> None:
         )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted by the user"
-    return _first_line(exc)
+    return first_line(exc)
 
 
 def _log_fields(result: MergeResult) -> dict[str, Any]:

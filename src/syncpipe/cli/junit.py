@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -54,7 +53,26 @@ def verify_to_junit(result: VerifyResult) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode")
 
 
-def write_junit(result: VerifyResult, path: Path) -> None:
-    """Write the JUnit document to ``path`` (OSError propagates to the caller)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(verify_to_junit(result) + "\n", encoding="utf-8")
+def error_to_junit(env: str, exc: BaseException) -> str:
+    """One failing test case: verify could not check the database (it could not connect, ...)."""
+    from datetime import UTC, datetime
+
+    from syncpipe.core.redact import redact
+
+    message = redact(str(exc))
+    suite = ET.Element(
+        "testsuite",
+        name=f"syncpipe verify ({env})",
+        tests="1",
+        failures="1",
+        errors="0",
+        skipped="0",
+        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    case = ET.SubElement(suite, "testcase", classname="syncpipe.verify", name="database reachable")
+    failure = ET.SubElement(case, "failure", message=message, type=type(exc).__name__)
+    failure.text = message
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode")

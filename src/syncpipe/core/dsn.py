@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from syncpipe.redact import redact
+from syncpipe.core.redact import redact
 
 
 def parse_dsn(dsn: str) -> dict[str, str]:
@@ -29,7 +29,35 @@ def parse_dsn(dsn: str) -> dict[str, str]:
     for part in port.split(","):
         if part and not part.isdigit():
             raise ValueError(f"the port {part!r} is not a number")
+    for key, allowed in _CHOICES.items():
+        value = params.get(key)
+        if value is not None and str(value) not in allowed:
+            raise ValueError(f"{key}={value!s} is not one of {', '.join(allowed)}")
     return {k: str(v) for k, v in params.items() if v is not None}
+
+
+#: Connection parameters whose values libpq checks only when connecting: checked here so a
+#: typo is a configuration error (exit 2), not a failed connection (exit 3).
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+}
+
+
+def password_of(dsn: str | None) -> str | None:
+    """The password in ``dsn``, if any (so that redaction can mask it verbatim)."""
+    if not dsn:
+        return None
+    return parse_dsn(dsn).get("password")
 
 
 @dataclass(frozen=True)

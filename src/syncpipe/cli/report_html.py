@@ -8,9 +8,17 @@ counts, review counts, and the recent runs, laid out to be read at a glance.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from syncpipe.services.report import Report
+
+#: (confidence bucket key, label, colour) of the three outcomes an agent can have.
+OUTCOMES = (
+    ("single_record", "single source record", "#94a3b8"),
+    ("merged_automatically", "merged automatically", "#2563eb"),
+    ("needs_review", "needs review", "#f59e0b"),
+)
 
 _CSS = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --accent:#2563eb;
@@ -74,6 +82,17 @@ def _status(value: str | None) -> str:
     return f'<span class="{css.get(value or "", "")}">{_esc(value)}</span>'
 
 
+def _side(side: dict[str, Any]) -> str:
+    """One agent of a review pair: name, team, emails and phones."""
+    parts = [
+        f"<b>{_esc(side.get('full_name') or '(no name)')}</b> #{_esc(side.get('agent_id'))}",
+        f"team {_esc(side.get('team_id') or '-')}",
+        _esc(", ".join(side.get("emails") or [])),
+        _esc(", ".join(side.get("phones") or [])),
+    ]
+    return "<br>".join(p for p in parts if p)
+
+
 def _figures(report: Report) -> dict[str, Any]:
     import plotly.graph_objects as go
 
@@ -88,34 +107,50 @@ def _figures(report: Report) -> dict[str, Any]:
     }
     figures: dict[str, Any] = {}
 
+    # Three outcomes, never stacked on a linear axis: at a million agents a few hundred
+    # "needs review" would be invisible. Grouped bars on a log axis keep every count readable.
     scores = [c["score"] for c in report.confidence]
     conf = go.Figure(
         [
             go.Bar(
                 x=scores,
-                y=[c["agents"] - c["needs_review"] for c in report.confidence],
-                name="merged automatically",
-                marker_color="#2563eb",
-                width=4,
-            ),
-            go.Bar(
-                x=scores,
-                y=[c["needs_review"] for c in report.confidence],
-                name="needs review",
-                marker_color="#f59e0b",
-                width=4,
-            ),
+                y=[c.get(key, 0) or None for c in report.confidence],
+                name=label,
+                marker_color=color,
+            )
+            for key, label, color in OUTCOMES
         ]
     )
     conf.update_layout(
         **layout,
-        barmode="stack",
+        barmode="group",
         xaxis_title="confidence score",
-        yaxis_title="agents",
+        yaxis_title="agents (log scale)",
         legend={"orientation": "h", "y": 1.12},
     )
+    # from below 1 so that a single agent is a visible bar; labels at powers of ten only
+    top = max([c["agents"] for c in report.confidence] or [1])
+    conf.update_yaxes(type="log", range=[-0.3, math.log10(max(top, 1)) + 0.3], dtick=1)
     conf.update_xaxes(range=[-2, 102], dtick=10)
     figures["confidence"] = conf
+
+    a = report.agents
+    outcome = go.Figure(
+        go.Bar(
+            y=[label for _, label, _ in OUTCOMES],
+            x=[a.get(key, 0) or None for key, _, _ in OUTCOMES],
+            orientation="h",
+            marker_color=[color for _, _, color in OUTCOMES],
+            text=[f"{a.get(key, 0):,}" for key, _, _ in OUTCOMES],
+            textposition="outside",
+        )
+    )
+    outcome.update_layout(**{**layout, "height": 200}, xaxis_title="agents (log scale)")
+    outcome.update_xaxes(
+        type="log", range=[-0.3, math.log10(max(a.get("live", 1) or 1, 1)) + 0.5], dtick=1
+    )
+    outcome.update_yaxes(autorange="reversed")
+    figures["outcomes"] = outcome
 
     rules = list(report.links_by_rule)
     links = go.Figure(
@@ -179,6 +214,8 @@ def render_html(report: Report) -> str:
         ("source records", a.get("source_records", 0)),
         ("sources per agent", a.get("sources_per_agent", 0.0)),
         ("duplicates found", f"{a.get('duplicate_rate', 0.0) * 100:.1f}%"),
+        ("single source record", a.get("single_record", 0)),
+        ("merged automatically", a.get("merged_automatically", 0)),
         ("agents needing review", a.get("needs_review", 0)),
         ("open review items", report.review.get("open", 0)),
     ]
@@ -250,7 +287,21 @@ def render_html(report: Report) -> str:
             else ""
         )
         if last
-        else '<p class="empty">No deploy or full run recorded in logs/ yet.</p>'
+        else '<p class="empty">No deploy or full run recorded in this database yet.</p>'
+    )
+    review_items = _table(
+        [("item", True), ("rule", False), ("conf.", True), ("agent A", False), ("agent B", False)],
+        [
+            [
+                str(item["id"]),
+                _esc(item["rule"]),
+                str(item["confidence"]),
+                _side(item["a"]),
+                _side(item["b"]),
+            ]
+            for item in report.review_items
+        ],
+        "No open review item.",
     )
 
     def chart(name: str, title: str) -> str:
@@ -276,11 +327,15 @@ generated {_esc(report.generated_at)} &middot; syncpipe {_esc(report.to_dict()["
 <div class="kpis">{kpi_html}</div>
 <div class="grid">
 {chart("confidence", "Confidence scores of the master table")}
+{chart("outcomes", "Agents by outcome")}
 {chart("links", "Links by rule")}
 {chart("durations", "Run durations over time")}
 <section id="tables"><h2>Rows per table</h2>{tables}</section>
 <section id="runs"><h2>Recent merge runs</h2>{runs}</section>
 <section id="loads" class="wide"><h2>Recent loads</h2>{loads}</section>
+<section id="review-items" class="wide"><h2>Top open review items
+({_num(report.review.get("open", 0))} open; decide with <code>syncpipe review</code>)</h2>
+{review_items}</section>
 <section id="last-run"><h2>Last deploy or full run</h2>{last_html}</section>
 </div>
 </main>

@@ -1,0 +1,84 @@
+"""`syncpipe review walk` on a real terminal (a pseudo-terminal): prompt, progress, both agents
+side by side, and a confirmation after each decision."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.agents import Sources
+from tests.helpers import Invoke, one
+
+
+def _read_until(fd: int, pattern: str, timeout: float = 60.0) -> str:
+    """Read the terminal until ``pattern`` (a regex) appears; return all that was read."""
+    text = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536).decode("utf-8", "replace")
+            except OSError:
+                break
+            if not chunk:
+                break
+            text += chunk
+            if re.search(pattern, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)):
+                break
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
+    """Two open items: the first accepted, the second rejected, each confirmed."""
+    src = Sources()
+    src.agent("Olaf Brandt", team="team-5", emails=["olaf1@x.com"], phones=["5550003333"])
+    src.agent("Olaf Brand", team="team-5", emails=["olaf2@x.com"])
+    src.agent("Marta Kowalski", team="team-6", emails=["marta1@x.com"])
+    src.agent("Marta Kowalsky", team="team-6", emails=["marta2@x.com"])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 2
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
+    env.update(
+        {"SYNCPIPE_DATABASE_URL": deployed_db, "COLUMNS": "160", "TERM": "xterm", "NO_COLOR": "1"}
+    )
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "review", "walk", "--by", "tester"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
+        env=env,
+        close_fds=True,
+    )
+    os.close(follower)
+    try:
+        first = _read_until(leader, r"\(s\):")
+        assert "[a]ccept, [r]eject, [s]kip, [q]uit [a/r/s/q] (s):" in first
+        assert "1 of 2" in first
+        assert "olaf1@x.com" in first and "olaf2@x.com" in first and "+15550003333" in first
+        assert "use --limit" not in first
+        os.write(leader, b"a\n")
+        second = _read_until(leader, r"\(s\):")
+        assert re.search(r"Review item \d+ accepted: agents \d+ and \d+ are now agent \d+", second)
+        assert "2 of 2" in second and "marta1@x.com" in second
+        os.write(leader, b"r\n")
+        rest = _read_until(leader, r"decision\(s\) recorded")
+        assert re.search(r"Review item \d+ rejected", rest)
+        assert "2 decision(s) recorded; 0 item(s) skipped." in rest
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 0
