@@ -56,14 +56,14 @@ def clusters(dsn: str) -> list[list[str]]:
         dsn,
         """
         SELECT array_agg(CASE WHEN s.source = 'new_agents' THEN s.source_id
-                              ELSE m.record_hash END ORDER BY 1)
+                              ELSE m.record_hash END)
         FROM unified_agent_sources s
         LEFT JOIN unified_company_member m
                ON m.id = CASE WHEN s.source = 'company_member' THEN s.source_id::bigint END
         GROUP BY s.agent_id
         """,
     )
-    return sorted(list(r[0]) for r in rows)
+    return sorted(sorted(r[0]) for r in rows)
 
 
 def test_every_command_through_the_pooler(
