@@ -300,3 +300,70 @@ def test_drifted_function_is_restored_by_deploy(invoke: Invoke, deployed_db: str
         deployed_db, "SELECT pg_get_functiondef('syncpipe_internal.set_updated_at'::regproc)"
     )
     invoke(["verify"], dsn=deployed_db)
+
+
+def test_deploy_never_absorbs_drift(invoke: Invoke, deployed_db: str) -> None:
+    """Regression: after a hand-dropped index and a hand-added column, `deploy` then `verify`
+    passed with the index still missing and the column still there. Deploy rebuilds what it
+    owns and says so; what it does not own stays reported, after any number of deploys."""
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("DROP INDEX public.unified_agent_sources_team_idx")
+        conn.execute("ALTER TABLE public.new_agents ADD COLUMN nickname text")
+        conn.execute("ALTER TABLE public.merge_decisions DROP CONSTRAINT merge_decisions_known")
+    before = invoke(["verify", "--json"], dsn=deployed_db, code=1).json()
+    failing = {(c["check"], c["object"]) for c in before["checks"] if c["status"] == "fail"}
+    assert ("present", "index public.unified_agent_sources.unified_agent_sources_team_idx") in (
+        failing
+    )
+    assert ("unknown", "column public.new_agents.nickname") in failing
+
+    plan = invoke(["deploy", "--plan", "--json"], dsn=deployed_db).json()
+    assert plan["drift_refused"] == []
+    assert sorted(plan["repaired"]) == [
+        "constraint public.merge_decisions.merge_decisions_known (missing)",
+        "index public.unified_agent_sources.unified_agent_sources_team_idx (missing)",
+    ]
+    for _ in range(2):
+        deployed = invoke(["deploy"], dsn=deployed_db, code=1)  # its verify still fails
+        assert "nickname" in deployed.stdout
+    assert "rebuilt index public.unified_agent_sources.unified_agent_sources_team_idx" in (
+        invoke(["deploy", "--no-verify"], dsn=deployed_db).stdout
+        + deployed.stdout
+        + invoke(["deploy", "--plan"], dsn=deployed_db).stdout
+    ) or one(
+        deployed_db,
+        "SELECT to_regclass('public.unified_agent_sources_team_idx') IS NOT NULL",
+    )
+    assert one(
+        deployed_db, "SELECT to_regclass('public.unified_agent_sources_team_idx') IS NOT NULL"
+    )
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'merge_decisions_known'",
+        )
+        == 1
+    )
+    after = invoke(["verify", "--json"], dsn=deployed_db, code=1).json()
+    failing = {(c["check"], c["object"]) for c in after["checks"] if c["status"] == "fail"}
+    assert failing == {("unknown", "column public.new_agents.nickname")}
+
+
+def test_deploy_refuses_drift_it_will_not_repair(invoke: Invoke, deployed_db: str) -> None:
+    """A dropped column is not deploy's to recreate (its data is gone): deploy lists the drift,
+    applies nothing and exits 1."""
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("ALTER TABLE public.new_unified_agents DROP COLUMN source_count CASCADE")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION syncpipe_internal.set_updated_at() RETURNS trigger "
+            "LANGUAGE plpgsql SET search_path = pg_catalog AS $$ BEGIN RETURN NEW; END $$"
+        )
+    plan = invoke(["deploy", "--plan", "--json"], dsn=deployed_db).json()
+    assert plan["drift_refused"] == ["column public.new_unified_agents.source_count (missing)"]
+    result = invoke(["deploy"], dsn=deployed_db, code=1)
+    assert "column public.new_unified_agents.source_count (missing)" in result.stderr
+    assert "Nothing was applied" in result.stderr
+    # the hand-edited function was not restored either: nothing was applied
+    assert "updated_at := now()" not in one(
+        deployed_db, "SELECT pg_get_functiondef('syncpipe_internal.set_updated_at'::regproc)"
+    )

@@ -57,6 +57,13 @@ def deploy_table(out: Console, result: DeployResult) -> None:
     if result.compat:
         verb = "would" if result.plan_only else "did"
         out.print(f"Supabase compatibility ({verb}): " + "; ".join(result.compat) + ".")
+    from rich.markup import escape
+
+    for label in result.repaired:
+        verb = "would rebuild" if result.plan_only else "rebuilt"
+        out.print(f"[yellow]drift:[/] {verb} {escape(label)} from its recorded definition")
+    for label in result.drift_refused:
+        out.print(f"[bold red]drift:[/] {escape(label)}: deploy will not repair it")
     n = len(result.to_apply)
     if result.plan_only:
         out.print(f"{n} file(s) would be applied, {len(result.unchanged)} unchanged.")

@@ -147,15 +147,3 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], Catalo
         "SELECT object_type, identity, definition FROM syncpipe.catalog_snapshot"
     ).fetchall()
     return {(str(t), str(i)): CatalogObject(str(t), str(i), str(d)) for t, i, d in rows}
-
-
-def drifted(
-    snapshot: dict[tuple[str, str], CatalogObject], live: dict[tuple[str, str], CatalogObject]
-) -> list[CatalogObject]:
-    """Snapshot objects that are missing or different in ``live``."""
-    out = []
-    for key, want in snapshot.items():
-        have = live.get(key)
-        if have is None or have.fingerprint != want.fingerprint:
-            out.append(want)
-    return out

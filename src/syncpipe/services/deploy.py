@@ -18,15 +18,16 @@ from typing import Any
 import psycopg
 
 from syncpipe import __version__
-from syncpipe.core.errors import SqlFileError
+from syncpipe.core.errors import JobFailedError, SqlFileError
 from syncpipe.core.redact import redact
 from syncpipe.db.database import Database
 from syncpipe.db.errors import lost_error, statement_error
 from syncpipe.db.ledger import applied_files, ensure_ledger, ledger_exists
 from syncpipe.db.locks import LockKind, xact_lock
 from syncpipe.logs import get_logger
-from syncpipe.services.catalog import drifted, load_snapshot, read_catalog, save_snapshot
+from syncpipe.services.catalog import load_snapshot, read_catalog, save_snapshot
 from syncpipe.services.compat import CompatAction, apply_compat, plan_compat
+from syncpipe.services.ownership import DriftPlan, owned_after, plan_drift
 from syncpipe.settings import Settings
 from syncpipe.sqlfiles import SqlFile, Statement, discover
 
@@ -36,6 +37,18 @@ REPEATABLE_KINDS = frozenset({"functions", "triggers", "rls"})
 
 #: Called as (files done, files to apply, current file) while applying.
 ProgressFn = Callable[[int, int, str], None]
+
+
+class DriftError(JobFailedError):
+    """The database drifted from what deploy owns in a way deploy will not repair."""
+
+    def __init__(self, target: str, drift: list[str]) -> None:
+        shown = "; ".join(drift[:5]) + (f"; and {len(drift) - 5} more" if len(drift) > 5 else "")
+        super().__init__(
+            f"{target} has drifted from what syncpipe deployed, and deploy will not repair it: "
+            f"{shown}. Nothing was applied: restore these by hand, or put the change in a new "
+            "sql/ddl file and deploy."
+        )
 
 
 @dataclass
@@ -71,6 +84,10 @@ class DeployResult:
     files: list[FileOutcome] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     compat: list[str] = field(default_factory=list)
+    #: Objects deploy rebuilt from their recorded definitions (drift it repaired).
+    repaired: list[str] = field(default_factory=list)
+    #: Drift deploy will not repair (a missing column, a changed table): it applies nothing.
+    drift_refused: list[str] = field(default_factory=list)
     deploy_id: int | None = None
     duration_s: float = 0.0
 
@@ -97,6 +114,8 @@ class DeployResult:
             "compat": self.compat,
             "files": [f.to_dict() for f in self.files],
             "removed_files": self.removed,
+            "repaired": self.repaired,
+            "drift_refused": self.drift_refused,
             "duration_s": round(self.duration_s, 3),
         }
 
@@ -168,26 +187,31 @@ class DeployService:
                     conn.execute("SET LOCAL search_path = public, extensions")
                     ensure_ledger(conn)
                     ledger = applied_files(conn)
-                    result.files = plan_files(files, ledger, self._drift(conn))
+                    snapshot = load_snapshot(conn)
+                    before = read_catalog(conn, list(self.settings.exposed_schemas))
+                    drift = plan_drift(snapshot, before)
+                    result.files = plan_files(files, ledger, drift.reapply)
                     result.removed = sorted(f"sql/{rel}" for rel in set(ledger) - set(by_rel))
+                    result.repaired = [r.label for r in drift.repairs]
+                    result.drift_refused = drift.refused
                     refused = [o for o in result.files if o.status == "refused"]
                     if refused and not plan_only:
                         first = refused[0]
                         raise SqlFileError(f"sql/{first.file}", None, first.reason)
+                    if drift.refused and not plan_only:
+                        raise DriftError(self.db.target, drift.refused)
                     compat = plan_compat(conn)
                     result.compat = [a.description for a in compat]
                     pending = [by_rel[o.file] for o in result.to_apply]
                     self._check_extensions(conn, pending)
                     if plan_only:
                         return self._finish(result, t0)
+                    self._repair(conn, drift)
                     self._apply(conn, compat, pending, result, progress)
                     result.deploy_id = self._record(conn, started, result)
-                    save_snapshot(
-                        conn,
-                        read_catalog(conn, list(self.settings.exposed_schemas)),
-                        result.deploy_id,
-                    )
-            except (SqlFileError, psycopg.Error) as exc:
+                    after = read_catalog(conn, list(self.settings.exposed_schemas))
+                    save_snapshot(conn, owned_after(snapshot, before, after), result.deploy_id)
+            except (SqlFileError, DriftError, psycopg.Error) as exc:
                 if isinstance(exc, psycopg.OperationalError) and conn.broken:
                     raise lost_error(
                         self.db.target,
@@ -245,14 +269,21 @@ class DeployService:
                 statement_error(exc) + "; nothing was deployed (the transaction was rolled back)",
             ) from exc
 
-    def _drift(self, conn: psycopg.Connection[Any]) -> list[str]:
-        """Functions, triggers, policies and table settings changed since the last deploy."""
-        snapshot = load_snapshot(conn)
-        if not snapshot:
-            return []
-        live = read_catalog(conn, list(self.settings.exposed_schemas))
-        kinds = {"function", "trigger", "policy", "table"}
-        return [o.label for o in drifted(snapshot, live) if o.object_type in kinds]
+    def _repair(self, conn: psycopg.Connection[Any], drift: DriftPlan) -> None:
+        """Rebuild the missing or changed indexes and constraints deploy owns."""
+        for repair in drift.repairs:
+            for statement in repair.statements:
+                try:
+                    with conn.transaction():
+                        conn.execute(statement.encode())
+                except psycopg.Error as exc:
+                    if isinstance(exc, psycopg.OperationalError) and conn.broken:
+                        raise
+                    raise DriftError(
+                        self.db.target,
+                        [f"{repair.label}: could not be rebuilt ({statement_error(exc)})"],
+                    ) from None
+            log.info("deploy.repaired", object=repair.label)
 
     def _check_extensions(self, conn: psycopg.Connection[Any], pending: list[SqlFile]) -> None:
         wanted = [(f, s, s.extension) for f in pending for s in f.statements if s.extension]
