@@ -18,6 +18,7 @@ import contextlib
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 #: Role -> CREATE ROLE attributes, as Supabase creates them.
 ROLES = {
@@ -43,8 +44,6 @@ _CLAIM = (
 DATABASE_SETUP = (
     "CREATE SCHEMA IF NOT EXISTS extensions",
     "GRANT USAGE ON SCHEMA extensions TO anon, authenticated, service_role",
-    'CREATE EXTENSION IF NOT EXISTS "uuid-ossp" WITH SCHEMA extensions',
-    "CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA extensions",
     "CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION supabase_auth_admin",
     "GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role",
     "SET ROLE supabase_auth_admin",
@@ -99,6 +98,17 @@ def make_supabase_like(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         for statement in DATABASE_SETUP:
             conn.execute(statement.encode())
+        # Supabase preinstalls these in `extensions` (where the server ships them: the embedded
+        # server does not).
+        for extension in ("uuid-ossp", "pgcrypto"):
+            if conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = %s", (extension,)
+            ).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA extensions").format(
+                        sql.Identifier(extension)
+                    )
+                )
 
 
 def api_role_privileges(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
