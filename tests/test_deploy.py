@@ -121,7 +121,7 @@ def test_functions_get_fixed_search_path_and_rls_everywhere(deployed_db: str) ->
     assert len(paths) > 20
     assert {path for _, path in paths} == {
         "search_path=pg_catalog, extensions, syncpipe_work",
-        "search_path=pg_catalog, extensions",
+        "search_path=pg_catalog",
     }, paths
     no_rls = fetch(
         deployed_db,

@@ -204,12 +204,13 @@ def test_creating_a_server_role_is_safe_when_deploys_race(pg_server: str) -> Non
 
 
 def test_helpers_work_whatever_the_callers_search_path(deployed_db: str) -> None:
-    """Regression: near_spelling() failed when called with a search_path lacking the
-    extensions schema; every function now pins its own."""
+    """Regression: the name comparison (near_spelling) failed when called with a search_path
+    lacking the extensions schema; every function now pins its own."""
     with psycopg.connect(deployed_db) as conn:
         conn.execute("SET search_path = ''")
         assert conn.execute(
-            "SELECT syncpipe_internal.near_spelling('thompson', 'thompsen'), "
+            "SELECT syncpipe_internal.names_compatible('jane thompson', 'jane', 'thompson', NULL, "
+            "ARRAY['jane'], 'jane thompsen', 'jane', 'thompsen', NULL, ARRAY['jane']), "
             "syncpipe_internal.names_compatible('bob smith', 'bob', 'smith', NULL, "
             "ARRAY['robert'], 'robert smith', 'robert', 'smith', NULL, ARRAY['robert'])"
         ).fetchone() == (True, True)

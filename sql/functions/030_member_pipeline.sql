@@ -91,7 +91,11 @@ BEGIN
         SELECT uid, kind, raw
         FROM (
             SELECT e.eid AS uid, f.kind,
-                   jsonb_array_elements_text(syncpipe_internal.member_field_array(e.raw -> f.field)) AS raw
+                   -- (a single value read as a one-element array)
+                   jsonb_array_elements_text(CASE WHEN jsonb_typeof(e.raw -> f.field) = 'array'
+                                                  THEN e.raw -> f.field
+                                                  ELSE jsonb_build_array(e.raw -> f.field)
+                                             END) AS raw
             FROM sp_member_elems e
             CROSS JOIN (VALUES ('e'::"char", 'email'), ('e'::"char", 'emails'),
                                ('p'::"char", 'phone'), ('p'::"char", 'phones'))

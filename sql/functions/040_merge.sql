@@ -510,14 +510,14 @@ BEGIN
         FROM sp_keynames GROUP BY kind, value
         HAVING count(*) > 1 OR sum(holders) > 20;
     ANALYZE sp_keygroups;
+    -- (the name comparison is written into the statement: see names_compatible_sql)
+    EXECUTE format($q$
     CREATE UNLOGGED TABLE syncpipe_work.sp_shared AS
     -- A key is personal when one of its names can be the same person as every other one
     -- (Robert with Bob, a typo "Robret" and "Miller, Robert"), shared otherwise.
     WITH hubs AS (
         SELECT a.kind, a.value,
-               bool_and(syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
-                                                a.suffix, a.canons, b.name_key, b.first_name,
-                                                b.last_name, b.suffix, b.canons)) AS fits_all
+               bool_and(%s) AS fits_all
         FROM sp_keygroups g
         JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
         JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value
@@ -535,7 +535,10 @@ BEGIN
     FROM sp_keygroups g
     WHERE g.records > 20
        OR (g.names > 1
-           AND NOT EXISTS (SELECT 1 FROM personal p WHERE p.kind = g.kind AND p.value = g.value));
+           AND NOT EXISTS (SELECT 1 FROM personal p WHERE p.kind = g.kind AND p.value = g.value))
+    $q$, syncpipe_internal.names_compatible_sql(
+        'a.name_key', 'a.first_name', 'a.last_name', 'a.suffix', 'a.canons',
+        'b.name_key', 'b.first_name', 'b.last_name', 'b.suffix', 'b.canons'));
     ALTER TABLE sp_shared ADD PRIMARY KEY (kind, value);
     ANALYZE sp_shared;
 
@@ -633,6 +636,7 @@ BEGIN
     LEFT JOIN sp_canon k ON k.variant = x.first_name;
     ANALYZE sp_cnames;
     -- (one CREATE TABLE AS for both kinds: no part of an INSERT runs in parallel)
+    EXECUTE format($q$
     CREATE UNLOGGED TABLE syncpipe_work.sp_review AS
     SELECT l.a, l.b, l.rule, l.conf,
            jsonb_build_object(CASE l.rule WHEN 'email' THEN 'email' WHEN 'phone' THEN 'phone'
@@ -640,12 +644,12 @@ BEGIN
     FROM sp_links l
     LEFT JOIN sp_comp ca ON ca.node = l.a
     LEFT JOIN sp_comp cb ON cb.node = l.b
-    WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
+    WHERE l.conf <= $1 AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
     UNION ALL
     SELECT *
     FROM (
         SELECT DISTINCT ON (least(x.a_node, x.b_node), greatest(x.a_node, x.b_node))
-               least(x.a_node, x.b_node), greatest(x.a_node, x.b_node), 'fuzzy_name', v_fuzzy,
+               least(x.a_node, x.b_node), greatest(x.a_node, x.b_node), 'fuzzy_name', $2,
                jsonb_build_object('a_name', x.a_norm, 'b_name', x.b_norm,
                                   'similarity', round(extensions.similarity(x.a_norm, x.b_norm)::numeric, 2),
                                   'team_id', x.team_id)
@@ -669,13 +673,15 @@ BEGIN
               WHERE (p.pending OR n.pending) AND (n.first_name = p.first_name) IS NOT TRUE) x
         WHERE x.b_key <> x.a_key
           AND x.b_suffix IS NOT DISTINCT FROM x.a_suffix
-          AND (extensions.similarity(x.a_norm, x.b_norm) >= v_sim
-               OR syncpipe_internal.names_compatible(x.a_key, x.a_first, x.a_last, x.a_suffix, x.a_canons,
-                                          x.b_key, x.b_first, x.b_last, x.b_suffix,
-                                          x.b_canons))
+          AND (extensions.similarity(x.a_norm, x.b_norm) >= $3
+               OR %s)
         ORDER BY least(x.a_node, x.b_node), greatest(x.a_node, x.b_node),
                  extensions.similarity(x.a_norm, x.b_norm) DESC, x.a_norm, x.b_norm
-    ) f;
+    ) f
+    $q$, syncpipe_internal.names_compatible_sql(
+        'x.a_key', 'x.a_first', 'x.a_last', 'x.a_suffix', 'x.a_canons',
+        'x.b_key', 'x.b_first', 'x.b_last', 'x.b_suffix', 'x.b_canons'))
+    USING v_auto, v_fuzzy, v_sim;
 
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
     INTO v_components, v_components_new
