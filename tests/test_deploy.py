@@ -354,7 +354,7 @@ def test_deploy_refuses_drift_it_will_not_repair(invoke: Invoke, deployed_db: st
             "CREATE OR REPLACE FUNCTION syncpipe_internal.set_updated_at() RETURNS trigger "
             "LANGUAGE plpgsql SET search_path = pg_catalog AS $$ BEGIN RETURN NEW; END $$"
         )
-    plan = invoke(["deploy", "--plan", "--json"], dsn=deployed_db).json()
+    plan = invoke(["deploy", "--plan", "--json"], dsn=deployed_db, code=1).json()
     assert plan["drift_refused"] == ["column public.new_unified_agents.source_count (missing)"]
     result = invoke(["deploy"], dsn=deployed_db, code=1)
     assert "column public.new_unified_agents.source_count (missing)" in result.stderr

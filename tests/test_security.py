@@ -214,3 +214,27 @@ def test_helpers_work_whatever_the_callers_search_path(deployed_db: str) -> None
             "syncpipe_internal.names_compatible('bob smith', 'bob', 'smith', NULL, "
             "ARRAY['robert'], 'robert smith', 'robert', 'smith', NULL, ARRAY['robert'])"
         ).fetchone() == (True, True)
+
+
+def test_a_function_added_by_a_later_deploy_is_not_for_the_api(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A new function in a changed functions file (the rls files unchanged, so not applied
+    again) is still closed to the API roles: PostgreSQL gives PUBLIC EXECUTE on every new
+    function, and a per-schema default privilege cannot take that back."""
+    import shutil
+
+    from syncpipe.sqlfiles import default_sql_dir
+
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(default_sql_dir(), sql_dir)
+    path = sql_dir / "functions" / "050_lineage.sql"
+    path.write_text(
+        "CREATE FUNCTION syncpipe_internal.added_later() RETURNS int LANGUAGE sql "
+        "SET search_path = pg_catalog AS 'SELECT 1';\n" + path.read_text()
+    )
+    deployed = invoke(["deploy", "--json"], dsn=deployed_db, env={"SYNCPIPE_SQL_DIR": str(sql_dir)})
+    assert [f["file"] for f in deployed.json()["deploy"]["files"] if f["status"] == "applied"] == [
+        "sql/functions/050_lineage.sql"
+    ]
+    assert privileges(deployed_db) == ALLOWED

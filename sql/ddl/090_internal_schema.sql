@@ -2,8 +2,8 @@
 -- functions). Supabase exposes every function in `public` as POST /rest/v1/rpc/<name> and, by
 -- default privileges, grants anon and authenticated EXECUTE on each one created there; so only
 -- the RPC entry points stay in public and everything else lives here, where the API roles have
--- no privilege at all (sql/rls/030_internal_privileges.sql revokes what remains).
+-- no privilege at all: every functions file ends by revoking EXECUTE on the whole schema (a
+-- new function is executable by PUBLIC, and a per-schema default privilege cannot take that
+-- back), and sql/rls/030_internal_privileges.sql revokes the schema itself.
 CREATE SCHEMA IF NOT EXISTS syncpipe_internal;
 REVOKE ALL ON SCHEMA syncpipe_internal FROM PUBLIC;
--- New functions here are not executable by PUBLIC (PostgreSQL's default for a new function).
-ALTER DEFAULT PRIVILEGES IN SCHEMA syncpipe_internal REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;

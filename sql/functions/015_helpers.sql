@@ -165,3 +165,8 @@ BEGIN
     RETURN v_first;
 END;
 $$;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

@@ -219,3 +219,8 @@ $$;
 
 REVOKE EXECUTE ON FUNCTION public.run_unified_member_pipeline(jsonb) FROM PUBLIC, anon, authenticated;
 GRANT EXECUTE ON FUNCTION public.run_unified_member_pipeline(jsonb) TO service_role;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

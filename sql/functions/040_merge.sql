@@ -1115,3 +1115,8 @@ REVOKE EXECUTE ON FUNCTION public.run_unified_merge_batch(jsonb) FROM PUBLIC, an
 GRANT EXECUTE ON FUNCTION public.run_unified_merge_batch(jsonb) TO service_role;
 REVOKE EXECUTE ON FUNCTION public.review_decide(bigint, text, text) FROM PUBLIC, anon, authenticated;
 GRANT EXECUTE ON FUNCTION public.review_decide(bigint, text, text) TO service_role;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

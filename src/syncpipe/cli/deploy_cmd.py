@@ -69,6 +69,12 @@ def deploy(
                 f"[bold red]Error:[/] sql/{refused[0].file}: {refused[0].reason}."
             )
             raise typer.Exit(EXIT_FAILED)
+        if result.drift_refused:
+            app_ctx.console.print(
+                "[bold red]Error:[/] deploy would refuse: the database drifted in a way it "
+                "will not repair (listed above)."
+            )
+            raise typer.Exit(EXIT_FAILED)
         return
 
     from syncpipe.cli.progress import file_progress
