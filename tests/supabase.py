@@ -27,10 +27,16 @@ ROLES = {
     "service_role": "NOLOGIN NOINHERIT BYPASSRLS",
     "authenticator": "LOGIN NOINHERIT",
     "supabase_auth_admin": "NOLOGIN NOINHERIT",
+    # Supabase's `postgres` as the platform has it: no superuser (tests/test_security.py).
+    "syncpipe_test_owner": "LOGIN NOINHERIT CREATEROLE CREATEDB BYPASSRLS",
 }
+
+#: The stand-in for Supabase's non-superuser `postgres` role.
+OWNER = "syncpipe_test_owner"
 
 _ROLE_SETTINGS = (
     "GRANT anon, authenticated, service_role TO authenticator",
+    f"GRANT anon, authenticated, service_role TO {OWNER}",
     "ALTER ROLE anon SET statement_timeout = '3s'",
     "ALTER ROLE authenticated SET statement_timeout = '8s'",
 )
@@ -93,11 +99,19 @@ def ensure_roles(admin_dsn: str) -> None:
         conn.execute("SELECT pg_advisory_unlock(5381, 1)")
 
 
-def make_supabase_like(dsn: str) -> None:
-    """Prepare the (empty) database at ``dsn`` the way a new Supabase project is."""
+def make_supabase_like(dsn: str, *, owner: str | None = None) -> None:
+    """Prepare the (empty) database at ``dsn`` the way a new Supabase project is; with
+    ``owner``, for that (non-superuser) role to deploy into, as Supabase's `postgres` does."""
     with psycopg.connect(dsn) as conn:
         for statement in DATABASE_SETUP:
+            if owner and statement.startswith("ALTER DEFAULT PRIVILEGES"):
+                statement = statement.replace(
+                    "ALTER DEFAULT PRIVILEGES", f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner}"
+                )
             conn.execute(statement.encode())
+        if owner:
+            conn.execute(f"GRANT ALL ON SCHEMA extensions TO {owner}".encode())
+            conn.execute(f"ALTER SCHEMA public OWNER TO {owner}".encode())
         # Supabase preinstalls these in `extensions` (where the server ships them: the embedded
         # server does not).
         for extension in ("uuid-ossp", "pgcrypto"):

@@ -238,3 +238,39 @@ def test_a_function_added_by_a_later_deploy_is_not_for_the_api(
         "sql/functions/050_lineage.sql"
     ]
     assert privileges(deployed_db) == ALLOWED
+
+
+def test_a_non_superuser_owner_runs_everything(invoke: Invoke, pg_server: str) -> None:
+    """On the platform Supabase's `postgres` is no superuser: deploy, the full job, verify and
+    the RPC entry points (as service_role) all work for such an owner, with the same
+    allow-list."""
+    from psycopg import sql as psql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from tests.conftest import create_database, drop_database
+    from tests.supabase import OWNER, make_supabase_like
+
+    name = create_database(pg_server)
+    try:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(
+                psql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    psql.Identifier(name), psql.Identifier(OWNER)
+                )
+            )
+        params = conninfo_to_dict(pg_server)
+        params["dbname"] = name
+        make_supabase_like(make_conninfo(**params), owner=OWNER)
+        params["user"] = OWNER
+        dsn = make_conninfo(**params)
+        sample = ROOT / "data"
+        invoke(["deploy", "--full"], dsn=dsn, env={"SYNCPIPE_DATA_DIR": str(sample)})
+        invoke(["verify"], dsn=dsn)
+        assert privileges(dsn) == ALLOWED
+        assert one(dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SET ROLE service_role")
+            row = conn.execute("SELECT public.run_unified_merge_batch('{}')").fetchone()
+            assert row is not None and row[0]["status"] == "success"
+    finally:
+        drop_database(pg_server, name)
