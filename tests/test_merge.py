@@ -519,7 +519,8 @@ def test_dry_run_shows_what_a_run_would_do_and_writes_nothing(
     real = invoke(["merge", "--json", "--output", "real-pairs.csv"], dsn=deployed_db).json()
     assert real["merge"]["agents_created"] == dry["merge"]["agents_new"]
     assert real["merge"]["links"] == dry["merge"]["links"]
-    assert real["pairs_exported"] == 3 and real["pairs_sample"]
+    # (a real run shows a sample only when asked: reading every pair costs seconds at scale)
+    assert real["pairs_exported"] == 3 and real["pairs_sample"] == []
     assert work_tables(deployed_db) == []
 
 

@@ -24,14 +24,16 @@ def merge(
         ),
     ] = None,
     sample: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--sample",
             min=0,
             help="Pairs shown per rule and outcome: the borderline ones first, then a random "
-            "pick across the range of evidence.",
+            "pick across the range of evidence (default: 5 on a dry run, none on a real run, "
+            "where reading every proposed pair costs seconds on a big first run).",
+            show_default=False,
         ),
-    ] = 5,
+    ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the random pick (the same seed, the same pairs).")
     ] = 1,
@@ -60,7 +62,11 @@ def merge(
     label = "Planning the merge (dry run)" if dry_run else "Merging"
     with phase_progress(app_ctx, label) as phase:
         result = service.run(
-            dry_run=dry_run, pairs_output=output, sample=sample, progress=phase, seed=seed
+            dry_run=dry_run,
+            pairs_output=output,
+            sample=(5 if dry_run else 0) if sample is None else sample,
+            progress=phase,
+            seed=seed,
         )
     if json_out:
         render.print_json(app_ctx.out, result.to_dict())

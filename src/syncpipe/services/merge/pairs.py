@@ -93,35 +93,58 @@ def _have_plan(conn: psycopg.Connection[Any]) -> bool:
 #: The seed of the dry run's sample: the same plan shows the same pairs (``merge --seed``).
 DEFAULT_SEED = 1
 
+# The pairs alone (no description: only the few sampled nodes are described, by _DESCRIBE).
+_PAIRS_ONLY = _PAIRS[
+    _PAIRS.index("WITH pairs AS (") + len("WITH pairs AS (") : _PAIRS.index("),\nnodes AS")
+]
+
 # The strength of a pair's evidence within its rule, for "borderline first": a contact shared
 # by more records is weaker evidence; a fuzzy pair's strength is its name similarity.
-_PAIRS_WITH_NODES = _PAIRS.replace(
-    "SELECT p.outcome", "SELECT p.a AS a_node, p.b AS b_node, p.outcome"
-)
+# The sample, in passes that stay linear in the number of pairs (a first run of a million
+# persons proposes millions): a contact's strength by one hash aggregate; the borderline pairs
+# of each (outcome, rule) by a top-N per group; the random pick across the range of evidence
+# from a thinned, seeded subset (about a thousand pairs a group), ranked into tiles.
 _SAMPLE = f"""
-WITH proposed AS ({_PAIRS_WITH_NODES}),
-scored AS (
-    SELECT q.*,
-           CASE WHEN q.rule = 'fuzzy_name'
-                THEN coalesce(substring(q.evidence FROM 'similarity ([0-9.]+)')::numeric, 0)
-                ELSE -count(*) OVER (PARTITION BY q.rule, q.evidence) END AS strength,
-           md5(%(seed)s::text || ':' || q.a_node || ':' || q.b_node) AS shuffle
-    FROM proposed q
+WITH pairs AS MATERIALIZED ({_PAIRS_ONLY}),
+counts AS (
+    SELECT rule, evidence, count(*) AS n FROM pairs WHERE rule <> 'fuzzy_name'
+    GROUP BY rule, evidence
 ),
-ranked AS (
-    SELECT s.*,
-           row_number() OVER (PARTITION BY outcome, rule ORDER BY
-               CASE WHEN outcome = 'review' THEN -strength ELSE strength END, shuffle) AS border,
-           ntile(%(per_rule)s) OVER (PARTITION BY outcome, rule ORDER BY strength, shuffle)
-               AS tile
-    FROM scored s
+scored AS MATERIALIZED (
+    SELECT p.a AS a_node, p.b AS b_node, p.outcome, p.rule, p.conf AS confidence, p.evidence,
+           CASE WHEN p.rule = 'fuzzy_name'
+                THEN coalesce(substring(p.evidence FROM 'similarity ([0-9.]+)')::numeric, 0)
+                ELSE -c.n END AS strength,
+           hashint8extended(p.a * 1000003 + p.b, %(seed)s) AS shuffle
+    FROM pairs p
+    LEFT JOIN counts c ON c.rule = p.rule AND c.evidence = p.evidence
+),
+groups AS (SELECT outcome, rule, count(*) AS n FROM scored GROUP BY outcome, rule),
+border AS (
+    SELECT b.*, row_number() OVER (PARTITION BY b.outcome, b.rule ORDER BY b.edge, b.shuffle)
+               AS border
+    FROM groups g
+    CROSS JOIN LATERAL (
+        SELECT s.*, CASE WHEN s.outcome = 'review' THEN -s.strength ELSE s.strength END AS edge
+        FROM scored s WHERE s.outcome = g.outcome AND s.rule = g.rule
+        ORDER BY 9, s.shuffle
+        LIMIT %(borderline)s
+    ) b
+),
+thin AS (
+    SELECT s.* FROM scored s JOIN groups g USING (outcome, rule)
+    WHERE (s.shuffle & 1073741823) %% greatest(1, g.n / 1000) = 0
 ),
 picked AS (
-    SELECT r.*, row_number() OVER (PARTITION BY outcome, rule, tile ORDER BY shuffle) AS in_tile
-    FROM ranked r
+    SELECT t.*, row_number() OVER (PARTITION BY outcome, rule, tile ORDER BY shuffle) AS in_tile
+    FROM (SELECT x.*, ntile(%(per_rule)s) OVER (PARTITION BY outcome, rule
+                                               ORDER BY strength, shuffle) AS tile
+          FROM thin x) t
 )
-SELECT * FROM picked
-WHERE border <= %(borderline)s OR in_tile = 1
+SELECT a_node, b_node, outcome, rule, confidence, evidence, border FROM border
+UNION ALL
+SELECT a_node, b_node, outcome, rule, confidence, evidence, %(borderline)s + tile
+FROM picked WHERE in_tile = 1
 """
 
 # Names, teams, emails and phones of the few nodes in the sample.
@@ -162,9 +185,13 @@ def sample_pairs(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_SAMPLE, params).fetchall()
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        seen: set[tuple[str, str, int, int]] = set()  # (a borderline pair may be drawn too)
         for row in sorted(rows, key=lambda r: (r["border"] > borderline, r["border"])):
-            chosen = groups.setdefault((row["outcome"], row["rule"]), [])
-            if len(chosen) < per_rule:
+            key = (row["outcome"], row["rule"], row["a_node"], row["b_node"])
+            chosen = groups.get(key[:2], [])
+            if len(chosen) < per_rule and key not in seen:
+                seen.add(key)
+                groups[key[:2]] = chosen
                 row["why"] = "borderline" if row["border"] <= borderline else "random"
                 chosen.append(row)
         nodes = sorted({n for g in groups.values() for r in g for n in (r["a_node"], r["b_node"])})

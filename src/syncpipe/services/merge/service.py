@@ -334,8 +334,10 @@ class MergeService:
             # the JIT to compile these one-off queries: about a second, saving nothing.
             conn.execute("SET LOCAL jit = off")
         if sample > 0:
+            phases.start("sample_pairs")
             result.pairs_sample = sample_pairs(conn, auto, sample, self._seed)
             if result.dry_run:
+                phases.start("existing_agents")
                 result.existing_agents = existing_agents(conn, sample, self._seed)
         if pairs_output is not None:
             phases.start("export_pairs")
