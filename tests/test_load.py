@@ -39,7 +39,7 @@ def write(
 
 
 def reject_rows() -> list[dict[str, str]]:
-    files = sorted(Path("logs/rejects").glob("*.rejects.csv"))
+    files = sorted(Path("logs/rejects").glob("*.rejects.csv"), key=lambda p: p.stat().st_mtime)
     assert files, "no reject file written"
     with files[-1].open(encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
@@ -269,7 +269,7 @@ def test_sql_looking_values_are_stored_verbatim(
         ),
         (
             b"supabase_uuid,full_name,email_clean,phone_digits,team_id,social_links,shoe_size\n",
-            "unknown column(s) shoe_size",
+            "unknown column(s) 'shoe_size'",
         ),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "is this a CSV file"),
     ],

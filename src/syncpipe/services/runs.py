@@ -147,7 +147,8 @@ def full_run(settings: Settings, db: Database, *, on_step: StepFn | None = None)
                 raise _StepFailed(
                     "load",
                     f"{t['rejected']:,} row(s) rejected or a file failed; the good rows are "
-                    "loaded and the rejects are in logs/rejects/",
+                    f"loaded and the rejects are in {loaded.reject_folder} (fix them, or "
+                    "accept them with `syncpipe load --accept-rejects`)",
                 )
 
         say("merge")

@@ -1,0 +1,336 @@
+"""CSV byte scanning: cut a stream into batches of whole records, find a record's span, and
+screen a batch for what only the slow path can judge, all without parsing rows.
+
+The fast path sends each batch to PostgreSQL's COPY as it is, so the cut must fall between
+records: on a newline with an even number of double quotes before it in the batch (a quoted
+field may hold newlines; an escaped quote is two quotes, which keeps the parity). Only
+``bytes.count`` and ``bytes.rfind`` run per batch, never per row, and the file is read in
+blocks, so memory stays flat whatever the file size.
+
+A stray quote flips the parity for the rest of the file. The batcher then grows the window up
+to ``max_bytes`` looking for a boundary; when there is none, the batch is the single bad line,
+which the server refuses and the slow path rejects, and the next batch starts clean.
+
+A resumed load passes the byte ranges its earlier run committed: the reader still reads (and
+so hashes) them, but never hands them out, and never cuts a batch across one.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+READ_SIZE = 4 * 1024 * 1024
+
+
+@dataclass
+class Batch:
+    """Whole records (usually), and where they start in the file."""
+
+    data: bytes
+    first_line: int  # physical line number (1-based) of the first byte
+    offset: int  # byte offset of the first byte in the file
+    lines: int  # number of newline characters in data
+    suspect: bool = False  # screening found something only the slow path can judge
+    suspects: list[int] = field(default_factory=list)  # offsets in data of such records
+
+    @property
+    def end_offset(self) -> int:
+        """Byte offset just after the batch."""
+        return self.offset + len(self.data)
+
+
+class BatchReader:
+    """Iterate over batches of about ``target_rows`` records from a binary stream."""
+
+    def __init__(
+        self,
+        stream: Any,
+        *,
+        first_line: int,
+        offset: int,
+        target_rows: int,
+        max_bytes: int = 32 * 1024 * 1024,
+        max_batch_bytes: int = 16 * 1024 * 1024,
+        on_read: Callable[[bytes], object] | None = None,
+        skip: Iterable[tuple[int, int, int]] = (),
+    ) -> None:
+        self.stream = stream
+        self.line = first_line
+        self.offset = offset
+        self.target_rows = max(1, target_rows)
+        self.max_bytes = max_bytes
+        self.max_batch_bytes = max_batch_bytes
+        self._buffer = b""
+        self._eof = False
+        self._avg_row_bytes = 512.0
+        self._on_read = on_read
+        # (start offset, end offset, lines) of ranges already loaded, in file order
+        self._skips = sorted(s for s in skip if s[1] > offset)
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            batch = self._next()
+            if batch is None:
+                return
+            yield batch
+
+    def _fill(self, want: int) -> None:
+        while not self._eof and len(self._buffer) < want:
+            block = self.stream.read(max(READ_SIZE, want - len(self._buffer)))
+            if not block:
+                self._eof = True
+            else:
+                if self._on_read is not None:
+                    self._on_read(block)
+                self._buffer += block
+
+    def _drop(self, size: int) -> None:
+        while size > 0:
+            self._fill(min(size, READ_SIZE))
+            if not self._buffer:
+                return
+            taken = min(size, len(self._buffer))
+            self._buffer = self._buffer[taken:]
+            size -= taken
+
+    def _next(self) -> Batch | None:
+        while self._skips and self._skips[0][0] <= self.offset:
+            _start, end, lines = self._skips.pop(0)
+            self._drop(end - self.offset)
+            self.offset = end
+            self.line += lines
+        stop = self._skips[0][0] - self.offset if self._skips else None
+        target = min(int(self.target_rows * self._avg_row_bytes) + 1, self.max_batch_bytes)
+        if stop is not None:
+            target = min(target, stop)
+        self._fill(target)
+        if not self._buffer:
+            return None
+        if stop is not None and target == stop and len(self._buffer) >= stop:
+            cut = stop  # an already loaded range starts here: a record boundary
+        elif self._eof and len(self._buffer) <= target:
+            cut = len(self._buffer)
+        else:
+            cut = self._find_cut(target)  # may read more into the buffer
+            if stop is not None:
+                cut = min(cut, stop)
+        buf = self._buffer
+        data = buf[:cut]
+        self._buffer = buf[cut:]
+        lines = data.count(b"\n")
+        batch = Batch(data=data, first_line=self.line, offset=self.offset, lines=lines)
+        self.line += lines
+        self.offset += len(data)
+        if lines:
+            self._avg_row_bytes = 0.7 * self._avg_row_bytes + 0.3 * (len(data) / lines)
+        return batch
+
+    def _find_cut(self, target: int) -> int:
+        """Index just after a newline near ``target`` with even quote parity.
+
+        Grows the window (a record may hold newlines) up to ``max_bytes``; if no record
+        boundary shows up by then, the batch is just the first line, which the slow path
+        rejects on its own (a stray quote), and the next batch starts clean.
+        """
+        limit = target
+        while True:
+            self._fill(limit + 1)
+            buf = self._buffer
+            end = min(limit, len(buf))
+            pos = buf.rfind(b"\n", 0, end)
+            if pos >= 0:
+                quotes = buf.count(b'"', 0, pos)
+                while quotes % 2:
+                    prev = buf.rfind(b"\n", 0, pos)
+                    if prev < 0:
+                        break
+                    quotes -= buf.count(b'"', prev, pos)
+                    pos = prev
+                if quotes % 2 == 0:
+                    return pos + 1
+            if self._eof and end >= len(buf):
+                return len(buf)
+            if limit >= self.max_bytes:
+                first = buf.find(b"\n")
+                return len(buf) if first < 0 else first + 1
+            limit = min(limit * 2, self.max_bytes)
+
+
+def record_span(data: bytes, record: int) -> tuple[int, int] | None:
+    """Byte span of the ``record``-th CSV record of ``data`` (newlines inside quotes skipped)."""
+    pos, start, current, quotes = 0, 0, 1, 0
+    size = len(data)
+    while pos < size:
+        newline = data.find(b"\n", pos)
+        end = size if newline < 0 else newline + 1
+        quotes += data.count(b'"', pos, end)
+        pos = end
+        if quotes % 2 == 0:
+            if current == record:
+                return start, end
+            current += 1
+            start = end
+    return None
+
+
+def strip_trailing_blank_lines(data: bytes) -> bytes:
+    """Drop blank lines at the end of the file, keeping the last record's line ending."""
+    stripped = data.rstrip(b"\r\n")
+    if not stripped:
+        return b""
+    tail = data[len(stripped) :]
+    for ending in (b"\r\n", b"\n", b"\r"):
+        if tail.startswith(ending):
+            return stripped + ending
+    return stripped
+
+
+#: A JSON array cell whose element is not a string: "[5", "[true", "[{" at the start of a cell,
+#: or a non-string after the comma that follows a string element (""a"", 5). Both patterns
+#: start with a literal, so the scan runs at memchr speed; the context of the rare match is
+#: checked in Python.
+_ARRAY_START = re.compile(rb'\[\s*[^"\]\s]')
+_AFTER_STRING = re.compile(rb'""\s*,\s*[-0-9tfn{\[]')
+
+
+#: Byte tables for the screens: keep only brackets (and newlines), only quotes (and newlines),
+#: or map quotes and newlines to '"' and every other byte to 'a' (runs between quotes).
+_ALL = bytes(range(256))
+_NOT_BRACKETS = bytes(b for b in _ALL if b not in b"[{\n")
+_NOT_QUOTES = bytes(b for b in _ALL if b not in b'"\n')
+_RUNS = bytes(0x22 if b in b'"\n' else 0x61 for b in _ALL)
+_END_MARK = re.compile(rb"(?:^|\n)\\\.\r?\n")
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What the screens look for in a table's CSV bytes."""
+
+    #: a JSON array of strings may hold another element (the server would take it)
+    arrays_of_strings: bool
+    #: the deepest JSON nesting the load takes (None: not screened)
+    max_depth: int | None
+    #: the longest string the load takes in a limited column (None: not screened)
+    max_chars: int | None
+
+
+def suspect_offsets(data: bytes, screen: Screen) -> list[int]:
+    """Offsets (sorted) of records only the slow path can judge, found at C speed without
+    parsing: a line holding just a backslash and a period (it ends COPY data); a JSON array of
+    strings with another element; a line with more opening brackets than ``max_depth`` (it may
+    nest that deep); a record spanning lines (a line with an odd number of quotes: the bracket
+    count of one line says nothing of it); a run of more than ``max_chars`` bytes between
+    quotes (it may be a string that long; an escaped quote does not end the run). Every screen
+    errs on the safe side: a flagged record that is fine loads through the slow path."""
+    found: list[int] = []
+    mark = _END_MARK.search(data)
+    if mark:
+        found.append(mark.start() + (1 if data[mark.start() : mark.start() + 1] == b"\n" else 0))
+    if screen.arrays_of_strings:
+        for match in _ARRAY_START.finditer(data):
+            at = match.start()
+            if at == 0 or data[at - 1 : at] in (b'"', b",", b"\n"):
+                found.append(at)
+        for match in _AFTER_STRING.finditer(data):
+            at = match.start()
+            if at == 0 or data[at - 1 : at] != b'"':
+                found.append(at)
+    if screen.max_depth is not None:
+        brackets = map(len, data.translate(None, _NOT_BRACKETS).split(b"\n"))
+        deep = [i for i, n in enumerate(brackets) if n > screen.max_depth]
+        quotes = map(len, data.translate(None, _NOT_QUOTES).split(b"\n"))
+        odd = [i for i, n in enumerate(quotes) if n % 2]
+        if deep or odd:
+            starts = _line_starts(data)
+            found.extend(starts[i] for i in deep + odd if i < len(starts))
+    if screen.max_chars is not None:
+        runs = data.replace(b'\\""', b"xxx").translate(_RUNS)
+        needle = b"a" * (screen.max_chars + 1)
+        at = runs.find(needle)
+        while at >= 0:
+            found.append(at)
+            end = runs.find(b'"', at)
+            at = -1 if end < 0 else runs.find(needle, end)
+    return sorted(set(found))
+
+
+def _line_starts(data: bytes) -> list[int]:
+    starts = [0]
+    pos = data.find(b"\n")
+    while pos >= 0:
+        starts.append(pos + 1)
+        pos = data.find(b"\n", pos + 1)
+    return starts
+
+
+def screen_batch(batch: Batch, screen: Screen) -> Batch:
+    """Note the records of the batch only the slow path can judge."""
+    batch.suspects = suspect_offsets(batch.data, screen)
+    batch.suspect = bool(batch.suspects)
+    return batch
+
+
+def record_at(data: bytes, offset: int) -> tuple[int, int]:
+    """Byte span of the CSV record of ``data`` that holds byte ``offset``."""
+    pos, start, quotes = 0, 0, 0
+    size = len(data)
+    while pos < size:
+        newline = data.find(b"\n", pos)
+        end = size if newline < 0 else newline + 1
+        quotes += data.count(b'"', pos, end)
+        pos = end
+        if quotes % 2 == 0:
+            if start <= offset < end:
+                return start, end
+            start = end
+    return start, size
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Produce ``items`` on a background thread, ``depth`` ahead of the consumer.
+
+    Exceptions raised while producing are re-raised in the consumer; if the consumer stops
+    early, the producer is told to stop and the thread ends.
+    """
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as exc:  # handed to the consumer
+            put("error", exc)
+
+    thread = threading.Thread(target=produce, name="syncpipe-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
