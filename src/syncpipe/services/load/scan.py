@@ -70,6 +70,7 @@ class BatchReader:
         self._buffer = b""
         self._eof = False
         self._avg_row_bytes = 512.0
+        self._sampled = False
         self._on_read = on_read
         # (start offset, end offset, lines) of ranges already loaded, in file order
         self._skips = sorted(s for s in skip if s[1] > offset)
@@ -107,6 +108,13 @@ class BatchReader:
             self.offset = end
             self.line += lines
         stop = self._skips[0][0] - self.offset if self._skips else None
+        if not self._sampled:
+            # The first batch is sized from a sample of the file, not from a guess.
+            self._sampled = True
+            self._fill(min(READ_SIZE, self.max_batch_bytes))
+            sample = self._buffer[: min(len(self._buffer), 1024 * 1024)]
+            if sample.count(b"\n"):
+                self._avg_row_bytes = len(sample) / sample.count(b"\n")
         target = min(int(self.target_rows * self._avg_row_bytes) + 1, self.max_batch_bytes)
         if stop is not None:
             target = min(target, stop)
