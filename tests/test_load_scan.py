@@ -131,22 +131,21 @@ def test_resumed_reader_skips_committed_ranges_and_keeps_line_numbers() -> None:
 
 
 def test_screens_flag_the_records_only_the_slow_path_can_judge() -> None:
-    """Each screen names the record it cannot clear; clean records are not flagged."""
-    screen = Screen(arrays_of_strings=True, max_depth=5, max_chars=20)
+    """The byte screens name the records they cannot clear; clean records are not flagged."""
+    screen = Screen(member_emails=True)
 
     def flagged(data: bytes) -> list[bytes]:
         spans = {record_at(data, at) for at in suspect_offsets(data, screen)}
         return [data[slice(*span)] for span in sorted(spans)]
 
-    clean = b'1,"[""a""]"\n'
+    clean = b'1,"[{""name"": ""A"", ""email"": ""a@x.com""}]"\n'
     assert suspect_offsets(clean, screen) == []
-    assert flagged(clean + b'2,"[5]"\n' + clean) == [b'2,"[5]"\n']
     assert flagged(clean + b"\\.\n" + clean) == [b"\\.\n"]
-    deep = b'3,"{""a"": [[[[[[1]]]]]]}"\n'
-    assert flagged(clean + deep) == [deep]
-    multi = b'4,"{""a"":\n [[1]]}"\n'
-    assert flagged(clean + multi) == [multi]
-    long = b'5,"[""' + b"x" * 21 + b'""]"\n'
-    assert flagged(clean + long) == [long]
-    escaped = b'6,"[""' + b"x" * 10 + b'\\""' + b"x" * 10 + b'""]"\n'
-    assert flagged(clean + escaped) == [escaped]
+    long = b'2,"[{""email"": ""' + b"x" * 501 + b'""}]"\n'
+    assert flagged(clean + long + clean) == [long]
+    in_array = (
+        b'3,"[{""emails"": [""a@x.com"", ""' + b"y" * 250 + b'\\""' + b"y" * 250 + b'""]}]"\n'
+    )
+    assert flagged(clean + in_array) == [in_array]
+    short = b'4,"[{""email"": ""' + b"x" * 500 + b'""}]"\n'
+    assert flagged(clean + short) == []

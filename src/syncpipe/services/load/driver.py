@@ -32,7 +32,6 @@ from syncpipe.services.load.errors import is_lost
 from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
 from syncpipe.services.load.header import HeaderProblem, check_header
 from syncpipe.services.load.lane import Lane, LaneAborted
-from syncpipe.services.load.records import MAX_JSON_DEPTH, MAX_KEY_CHARS
 from syncpipe.services.load.rejects import reason_key, reject_path, write_rejects
 from syncpipe.services.load.scan import (
     BatchReader,
@@ -273,14 +272,8 @@ class FileLoad:
         for w in workers:
             w.start()
         size = self.result.size_bytes
-        shapes = ctx.spec.fmt.shapes.values() if ctx.spec.fmt else ()
         limits = ctx.spec.fmt.limits.values() if ctx.spec.fmt else ()
-        types = {c.type_name for c in ctx.spec.columns.values()}
-        screen = Screen(
-            arrays_of_strings="array_of_strings" in shapes,
-            max_depth=MAX_JSON_DEPTH if types & {"json", "jsonb"} else None,
-            max_chars=MAX_KEY_CHARS if {"strings", "members"} & set(limits) else None,
-        )
+        screen = Screen(member_emails="members" in limits)
         try:
             with self.path.open("rb") as fh:
                 fh.seek(len(first))

@@ -32,7 +32,7 @@ csv.field_size_limit(2**31 - 1)  # a team page may hold a thousand members in on
 MAX_JSON_DEPTH = 100
 #: Longest team_id or e-mail (characters) the merge can index.
 MAX_KEY_CHARS = 500
-#: Member fields whose strings the merge indexes.
+#: Member fields whose strings the merge indexes (their bytes are screened: ``scan``).
 MEMBER_KEYS = ("email", "emails")
 
 _INT_RANGES = {

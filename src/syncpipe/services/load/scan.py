@@ -200,82 +200,41 @@ def strip_trailing_blank_lines(data: bytes) -> bytes:
     return stripped
 
 
-#: A JSON array cell whose element is not a string: "[5", "[true", "[{" at the start of a cell,
-#: or a non-string after the comma that follows a string element (""a"", 5). Both patterns
-#: start with a literal, so the scan runs at memchr speed; the context of the rare match is
-#: checked in Python.
-_ARRAY_START = re.compile(rb'\[\s*[^"\]\s]')
-_AFTER_STRING = re.compile(rb'""\s*,\s*[-0-9tfn{\[]')
-
-
-#: Byte tables for the screens: keep only brackets (and newlines), only quotes (and newlines),
-#: or map quotes and newlines to '"' and every other byte to 'a' (runs between quotes).
-_ALL = bytes(range(256))
-_NOT_BRACKETS = bytes(b for b in _ALL if b not in b"[{\n")
-_NOT_QUOTES = bytes(b for b in _ALL if b not in b'"\n')
-_RUNS = bytes(0x22 if b in b'"\n' else 0x61 for b in _ALL)
 _END_MARK = re.compile(rb"(?:^|\n)\\\.\r?\n")
+#: An "email" or "emails" member field (as CSV-quoted JSON) holding a string of more than
+#: ``MEMBER_EMAIL_CHARS`` characters, possibly after other strings of an array. It starts
+#: with a literal, so the scan runs at memchr speed and fails within a few bytes of an
+#: ordinary e-mail. (Escaped quotes are blanked out first, so they do not end a string.)
+MEMBER_EMAIL_CHARS = 500
+_LONG_MEMBER_EMAIL = re.compile(
+    rb'""emails?""\s*:\s*(?:\[(?:\s*""[^"]*"",)*\s*)?""[^"]{'
+    + str(MEMBER_EMAIL_CHARS + 1).encode()
+    + rb"}"
+)
 
 
 @dataclass(frozen=True)
 class Screen:
-    """What the screens look for in a table's CSV bytes."""
+    """What the byte screens look for in a table's CSV bytes (the rest the server checks)."""
 
-    #: a JSON array of strings may hold another element (the server would take it)
-    arrays_of_strings: bool
-    #: the deepest JSON nesting the load takes (None: not screened)
-    max_depth: int | None
-    #: the longest string the load takes in a limited column (None: not screened)
-    max_chars: int | None
+    #: member objects whose e-mails are limited in length (team pages)
+    member_emails: bool
 
 
 def suspect_offsets(data: bytes, screen: Screen) -> list[int]:
-    """Offsets (sorted) of records only the slow path can judge, found at C speed without
-    parsing: a line holding just a backslash and a period (it ends COPY data); a JSON array of
-    strings with another element; a line with more opening brackets than ``max_depth`` (it may
-    nest that deep); a record spanning lines (a line with an odd number of quotes: the bracket
-    count of one line says nothing of it); a run of more than ``max_chars`` bytes between
-    quotes (it may be a string that long; an escaped quote does not end the run). Every screen
-    errs on the safe side: a flagged record that is fine loads through the slow path."""
+    """Offsets (sorted) of records only the slow path can judge, found without parsing: a line
+    holding just a backslash and a period (it ends COPY data early), and a member e-mail longer
+    than ``MEMBER_EMAIL_CHARS`` (the server has no cheap way to see it). A flagged record that
+    is fine loads through the slow path all the same."""
     found: list[int] = []
-    mark = _END_MARK.search(data)
-    if mark:
-        found.append(mark.start() + (1 if data[mark.start() : mark.start() + 1] == b"\n" else 0))
-    if screen.arrays_of_strings:
-        for match in _ARRAY_START.finditer(data):
-            at = match.start()
-            if at == 0 or data[at - 1 : at] in (b'"', b",", b"\n"):
-                found.append(at)
-        for match in _AFTER_STRING.finditer(data):
-            at = match.start()
-            if at == 0 or data[at - 1 : at] != b'"':
-                found.append(at)
-    if screen.max_depth is not None:
-        brackets = map(len, data.translate(None, _NOT_BRACKETS).split(b"\n"))
-        deep = [i for i, n in enumerate(brackets) if n > screen.max_depth]
-        quotes = map(len, data.translate(None, _NOT_QUOTES).split(b"\n"))
-        odd = [i for i, n in enumerate(quotes) if n % 2]
-        if deep or odd:
-            starts = _line_starts(data)
-            found.extend(starts[i] for i in deep + odd if i < len(starts))
-    if screen.max_chars is not None:
-        runs = data.replace(b'\\""', b"xxx").translate(_RUNS)
-        needle = b"a" * (screen.max_chars + 1)
-        at = runs.find(needle)
-        while at >= 0:
-            found.append(at)
-            end = runs.find(b'"', at)
-            at = -1 if end < 0 else runs.find(needle, end)
+    if data.startswith(b"\\.") or b"\n\\." in data:
+        found += [
+            m.start() + (data[m.start() : m.start() + 1] == b"\n") for m in _END_MARK.finditer(data)
+        ]
+    if screen.member_emails:
+        text = data.replace(b'\\""', b"xxx")  # same length: offsets hold
+        found += [m.start() for m in _LONG_MEMBER_EMAIL.finditer(text)]
     return sorted(set(found))
-
-
-def _line_starts(data: bytes) -> list[int]:
-    starts = [0]
-    pos = data.find(b"\n")
-    while pos >= 0:
-        starts.append(pos + 1)
-        pos = data.find(b"\n", pos + 1)
-    return starts
 
 
 def screen_batch(batch: Batch, screen: Screen) -> Batch:

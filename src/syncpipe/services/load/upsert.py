@@ -1,7 +1,7 @@
 """Staging and upsert: the SQL that puts rows into a target table, built once per file.
 
 * ``copy_direct``: COPY straight into the target, guarded by a WHERE clause that raises (a
-  division by zero, naming the record) on a text value longer than ``records.MAX_KEY_CHARS``,
+  division by zero, naming the record) on a row that may be past the load's limits or shapes,
   so such a row never loads unseen and is judged by the slow path instead;
 * a staging table (``LIKE`` the target, so it checks what the target checks) created inside the
   batch's transaction and dropped at its commit: no state outlives a transaction;
@@ -20,10 +20,13 @@ from psycopg import sql
 
 from syncpipe.db.queries import qualified
 from syncpipe.services.load.header import Header
-from syncpipe.services.load.records import MAX_KEY_CHARS
+from syncpipe.services.load.records import MAX_JSON_DEPTH, MAX_KEY_CHARS
 from syncpipe.services.load.tables import TableSpec
 
 STAGE = "_syncpipe_stage"
+#: A container at nesting level MAX_JSON_DEPTH: the value nests deeper than the limit.
+_DEEP = f'strict $.**{{{MAX_JSON_DEPTH}}} ? (@.type() == "array" || @.type() == "object")'
+_NOT_STRING = 'lax $[*] ? (@.type() != "string")'
 
 
 @dataclass
@@ -77,19 +80,39 @@ class Target:
         )
 
     def _guard(self) -> sql.Composable:
-        """True for a row within the limits; a runtime error (naming the record) otherwise.
-        Only text columns are guarded here (cheap); JSON values are screened in bytes
-        (``scan.suspect_offsets``) before they are sent."""
-        checks = [
-            sql.SQL("coalesce(octet_length({}) <= {}, true)").format(
-                sql.Identifier(name), sql.Literal(MAX_KEY_CHARS)
-            )
-            for name in self.header.names
-            if self.spec.limit(name) == "text"
-        ]
+        """True for a row the load takes as it is; a runtime error naming the record (so it is
+        judged on the slow path) for one that may be past the load's limits or shapes: JSON
+        nested deeper than ``MAX_JSON_DEPTH``, a JSON array of strings holding anything else,
+        a limited value longer than ``MAX_KEY_CHARS`` (an array whose text is longer may hold
+        one). Member e-mails are screened in bytes (``scan``)."""
+        checks: list[sql.Composable] = []
+        for name in self.header.names:
+            col = sql.Identifier(name)
+            base = self.spec.columns[name].type_name.split("(")[0]
+            limit = self.spec.limit(name)
+            if base in ("json", "jsonb"):
+                checks.append(
+                    sql.SQL("NOT jsonb_path_exists({}::jsonb, {})").format(col, sql.Literal(_DEEP))
+                )
+                if self.spec.shape(name) == "array_of_strings":
+                    checks.append(
+                        sql.SQL("NOT jsonb_path_exists({}::jsonb, {})").format(
+                            col, sql.Literal(_NOT_STRING)
+                        )
+                    )
+                if limit == "strings":
+                    checks.append(
+                        sql.SQL("octet_length({}::text) <= {}").format(
+                            col, sql.Literal(MAX_KEY_CHARS + 4)
+                        )
+                    )
+            elif limit == "text":
+                checks.append(
+                    sql.SQL("octet_length({}) <= {}").format(col, sql.Literal(MAX_KEY_CHARS))
+                )
         if not checks:
             return sql.SQL("true")
-        ok = sql.SQL(" AND ").join(checks)
+        ok = sql.SQL(" AND ").join(sql.SQL("coalesce({}, true)").format(c) for c in checks)
         # Not a constant, so the planner cannot fold it: it raises only when reached.
         fail = sql.SQL("1 / (0 * octet_length(coalesce({}::text, ''))) = 1").format(self.pk[0])
         return sql.SQL("CASE WHEN {} THEN true ELSE {} END").format(ok, fail)
