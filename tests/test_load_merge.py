@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from tests.helpers import fetch, one
 
@@ -55,10 +56,10 @@ def serial_members(
     pg_server: str, deployed_template: str, tmp_path_factory: pytest.TempPathFactory
 ) -> list[tuple[str, str]]:
     """Members after load v1, merge, load v2, merge, one after the other."""
-    from tests.conftest import _dsn_for, create_database, drop_database
+    from tests.conftest import create_database, drop_database
 
     name = create_database(pg_server, template=deployed_template)
-    dsn = _dsn_for(pg_server, name)
+    dsn = make_conninfo(pg_server, dbname=name)
     folder = tmp_path_factory.mktemp("serial")
     try:
         _run(dsn, "load", str(_pages(folder / "raw_company_info.csv", extra=False)))

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from tests.helpers import fetch, one
 from tests.test_load import HEADER, agent_line
@@ -85,10 +86,10 @@ def clean_checksum(
     pg_server: str, deployed_template: str, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, int]:
     """The table after one clean, uninterrupted load of the file."""
-    from tests.conftest import _dsn_for, create_database, drop_database
+    from tests.conftest import create_database, drop_database
 
     name = create_database(pg_server, template=deployed_template)
-    dsn = _dsn_for(pg_server, name)
+    dsn = make_conninfo(pg_server, dbname=name)
     folder = tmp_path_factory.mktemp("clean")
     try:
         proc = _load(dsn, _file(folder), folder / "logs")
