@@ -91,9 +91,15 @@ class Target:
             base = self.spec.columns[name].type_name.split("(")[0]
             limit = self.spec.limit(name)
             if base in ("json", "jsonb"):
-                checks.append(
-                    sql.SQL("NOT jsonb_path_exists({}::jsonb, {})").format(col, sql.Literal(_DEEP))
-                )
+                if self.spec.shape(name) != "array_of_strings":
+                    # (an array of strings nests one level: the element check says the rest)
+                    # A value of fewer bytes than 4 per level cannot nest that deep: the walk
+                    # is left to the larger values.
+                    checks.append(
+                        sql.SQL(
+                            "pg_column_size({}) < {} OR NOT jsonb_path_exists({}::jsonb, {})"
+                        ).format(col, sql.Literal(4 * MAX_JSON_DEPTH), col, sql.Literal(_DEEP))
+                    )
                 if self.spec.shape(name) == "array_of_strings":
                     checks.append(
                         sql.SQL("NOT jsonb_path_exists({}::jsonb, {})").format(
@@ -101,10 +107,9 @@ class Target:
                         )
                     )
                 if limit == "strings":
+                    # The value's size in bytes bounds each string's (not yet compressed here).
                     checks.append(
-                        sql.SQL("octet_length({}::text) <= {}").format(
-                            col, sql.Literal(MAX_KEY_CHARS + 4)
-                        )
+                        sql.SQL("pg_column_size({}) <= {}").format(col, sql.Literal(MAX_KEY_CHARS))
                     )
             elif limit == "text":
                 checks.append(
