@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Invoke, one
+from tests.helpers import Invoke, fetch, one
 from tests.test_load import HEADER, agent_line, write
 
 PAGE_HEADER = "research_uuid,team_id,website,team_members"
@@ -171,3 +172,35 @@ def test_an_unterminated_quote_is_one_reject(
     assert (f["inserted"], f["rejected"]) == (50, 1)
     (row,) = _rejects(f["reject_file"]).values()
     assert "unterminated quoted field" in row["reason"] or "unbalanced quote" in row["reason"]
+
+
+def test_repeated_keys_keep_the_first_row_whatever_stream_commits_first(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Keys repeated across many small batches loaded by parallel streams: the first row of
+    each key stands, every later one is rejected naming the line of the first."""
+    rng = random.Random(7)
+    lines = [agent_line(i) for i in range(3000)]
+    for _ in range(60):
+        first = rng.randrange(0, 2500)
+        lines.insert(rng.randrange(first + 1, len(lines) + 1), agent_line(first, name="Repeat"))
+    first_line: dict[str, int] = {}
+    first_name: dict[str, str] = {}
+    expected: dict[int, str] = {}
+    for number, line in enumerate(lines, start=2):
+        key, name = line.split(",", 2)[:2]
+        if key in first_line:
+            expected[number] = f"duplicate key {key} in this file (first at line {first_line[key]})"
+        else:
+            first_line[key], first_name[key] = number, name
+    path = write(tmp_path / "new_agents.csv", [HEADER, *lines])
+    f = invoke(
+        ["load", str(path), "--json"],
+        code=1,
+        dsn=deployed_db,
+        env={"SYNCPIPE_LOAD_BATCH_ROWS": "40", "SYNCPIPE_LOAD_STREAMS": "3"},
+    ).json()["files"][0]
+    rejects = _rejects(f["reject_file"])
+    assert {line: r["reason"] for line, r in rejects.items()} == expected
+    stored = fetch(deployed_db, "SELECT supabase_uuid::text, full_name FROM public.new_agents")
+    assert dict(stored) == first_name
