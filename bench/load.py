@@ -5,12 +5,13 @@ Usage:
   (SYNCPIPE_BENCH_DATABASE_URL: admin DSN, default local server; data cached in bench/out/)
 
 1. The synthetic files (``python -m syncpipe.synth``, about 1,000,000 new_agents rows and
-   100,000 company pages): for each, K pairs of `psql \\copy` into an equivalent plain table
-   (same columns, types and primary key) and `syncpipe load` (validation, screens, rejects,
-   batches committed with the ledger, parallel streams) into the real table, alternating
-   which goes first. Prints median wall times, rows/s, the throughput ratio (median of the
-   pair ratios: psql seconds / syncpipe seconds, so > 1 means syncpipe is faster), the
-   loader's peak RSS and the time of a reload of the unchanged file.
+   100,000 company pages): for each, K rounds of `psql \\copy` into a plain table (same
+   columns, types and primary key), `psql \\copy` into a same-shaped table (``LIKE`` the
+   target ``INCLUDING ALL``: its defaults, constraints and indexes, no triggers) and
+   `syncpipe load` (validation, screens, rejects, batches committed with the ledger,
+   parallel streams) into the real table, in a rotating order. Prints median wall times,
+   rows/s, the throughput ratios (median over rounds of psql seconds / syncpipe seconds, so
+   > 1 means syncpipe is faster), the loader's peak RSS and a reload of the unchanged file.
 2. ``--scale``: new_agents files of each size (simple generated rows), one pair each, to put
    the growth of the cost on record (rows/s and peak RSS per size), plus the same file with
    20 bad rows per million spread over it (syncpipe only: psql cannot load it), whose cost is
@@ -48,10 +49,19 @@ CREATE TABLE bench_plain.new_agents (supabase_uuid uuid PRIMARY KEY, full_name t
     email_clean jsonb, phone_digits jsonb, team_id text, social_links jsonb);
 CREATE TABLE bench_plain.company_info_raw (research_uuid uuid PRIMARY KEY, team_id text,
     website text, team_members jsonb);
+CREATE SCHEMA bench_like;
+CREATE TABLE bench_like.new_agents (LIKE public.new_agents INCLUDING ALL);
+CREATE TABLE bench_like.company_info_raw (LIKE bronze.company_info_raw INCLUDING ALL);
 """
+#: file -> (syncpipe's table, the minimal plain table, the same-shaped table: the target's
+#: columns, defaults, constraints and indexes, no triggers)
 FILES = {
-    "new_agents.csv": ("public.new_agents", "bench_plain.new_agents"),
-    "raw_company_info.csv": ("bronze.company_info_raw", "bench_plain.company_info_raw"),
+    "new_agents.csv": ("public.new_agents", "bench_plain.new_agents", "bench_like.new_agents"),
+    "raw_company_info.csv": (
+        "bronze.company_info_raw",
+        "bench_plain.company_info_raw",
+        "bench_like.company_info_raw",
+    ),
 }
 HEADER = "supabase_uuid,full_name,email_clean,phone_digits,team_id,social_links\n"
 
@@ -154,54 +164,58 @@ def reset(dsn: str, table: str) -> None:
 
 def psql_copy(dsn: str, plain: str, path: Path) -> float:
     reset(dsn, plain)
+    cols = "supabase_uuid, full_name, email_clean, phone_digits, team_id, social_links"
+    if "company" in plain:
+        cols = "research_uuid, team_id, website, team_members"
     t0 = time.perf_counter()
-    copy = f"\\copy {plain} from '{path}' with (format csv, header true)"
+    copy = f"\\copy {plain} ({cols}) from '{path}' with (format csv, header true)"
     subprocess.run(["psql", "-X", "-q", dsn, "-c", copy], check=True)
     return time.perf_counter() - t0
 
 
 @dataclass
 class Pair:
-    """Medians of paired runs."""
+    """Medians of paired runs (seconds; ratios are psql seconds / syncpipe seconds)."""
 
     rows: int
-    psql: float
+    plain: float
+    like: float
     ours: float
-    ratio: float
-    psql_runs: list[float]
-    ours_runs: list[float]
+    ratio_plain: float
+    ratio_like: float
+    runs: list[tuple[float, float, float]]
     rss_mb: float
 
 
-def pairs(dsn: str, env: dict[str, str], path: Path, table: str, plain: str, n: int) -> Pair:
-    """n paired runs; medians, ratio, peak RSS."""
+def pairs(dsn: str, env: dict[str, str], path: Path, tables: tuple[str, str, str], n: int) -> Pair:
+    """n rounds of psql into the plain table, psql into the same-shaped table and syncpipe
+    into the real one, in a rotating order."""
+    table, plain, like = tables
     syncpipe = [sys.executable, "-m", "syncpipe", "load", str(path)]
-    psql_t: list[float] = []
-    ours_t: list[float] = []
-    ratios: list[float] = []
+    runs: list[tuple[float, float, float]] = []
     rss: list[int] = []
     for i in range(n):
-        order = ("psql", "ours") if i % 2 == 0 else ("ours", "psql")
+        order = ["plain", "like", "ours"]
+        order = order[i % 3 :] + order[: i % 3]
         times: dict[str, float] = {}
         for who in order:
-            if who == "psql":
-                times["psql"] = psql_copy(dsn, plain, path)
-            else:
+            if who == "ours":
                 reset(dsn, table)
                 elapsed, peak, _ = run_measured(syncpipe, env)
                 times["ours"] = elapsed
                 rss.append(peak)
-        assert count(dsn, table) == count(dsn, plain), "row counts differ"
-        psql_t.append(times["psql"])
-        ours_t.append(times["ours"])
-        ratios.append(times["psql"] / times["ours"])
+            else:
+                times[who] = psql_copy(dsn, plain if who == "plain" else like, path)
+        assert count(dsn, table) == count(dsn, plain) == count(dsn, like), "row counts differ"
+        runs.append((times["plain"], times["like"], times["ours"]))
     return Pair(
         rows=count(dsn, table),
-        psql=statistics.median(psql_t),
-        ours=statistics.median(ours_t),
-        ratio=statistics.median(ratios),
-        psql_runs=psql_t,
-        ours_runs=ours_t,
+        plain=statistics.median(r[0] for r in runs),
+        like=statistics.median(r[1] for r in runs),
+        ours=statistics.median(r[2] for r in runs),
+        ratio_plain=statistics.median(r[0] / r[2] for r in runs),
+        ratio_like=statistics.median(r[1] / r[2] for r in runs),
+        runs=runs,
         rss_mb=max(rss) / 1024,
     )
 
@@ -236,23 +250,23 @@ def main() -> None:
         if not args.skip_synth:
             data = data_dir(args.persons, args.seed)
             print(f"data: {data}")
-            for name, (table, plain) in FILES.items():
+            for name, tables in FILES.items():
                 path = data / name
-                r = pairs(dsn, env, path, table, plain, args.pairs)
-                rows = r.rows
-                p, o = r.psql, r.ours
+                r = pairs(dsn, env, path, tables, args.pairs)
                 size_mb = path.stat().st_size / 1e6
-                print(f"\n{name}: {rows:,} rows, {size_mb:,.0f} MB, {args.pairs} paired runs")
-                print(f"  psql \\copy (plain table)   median {p:6.2f} s  {rows / p:>10,.0f} rows/s")
-                print(f"  syncpipe load (validated) median {o:6.2f} s  {rows / o:>10,.0f} rows/s")
+                print(f"\n{name}: {r.rows:,} rows, {size_mb:,.0f} MB, {args.pairs} rounds")
+                for label, secs in (
+                    ("psql \\copy, plain table (columns, types, key)", r.plain),
+                    ("psql \\copy, same-shaped table (LIKE target)", r.like),
+                    ("syncpipe load (validated, ledger, rejects)", r.ours),
+                ):
+                    print(f"  {label:<46} median {secs:6.2f} s {r.rows / secs:>10,.0f} rows/s")
                 print(
-                    f"  throughput ratio syncpipe/psql (median of pairs): {r.ratio:.2f}"
-                    "   target >= 1.0"
+                    f"  ratio syncpipe/psql, median of rounds: {r.ratio_like:.2f} vs the "
+                    f"same-shaped table, {r.ratio_plain:.2f} vs the plain one   target >= 1.0"
                 )
-                print(
-                    f"  pairs: psql {[round(x, 2) for x in r.psql_runs]} syncpipe "
-                    f"{[round(x, 2) for x in r.ours_runs]}"
-                )
+                rounds = [tuple(round(x, 2) for x in t) for t in r.runs]
+                print(f"  rounds (plain, same-shaped, syncpipe): {rounds}")
                 print(f"  loader peak RSS: {r.rss_mb:.0f} MB   target <= 250 MB")
                 reload_t, reload_rss, _ = run_measured(
                     [sys.executable, "-m", "syncpipe", "load", str(path)], env
@@ -263,15 +277,14 @@ def main() -> None:
                 )
         sizes = [int(s) for s in args.scale.split(",") if s.strip()]
         if sizes:
-            print("\nscale (new_agents, generated rows; one pair per size):")
+            print("\nscale (new_agents, generated rows; one round per size):")
             print(
-                f"  {'rows':>10} {'psql rows/s':>12} {'syncpipe rows/s':>16} {'ratio':>6} "
-                f"{'peak RSS':>9} | {'with 20 bad/M: rows/s':>22} {'rejected':>9} {'RSS':>7}"
+                f"  {'rows':>10} {'psql plain':>11} {'psql same':>10} {'syncpipe':>10} "
+                f"{'ratio':>11} {'RSS':>7} | {'20 bad/M: rows/s':>17} {'rejected':>9} {'RSS':>7}"
             )
         for size in sizes:
             path = scale_file(size)
-            r = pairs(dsn, env, path, "public.new_agents", "bench_plain.new_agents", 1)
-            rows = r.rows
+            r = pairs(dsn, env, path, FILES["new_agents.csv"], 1)
             bad = scale_file(size, bad_per_million=20)
             reset(dsn, "public.new_agents")
             elapsed, peak, code = run_measured(
@@ -279,12 +292,13 @@ def main() -> None:
             )
             loaded = count(dsn, "public.new_agents")
             print(
-                f"  {rows:>10,} {rows / r.psql:>12,.0f} "
-                f"{rows / r.ours:>16,.0f} {r.ratio:>6.2f} "
-                f"{r.rss_mb:>6.0f} MB | {size / elapsed:>22,.0f} {size - loaded:>9,} "
+                f"  {r.rows:>10,} {r.rows / r.plain:>11,.0f} {r.rows / r.like:>10,.0f} "
+                f"{r.rows / r.ours:>10,.0f} {r.ratio_like:>5.2f}/{r.ratio_plain:<5.2f} "
+                f"{r.rss_mb:>4.0f} MB | {size / elapsed:>17,.0f} {size - loaded:>9,} "
                 f"{peak / 1024:>4.0f} MB  (exit {code})",
                 flush=True,
             )
+        print("  (rows/s; ratio = syncpipe vs psql into the same-shaped / the plain table)")
 
 
 if __name__ == "__main__":
