@@ -156,9 +156,10 @@ def count(dsn: str, table: str) -> int:
 
 
 def reset(dsn: str, table: str) -> None:
+    """Empty a table and forget its loads (so syncpipe loads the file again)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(ident(table)))
-        conn.execute("DELETE FROM syncpipe.load_files")
+        conn.execute("DELETE FROM syncpipe.load_files WHERE table_name = %s", (table,))
         conn.execute("CHECKPOINT")
 
 

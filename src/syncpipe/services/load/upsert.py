@@ -149,6 +149,14 @@ class Target:
         cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
         join_t = sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=c) for c in self.pk)
         key_text = sql.SQL(", ").join(sql.SQL("r.{}::text").format(c) for c in self.pk)
+        # The stage was just filled: its statistics make the joins below index probes.
+        conn.execute(sql.SQL("ANALYZE {}").format(stage))
+        row = conn.execute(
+            "SELECT coalesce(array_agg(x::text), '{}') FROM syncpipe.load_batches b, "
+            "unnest(b.xids) x WHERE b.file_id = %s",
+            (file_id,),
+        ).fetchone()
+        file_xids = list(row[0]) if row else []
         rows = conn.execute(
             sql.SQL(
                 """
@@ -159,32 +167,28 @@ class Target:
                 WINDOW w AS (PARTITION BY {cols_s} ORDER BY s._ord)
             )
             SELECT r._ord, r._line, ARRAY[{key_text}], r.n, r.first, t.xmin::text,
-                   b.start_offset, k.batch_start
+                   t.xmin = ANY(%(file_xids)s::xid[]), k.batch_start
             FROM ranked r
             LEFT JOIN {target} t ON {join_t}
-            LEFT JOIN LATERAL (
-                SELECT start_offset FROM syncpipe.load_batches b
-                WHERE b.file_id = %(file)s AND t.xmin = ANY(b.xids) LIMIT 1
-            ) b ON t.xmin IS NOT NULL
             LEFT JOIN syncpipe.load_seen k
                 ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
-            WHERE r.n > 1 OR t.xmin = ANY(%(xids)s::xid[]) OR b.start_offset IS NOT NULL
+            WHERE r.n > 1 OR t.xmin = ANY(%(xids)s::xid[]) OR t.xmin = ANY(%(file_xids)s::xid[])
                OR k.batch_start IS NOT NULL
             ORDER BY r._ord
             """
             ).format(
                 stage=stage, cols_s=cols_s, key_text=key_text, target=self.table, join_t=join_t
             ),
-            {"file": file_id, "xids": batch_xids},
+            {"file": file_id, "xids": batch_xids, "file_xids": file_xids},
         ).fetchall()
         out = []
-        for ord_, line, key, n, first, xmin, bstart, kstart in rows:
+        for ord_, line, key, n, first, xmin, of_file, kstart in rows:
             if n > 1:
                 where, start = "stage", None
             elif xmin in batch_xids:
                 where, start = "batch", None
-            elif bstart is not None:
-                where, start = "file", int(bstart)
+            elif of_file:
+                where, start = "file", None  # the batch is found by the transaction id
             else:
                 where, start = "seen", int(kstart)
             out.append(
