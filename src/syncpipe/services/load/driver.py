@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from syncpipe.db.database import Database
-from syncpipe.errors import ConnectError
+from syncpipe.errors import ConnectError, LockTimeoutError
 from syncpipe.logs import get_logger
 from syncpipe.services.load import ledger
 from syncpipe.services.load.errors import is_lost
@@ -124,6 +124,8 @@ class LoadOptions:
     codec: str
     pg_encoding: str
     progress: ProgressFn | None
+    #: seconds a batch may wait for rows another transaction holds
+    lock_timeout: float = 30.0
 
 
 def file_sha256(path: Path) -> str:
@@ -375,7 +377,9 @@ class FileLoad:
         if outcome is not None and outcome.kind == "done":
             return
         with lane.exclusive(work.seq):
-            for _ in range(5):
+            deadline = time.monotonic() + max(self.o.lock_timeout, 1.0)
+            tries = 0
+            while True:
                 if mode.upsert or outcome is None or outcome.kind in ("unique", "retry"):
                     outcome = self._attempt(
                         conn, ctx, work, lambda: upsert_batch(conn, ctx, work), exclusive=True
@@ -388,7 +392,17 @@ class FileLoad:
                     )
                 if outcome.kind == "done":
                     return
-            raise RuntimeError(f"batch at line {work.batch.first_line} could not be loaded")
+                # Rows held by another transaction (a merge), or a deadlock with another
+                # load: wait a little and try the batch again, up to the lock timeout.
+                tries += 1
+                if time.monotonic() > deadline:
+                    raise LockTimeoutError(
+                        f"Rows of {ctx.spec.name} stayed locked by another transaction (a "
+                        f"merge?) for more than {self.o.lock_timeout:g} s while loading "
+                        f"{self.path.name} (line {work.batch.first_line}); the batches "
+                        "committed so far are kept: run the load again to resume."
+                    )
+                time.sleep(min(0.05 * 2**tries, 1.0))
 
     def _attempt(
         self,

@@ -164,6 +164,8 @@ def upsert_batch(conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWor
                 raise _Undo
     except _Undo:
         staged = -1
+    if staged >= 0:
+        target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
     if staged >= 0 and not target.conflicts(conn, ctx.file_id, sorted(work.xids)):
         try:
             with conn.transaction():

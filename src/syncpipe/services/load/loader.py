@@ -157,6 +157,7 @@ class LoadService:
             codec=codec,
             pg_encoding=pg_encoding,
             progress=progress,
+            lock_timeout=self.settings.lock_timeout,
         )
 
         def one_table(item: tuple[str, list[Path]]) -> list[FileResult]:

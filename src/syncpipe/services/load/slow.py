@@ -60,6 +60,7 @@ def run_slow(
     if not staged:
         return True
     by_line = {r.line: r for r in staged}
+    ctx.target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
     displaced = _resolve(conn, ctx, work, by_line, earlier)
     try:
         with conn.transaction():

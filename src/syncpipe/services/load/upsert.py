@@ -204,6 +204,21 @@ class Target:
             )
         return out
 
+    def lock_rows(self, conn: psycopg.Connection[Any]) -> None:
+        """Lock the target rows the stage will update, in key order, without waiting: a row
+        another transaction holds (a merge marking pages synced) raises LockNotAvailable and
+        the batch is tried again later, so a load never waits inside the database on a
+        transaction that may wait on it (no deadlock)."""
+        stage = sql.Identifier(STAGE)
+        join = sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=c) for c in self.pk)
+        order = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in self.pk)
+        conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM (SELECT 1 FROM {} t JOIN {} s ON {} ORDER BY {} "
+                "FOR UPDATE OF t NOWAIT) locked"
+            ).format(self.table, stage, join, order)
+        )
+
     def drop_staged(self, conn: psycopg.Connection[Any], ords: list[int]) -> None:
         """Forget staged rows."""
         if ords:
