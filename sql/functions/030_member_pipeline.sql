@@ -62,7 +62,8 @@ BEGIN
         PERFORM syncpipe_internal.merge_phase('explode_members');
 
         CREATE UNLOGGED TABLE syncpipe_work.sp_member_pages AS
-            SELECT research_uuid, nullif(btrim(team_id), '') AS team_id, team_members
+            SELECT research_uuid, nullif(btrim(team_id), '') AS team_id, team_members,
+                   updated_at  -- the version read: only that version is marked synced below
             FROM bronze.company_info_raw
             WHERE NOT members_synced;
         GET DIAGNOSTICS v_pages = ROW_COUNT;
@@ -171,7 +172,9 @@ BEGIN
 
             UPDATE bronze.company_info_raw c SET members_synced = true
             FROM sp_member_pages p
-            WHERE c.research_uuid = p.research_uuid AND NOT c.members_synced;
+            WHERE c.research_uuid = p.research_uuid AND NOT c.members_synced
+              -- a page a load changed meanwhile stays unsynced for the next run
+              AND c.updated_at = p.updated_at;
         ELSE
             SELECT count(DISTINCT s.record_hash) INTO v_inserted
             FROM sp_members s

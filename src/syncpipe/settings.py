@@ -85,8 +85,11 @@ class Settings(BaseSettings):
 
     # Load.
     csv_sources: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CSV_SOURCES))
-    load_batch_rows: int = Field(default=50_000, ge=1)
+    # Rows per batch: one transaction each, so a load resumes after its last committed batch.
+    load_batch_rows: int = Field(default=20_000, ge=1)
     load_jobs: int = Field(default=2, ge=1)
+    # Parallel COPY streams (connections) per file.
+    load_streams: int = Field(default=2, ge=1)
 
     # Merge (DESIGN.md, Matching): links above the threshold merge automatically; the others,
     # and every fuzzy name pair, go to the review queue.

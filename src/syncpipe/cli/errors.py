@@ -50,12 +50,6 @@ def boundary(ctx: typer.Context) -> Iterator[None]:
         _fail(ctx.obj, message, code, exc)
 
 
-@contextmanager
-def cli_errors(app: AppContext | None = None) -> Iterator[None]:
-    """Kept for commands that still wrap their body: the root boundary does the work."""
-    yield
-
-
 def _record(app: AppContext | None, message: str, code: int) -> None:
     """Write a failed command to the log files (configuring them if settings can be read)."""
     if app is None:

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from syncpipe.cli.errors import cli_errors
-
 
 def load(
     ctx: typer.Context,
@@ -25,6 +23,14 @@ def load(
     force: Annotated[
         bool, typer.Option("--force", help="Load files again even if already loaded.")
     ] = False,
+    accept_rejects: Annotated[
+        bool,
+        typer.Option(
+            "--accept-rejects",
+            help="Accept the rejected rows of these files: exit 0, and later runs (deploy "
+            "--full too) stop reporting them.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and report; write nothing to the database.")
     ] = False,
@@ -37,11 +43,14 @@ def load(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Load CSV files into their tables: streamed COPY, bad rows to a reject file.
+    """Load CSV files into their tables: parallel COPY streams, bad rows to a reject file.
 
     The table comes from the file name (new_agents*.csv, raw_company_info*.csv; setting
-    SYNCPIPE_CSV_SOURCES). Loading the same file twice changes nothing. Rejected rows go to
-    logs/rejects/ with their line, column and reason; the exit code is then 1.
+    SYNCPIPE_CSV_SOURCES). Each batch of SYNCPIPE_LOAD_BATCH_ROWS rows commits on its own, so
+    an interrupted load resumes where it stopped. Loading the same file twice changes nothing.
+    Rejected rows go to a reject file in the rejects folder under SYNCPIPE_LOGS_DIR, with
+    their line, column, value and reason; the exit code is then 1, on this run and the next
+    ones, until the file changes or --accept-rejects accepts them.
 
     Example:
         syncpipe load data/
@@ -54,23 +63,30 @@ def load(
     from syncpipe.services.load.loader import LoadService
 
     app_ctx: AppContext = ctx.obj
-    with cli_errors(app_ctx):
-        settings = app_ctx.settings
-        targets = paths or [settings.data_dir]
-        with bytes_progress(app_ctx, "Loading") as (advance, set_total):
-            result = LoadService(settings, app_ctx.db).load(
-                targets,
-                table=table,
-                force=force,
-                dry_run=dry_run,
-                encoding=encoding,
-                jobs=jobs,
-                progress=advance,
-                on_total=set_total,
+    settings = app_ctx.settings
+    targets = paths or [settings.data_dir]
+    with bytes_progress(app_ctx, "Loading") as (advance, set_total):
+        result = LoadService(settings, app_ctx.db).load(
+            targets,
+            table=table,
+            force=force,
+            dry_run=dry_run,
+            accept_rejects=accept_rejects,
+            encoding=encoding,
+            jobs=jobs,
+            progress=advance,
+            on_total=set_total,
+        )
+    if json_out:
+        render.print_json(app_ctx.out, result.to_dict())
+    else:
+        render.load_table(app_ctx.out, result)
+        if any(f.rejected and not f.rejects_accepted for f in result.files):
+            app_ctx.out.print(
+                f"Rejected rows are listed in {result.reject_folder}; fix them and load "
+                "again, or accept them with --accept-rejects.",
+                markup=False,
+                highlight=False,
             )
-        if json_out:
-            render.print_json(app_ctx.out, result.to_dict())
-        else:
-            render.load_table(app_ctx.out, result)
-        if result.failed:
-            raise typer.Exit(EXIT_FAILED)
+    if result.failed:
+        raise typer.Exit(EXIT_FAILED)

@@ -53,6 +53,16 @@ _LEDGER_DDL: tuple[str, ...] = (
         PRIMARY KEY (object_type, identity)
     )
     """,
+    "DROP FUNCTION IF EXISTS syncpipe.xid_is_current(xid)",
+)
+
+# The load ledger (services/load/ledger.py reads and writes it). A file is one row of
+# load_files, 'loading' until its last batch commits; each committed batch is a row of
+# load_batches (its byte range, counts and transaction ids), written in the batch's own
+# transaction together with its rejected rows (load_rejects), so the ledger always says how far
+# a file got and a killed load resumes after its last committed batch. Written to upgrade an
+# older load_files table in place.
+_LOAD_LEDGER_DDL: tuple[str, ...] = (
     """
     CREATE TABLE IF NOT EXISTS syncpipe.load_files (
         id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -76,7 +86,71 @@ _LEDGER_DDL: tuple[str, ...] = (
         encoding     text NOT NULL DEFAULT 'utf-8'
     )
     """,
+    "ALTER TABLE syncpipe.load_files ALTER COLUMN sha256 DROP NOT NULL",
+    "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS mtime_ns bigint",
+    "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS body_offset bigint",
+    "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS rejects_accepted_at timestamptz",
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_constraint
+            WHERE conrelid = 'syncpipe.load_files'::regclass
+              AND conname = 'load_files_status_check'
+              AND pg_get_constraintdef(oid) LIKE '%loading%'
+        ) THEN
+            ALTER TABLE syncpipe.load_files DROP CONSTRAINT IF EXISTS load_files_status_check;
+            ALTER TABLE syncpipe.load_files ADD CONSTRAINT load_files_status_check
+                CHECK (status IN ('loading', 'loaded', 'loaded_with_rejects'));
+        END IF;
+    END
+    $$
+    """,
     "CREATE INDEX IF NOT EXISTS load_files_sha_idx ON syncpipe.load_files (table_name, sha256)",
+    """
+    CREATE INDEX IF NOT EXISTS load_files_loading_idx ON syncpipe.load_files (table_name, file_path)
+        WHERE status = 'loading'
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.load_batches (
+        file_id      bigint NOT NULL REFERENCES syncpipe.load_files (id) ON DELETE CASCADE,
+        seq          integer NOT NULL,
+        start_offset bigint NOT NULL,
+        end_offset   bigint NOT NULL,
+        first_line   bigint NOT NULL,
+        lines        bigint NOT NULL,
+        rows_read    bigint NOT NULL,
+        inserted     bigint NOT NULL,
+        updated      bigint NOT NULL,
+        unchanged    bigint NOT NULL,
+        rejected     bigint NOT NULL,
+        -- the transaction ids the batch's rows carry (xmin): a later row with one of their
+        -- keys repeats a row of this very file
+        xids         xid[] NOT NULL DEFAULT '{}',
+        committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (file_id, start_offset)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.load_rejects (
+        file_id     bigint NOT NULL REFERENCES syncpipe.load_files (id) ON DELETE CASCADE,
+        line        bigint NOT NULL,
+        column_name text NOT NULL,
+        reason      text NOT NULL,
+        value       text NOT NULL DEFAULT '',
+        raw         text NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS load_rejects_file_idx ON syncpipe.load_rejects (file_id, line)",
+    """
+    CREATE TABLE IF NOT EXISTS syncpipe.load_seen (
+        file_id bigint NOT NULL REFERENCES syncpipe.load_files (id) ON DELETE CASCADE,
+        key     text NOT NULL,
+        -- the batch (its start offset) that left the key unchanged
+        batch_start bigint NOT NULL,
+        PRIMARY KEY (file_id, key)
+    )
+    """,
     # The run reports of this database (deploy, full run): `syncpipe report` reads its last run
     # here, so two databases used from one folder never see each other's runs.
     """
@@ -91,13 +165,12 @@ _LEDGER_DDL: tuple[str, ...] = (
         report      jsonb NOT NULL
     )
     """,
-    "DROP FUNCTION IF EXISTS syncpipe.xid_is_current(xid)",
 )
 
 
 def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
     """Create the ledger schema and tables where missing (inside the caller's transaction)."""
-    for statement in _LEDGER_DDL:
+    for statement in (*_LEDGER_DDL, *_LOAD_LEDGER_DDL):
         conn.execute(statement)
 
 

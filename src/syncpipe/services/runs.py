@@ -194,7 +194,8 @@ def full_run(
                 raise _StepFailed(
                     "load",
                     f"{t['rejected']:,} row(s) rejected or a file failed; the good rows are "
-                    f"loaded and the rejects are in {settings.logs_dir / 'rejects'}",
+                    f"loaded and the rejects are in {loaded.reject_folder} (fix them, or "
+                    "accept them with `syncpipe load --accept-rejects`)",
                 )
 
         say("merge")

@@ -1,9 +1,17 @@
-"""The slow path: parse a batch the server refused, record by record, and say what is wrong.
+"""Records: a piece of CSV bytes parsed once into records, and the checks that judge a record.
 
-Every record keeps its physical line number and its original bytes, so a rejected row can be
-found in the file and repaired. Parsing resynchronises after a bad line: a stray quote costs
-that line, never the rows after it. Invalid UTF-8 bytes are kept (surrogate escapes) and
-reported with the column they are in.
+A piece the fast path cannot take is parsed here exactly once: every record keeps its physical
+line number, its original bytes and its fields, and travels so down the slow path (checks,
+staging, upsert, reject file). Parsing resynchronises after a bad line: a stray quote costs that
+line, never the rows after it. Invalid bytes are kept (surrogate escapes) and reported with the
+column they are in.
+
+Limits, checked here before the server sees a value:
+
+* JSON nested deeper than ``MAX_JSON_DEPTH`` arrays/objects is rejected (the server's parser
+  would run out of stack on it and refuse the whole batch);
+* a value the merge indexes (a team_id or an e-mail) longer than ``MAX_KEY_CHARS`` characters
+  is rejected (an index entry holds at most 2,704 bytes).
 """
 
 from __future__ import annotations
@@ -15,9 +23,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from syncpipe.services.load.tables import TableSpec
+from syncpipe.services.load.cut import cut
+from syncpipe.services.load.tables import Limit, Shape, TableSpec
 
 csv.field_size_limit(2**31 - 1)  # a team page may hold a thousand members in one cell
+
+#: Deepest JSON nesting (arrays and objects) a value may have.
+MAX_JSON_DEPTH = 100
+#: Longest team_id or e-mail (characters) the merge can index.
+MAX_KEY_CHARS = 500
+#: Member fields whose strings the merge indexes (their bytes are screened: ``scan``).
+MEMBER_KEYS = ("email", "emails")
 
 _INT_RANGES = {
     "smallint": (-(2**15), 2**15 - 1),
@@ -36,18 +52,18 @@ class Record:
     raw: bytes
     fields: list[str] | None = None
     error: str | None = None
-    column: str | None = None
     blank: bool = False
 
 
 @dataclass
 class Reject:
-    """A row that was not loaded, and why."""
+    """A row that was not loaded, and why: line, column, the value (cut) and the reason."""
 
     line: int
     column: str
     reason: str
     raw: bytes
+    value: str = ""
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -60,7 +76,7 @@ def split_lines(data: bytes) -> list[bytes]:
 
 
 def parse_records(data: bytes, first_line: int, encoding: str, ncols: int) -> Iterator[Record]:
-    """Records of a batch; malformed lines come out as records with ``error`` set."""
+    """Records of a piece; malformed lines come out as records with ``error`` set."""
     lines = split_lines(data)
     i = 0
     while i < len(lines):
@@ -102,6 +118,11 @@ def parse_records(data: bytes, first_line: int, encoding: str, ncols: int) -> It
         i = j
 
 
+def parse_piece(data: bytes, first_line: int, encoding: str, ncols: int) -> list[Record]:
+    """All records of a piece, blank lines included (each says it is blank)."""
+    return list(parse_records(data, first_line, encoding, ncols))
+
+
 Validator = Callable[[str], str | None]
 
 
@@ -109,16 +130,56 @@ def _uuid(value: str) -> str | None:
     try:
         uuid.UUID(value)
     except ValueError:
-        return f"{value[:40]!r} is not a UUID"
+        return f"{cut(value)} is not a UUID"
     return None
 
 
-def _json(shape: str | None) -> Validator:
+def json_depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value (arrays and objects), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _too_long(strings: Iterator[object]) -> str | None:
+    for item in strings:
+        if isinstance(item, str) and len(item) > MAX_KEY_CHARS:
+            return (
+                f"holds a value of {len(item):,} characters ({cut(item)}); the merge indexes "
+                f"at most {MAX_KEY_CHARS}"
+            )
+    return None
+
+
+def _member_strings(parsed: list[object]) -> Iterator[object]:
+    for member in parsed:
+        if isinstance(member, dict):
+            for key in MEMBER_KEYS:
+                value = member.get(key)
+                if isinstance(value, list):
+                    yield from value
+                else:
+                    yield value
+
+
+def _json(shape: Shape | None, limit: Limit | None) -> Validator:
     def check(value: str) -> str | None:
         try:
             parsed = json.loads(value)
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            return f"is JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        except ValueError as exc:
             return f"is not valid JSON ({str(exc).split(':')[0]})"
+        if json_depth(parsed) > MAX_JSON_DEPTH:
+            return f"is JSON nested deeper than {MAX_JSON_DEPTH} levels"
         if shape == "array_of_strings":
             if not isinstance(parsed, list):
                 return f"must be a JSON array of strings, not {_kind(parsed)}"
@@ -129,6 +190,25 @@ def _json(shape: str | None) -> Validator:
             return f"must be a JSON array, not {_kind(parsed)}"
         elif shape == "object" and not isinstance(parsed, dict):
             return f"must be a JSON object, not {_kind(parsed)}"
+        if limit == "strings" and isinstance(parsed, list):
+            return _too_long(iter(parsed))
+        if limit == "members" and isinstance(parsed, list):
+            return _too_long(_member_strings(parsed))
+        return None
+
+    return check
+
+
+def _text(limit: Limit | None) -> Validator | None:
+    if limit != "text":
+        return None
+
+    def check(value: str) -> str | None:
+        if len(value) > MAX_KEY_CHARS:
+            return (
+                f"is {len(value):,} characters long ({cut(value)}); the merge indexes at "
+                f"most {MAX_KEY_CHARS}"
+            )
         return None
 
     return check
@@ -153,7 +233,7 @@ def _integer(type_name: str) -> Validator:
         try:
             number = int(value.strip())
         except ValueError:
-            return f"{value[:40]!r} is not an integer"
+            return f"{cut(value)} is not an integer"
         if not low <= number <= high:
             return f"{number} is out of range for {type_name}"
         return None
@@ -165,16 +245,16 @@ def _numeric(value: str) -> str | None:
     try:
         float(value)
     except ValueError:
-        return f"{value[:40]!r} is not a number"
+        return f"{cut(value)} is not a number"
     return None
 
 
 def _boolean(value: str) -> str | None:
-    return None if value.strip().lower() in _BOOLEANS else f"{value[:40]!r} is not a boolean"
+    return None if value.strip().lower() in _BOOLEANS else f"{cut(value)} is not a boolean"
 
 
 def validators_for(spec: TableSpec, header: list[str]) -> list[Validator | None]:
-    """One validator (or None) per header column, from the column's type and shape."""
+    """One validator (or None) per header column, from the column's type, shape and limit."""
     out: list[Validator | None] = []
     for name in header:
         col = spec.columns[name]
@@ -182,7 +262,7 @@ def validators_for(spec: TableSpec, header: list[str]) -> list[Validator | None]
         if base == "uuid":
             out.append(_uuid)
         elif base in ("json", "jsonb"):
-            out.append(_json(spec.shape(name)))
+            out.append(_json(spec.shape(name), spec.limit(name)))
         elif base in _INT_RANGES:
             out.append(_integer(base))
         elif base in ("numeric", "real", "double precision"):
@@ -190,7 +270,7 @@ def validators_for(spec: TableSpec, header: list[str]) -> list[Validator | None]
         elif base == "boolean":
             out.append(_boolean)
         else:
-            out.append(None)
+            out.append(_text(spec.limit(name)))
     return out
 
 
@@ -203,7 +283,7 @@ def check_record(
 ) -> Reject | None:
     """Validate one parsed record; a Reject says the line, the column and the reason."""
     if record.error:
-        return Reject(record.line, record.column or "", record.error, record.raw)
+        return Reject(record.line, "", record.error, record.raw)
     fields = record.fields or []
     if len(fields) != len(header):
         what = "too many" if len(fields) > len(header) else "too few"
@@ -223,18 +303,19 @@ def check_record(
                 f"invalid {encoding} byte 0x{byte:02X} (is the file in another encoding? "
                 "see --encoding)",
                 record.raw,
+                cut(value),
             )
         if "\x00" in value:
-            return Reject(record.line, name, "contains a NUL byte", record.raw)
+            return Reject(record.line, name, "contains a NUL byte", record.raw, cut(value))
         column = spec.columns[name]
         if value == "":
             if column.not_null and not column.has_default:
                 return Reject(record.line, name, "is empty but required", record.raw)
             continue
         if column.not_null and column.type_name == "text" and not value.strip():
-            return Reject(record.line, name, "is blank but required", record.raw)
+            return Reject(record.line, name, "is blank but required", record.raw, cut(value))
         if validate is not None:
             problem = validate(value)
             if problem:
-                return Reject(record.line, name, problem, record.raw)
+                return Reject(record.line, name, problem, record.raw, cut(value))
     return None

@@ -18,6 +18,10 @@ import psycopg
 from syncpipe.core.errors import ConfigError, NotDeployedError
 
 Shape = Literal["array_of_strings", "array", "object"]
+#: Values the merge indexes (team ids, e-mails), so their length is limited
+#: (``records.MAX_KEY_CHARS``): a text column, the strings of a JSON array, or the e-mail
+#: strings of member objects.
+Limit = Literal["text", "strings", "members"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class SourceFormat:
 
     columns: tuple[str, ...]
     shapes: dict[str, Shape] = field(default_factory=dict)
+    limits: dict[str, Limit] = field(default_factory=dict)
 
 
 #: The formats DESIGN.md documents. Tables without one accept any of their columns.
@@ -44,10 +49,12 @@ KNOWN_FORMATS: dict[str, SourceFormat] = {
             "phone_digits": "array_of_strings",
             "social_links": "object",
         },
+        limits={"team_id": "text", "email_clean": "strings"},
     ),
     "bronze.company_info_raw": SourceFormat(
         columns=("research_uuid", "team_id", "website", "team_members"),
         shapes={"team_members": "array"},
+        limits={"team_id": "text", "team_members": "members"},
     ),
 }
 
@@ -89,6 +96,10 @@ class TableSpec:
     def shape(self, column: str) -> Shape | None:
         """The JSON shape a column must have, if documented."""
         return self.fmt.shapes.get(column) if self.fmt else None
+
+    def limit(self, column: str) -> Limit | None:
+        """How the column's length is limited, if it is."""
+        return self.fmt.limits.get(column) if self.fmt else None
 
 
 def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
@@ -143,30 +154,47 @@ def table_for(path: Path, sources: dict[str, str]) -> str | None:
     return None
 
 
-def expand_paths(
-    paths: list[Path], sources: dict[str, str], table: str | None
-) -> tuple[list[tuple[Path, str]], list[Path]]:
-    """Files (from files and folders) with their tables, and the files no mapping matched.
+@dataclass
+class Selection:
+    """The files a load takes, with their tables, and the paths it leaves out."""
+
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    not_matched: list[Path] = field(default_factory=list)
+    #: symbolic links to files outside their folder: never opened, reported as failed
+    refused: list[tuple[Path, str, str]] = field(default_factory=list)
+
+
+def _outside(path: Path, folder: Path) -> bool:
+    """True when ``path`` resolves (through symbolic links) to a place outside ``folder``."""
+    return not path.resolve().is_relative_to(folder.resolve())
+
+
+def expand_paths(paths: list[Path], sources: dict[str, str], table: str | None) -> Selection:
+    """Files (from files and folders) with their tables, and the files left out.
 
     A missing path is a ConfigError (exit 2). A file named explicitly that matches no pattern
-    is an error unless ``table`` is given; a folder's other files are just skipped.
+    is an error unless ``table`` is given; a folder's other files are just skipped. A symbolic
+    link that leads out of its folder (the folder given, or the named file's own folder) is
+    refused, never followed: the load must not read, or quote, a file nobody meant to give it.
     """
+    selection = Selection()
     chosen: list[tuple[Path, str]] = []
-    skipped: list[Path] = []
     for path in paths:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise ConfigError(f"{path} does not exist.")
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            for child in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
                 if child.name.startswith("."):
                     continue
                 target = table or table_for(child, sources)
                 if table and child.suffix.lower() != ".csv":
                     target = None
-                if target:
+                if not target:
+                    selection.not_matched.append(child)
+                elif _outside(child, path):
+                    selection.refused.append((child, target, _refusal(path)))
+                elif child.is_file():
                     chosen.append((child, target))
-                else:
-                    skipped.append(child)
             continue
         target = table or table_for(path, sources)
         if target is None:
@@ -174,12 +202,21 @@ def expand_paths(
             raise ConfigError(
                 f"{path.name} matches no CSV source ({patterns}); rename it or pass --table."
             )
+        if path.is_symlink() and _outside(path, path.parent):
+            selection.refused.append((path, target, _refusal(path.parent)))
+            continue
         chosen.append((path, target))
     seen: set[Path] = set()
-    unique = []
     for item in chosen:
         resolved = item[0].resolve()
         if resolved not in seen:
             seen.add(resolved)
-            unique.append(item)
-    return unique, skipped
+            selection.files.append(item)
+    return selection
+
+
+def _refusal(folder: Path) -> str:
+    return (
+        f"is a symbolic link to a file outside {folder}; not followed (copy the file into the "
+        "folder, or name the file itself)"
+    )

@@ -1,4 +1,5 @@
-"""Cut a CSV byte stream into batches of whole records without parsing it.
+"""CSV byte scanning: cut a stream into batches of whole records, find a record's span, and
+screen a batch for what only the slow path can judge, all without parsing rows.
 
 The fast path sends each batch to PostgreSQL's COPY as it is, so the cut must fall between
 records: on a newline with an even number of double quotes before it in the batch (a quoted
@@ -9,14 +10,18 @@ blocks, so memory stays flat whatever the file size.
 A stray quote flips the parity for the rest of the file. The batcher then grows the window up
 to ``max_bytes`` looking for a boundary; when there is none, the batch is the single bad line,
 which the server refuses and the slow path rejects, and the next batch starts clean.
+
+A resumed load passes the byte ranges its earlier run committed: the reader still reads (and
+so hashes) them, but never hands them out, and never cuts a batch across one.
 """
 
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -33,6 +38,7 @@ class Batch:
     offset: int  # byte offset of the first byte in the file
     lines: int  # number of newline characters in data
     suspect: bool = False  # screening found something only the slow path can judge
+    suspects: list[int] = field(default_factory=list)  # offsets in data of such records
 
     @property
     def end_offset(self) -> int:
@@ -53,6 +59,7 @@ class BatchReader:
         max_bytes: int = 32 * 1024 * 1024,
         max_batch_bytes: int = 16 * 1024 * 1024,
         on_read: Callable[[bytes], object] | None = None,
+        skip: Iterable[tuple[int, int, int]] = (),
     ) -> None:
         self.stream = stream
         self.line = first_line
@@ -63,7 +70,10 @@ class BatchReader:
         self._buffer = b""
         self._eof = False
         self._avg_row_bytes = 512.0
+        self._sampled = False
         self._on_read = on_read
+        # (start offset, end offset, lines) of ranges already loaded, in file order
+        self._skips = sorted(s for s in skip if s[1] > offset)
 
     def __iter__(self) -> Iterator[Batch]:
         while True:
@@ -82,15 +92,43 @@ class BatchReader:
                     self._on_read(block)
                 self._buffer += block
 
+    def _drop(self, size: int) -> None:
+        while size > 0:
+            self._fill(min(size, READ_SIZE))
+            if not self._buffer:
+                return
+            taken = min(size, len(self._buffer))
+            self._buffer = self._buffer[taken:]
+            size -= taken
+
     def _next(self) -> Batch | None:
+        while self._skips and self._skips[0][0] <= self.offset:
+            _start, end, lines = self._skips.pop(0)
+            self._drop(end - self.offset)
+            self.offset = end
+            self.line += lines
+        stop = self._skips[0][0] - self.offset if self._skips else None
+        if not self._sampled:
+            # The first batch is sized from a sample of the file, not from a guess.
+            self._sampled = True
+            self._fill(min(READ_SIZE, self.max_batch_bytes))
+            sample = self._buffer[: min(len(self._buffer), 1024 * 1024)]
+            if sample.count(b"\n"):
+                self._avg_row_bytes = len(sample) / sample.count(b"\n")
         target = min(int(self.target_rows * self._avg_row_bytes) + 1, self.max_batch_bytes)
+        if stop is not None:
+            target = min(target, stop)
         self._fill(target)
         if not self._buffer:
             return None
-        if self._eof and len(self._buffer) <= target:
+        if stop is not None and target == stop and len(self._buffer) >= stop:
+            cut = stop  # an already loaded range starts here: a record boundary
+        elif self._eof and len(self._buffer) <= target:
             cut = len(self._buffer)
         else:
             cut = self._find_cut(target)  # may read more into the buffer
+            if stop is not None:
+                cut = min(cut, stop)
         buf = self._buffer
         data = buf[:cut]
         self._buffer = buf[cut:]
@@ -131,6 +169,95 @@ class BatchReader:
                 first = buf.find(b"\n")
                 return len(buf) if first < 0 else first + 1
             limit = min(limit * 2, self.max_bytes)
+
+
+def record_span(data: bytes, record: int) -> tuple[int, int] | None:
+    """Byte span of the ``record``-th CSV record of ``data`` (newlines inside quotes skipped)."""
+    pos, start, current, quotes = 0, 0, 1, 0
+    size = len(data)
+    while pos < size:
+        newline = data.find(b"\n", pos)
+        end = size if newline < 0 else newline + 1
+        quotes += data.count(b'"', pos, end)
+        pos = end
+        if quotes % 2 == 0:
+            if current == record:
+                return start, end
+            current += 1
+            start = end
+    return None
+
+
+def strip_trailing_blank_lines(data: bytes) -> bytes:
+    """Drop blank lines at the end of the file, keeping the last record's line ending."""
+    stripped = data.rstrip(b"\r\n")
+    if not stripped:
+        return b""
+    tail = data[len(stripped) :]
+    for ending in (b"\r\n", b"\n", b"\r"):
+        if tail.startswith(ending):
+            return stripped + ending
+    return stripped
+
+
+_END_MARK = re.compile(rb"(?:^|\n)\\\.\r?\n")
+#: An "email" or "emails" member field (as CSV-quoted JSON) holding a string of more than
+#: ``MEMBER_EMAIL_CHARS`` characters, possibly after other strings of an array. It starts
+#: with a literal, so the scan runs at memchr speed and fails within a few bytes of an
+#: ordinary e-mail. (Escaped quotes are blanked out first, so they do not end a string.)
+MEMBER_EMAIL_CHARS = 500
+_LONG_MEMBER_EMAIL = re.compile(
+    rb'""emails?""\s*:\s*(?:\[(?:\s*""[^"]*"",)*\s*)?""[^"]{'
+    + str(MEMBER_EMAIL_CHARS + 1).encode()
+    + rb"}"
+)
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What the byte screens look for in a table's CSV bytes (the rest the server checks)."""
+
+    #: member objects whose e-mails are limited in length (team pages)
+    member_emails: bool
+
+
+def suspect_offsets(data: bytes, screen: Screen) -> list[int]:
+    """Offsets (sorted) of records only the slow path can judge, found without parsing: a line
+    holding just a backslash and a period (it ends COPY data early), and a member e-mail longer
+    than ``MEMBER_EMAIL_CHARS`` (the server has no cheap way to see it). A flagged record that
+    is fine loads through the slow path all the same."""
+    found: list[int] = []
+    if data.startswith(b"\\.") or b"\n\\." in data:
+        found += [
+            m.start() + (data[m.start() : m.start() + 1] == b"\n") for m in _END_MARK.finditer(data)
+        ]
+    if screen.member_emails:
+        text = data.replace(b'\\""', b"xxx")  # same length: offsets hold
+        found += [m.start() for m in _LONG_MEMBER_EMAIL.finditer(text)]
+    return sorted(set(found))
+
+
+def screen_batch(batch: Batch, screen: Screen) -> Batch:
+    """Note the records of the batch only the slow path can judge."""
+    batch.suspects = suspect_offsets(batch.data, screen)
+    batch.suspect = bool(batch.suspects)
+    return batch
+
+
+def record_at(data: bytes, offset: int) -> tuple[int, int]:
+    """Byte span of the CSV record of ``data`` that holds byte ``offset``."""
+    pos, start, quotes = 0, 0, 0
+    size = len(data)
+    while pos < size:
+        newline = data.find(b"\n", pos)
+        end = size if newline < 0 else newline + 1
+        quotes += data.count(b'"', pos, end)
+        pos = end
+        if quotes % 2 == 0:
+            if start <= offset < end:
+                return start, end
+            start = end
+    return start, size
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:

@@ -1,4 +1,4 @@
-"""The batch cutter and the slow-path parser, on generated CSV with nasty records."""
+"""CSV byte scanning (batches, record spans, screening) and the parser, on nasty records."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ import random
 
 import pytest
 
-from syncpipe.services.load import batches
-from syncpipe.services.load.batches import BatchReader, prefetch
-from syncpipe.services.load.loader import _record_span, _strip_trailing_blank_lines
+from syncpipe.services.load import scan
 from syncpipe.services.load.records import parse_records
+from syncpipe.services.load.scan import (
+    BatchReader,
+    Screen,
+    prefetch,
+    record_at,
+    record_span,
+    strip_trailing_blank_lines,
+    suspect_offsets,
+)
 
 
 def _records(rng: random.Random, n: int) -> list[list[str]]:
@@ -35,7 +42,7 @@ def test_batches_are_whole_records_and_lose_nothing(
     """Concatenated batches equal the input; every batch parses into whole records; line
     numbers add up, whatever the block and batch sizes."""
     rng = random.Random(seed)
-    monkeypatch.setattr(batches, "READ_SIZE", rng.choice([7, 64, 1000, 4096]))
+    monkeypatch.setattr(scan, "READ_SIZE", rng.choice([7, 64, 1000, 4096]))
     buf = io.StringIO()
     rows = _records(rng, 300)
     csv.writer(buf, lineterminator=rng.choice(["\n", "\r\n"])).writerows(rows)
@@ -76,16 +83,16 @@ def test_stray_quote_costs_one_line() -> None:
 def test_record_span_skips_quoted_newlines() -> None:
     """The n-th record is found across quoted newlines."""
     data = b'1,a\n2,"b\nstill b"\n3,c\n'
-    assert data[slice(*_record_span(data, 2))] == b'2,"b\nstill b"\n'
-    assert data[slice(*_record_span(data, 3))] == b"3,c\n"
-    assert _record_span(data, 4) is None
+    assert data[slice(*record_span(data, 2))] == b'2,"b\nstill b"\n'
+    assert data[slice(*record_span(data, 3))] == b"3,c\n"
+    assert record_span(data, 4) is None
 
 
 def test_trailing_blank_lines_are_dropped_keeping_the_line_ending() -> None:
     """Blank lines at the end go; the last record keeps its own line ending."""
-    assert _strip_trailing_blank_lines(b"a\r\nb\r\n\r\n\r\n") == b"a\r\nb\r\n"
-    assert _strip_trailing_blank_lines(b"a\nb") == b"a\nb"
-    assert _strip_trailing_blank_lines(b"\n\n") == b""
+    assert strip_trailing_blank_lines(b"a\r\nb\r\n\r\n\r\n") == b"a\r\nb\r\n"
+    assert strip_trailing_blank_lines(b"a\nb") == b"a\nb"
+    assert strip_trailing_blank_lines(b"\n\n") == b""
 
 
 def test_prefetch_passes_items_and_errors() -> None:
@@ -100,3 +107,45 @@ def test_prefetch_passes_items_and_errors() -> None:
     assert next(items) == 1
     with pytest.raises(ValueError, match="boom"):
         next(items)
+
+
+def test_resumed_reader_skips_committed_ranges_and_keeps_line_numbers() -> None:
+    """Ranges already loaded are read (hashed) but never handed out, and no batch crosses one;
+    line numbers after a skipped range are still right."""
+    lines = [f"{i},name {i}\n".encode() for i in range(100)]
+    data = b"".join(lines)
+    starts = [sum(len(x) for x in lines[:i]) for i in range(101)]
+    skip = [(starts[10], starts[30], 20), (starts[50], starts[55], 5)]
+    seen: list[bytes] = []
+    reader = BatchReader(
+        io.BytesIO(data), first_line=1, offset=0, target_rows=7, skip=skip, on_read=seen.append
+    )
+    got = list(reader)
+    assert b"".join(seen) == data
+    handed = b"".join(b.data for b in got)
+    assert handed == data[: starts[10]] + data[starts[30] : starts[50]] + data[starts[55] :]
+    for b in got:
+        assert not (b.offset < starts[30] and b.end_offset > starts[10])
+        first = int(b.data.split(b",", 1)[0])
+        assert b.first_line == first + 1
+
+
+def test_screens_flag_the_records_only_the_slow_path_can_judge() -> None:
+    """The byte screens name the records they cannot clear; clean records are not flagged."""
+    screen = Screen(member_emails=True)
+
+    def flagged(data: bytes) -> list[bytes]:
+        spans = {record_at(data, at) for at in suspect_offsets(data, screen)}
+        return [data[slice(*span)] for span in sorted(spans)]
+
+    clean = b'1,"[{""name"": ""A"", ""email"": ""a@x.com""}]"\n'
+    assert suspect_offsets(clean, screen) == []
+    assert flagged(clean + b"\\.\n" + clean) == [b"\\.\n"]
+    long = b'2,"[{""email"": ""' + b"x" * 501 + b'""}]"\n'
+    assert flagged(clean + long + clean) == [long]
+    in_array = (
+        b'3,"[{""emails"": [""a@x.com"", ""' + b"y" * 250 + b'\\""' + b"y" * 250 + b'""]}]"\n'
+    )
+    assert flagged(clean + in_array) == [in_array]
+    short = b'4,"[{""email"": ""' + b"x" * 500 + b'""}]"\n'
+    assert flagged(clean + short) == []

@@ -1,0 +1,559 @@
+"""The driver of one file's load: check, resume, stream batches to parallel COPY streams, finish.
+
+1. The header is checked (``header``) and the ledger asked whether this content was loaded
+   before (skipped, or its rejects reported again until they are accepted) or whether an
+   earlier run of this very file was cut short (resumed after its committed batches).
+2. The body is read in batches of about ``SYNCPIPE_LOAD_BATCH_ROWS`` whole records (``scan``),
+   hashed and screened on this thread, and handed to ``SYNCPIPE_LOAD_STREAMS`` streams, each
+   on its own connection. Each batch is one transaction: its rows, its rejects and its ledger
+   row commit together (``fast``, ``slow``, ``lane``).
+3. The ledger row is completed and the reject file written from the ledger (``rejects``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from syncpipe.core.errors import ConnectError, LockTimeoutError
+from syncpipe.db.database import Database
+from syncpipe.logs import get_logger
+from syncpipe.services.load import ledger
+from syncpipe.services.load.errors import is_lost
+from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
+from syncpipe.services.load.header import HeaderProblem, check_header
+from syncpipe.services.load.lane import Lane, LaneAborted
+from syncpipe.services.load.rejects import reason_key, reject_path, write_rejects
+from syncpipe.services.load.scan import (
+    BatchReader,
+    Screen,
+    screen_batch,
+    strip_trailing_blank_lines,
+)
+from syncpipe.services.load.state import BatchWork, FileContext, FileMode
+from syncpipe.services.load.tables import read_table_spec
+from syncpipe.services.load.upsert import Target
+
+log = get_logger(__name__)
+
+#: Called with (bytes read, rows read) increments.
+ProgressFn = Callable[[int, int], None]
+#: A header line longer than this is not a header.
+MAX_HEADER_BYTES = 1024 * 1024
+#: Advisory lock namespace of the load (the key is the table): clean batches share it, the
+#: exclusive lane takes it alone, so loads of one table in several processes cannot deadlock.
+LOCK_NAMESPACE = 1398361668
+_READ_BLOCK = 16 * 1024 * 1024
+
+
+@dataclass
+class FileResult:
+    """What loading one file did."""
+
+    path: str
+    table: str
+    status: str  # loaded | loaded_with_rejects | skipped | failed | dry_run
+    sha256: str = ""
+    size_bytes: int = 0
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    reject_file: str | None = None
+    rejects_accepted: bool = False
+    resumed_batches: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+
+    @property
+    def rows_per_s(self) -> float:
+        """Rows read per second."""
+        return self.rows_read / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True when the file failed or holds rejects nobody accepted."""
+        return self.status == "failed" or (self.rejected > 0 and not self.rejects_accepted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape used by ``load --json`` and the run report."""
+        return {
+            "file": self.path,
+            "table": self.table,
+            "status": self.status,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "rows_read": self.rows_read,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "rejected_by_reason": self.rejected_by_reason,
+            "reject_file": self.reject_file,
+            "rejects_accepted": self.rejects_accepted,
+            "resumed_batches": self.resumed_batches,
+            "duration_s": round(self.duration_s, 3),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What every file of one ``syncpipe load`` shares."""
+
+    db: Database
+    env: str
+    logs_dir: Path
+    batch_rows: int
+    streams: int
+    force: bool
+    dry_run: bool
+    accept_rejects: bool
+    codec: str
+    pg_encoding: str
+    progress: ProgressFn | None
+    #: seconds a batch may wait for rows another transaction holds
+    lock_timeout: float = 30.0
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+class _Tally:
+    """Counts of this run's batches (the ledger sums all runs' batches)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows_read = self.inserted = self.updated = self.unchanged = 0
+        self.by_reason: dict[str, int] = {}
+        self.rejects: list[tuple[int, str, str, str, str]] = []
+
+    def add(self, work: BatchWork) -> None:
+        with self.lock:
+            self.rows_read += work.row.rows_read
+            self.inserted += work.row.inserted
+            self.updated += work.row.updated
+            self.unchanged += work.row.unchanged
+            for r in work.rejects:
+                key = reason_key(r.reason)
+                self.by_reason[key] = self.by_reason.get(key, 0) + 1
+                raw = r.raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
+                self.rejects.append((r.line, r.column, r.value, r.reason, raw))
+
+
+class FileLoad:
+    """Loading one file: ``run`` drives it from header to ledger."""
+
+    def __init__(self, options: LoadOptions, path: Path, table: str) -> None:
+        self.o = options
+        self.path = path
+        self.table = table
+        self.result = FileResult(path=str(path), table=table, status="loaded")
+        self.t0 = time.perf_counter()
+
+    def run(self) -> FileResult:
+        """Load the file; the result says what happened."""
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            return self._fail(f"cannot be read: {exc.strerror}")
+        self.result.size_bytes = stat.st_size
+        try:
+            return self._run(stat.st_mtime_ns)
+        except LaneAborted as exc:
+            cause = exc.__cause__
+            if isinstance(cause, BaseException):
+                raise self._lost(cause) from cause
+            raise
+        except (psycopg.OperationalError, ConnectError) as exc:
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: BaseException) -> BaseException:
+        """A lost database as one sentence naming the file (exit 3); anything else as is."""
+        if not isinstance(exc, psycopg.Error | ConnectError):
+            return exc
+        text = str(exc).strip()
+        reason = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+        return ConnectError(
+            f"Lost the database while loading {self.path.name} ({reason[:200]}); the batches "
+            "committed so far are kept: run the load again to resume."
+        )
+
+    def _run(self, mtime_ns: int) -> FileResult:
+        o = self.o
+        started = datetime.now(UTC)
+        with self.path.open("rb") as fh:
+            first = fh.readline(MAX_HEADER_BYTES + 1)
+        if len(first) > MAX_HEADER_BYTES:
+            return self._fail(f"line 1 is longer than {MAX_HEADER_BYTES:,} bytes; not a header")
+        with o.db.connection() as conn:
+            spec = read_table_spec(conn, self.table)
+            header = check_header(first, spec, o.codec)
+            if isinstance(header, HeaderProblem):
+                return self._fail(header.message)
+            if ledger.same_size_loaded(conn, self.table, self.result.size_bytes):
+                self.result.sha256 = file_sha256(self.path)
+                previous = ledger.find_loaded(conn, self.table, self.result.sha256, o.codec)
+                if previous is not None and not o.force and not o.dry_run:
+                    return self._again(conn, previous)
+            file_id: int | None = None
+            done: list[ledger.DoneBatch] = []
+            if not o.dry_run:
+                file_id = ledger.find_loading(
+                    conn, self.table, self.path.resolve(), self.result.size_bytes, mtime_ns, o.codec
+                )
+                if file_id is not None and o.force:
+                    conn.execute("DELETE FROM syncpipe.load_files WHERE id = %s", (file_id,))
+                    file_id = None
+                if file_id is not None:
+                    done = ledger.done_batches(conn, file_id)
+                else:
+                    file_id = ledger.start_file(
+                        conn,
+                        path=self.path.resolve(),
+                        table=self.table,
+                        size=self.result.size_bytes,
+                        mtime_ns=mtime_ns,
+                        body_offset=header.size,
+                        env=o.env,
+                        encoding=o.codec,
+                        started=started,
+                    )
+            conn.commit()
+        ctx = FileContext(
+            path=self.path,
+            spec=spec,
+            header=header,
+            target=Target(spec, header),
+            codec=o.codec,
+            pg_encoding=o.pg_encoding,
+            file_id=file_id,
+            dry_run=o.dry_run,
+        )
+        self.result.resumed_batches = len(done)
+        if done:
+            log.info("load.resume", file=str(self.path), committed_batches=len(done))
+        tally = _Tally()
+        sha = self._stream(ctx, first, done, tally)
+        return self._finish(ctx, sha, tally)
+
+    # -- streaming ---------------------------------------------------------------------------
+    def _stream(
+        self, ctx: FileContext, first: bytes, done: list[ledger.DoneBatch], tally: _Tally
+    ) -> str:
+        o = self.o
+        hasher = hashlib.sha256(first)
+        lane = Lane()
+        mode = FileMode()
+        streams = max(1, o.streams)
+        todo: queue.Queue[BatchWork | None] = queue.Queue(maxsize=streams)
+        workers = [
+            threading.Thread(
+                target=self._worker,
+                args=(ctx, lane, mode, todo, tally),
+                name=f"load-{i}",
+                daemon=True,
+            )
+            for i in range(streams)
+        ]
+        for w in workers:
+            w.start()
+        size = self.result.size_bytes
+        limits = ctx.spec.fmt.limits.values() if ctx.spec.fmt else ()
+        screen = Screen(member_emails="members" in limits)
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(len(first))
+                reader = BatchReader(
+                    fh,
+                    first_line=2,
+                    offset=len(first),
+                    target_rows=o.batch_rows,
+                    max_batch_bytes=_READ_BLOCK,
+                    on_read=hasher.update,
+                    skip=[(b.start, b.end, b.lines) for b in done],
+                )
+                skipped = sum(b.end - b.start for b in done)
+                self._tick(skipped, 0)
+                for seq, batch in enumerate(reader):
+                    work = BatchWork.of(seq, batch)
+                    if batch.end_offset >= size:
+                        batch.data = strip_trailing_blank_lines(batch.data)
+                    if not batch.data:
+                        self._tick(work.row.end - work.row.start, 0)
+                        continue
+                    screen_batch(batch, screen)
+                    while True:
+                        if lane.failure is not None:
+                            raise LaneAborted from lane.failure
+                        try:
+                            todo.put(work, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+        except BaseException as exc:
+            lane.fail(exc)
+            raise
+        finally:
+            for _ in workers:
+                while any(w.is_alive() for w in workers):
+                    try:
+                        todo.put(None, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+            for w in workers:
+                w.join()
+        if lane.failure is not None:
+            raise LaneAborted from lane.failure
+        return hasher.hexdigest()
+
+    def _worker(
+        self,
+        ctx: FileContext,
+        lane: Lane,
+        mode: FileMode,
+        todo: queue.Queue[BatchWork | None],
+        tally: _Tally,
+    ) -> None:
+        try:
+            with self.o.db.connection() as conn:
+                conn.commit()  # (each batch is a transaction of its own, begun below)
+                conn.autocommit = True
+                try:
+                    while (work := todo.get()) is not None:
+                        if lane.failure is not None:
+                            continue
+                        lane.start(work.seq)
+                        try:
+                            self._process(conn, ctx, lane, mode, work)
+                        finally:
+                            lane.finish(work.seq)
+                        tally.add(work)
+                        self._tick(work.row.end - work.row.start, work.row.rows_read)
+                finally:
+                    conn.autocommit = False
+        except LaneAborted:
+            pass
+        except BaseException as exc:
+            lane.fail(exc)
+
+    def _process(
+        self,
+        conn: psycopg.Connection[Any],
+        ctx: FileContext,
+        lane: Lane,
+        mode: FileMode,
+        work: BatchWork,
+    ) -> None:
+        """One batch: direct COPY in parallel when it can, the exclusive lane when it must."""
+        outcome: Outcome | None = None
+        if not mode.upsert:
+            if work.batch.suspect:
+                outcome = self._attempt(
+                    conn, ctx, work, lambda: copy_around(conn, ctx, work, None, exclusive=False)
+                )
+            else:
+                outcome = self._attempt(conn, ctx, work, lambda: copy_batch(conn, ctx, work))
+                if outcome.kind == "data":
+                    bad = outcome.record
+                    outcome = self._attempt(
+                        conn, ctx, work, lambda: copy_around(conn, ctx, work, bad, exclusive=False)
+                    )
+        if outcome is not None and outcome.kind == "done":
+            return
+        with lane.exclusive(work.seq):
+            deadline = time.monotonic() + max(self.o.lock_timeout, 1.0)
+            tries = 0
+            while True:
+                if mode.upsert or outcome is None or outcome.kind in ("unique", "retry"):
+                    outcome = self._attempt(
+                        conn, ctx, work, lambda: upsert_batch(conn, ctx, work), exclusive=True
+                    )
+                    if outcome.kind == "done" and work.row.updated + work.row.unchanged:
+                        mode.switch_to_upsert()  # keys of an earlier load: upsert from now on
+                else:
+                    outcome = self._attempt(
+                        conn, ctx, work, _around(conn, ctx, work, outcome), exclusive=True
+                    )
+                if outcome.kind == "done":
+                    return
+                # Rows held by another transaction (a merge), or a deadlock with another
+                # load: wait a little and try the batch again, up to the lock timeout.
+                tries += 1
+                if time.monotonic() > deadline:
+                    raise LockTimeoutError(
+                        f"Rows of {ctx.spec.name} stayed locked by another transaction (a "
+                        f"merge?) for more than {self.o.lock_timeout:g} s while loading "
+                        f"{self.path.name} (line {work.batch.first_line}); the batches "
+                        "committed so far are kept: run the load again to resume."
+                    )
+                time.sleep(min(0.05 * 2**tries, 1.0))
+
+    def _attempt(
+        self,
+        conn: psycopg.Connection[Any],
+        ctx: FileContext,
+        work: BatchWork,
+        step: Callable[[], Outcome],
+        *,
+        exclusive: bool = False,
+    ) -> Outcome:
+        """One try of a batch in its own transaction: committed with its ledger row when it
+        is done, rolled back otherwise."""
+        work.reset()
+        outcome = Outcome("retry")
+        try:
+            with conn.transaction():
+                self.o.db.begin(conn)  # the statement timeout, for this transaction only
+                conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+                if ctx.pg_encoding != "UTF8":
+                    conn.execute(
+                        "SELECT set_config('client_encoding', %s, true)", (ctx.pg_encoding,)
+                    )
+                lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+                conn.execute(
+                    f"SELECT {lock}(%s, hashtext(%s))",
+                    (LOCK_NAMESPACE, ctx.spec.name),
+                )
+                outcome = step()
+                if outcome.kind != "done" or ctx.dry_run:
+                    raise psycopg.Rollback()
+                if ctx.file_id is not None:
+                    ledger.commit_batch(conn, ctx.file_id, work.row, work.rejects, work.xids)
+        except psycopg.Error as exc:
+            if is_lost(conn, exc):
+                raise
+            return Outcome("retry")
+        return outcome
+
+    # -- the end -----------------------------------------------------------------------------
+    def _finish(self, ctx: FileContext, sha: str, tally: _Tally) -> FileResult:
+        o, r = self.o, self.result
+        r.sha256 = sha
+        r.duration_s = time.perf_counter() - self.t0
+        r.rejected_by_reason = dict(tally.by_reason)
+        if ctx.file_id is None:  # a dry run
+            r.status = "dry_run"
+            r.rows_read, r.inserted, r.updated, r.unchanged = (
+                tally.rows_read,
+                tally.inserted,
+                tally.updated,
+                tally.unchanged,
+            )
+            r.rejected = len(tally.rejects)
+            if tally.rejects:
+                path = reject_path(o.logs_dir, self.path, sha, dry_run=True)
+                write_rejects(path, self.path, sorted(tally.rejects))
+                r.reject_file = str(path)
+            return r
+        path = reject_path(o.logs_dir, self.path, sha)
+        with o.db.connection() as conn:
+            totals = ledger.finish_file(
+                conn,
+                ctx.file_id,
+                sha256=sha,
+                duration_ms=round(r.duration_s * 1000),
+                reject_file=str(path),
+                accept_rejects=o.accept_rejects,
+            )
+            conn.commit()
+            rows = ledger.rejects_of(conn, ctx.file_id) if totals.rejected else []
+        r.rows_read, r.inserted, r.updated, r.unchanged, r.rejected = (
+            totals.rows_read,
+            totals.inserted,
+            totals.updated,
+            totals.unchanged,
+            totals.rejected,
+        )
+        if rows:
+            write_rejects(path, self.path, rows)
+            r.reject_file = str(path)
+            r.status = "loaded_with_rejects"
+            r.rejects_accepted = o.accept_rejects
+            if not r.rejected_by_reason or r.resumed_batches:
+                r.rejected_by_reason = _by_reason(rows)
+        log.info(
+            "load.file_done",
+            **{k: v for k, v in r.to_dict().items() if k != "rejected_by_reason"},
+        )
+        return r
+
+    def _again(self, conn: psycopg.Connection[Any], previous: ledger.LoadedFile) -> FileResult:
+        """The same content was loaded before: skip it, or report its rejects again."""
+        r = self.result
+        when = previous.finished_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        r.duration_s = time.perf_counter() - self.t0
+        self._tick(r.size_bytes, 0)
+        if previous.status == "loaded_with_rejects" and not previous.rejects_accepted:
+            rows = ledger.rejects_of(conn, previous.id)
+            if self.o.accept_rejects:
+                ledger.accept_rejects(conn, previous.id)
+                conn.commit()
+                r.status = "skipped"
+                r.message = (
+                    f"already loaded on {when} ({previous.rows_read:,} rows); its "
+                    f"{previous.rejected:,} rejected row(s) are now accepted"
+                )
+                return r
+            path = reject_path(self.o.logs_dir, self.path, r.sha256)
+            write_rejects(path, self.path, rows)
+            r.status = "loaded_with_rejects"
+            r.rejected = previous.rejected
+            r.rejected_by_reason = _by_reason(rows)
+            r.reject_file = str(path)
+            r.message = (
+                f"already loaded on {when} with {previous.rejected:,} rejected row(s), listed "
+                f"in {path}; fix them and load the file again, or pass --accept-rejects"
+            )
+            return r
+        r.status = "skipped"
+        extra = f", {previous.rejected:,} rejected and accepted" if previous.rejected else ""
+        r.message = (
+            f"already loaded on {when} ({previous.rows_read:,} rows{extra}); same SHA-256, "
+            "skipped (use --force to load it again)"
+        )
+        return r
+
+    def _fail(self, message: str) -> FileResult:
+        self.result.status = "failed"
+        self.result.message = message
+        self.result.duration_s = time.perf_counter() - self.t0
+        log.warning("load.file_failed", file=str(self.path), error=message)
+        self._tick(self.result.size_bytes, 0)
+        return self.result
+
+    def _tick(self, nbytes: int, rows: int) -> None:
+        if self.o.progress:
+            self.o.progress(nbytes, rows)
+
+
+def _around(
+    conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork, previous: Outcome
+) -> Callable[[], Outcome]:
+    """The exclusive retry of a batch in pieces, starting at the record refused before."""
+    bad = previous.record if previous.kind == "data" else None
+    return lambda: copy_around(conn, ctx, work, bad, exclusive=True)
+
+
+def _by_reason(rows: list[tuple[int, str, str, str, str]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for row in rows:
+        key = reason_key(row[3])
+        out[key] = out.get(key, 0) + 1
+    return out

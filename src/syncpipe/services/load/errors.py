@@ -1,0 +1,62 @@
+"""How a server error during a load is read: a refused row, a retry, or a lost database.
+
+A refused row is judged on the slow path; a lost connection ends the load (exit 3, what was
+committed stays). The server's message is cut: it may quote the input.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import psycopg
+from psycopg import errors as pg_errors
+
+Refusal = Literal["data", "unique", "retry"]
+
+_COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)")
+_REASON_CHARS = 160
+
+
+def is_lost(conn: psycopg.Connection[Any], exc: BaseException) -> bool:
+    """True when the error ends the load: the connection is gone or the query was cancelled."""
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return True
+    return (
+        conn.closed or conn.broken or exc.sqlstate is None or exc.sqlstate.startswith(("08", "57"))
+    )
+
+
+def refusal(exc: psycopg.Error) -> Refusal:
+    """What kind of refusal a server error is."""
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return "unique"
+    if isinstance(
+        exc,
+        pg_errors.DeadlockDetected | pg_errors.SerializationFailure | pg_errors.LockNotAvailable,
+    ):
+        return "retry"
+    return "data"
+
+
+def copy_record(exc: psycopg.Error) -> int | None:
+    """The record number (1-based, in the data sent) PostgreSQL's COPY error names."""
+    match = _COPY_LINE.search(exc.diag.context or "")
+    return int(match.group(1)) if match else None
+
+
+def server_reason(exc: psycopg.Error) -> tuple[str, str]:
+    """(column, reason) from a server error on a single row, the reason cut short."""
+    diag = exc.diag
+    column = diag.column_name or ""
+    context = diag.context or ""
+    if not column and ", column " in context:
+        column = context.split(", column ", 1)[1].split(":", 1)[0].strip()
+    message = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
+    if diag.constraint_name and "check constraint" in message:
+        message = f"violates {diag.constraint_name}"
+    if len(message) > _REASON_CHARS:
+        message = message[: _REASON_CHARS - 1] + "…"
+    return column[:63], message

@@ -1,0 +1,318 @@
+"""Staging and upsert: the SQL that puts rows into a target table, built once per file.
+
+* ``copy_direct``: COPY straight into the target, guarded by a WHERE clause that raises (a
+  division by zero, naming the record) on a row that may be past the load's limits or shapes,
+  so such a row never loads unseen and is judged by the slow path instead;
+* a staging table (``LIKE`` the target, so it checks what the target checks) created inside the
+  batch's transaction and dropped at its commit: no state outlives a transaction;
+* ``conflicts``: staged rows whose key an earlier row of this file holds already;
+* ``upsert``: ``INSERT ... ON CONFLICT DO UPDATE ... WHERE IS DISTINCT FROM``, so unchanged rows
+  are not touched; keys left unchanged are remembered in ``syncpipe.load_seen``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from syncpipe.db.queries import qualified
+from syncpipe.services.load.header import Header
+from syncpipe.services.load.records import MAX_JSON_DEPTH, MAX_KEY_CHARS
+from syncpipe.services.load.tables import TableSpec
+
+STAGE = "_syncpipe_stage"
+#: A container at nesting level MAX_JSON_DEPTH: the value nests deeper than the limit.
+_DEEP = f'strict $.**{{{MAX_JSON_DEPTH}}} ? (@.type() == "array" || @.type() == "object")'
+_NOT_STRING = 'lax $[*] ? (@.type() != "string")'
+
+
+@dataclass
+class Conflict:
+    """A staged row whose key was seen before in this file."""
+
+    ord: int
+    line: int | None
+    key: list[str]
+    #: where the earlier row is: 'stage' (this piece, line known), 'batch' (this batch, a row
+    #: with one of its own transaction ids), 'file' (a committed batch), 'seen' (a committed
+    #: batch that left the key unchanged)
+    where: str
+    first_line: int | None
+    xid: str | None
+    #: start offset of the committed batch that holds the earlier row, when known
+    batch_start: int | None
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """What an upsert did."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    xids: tuple[str, ...]
+
+
+class Target:
+    """The statements that write one file's rows into its table."""
+
+    def __init__(self, spec: TableSpec, header: Header) -> None:
+        self.spec = spec
+        self.header = header
+        self.table = qualified(spec.name)
+        cols = [sql.Identifier(c) for c in header.names]
+        self.cols = sql.SQL(", ").join(cols)
+        self.pk = [sql.Identifier(c) for c in spec.primary_key]
+        self.pk_list = sql.SQL(", ").join(self.pk)
+        guard = self._guard()
+        options = sql.SQL("(FORMAT csv, FORCE_NULL ({}))").format(self.cols)
+        self.copy_direct = sql.SQL("COPY {} ({}) FROM STDIN {} WHERE {}").format(
+            self.table, self.cols, options, guard
+        )
+        self.copy_stage_raw = sql.SQL("COPY {} ({}) FROM STDIN {} WHERE {}").format(
+            sql.Identifier(STAGE), self.cols, options, guard
+        )
+        self.copy_stage_lines = sql.SQL("COPY {} ({}, _line) FROM STDIN {}").format(
+            sql.Identifier(STAGE), self.cols, options
+        )
+
+    def _guard(self) -> sql.Composable:
+        """True for a row the load takes as it is; a runtime error naming the record (so it is
+        judged on the slow path) for one that may be past the load's limits or shapes: JSON
+        nested deeper than ``MAX_JSON_DEPTH``, a JSON array of strings holding anything else,
+        a limited value longer than ``MAX_KEY_CHARS`` (an array whose text is longer may hold
+        one). Member e-mails are screened in bytes (``scan``)."""
+        checks: list[sql.Composable] = []
+        for name in self.header.names:
+            col = sql.Identifier(name)
+            base = self.spec.columns[name].type_name.split("(")[0]
+            limit = self.spec.limit(name)
+            if base in ("json", "jsonb"):
+                if self.spec.shape(name) != "array_of_strings":
+                    # (an array of strings nests one level: the element check says the rest)
+                    # A value of fewer bytes than 4 per level cannot nest that deep: the walk
+                    # is left to the larger values.
+                    checks.append(
+                        sql.SQL(
+                            "pg_column_size({}) < {} OR NOT jsonb_path_exists({}::jsonb, {})"
+                        ).format(col, sql.Literal(4 * MAX_JSON_DEPTH), col, sql.Literal(_DEEP))
+                    )
+                if self.spec.shape(name) == "array_of_strings":
+                    checks.append(
+                        sql.SQL("NOT jsonb_path_exists({}::jsonb, {})").format(
+                            col, sql.Literal(_NOT_STRING)
+                        )
+                    )
+                if limit == "strings":
+                    # The value's size in bytes bounds each string's (not yet compressed here).
+                    checks.append(
+                        sql.SQL("pg_column_size({}) <= {}").format(col, sql.Literal(MAX_KEY_CHARS))
+                    )
+            elif limit == "text":
+                checks.append(
+                    sql.SQL("octet_length({}) <= {}").format(col, sql.Literal(MAX_KEY_CHARS))
+                )
+        if not checks:
+            return sql.SQL("true")
+        ok = sql.SQL(" AND ").join(sql.SQL("coalesce({}, true)").format(c) for c in checks)
+        # Not a constant, so the planner cannot fold it: it raises only when reached.
+        fail = sql.SQL("1 / (0 * octet_length(coalesce({}::text, ''))) = 1").format(self.pk[0])
+        return sql.SQL("CASE WHEN {} THEN true ELSE {} END").format(ok, fail)
+
+    # -- staging -----------------------------------------------------------------------------
+    def create_stage(self, conn: psycopg.Connection[Any]) -> None:
+        """An empty staging table for this transaction (dropped when it commits)."""
+        stage = sql.Identifier(STAGE)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                "INCLUDING IDENTITY INCLUDING GENERATED) ON COMMIT DROP"
+            ).format(stage, self.table)
+        )
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {} ADD COLUMN _line bigint, "
+                "ADD COLUMN _ord bigint GENERATED ALWAYS AS IDENTITY"
+            ).format(stage)
+        )
+
+    def conflicts(
+        self, conn: psycopg.Connection[Any], file_id: int | None, batch_xids: list[str]
+    ) -> list[Conflict]:
+        """Staged rows whose key came earlier: in the stage, in this batch's rows, in a committed
+        batch of the file (by the transaction id its row carries) or in ``load_seen``."""
+        stage = sql.Identifier(STAGE)
+        cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
+        join_t = sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=c) for c in self.pk)
+        key_text = sql.SQL(", ").join(sql.SQL("r.{}::text").format(c) for c in self.pk)
+        # The stage was just filled: its statistics make the joins below index probes.
+        conn.execute(sql.SQL("ANALYZE {}").format(stage))
+        row = conn.execute(
+            "SELECT coalesce(array_agg(x::text), '{}') FROM syncpipe.load_batches b, "
+            "unnest(b.xids) x WHERE b.file_id = %s",
+            (file_id,),
+        ).fetchone()
+        file_xids = list(row[0]) if row else []
+        rows = conn.execute(
+            sql.SQL(
+                """
+            WITH ranked AS (
+                SELECT s._ord, s._line, {cols_s},
+                       row_number() OVER w AS n, first_value(s._line) OVER w AS first
+                FROM {stage} s
+                WINDOW w AS (PARTITION BY {cols_s} ORDER BY s._ord)
+            )
+            SELECT r._ord, r._line, ARRAY[{key_text}], r.n, r.first, t.xmin::text,
+                   t.xmin = ANY(%(file_xids)s::xid[]), k.batch_start
+            FROM ranked r
+            LEFT JOIN {target} t ON {join_t}
+            LEFT JOIN syncpipe.load_seen k
+                ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
+            WHERE r.n > 1 OR t.xmin = ANY(%(xids)s::xid[]) OR t.xmin = ANY(%(file_xids)s::xid[])
+               OR k.batch_start IS NOT NULL
+            ORDER BY r._ord
+            """
+            ).format(
+                stage=stage, cols_s=cols_s, key_text=key_text, target=self.table, join_t=join_t
+            ),
+            {"file": file_id, "xids": batch_xids, "file_xids": file_xids},
+        ).fetchall()
+        out = []
+        for ord_, line, key, n, first, xmin, of_file, kstart in rows:
+            if n > 1:
+                where, start = "stage", None
+            elif xmin in batch_xids:
+                where, start = "batch", None
+            elif of_file:
+                where, start = "file", None  # the batch is found by the transaction id
+            else:
+                where, start = "seen", int(kstart)
+            out.append(
+                Conflict(
+                    ord=int(ord_),
+                    line=None if line is None else int(line),
+                    key=[str(k) for k in key],
+                    where=where,
+                    first_line=None if first is None or where != "stage" else int(first),
+                    xid=xmin,
+                    batch_start=start,
+                )
+            )
+        return out
+
+    def lock_rows(self, conn: psycopg.Connection[Any]) -> None:
+        """Lock the target rows the stage will update, in key order, without waiting: a row
+        another transaction holds (a merge marking pages synced) raises LockNotAvailable and
+        the batch is tried again later, so a load never waits inside the database on a
+        transaction that may wait on it (no deadlock)."""
+        stage = sql.Identifier(STAGE)
+        join = sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=c) for c in self.pk)
+        order = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in self.pk)
+        conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM (SELECT 1 FROM {} t JOIN {} s ON {} ORDER BY {} "
+                "FOR UPDATE OF t NOWAIT) locked"
+            ).format(self.table, stage, join, order)
+        )
+
+    def drop_staged(self, conn: psycopg.Connection[Any], ords: list[int]) -> None:
+        """Forget staged rows."""
+        if ords:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE _ord = ANY(%s)").format(sql.Identifier(STAGE)),
+                (ords,),
+            )
+
+    def upsert(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        file_id: int | None,
+        batch_start: int,
+        ord_: int | None = None,
+    ) -> Upserted:
+        """INSERT ... ON CONFLICT DO UPDATE the stage (or one staged row) into the target."""
+        stage = sql.Identifier(STAGE)
+        noncols = [c for c in self.header.names if c not in self.spec.primary_key]
+        if noncols:
+            assignments = sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in noncols
+            )
+            left = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in noncols)
+            right = sql.SQL(", ").join(
+                sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in noncols
+            )
+            conflict: sql.Composable = sql.SQL(
+                "DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})"
+            ).format(assignments, left, right)
+        else:
+            conflict = sql.SQL("DO NOTHING")
+        where = sql.SQL("WHERE _ord = {}").format(sql.Literal(ord_)) if ord_ else sql.SQL("")
+        returned = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in self.pk)
+        join_u = sql.SQL(" AND ").join(sql.SQL("u.{c} = s.{c}").format(c=c) for c in self.pk)
+        key_text = sql.SQL(", ").join(sql.SQL("s.{}::text").format(c) for c in self.pk)
+        seen: sql.Composable = sql.SQL("")
+        if file_id is not None:
+            seen = sql.SQL(
+                """, seen AS (
+                INSERT INTO syncpipe.load_seen (file_id, key, batch_start)
+                SELECT {file}, ARRAY[{key_text}]::text, {start} FROM {stage} s {where}
+                {and_} NOT EXISTS (SELECT 1 FROM up u WHERE {join_u})
+                ON CONFLICT (file_id, key) DO NOTHING
+            )"""
+            ).format(
+                file=sql.Literal(file_id),
+                key_text=key_text,
+                start=sql.Literal(batch_start),
+                stage=stage,
+                where=where,
+                and_=sql.SQL("AND" if ord_ else "WHERE"),
+                join_u=join_u,
+            )
+        row = conn.execute(
+            sql.SQL(
+                """
+            WITH up AS (
+                INSERT INTO {target} AS t ({cols})
+                SELECT {cols} FROM {stage} {where} ORDER BY _ord
+                ON CONFLICT ({pk}) {conflict}
+                RETURNING {returned}, (xmax = 0) AS inserted, t.xmin::text AS x
+            ){seen}
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                   (SELECT count(*) FROM {stage} {where}),
+                   coalesce(array_agg(DISTINCT x), '{{}}')
+            FROM up
+            """
+            ).format(
+                target=self.table,
+                cols=self.cols,
+                stage=stage,
+                where=where,
+                pk=self.pk_list,
+                conflict=conflict,
+                returned=returned,
+                seen=seen,
+            )
+        ).fetchone()
+        assert row is not None
+        inserted, updated, staged = int(row[0]), int(row[1]), int(row[2])
+        return Upserted(inserted, updated, staged - inserted - updated, tuple(row[3]))
+
+    def staged_rows(self, conn: psycopg.Connection[Any]) -> list[tuple[int, int]]:
+        """(ord, line) of every staged row."""
+        rows = conn.execute(
+            sql.SQL("SELECT _ord, _line FROM {} ORDER BY _ord").format(sql.Identifier(STAGE))
+        ).fetchall()
+        return [(int(o), int(ln)) for o, ln in rows]
+
+    def xmin_of(self, conn: psycopg.Connection[Any], key: list[str]) -> str | None:
+        """The transaction id the target row of ``key`` carries."""
+        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(c) for c in self.pk)
+        row = conn.execute(
+            sql.SQL("SELECT xmin::text FROM {} WHERE {}").format(self.table, where), key
+        ).fetchone()
+        return None if row is None else str(row[0])

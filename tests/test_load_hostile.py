@@ -1,0 +1,206 @@
+"""Hostile files: each bad row is rejected with a reason naming line and column, every good row
+loads, nothing is followed or quoted that should not be, and nothing deadlocks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Invoke, fetch, one
+from tests.test_load import HEADER, agent_line, write
+
+PAGE_HEADER = "research_uuid,team_id,website,team_members"
+
+
+def _cell(value: object) -> str:
+    return '"' + json.dumps(value).replace('"', '""') + '"'
+
+
+def _page(i: int, members: list[dict[str, object]], *, team: str | None = None) -> str:
+    key = uuid.UUID(int=10_000 + i, version=4)
+    return f"{key},{team or f'team-{i}'},https://x.com/{i},{_cell(members)}"
+
+
+def _rejects(result_file: str) -> dict[int, dict[str, str]]:
+    with Path(result_file).open(encoding="utf-8", newline="") as fh:
+        return {int(r["line"]): r for r in csv.DictReader(fh)}
+
+
+def test_deep_json_and_unindexable_values_are_rejected_and_the_merge_runs(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """15,000 levels of JSON, an 8,000-character team_id or e-mail: each row rejected naming
+    line and column (before the server sees it), the 100 good rows of each file load, and the
+    merge afterwards succeeds."""
+    deep = "[" * 15_000 + "]" * 15_000
+    lines = [HEADER] + [agent_line(i) for i in range(100)]
+    lines.insert(11, agent_line(500).replace('"{""site""', '"{""x"": ' + deep + ', ""site""'))
+    lines.insert(21, agent_line(501).replace(",team-1,", ",team-" + "t" * 8000 + ","))
+    lines.insert(31, agent_line(502).replace("agent502@", "a" * 8000 + "@"))
+    lines.insert(
+        41,
+        agent_line(503).replace('"{""site""', '"{""x"": ' + "[" * 101 + "]" * 101 + ', ""site""'),
+    )
+    path = write(tmp_path / "new_agents.csv", lines)
+    f = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["rejected"]) == (100, 4)
+    rejects = _rejects(f["reject_file"])
+    assert (
+        rejects[12]["column"] == "social_links"
+        and "nested deeper than 100" in rejects[12]["reason"]
+    )
+    assert rejects[22]["column"] == "team_id" and "at most 500" in rejects[22]["reason"]
+    assert rejects[32]["column"] == "email_clean" and "at most 500" in rejects[32]["reason"]
+    assert rejects[42]["column"] == "social_links" and "nested deeper" in rejects[42]["reason"]
+    assert all(len(r["value"]) < 60 and len(r["reason"]) < 200 for r in rejects.values())
+
+    members = [{"name": f"Member {k}", "email": f"m{k}@x.com"} for k in range(3)]
+    pages = [PAGE_HEADER] + [_page(i, members) for i in range(100)]
+    deep_member = _page(500, [*members, {"name": "Deep", "links": None}])
+    pages.insert(5, deep_member.replace('""links"": null', '""links"": ' + deep))
+    pages.insert(15, _page(501, [{"name": "Long", "email": "b" * 8000 + "@x.com"}]))
+    pages.insert(25, _page(502, members, team="T" * 8000))
+    path = write(tmp_path / "raw_company_info.csv", pages)
+    f = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["rejected"]) == (100, 3)
+    rejects = _rejects(f["reject_file"])
+    assert rejects[6]["column"] == "team_members" and "nested deeper" in rejects[6]["reason"]
+    assert rejects[16]["column"] == "team_members" and "at most 500" in rejects[16]["reason"]
+    assert rejects[26]["column"] == "team_id"
+    invoke(["merge"], dsn=deployed_db)
+    assert one(deployed_db, "SELECT count(*) FROM public.unified_company_member") == 300
+
+
+def test_a_symlink_out_of_the_folder_is_refused_and_never_quoted(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A link named like a feed file that leads out of the folder is not followed: the file
+    fails with a clear sentence, its content appears nowhere, the other files load."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "new_agents_a.csv", [HEADER, agent_line(1)])
+    (folder / "new_agents_x.csv").symlink_to(secret)
+    result = invoke(["load", str(folder), "--json"], code=1, dsn=deployed_db)
+    files = {Path(f["file"]).name: f for f in result.json()["files"]}
+    assert files["new_agents_a.csv"]["status"] == "loaded"
+    assert files["new_agents_x.csv"]["status"] == "failed"
+    assert "symbolic link to a file outside" in files["new_agents_x.csv"]["message"]
+    assert "root:x" not in result.stdout + result.stderr
+    named = invoke(["load", str(folder / "new_agents_x.csv")], code=1, dsn=deployed_db)
+    assert "not followed" in named.stdout and "root:x" not in named.stdout + named.stderr
+
+
+def test_errors_quote_only_a_short_excerpt(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A 10,002-column header gives a message of a few hundred characters, not 89 KB."""
+    names = ",".join(f"column_number_{i}" for i in range(10_002))
+    path = tmp_path / "new_agents.csv"
+    path.write_text(names + "\n")
+    data = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()
+    message = data["files"][0]["message"]
+    assert "10,002 unknown column(s)" in message
+    assert len(message) < 600
+
+
+def test_files_with_the_same_keys_never_deadlock(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Two files of one table with the same keys, --jobs 2: loaded one after the other in name
+    order (the later file wins, every time); two loads of them at once in two processes end
+    without a deadlock error."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = [agent_line(i) for i in range(3000)]
+    write(folder / "new_agents_a.csv", [HEADER, *rows])
+    write(
+        folder / "new_agents_b.csv",
+        [HEADER, *(r.replace("Agent Number", "Agent B") for r in reversed(rows))],
+    )
+    data = invoke(["load", str(folder), "--json", "--jobs", "2"], dsn=deployed_db).json()
+    assert [f["status"] for f in data["files"]] == ["loaded", "loaded"]
+    assert (
+        one(deployed_db, "SELECT count(*) FROM public.new_agents WHERE full_name LIKE 'Agent B%%'")
+        == 3000
+    )
+
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOAD_BATCH_ROWS": "200"}
+    write(
+        folder / "new_agents_a.csv", [HEADER, *(r.replace("Agent Number", "Agent C") for r in rows)]
+    )
+    write(
+        folder / "new_agents_b.csv",
+        [HEADER, *(r.replace("Agent Number", "Agent D") for r in reversed(rows))],
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "syncpipe", "load", str(folder / name)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("new_agents_a.csv", "new_agents_b.csv")
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out + err
+        assert "deadlock" not in (out + err).lower()
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 3000
+
+
+@pytest.mark.parametrize("hostile", ["end", "middle"])
+def test_an_unterminated_quote_is_one_reject(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, hostile: str
+) -> None:
+    """A stray quote at the end of the file, or in the middle, costs that line only."""
+    lines = [HEADER] + [agent_line(i) for i in range(50)]
+    bad = '77777777-7777-4777-8777-777777777777,"Stray quote,"[]","[]",t,"{}"'
+    lines.insert(51 if hostile == "end" else 20, bad)
+    path = write(tmp_path / "new_agents.csv", lines)
+    f = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["rejected"]) == (50, 1)
+    (row,) = _rejects(f["reject_file"]).values()
+    assert "unterminated quoted field" in row["reason"] or "unbalanced quote" in row["reason"]
+
+
+def test_repeated_keys_keep_the_first_row_whatever_stream_commits_first(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Keys repeated across many small batches loaded by parallel streams: the first row of
+    each key stands, every later one is rejected naming the line of the first."""
+    rng = random.Random(7)
+    lines = [agent_line(i) for i in range(3000)]
+    for _ in range(60):
+        first = rng.randrange(0, 2500)
+        lines.insert(rng.randrange(first + 1, len(lines) + 1), agent_line(first, name="Repeat"))
+    first_line: dict[str, int] = {}
+    first_name: dict[str, str] = {}
+    expected: dict[int, str] = {}
+    for number, line in enumerate(lines, start=2):
+        key, name = line.split(",", 2)[:2]
+        if key in first_line:
+            expected[number] = f"duplicate key {key} in this file (first at line {first_line[key]})"
+        else:
+            first_line[key], first_name[key] = number, name
+    path = write(tmp_path / "new_agents.csv", [HEADER, *lines])
+    f = invoke(
+        ["load", str(path), "--json"],
+        code=1,
+        dsn=deployed_db,
+        env={"SYNCPIPE_LOAD_BATCH_ROWS": "40", "SYNCPIPE_LOAD_STREAMS": "3"},
+    ).json()["files"][0]
+    rejects = _rejects(f["reject_file"])
+    assert {line: r["reason"] for line, r in rejects.items()} == expected
+    stored = fetch(deployed_db, "SELECT supabase_uuid::text, full_name FROM public.new_agents")
+    assert dict(stored) == first_name

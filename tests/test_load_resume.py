@@ -1,0 +1,159 @@
+"""A load killed at any point resumes from its last committed batch: nothing lost, nothing
+duplicated, rejects reported once, and no stray file left behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from tests.helpers import fetch, one
+from tests.test_load import HEADER, agent_line
+
+ROWS = 60_000
+BATCH = "2000"
+#: bad rows (line -> content) spread over the file, and a key repeated far apart
+BAD = {
+    1_002: 'not-a-uuid,Bad Uuid,"[]","[]",t,"{}"',
+    20_002: '11111111-1111-4111-8111-111111111111,Bad Json,"[""a@b.com"",]","[]",t,"{}"',
+    45_002: '22222222-2222-4222-8222-222222222222,Numbers,"[]","[5551234567]",t,"{}"',
+}
+DUPLICATE_LINE, DUPLICATE_OF = 50_002, 30  # line 50,002 repeats the key of row 30 (line 32)
+
+CHECKSUM = (
+    "SELECT md5(string_agg(concat_ws('|', supabase_uuid, full_name, email_clean, phone_digits, "
+    "team_id, social_links), E'\\n' ORDER BY supabase_uuid)) FROM public.new_agents"
+)
+
+
+def _file(folder: Path) -> Path:
+    path = folder / "new_agents_resume.csv"
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write(HEADER + "\n")
+        for line in range(2, ROWS + 2):
+            if line in BAD:
+                fh.write(BAD[line] + "\n")
+            elif line == DUPLICATE_LINE:
+                fh.write(agent_line(DUPLICATE_OF, name="Later Copy") + "\n")
+            else:
+                fh.write(agent_line(line - 2) + "\n")
+    return path
+
+
+def _load(dsn: str, path: Path, logs: Path) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "SYNCPIPE_DATABASE_URL": dsn,
+        "SYNCPIPE_LOAD_BATCH_ROWS": BATCH,
+        "SYNCPIPE_LOGS_DIR": str(logs),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "load", str(path), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _batches(dsn: str) -> int:
+    return int(one(dsn, "SELECT count(*) FROM syncpipe.load_batches"))
+
+
+def _gone(dsn: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not fetch(
+            dsn,
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'syncpipe' AND pid <> pg_backend_pid()",
+        ):
+            return
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def clean_checksum(
+    pg_server: str, deployed_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, int]:
+    """The table after one clean, uninterrupted load of the file."""
+    from tests.conftest import create_database, drop_database
+
+    name = create_database(pg_server, template=deployed_template)
+    dsn = make_conninfo(pg_server, dbname=name)
+    folder = tmp_path_factory.mktemp("clean")
+    try:
+        proc = _load(dsn, _file(folder), folder / "logs")
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, err
+        return str(one(dsn, CHECKSUM)), int(one(dsn, "SELECT count(*) FROM public.new_agents"))
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [0, 1, 9, 20])
+def test_killed_load_resumes_from_its_last_committed_batch(
+    deployed_db: str, tmp_path: Path, clean_checksum: tuple[str, int], kill_after: int
+) -> None:
+    """SIGKILL once ``kill_after`` batches have committed (0: during the first COPY); the
+    ledger says how far the file got; the rerun resumes there and the table equals a clean
+    load's, row for row; the rejects are listed once; no temporary file is left."""
+    path = _file(tmp_path)
+    logs = tmp_path / "logs"
+    proc = _load(deployed_db, path, logs)
+    deadline = time.monotonic() + 120
+    if kill_after == 0:
+        while not fetch(
+            deployed_db,
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query ILIKE 'COPY%%' AND pid <> pg_backend_pid()",
+        ):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+    else:
+        while _batches(deployed_db) < kill_after:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    _gone(deployed_db)
+    committed = _batches(deployed_db)
+    assert committed >= kill_after
+    status = one(deployed_db, "SELECT status FROM syncpipe.load_files")
+    assert status == "loading"  # the ledger says the file is not done, and how far it got
+    rows_so_far = one(deployed_db, "SELECT coalesce(sum(rows_read), 0) FROM syncpipe.load_batches")
+    assert rows_so_far <= ROWS
+
+    rerun = _load(deployed_db, path, logs)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 1, err  # the file has rejects
+
+    f = json.loads(out)["files"][0]
+    assert f["resumed_batches"] == committed
+    assert f["status"] == "loaded_with_rejects"
+    assert f["rows_read"] == ROWS
+    assert f["rejected"] == len(BAD) + 1
+    assert f["inserted"] == ROWS - len(BAD) - 1
+    checksum, count = clean_checksum
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == count
+    assert one(deployed_db, CHECKSUM) == checksum
+    with Path(f["reject_file"]).open(encoding="utf-8", newline="") as fh:
+        rejects = list(csv.DictReader(fh))
+    assert sorted(int(r["line"]) for r in rejects) == sorted([*BAD, DUPLICATE_LINE])
+    assert [p.name for p in (logs / "rejects").iterdir()] == [Path(f["reject_file"]).name]
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".") or "partial" in p.name]
+    key = str(uuid.UUID(int=DUPLICATE_OF + 1, version=4))
+    assert (
+        one(deployed_db, "SELECT full_name FROM public.new_agents WHERE supabase_uuid = %s", (key,))
+        == f"Agent Number{DUPLICATE_OF}"
+    )
