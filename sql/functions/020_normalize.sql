@@ -227,9 +227,21 @@ AS $$
              OR string_to_array(b_key, ' ') <@ string_to_array(a_key, ' ')
              OR ((a_canons && b_canons
                   OR syncpipe_internal.near_spelling(a_first, b_first)
+                  -- a two-letter given name and a letter more ("Li" / "Lii", "Mi" / "Min")
+                  OR (least(length(a_first), length(b_first)) = 2
+                      AND greatest(length(a_first), length(b_first)) = 3
+                      AND left(a_first, 2) = left(b_first, 2))
                   OR (least(length(a_first), length(b_first)) = 1
                       AND left(a_first, 1) = left(b_first, 1)))
-                 AND (a_last = b_last OR syncpipe_internal.near_spelling(a_last, b_last)))),
+                 AND (a_last = b_last OR syncpipe_internal.near_spelling(a_last, b_last)))
+             -- a one-word name a typo away from a word of the other ("Brown" / "Brrown",
+             -- "Brrown" / "Mike Brown")
+             OR (a_last IS NULL AND length(a_first) >= 4
+                 AND (syncpipe_internal.near_spelling(a_first, b_first)
+                      OR syncpipe_internal.near_spelling(a_first, b_last)))
+             OR (b_last IS NULL AND length(b_first) >= 4
+                 AND (syncpipe_internal.near_spelling(b_first, a_first)
+                      OR syncpipe_internal.near_spelling(b_first, a_last)))),
         false)
 $$;
 

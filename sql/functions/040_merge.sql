@@ -345,7 +345,8 @@ DECLARE
     v_components_new bigint;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
-        'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_links', 'sp_gedges',
+        'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_keycompat',
+        'sp_keyallow', 'sp_keyholders', 'sp_links', 'sp_gedges',
         'sp_cc_edges', 'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in',
         'sp_contacts_in', 'sp_canon', 'sp_cnames']);
     SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
@@ -492,10 +493,16 @@ BEGIN
     ANALYZE sp_names;
 
     PERFORM syncpipe_internal.merge_phase('shared_contacts');
-    -- Shared contacts: a key whose holders carry names of different people, or far too many
-    -- holders for one person.
+    -- Contact evidence is judged per pair of holders, not per key. A key held by one name
+    -- (or by names that all fit one person) is evidence between all its holders. A key held
+    -- by names of different people (an office line, info@) is evidence only between holders
+    -- whose names fit each other (Robert / Bob, a typo, "Miller, Robert", the same name
+    -- twice), and none where a name fits two names that do not fit each other ("J. Smith"
+    -- with "John Smith" and "Jane Smith": no chain through the ambiguous one). A key with
+    -- very many holders or names is no evidence at all.
+    -- sp_keynames: one row per name variant (vid) on a key held by several nodes.
     CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
-        SELECT g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons
+        SELECT row_number() OVER () AS vid, g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons
         FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
                      count(*) AS holders
               FROM sp_keyrecs k
@@ -510,34 +517,66 @@ BEGIN
         FROM sp_keynames GROUP BY kind, value
         HAVING count(*) > 1 OR sum(holders) > 20;
     ANALYZE sp_keygroups;
-    CREATE UNLOGGED TABLE syncpipe_work.sp_shared AS
-    -- A key is personal when one of its names can be the same person as every other one
-    -- (Robert with Bob, a typo "Robret" and "Miller, Robert"), shared otherwise.
-    WITH hubs AS (
-        SELECT a.kind, a.value,
-               bool_and(syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
-                                                a.suffix, a.canons, b.name_key, b.first_name,
-                                                b.last_name, b.suffix, b.canons)) AS fits_all
+    -- Every two variants of a key with a few names: do they fit one person?
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keycompat AS
+        SELECT a.kind, a.value, a.vid AS va, b.vid AS vb,
+               syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
+                                                  a.suffix, a.canons, b.name_key, b.first_name,
+                                                  b.last_name, b.suffix, b.canons) AS fits
         FROM sp_keygroups g
         JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
-        JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value
-             AND (b.name_key, coalesce(b.suffix, ''), coalesce(b.first_name, ''),
-                  coalesce(b.last_name, ''))
-              <> (a.name_key, coalesce(a.suffix, ''), coalesce(a.first_name, ''),
-                  coalesce(a.last_name, ''))
-        WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20
-        GROUP BY a.kind, a.value, a.name_key, a.suffix, a.first_name, a.last_name
+        JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid <> a.vid
+        WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20;
+    -- Pairs of variants that are evidence: they fit, and neither fits two variants that do
+    -- not fit each other.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyallow AS
+    WITH ambiguous AS (
+        SELECT DISTINCT x.kind, x.value, x.va AS vid
+        FROM sp_keycompat x
+        JOIN sp_keycompat y ON y.kind = x.kind AND y.value = x.value AND y.va = x.va
+                           AND y.vb > x.vb AND y.fits
+        JOIN sp_keycompat z ON z.kind = x.kind AND z.value = x.value AND z.va = x.vb
+                           AND z.vb = y.vb AND NOT z.fits
+        WHERE x.fits
     ),
+    -- (a key one full name fits with every other one, as Robert Miller fits Bob Miller and
+    -- Robret Miller, is one person's: every pair is allowed)
     personal AS (
-        SELECT kind, value FROM hubs GROUP BY kind, value HAVING bool_or(fits_all)
+        SELECT c.kind, c.value
+        FROM sp_keycompat c JOIN sp_keynames v ON v.vid = c.va
+        WHERE length(v.first_name) > 1 AND v.last_name IS NOT NULL
+        GROUP BY c.kind, c.value, c.va HAVING bool_and(c.fits)
     )
+    SELECT c.kind, c.value, c.va, c.vb
+    FROM sp_keycompat c
+    WHERE (c.kind, c.value) IN (SELECT kind, value FROM personal)
+       OR (c.fits
+           AND NOT EXISTS (SELECT 1 FROM ambiguous m
+                           WHERE m.kind = c.kind AND m.value = c.value
+                             AND m.vid IN (c.va, c.vb)));
+    -- Shared keys (not evidence between every two holders): very many holders, many names,
+    -- or two names that are not allowed together.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_shared AS
     SELECT g.kind, g.value, g.records, g.names
     FROM sp_keygroups g
-    WHERE g.records > 20
-       OR (g.names > 1
-           AND NOT EXISTS (SELECT 1 FROM personal p WHERE p.kind = g.kind AND p.value = g.value));
+    WHERE g.records > 20 OR g.names > 8
+       OR (SELECT count(*) FROM sp_keyallow a WHERE a.kind = g.kind AND a.value = g.value)
+          < g.names * (g.names - 1);
     ALTER TABLE sp_shared ADD PRIMARY KEY (kind, value);
     ANALYZE sp_shared;
+    -- The holders of the shared keys that are still evidence between some of them, with
+    -- their variants (a known agent may hold several).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyholders AS
+        SELECT DISTINCT k.kind, k.value, k.node, v.vid
+        FROM sp_shared s
+        JOIN sp_keyrecs k ON k.kind = s.kind AND k.value = s.value
+        JOIN sp_names n ON n.node = k.node
+        JOIN sp_keynames v ON v.kind = k.kind AND v.value = k.value
+             AND v.name_key = n.name_key AND v.first_name IS NOT DISTINCT FROM n.first_name
+             AND v.last_name IS NOT DISTINCT FROM n.last_name
+             AND v.suffix IS NOT DISTINCT FROM n.suffix
+        WHERE s.records <= 20 AND s.names <= 8;
+    ANALYZE sp_keyholders;
 
     PERFORM syncpipe_internal.merge_phase('links');
     -- Links between nodes (a < b). Contacts, and names within a team. (One CREATE TABLE AS,
@@ -549,10 +588,23 @@ BEGIN
                CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
                CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
                x.value AS detail
-        FROM sp_keyrecs x
-        JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
-        WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
-                          WHERE s.kind = x.kind AND s.value = x.value)
+        FROM (SELECT k.kind, k.value, k.node, NULL::bigint AS vid
+              FROM sp_keyrecs k
+              WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
+                                WHERE s.kind = k.kind AND s.value = k.value)
+              UNION ALL
+              SELECT kind, value, node, vid FROM sp_keyholders) x
+        JOIN (SELECT k.kind, k.value, k.node, NULL::bigint AS vid
+              FROM sp_keyrecs k
+              WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
+                                WHERE s.kind = k.kind AND s.value = k.value)
+              UNION ALL
+              SELECT kind, value, node, vid FROM sp_keyholders) y
+          ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+         AND (x.vid IS NULL OR x.vid = y.vid
+              OR EXISTS (SELECT 1 FROM sp_keyallow w
+                         WHERE w.kind = x.kind AND w.value = x.value
+                           AND w.va = x.vid AND w.vb = y.vid))
         ORDER BY x.node, y.node, 4 DESC, x.value  -- (the same detail in every run)
     ) c
     UNION ALL
