@@ -27,8 +27,8 @@ import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import scratch_database, syncpipe
-from syncpipe.evaluate import evaluate
 from syncpipe import synth, synth_noisy
+from syncpipe.evaluate import evaluate
 
 
 def _generate(shape: str, out: Path, persons: int, seed: int) -> None:
