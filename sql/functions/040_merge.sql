@@ -1421,6 +1421,15 @@ BEGIN
     FROM public.new_unified_agents WHERE agent_id = v_item.agent_id;
     SELECT coalesce(merged_into, agent_id) INTO v_b
     FROM public.new_unified_agents WHERE agent_id = v_item.candidate_agent_id;
+    -- The agents changed since the item was queued: say so rather than decide blindly.
+    IF v_a = v_b THEN
+        RAISE EXCEPTION 'review item % is settled already: both sides are now agent % (a later merge joined them); nothing to decide',
+            p_review_id, v_a USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_a IS DISTINCT FROM v_item.agent_id OR v_b IS DISTINCT FROM v_item.candidate_agent_id THEN
+        RAISE EXCEPTION 'review item % changed since it was queued: its agents are now % and %; list the queue again (syncpipe review) and decide on what it shows now',
+            p_review_id, v_a, v_b USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     UPDATE public.merge_review_queue
     SET status = CASE p_decision WHEN 'accept' THEN 'accepted' ELSE 'rejected' END,
