@@ -28,11 +28,37 @@ import psycopg
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import scratch_database, syncpipe
 
-GIVEN = "john james robert michael william david mary linda susan karen lisa nancy".split()
-FAMILY = (
-    "smith jones brown davis miller wilson moore taylor anderson thomas jackson white harris "
-    "martin garcia"
-).split()
+GIVEN = [
+    "john",
+    "james",
+    "robert",
+    "michael",
+    "william",
+    "david",
+    "mary",
+    "linda",
+    "susan",
+    "karen",
+    "lisa",
+    "nancy",
+]
+FAMILY = [
+    "smith",
+    "jones",
+    "brown",
+    "davis",
+    "miller",
+    "wilson",
+    "moore",
+    "taylor",
+    "anderson",
+    "thomas",
+    "jackson",
+    "white",
+    "harris",
+    "martin",
+    "garcia",
+]
 NICK = {"robert": "bob", "william": "bill", "michael": "mike", "james": "jim", "susan": "sue"}
 
 
