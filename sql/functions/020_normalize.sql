@@ -193,17 +193,20 @@ $$;
 -- words of 7+.
 CREATE OR REPLACE FUNCTION syncpipe_internal.near_spelling(p_a text, p_b text)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, extensions
 AS $$
-    SELECT CASE
+BEGIN
+    -- (plpgsql, not SQL: a SQL function with a SET clause is planned again on every call)
+    RETURN CASE
         WHEN least(length(p_a), length(p_b)) >= 7 THEN extensions.levenshtein(p_a, p_b) <= 2
         WHEN least(length(p_a), length(p_b)) >= 3 THEN
             extensions.levenshtein(p_a, p_b) <= 1
             OR (length(p_a) = length(p_b) AND extensions.levenshtein(p_a, p_b) = 2
                 AND translate(p_a, p_b, '') = '' AND translate(p_b, p_a, '') = '')
         ELSE false
-    END
+    END;
+END;
 $$;
 
 -- Could two names belong to the same person? Used on the pairs that share a contact or a
@@ -216,10 +219,12 @@ CREATE OR REPLACE FUNCTION syncpipe_internal.names_compatible(
     a_key text, a_first text, a_last text, a_suffix text, a_canons text[],
     b_key text, b_first text, b_last text, b_suffix text, b_canons text[])
 RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, extensions
 AS $$
-    SELECT a_key IS NULL OR b_key IS NULL OR coalesce(
+BEGIN
+    -- (plpgsql: see near_spelling)
+    RETURN a_key IS NULL OR b_key IS NULL OR coalesce(
         a_suffix IS NOT DISTINCT FROM b_suffix
         AND (a_key = b_key
              -- a missing surname or middle name
@@ -242,7 +247,8 @@ AS $$
              OR (b_last IS NULL AND length(b_first) >= 4
                  AND (syncpipe_internal.near_spelling(b_first, a_first)
                       OR syncpipe_internal.near_spelling(b_first, a_last)))),
-        false)
+        false);
+END;
 $$;
 
 RESET check_function_bodies;

@@ -58,8 +58,8 @@ DECLARE
 BEGIN
     -- (plpgsql, not SQL: a SQL function with a SET clause is planned on every call)
     IF p_given = 'same' THEN
-        v_w := v_w || round(least(8, log(2, 0.9 * v_total
-                                         / greatest(coalesce(p_given_n, 1), 1)))::numeric, 1);
+        v_w := v_w || round(least(8, (ln((0.9 * v_total
+                                         / greatest(coalesce(p_given_n, 1), 1))::float8) / ln(2.0::float8)))::numeric, 1);
         v_label := v_label || format('same given name %s (%s records)', p_given_value,
                                      coalesce(p_given_n, 1));
     ELSIF p_given = 'nickname' THEN
@@ -72,8 +72,8 @@ BEGIN
         v_w := v_w || -4.0; v_label := v_label || 'different given names'::text;
     END IF;
     IF p_family = 'same' THEN
-        v_w := v_w || round(least(10, log(2, 0.9 * v_total
-                                          / greatest(coalesce(p_family_n, 1), 1)))::numeric, 1);
+        v_w := v_w || round(least(10, (ln((0.9 * v_total
+                                          / greatest(coalesce(p_family_n, 1), 1))::float8) / ln(2.0::float8)))::numeric, 1);
         v_label := v_label || format('same family name %s (%s records)', p_family_value,
                                      coalesce(p_family_n, 1));
     ELSIF p_family = 'typo' THEN

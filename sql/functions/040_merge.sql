@@ -523,15 +523,20 @@ BEGIN
     -- with "John Smith" and "Jane Smith": no chain through the ambiguous one). A key with
     -- very many holders or names is no evidence at all.
     -- sp_keynames: one row per name variant (vid) on a key held by several nodes.
+    -- (weak: a one-word name that many records carry, "Lily": it fits nobody else on a key)
     CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
-        SELECT row_number() OVER () AS vid, g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons
+        SELECT row_number() OVER () AS vid, g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons,
+               (g.last_name IS NULL AND coalesce(f.n, 0) > greatest(20, v_total / 1000.0))
+                   AS weak
         FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
                      count(*) AS holders
               FROM sp_keyrecs k
               JOIN sp_names n ON n.node = k.node
               WHERE n.name_key IS NOT NULL
               GROUP BY 1, 2, 3, 4, 5, 6) g
-        LEFT JOIN sp_canon c ON c.variant = g.first_name;
+        LEFT JOIN sp_canon c ON c.variant = g.first_name
+        LEFT JOIN (SELECT value, sum(n) AS n FROM sp_freq GROUP BY value) f
+               ON f.value = g.first_name AND g.last_name IS NULL;
     ANALYZE sp_keynames;
     -- The keys that can be shared at all: several names, or very many holders.
     CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
@@ -541,16 +546,11 @@ BEGIN
     ANALYZE sp_keygroups;
     -- Every two variants of a key with a few names: do they fit one person?
     CREATE UNLOGGED TABLE syncpipe_work.sp_keycompat AS
-        WITH common AS (SELECT value FROM sp_freq GROUP BY value
-                        HAVING sum(n) > greatest(20, v_total / 1000.0))
         SELECT a.kind, a.value, a.vid AS va, b.vid AS vb,
                syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
                                                   a.suffix, a.canons, b.name_key, b.first_name,
                                                   b.last_name, b.suffix, b.canons)
-               -- a one-word name that many records carry ("Lily") fits nobody else on a key
-               AND NOT (a.last_name IS NULL AND a.first_name IN (SELECT value FROM common))
-               AND NOT (b.last_name IS NULL AND b.first_name IN (SELECT value FROM common))
-                   AS fits
+               AND NOT a.weak AND NOT b.weak AS fits
         FROM sp_keygroups g
         JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
         JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid <> a.vid
@@ -558,25 +558,35 @@ BEGIN
     -- Pairs of variants that are evidence: they fit, and neither fits two variants that do
     -- not fit each other.
     CREATE UNLOGGED TABLE syncpipe_work.sp_keyallow AS
-    WITH ambiguous AS (
+    WITH mixed AS (
+        SELECT kind, value FROM sp_keycompat GROUP BY kind, value HAVING NOT bool_and(fits)
+    ),
+    mc AS (
+        SELECT c.* FROM sp_keycompat c JOIN mixed m ON m.kind = c.kind AND m.value = c.value
+    ),
+    ambiguous AS (
         SELECT DISTINCT x.kind, x.value, x.va AS vid
-        FROM sp_keycompat x
-        JOIN sp_keycompat y ON y.kind = x.kind AND y.value = x.value AND y.va = x.va
-                           AND y.vb > x.vb AND y.fits
-        JOIN sp_keycompat z ON z.kind = x.kind AND z.value = x.value AND z.va = x.vb
-                           AND z.vb = y.vb AND NOT z.fits
+        FROM mc x
+        JOIN mc y ON y.kind = x.kind AND y.value = x.value AND y.va = x.va
+                 AND y.vb > x.vb AND y.fits
+        JOIN mc z ON z.kind = x.kind AND z.value = x.value AND z.va = x.vb
+                 AND z.vb = y.vb AND NOT z.fits
         WHERE x.fits
     ),
     -- (a key one full name fits with every other one, as Robert Miller fits Bob Miller and
     -- Robret Miller, is one person's: every pair is allowed)
     personal AS (
         SELECT c.kind, c.value
-        FROM sp_keycompat c JOIN sp_keynames v ON v.vid = c.va
+        FROM mc c JOIN sp_keynames v ON v.vid = c.va
         WHERE length(v.first_name) > 1 AND v.last_name IS NOT NULL
         GROUP BY c.kind, c.value, c.va HAVING bool_and(c.fits)
     )
     SELECT c.kind, c.value, c.va, c.vb
     FROM sp_keycompat c
+    WHERE NOT EXISTS (SELECT 1 FROM mixed m WHERE m.kind = c.kind AND m.value = c.value)
+    UNION ALL
+    SELECT c.kind, c.value, c.va, c.vb
+    FROM mc c
     WHERE (c.kind, c.value) IN (SELECT kind, value FROM personal)
        OR (c.fits
            AND NOT EXISTS (SELECT 1 FROM ambiguous m
@@ -665,18 +675,25 @@ BEGIN
     -- addresses), learned from the data: the pairs a personal phone links (a sample). Where
     -- that is common, differing e-mails are no conflict for the same name in one team; where
     -- it is rare (or nothing tells: no phones), they are.
+    WITH sample AS (
+        SELECT x.node - v_offset AS a, y.node - v_offset AS b
+        FROM sp_keyrecs x
+        JOIN sp_keyrecs y ON y.kind = 'p' AND y.value = x.value AND y.node > x.node
+        WHERE x.kind = 'p' AND x.node >= v_offset AND y.node >= v_offset
+          AND NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = 'p' AND s.value = x.value)
+        LIMIT 20000
+    ),
+    emails AS (
+        SELECT pid, array_agg(value) AS emails
+        FROM sp_pkeys
+        WHERE kind = 'e' AND pid IN (SELECT a FROM sample UNION SELECT b FROM sample)
+        GROUP BY pid
+    )
     SELECT coalesce(avg((NOT ea.emails && eb.emails)::integer), 0)
     INTO v_m_email
-    FROM (SELECT x.node AS a, y.node AS b
-          FROM sp_keyrecs x
-          JOIN sp_keyrecs y ON y.kind = 'p' AND y.value = x.value AND y.node > x.node
-          WHERE x.kind = 'p' AND x.node >= v_offset AND y.node >= v_offset
-            AND NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = 'p' AND s.value = x.value)
-          LIMIT 20000) l
-    JOIN (SELECT pid, array_agg(value) AS emails FROM sp_pkeys WHERE kind = 'e'
-          GROUP BY pid) ea ON ea.pid = l.a - v_offset
-    JOIN (SELECT pid, array_agg(value) AS emails FROM sp_pkeys WHERE kind = 'e'
-          GROUP BY pid) eb ON eb.pid = l.b - v_offset;
+    FROM sample l
+    JOIN emails ea ON ea.pid = l.a
+    JOIN emails eb ON eb.pid = l.b;
     -- The weight of a name link: the given and the family name, each worth more the rarer
     -- it is (log2 of m / u, u the share of records holding it), and the team.
     CREATE UNLOGGED TABLE syncpipe_work.sp_namelinks AS
@@ -698,17 +715,17 @@ BEGIN
     )
     SELECT n.a, n.b, n.rule, n.detail,
            n.contacts_differ
-           OR (n.rule = 'name_team' AND (n.team_id, n.detail) IN (SELECT team_id, detail
-                                                                  FROM split))
+           OR (n.rule = 'name_team' AND sp.team_id IS NOT NULL)
            -- a one-word name that many records carry ("Smith") is no evidence on its own
            OR (n.last_name IS NULL
                AND coalesce(ff.n, 0) + coalesce(fw.n, 0) > v_total / 1000.0) AS conflict,
            round((CASE WHEN n.rule = 'name_team'
-                       THEN least(8, log(2, 0.9 * v_total / greatest(coalesce(ff.n, 1), 1)))
+                       THEN least(8, (ln((0.9 * v_total / greatest(coalesce(ff.n, 1), 1))::float8) / ln(2.0::float8)))
                        ELSE 3 END
-                  + least(10, log(2, 0.9 * v_total / greatest(coalesce(fl.n, 1), 1)))
+                  + least(10, (ln((0.9 * v_total / greatest(coalesce(fl.n, 1), 1))::float8) / ln(2.0::float8)))
                   + 10)::numeric, 1)::real AS weight
     FROM pairs n
+    LEFT JOIN split sp ON sp.team_id = n.team_id AND sp.detail = n.detail
     LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = n.first_name
     LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = n.last_name
     LEFT JOIN sp_freq fw ON fw.part = 'l' AND fw.value = n.first_name AND n.last_name IS NULL;
@@ -720,30 +737,26 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_links AS
     SELECT *
     FROM (
-        SELECT DISTINCT ON (x.node, y.node) x.node AS a, y.node AS b,
+        SELECT DISTINCT ON (x.node, x.ynode) x.node AS a, x.ynode AS b,
                CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
                CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
                x.value AS detail,
-               (CASE x.kind WHEN 'e' THEN 9 ELSE 8 END
-                - CASE WHEN x.vid IS NULL THEN 0 ELSE 2 END)::real AS weight
-        FROM (SELECT k.kind, k.value, k.node, NULL::bigint AS vid
-              FROM sp_keyrecs k
+               (CASE x.kind WHEN 'e' THEN 9 ELSE 8 END - 2 * x.per_pair)::real AS weight
+        FROM (SELECT x.kind, x.value, x.node, y.node AS ynode, 0 AS per_pair
+              FROM sp_keyrecs x
+              JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
               WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
-                                WHERE s.kind = k.kind AND s.value = k.value)
+                                WHERE s.kind = x.kind AND s.value = x.value)
               UNION ALL
-              SELECT kind, value, node, vid FROM sp_keyholders) x
-        JOIN (SELECT k.kind, k.value, k.node, NULL::bigint AS vid
-              FROM sp_keyrecs k
-              WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
-                                WHERE s.kind = k.kind AND s.value = k.value)
-              UNION ALL
-              SELECT kind, value, node, vid FROM sp_keyholders) y
-          ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
-         AND (x.vid IS NULL OR x.vid = y.vid
-              OR EXISTS (SELECT 1 FROM sp_keyallow w
-                         WHERE w.kind = x.kind AND w.value = x.value
-                           AND w.va = x.vid AND w.vb = y.vid))
-        ORDER BY x.node, y.node, 4 DESC, x.value  -- (the same detail in every run)
+              -- keys held by different people: the holders whose names fit
+              SELECT x.kind, x.value, x.node, y.node, 1
+              FROM sp_keyholders x
+              JOIN sp_keyholders y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+              WHERE x.vid = y.vid
+                 OR EXISTS (SELECT 1 FROM sp_keyallow w
+                            WHERE w.kind = x.kind AND w.value = x.value
+                              AND w.va = x.vid AND w.vb = y.vid)) x
+        ORDER BY x.node, x.ynode, 4 DESC, x.value  -- (the same detail in every run)
     ) c
     UNION ALL
     SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict;
@@ -809,28 +822,45 @@ BEGIN
     -- review_per_record strongest candidates.
     -- One row per name of a component in a team (a component's records mostly repeat one
     -- name), then pairs of such names across components, at least one side new.
+    -- (buckets: in a team of more than 64 records each block is cut into buckets of 8 in its
+    -- sort order; a smaller team's blocks are compared whole, bucket 0, without a sort)
     CREATE UNLOGGED TABLE syncpipe_work.sp_cnames AS
-    SELECT x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons,
+    WITH x AS (
+        SELECT x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons,
+               kn.n AS key_n, ln_.n AS last_n,
+               coalesce(t.big, false) AS big
+        FROM (
+            SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
+                   n.first_name, n.last_name, n.suffix, min(n.middle) AS middle,
+                   min(n.node) AS node, bool_or(n.pending) AS pending,
+                   -- how the family name sounds (a typo mostly keeps it)
+                   extensions.dmetaphone(n.last_name) AS lcode
+            FROM sp_names n
+            LEFT JOIN sp_comp c ON c.node = n.node
+            WHERE n.name_key IS NOT NULL
+            GROUP BY 1, 2, 3, 4, 5, 6, 7
+        ) x
+        LEFT JOIN sp_canon k ON k.variant = x.first_name
+        -- (how many records carry the name, and the family name: hashed, not sorted)
+        LEFT JOIN (SELECT name_key, count(*) AS n FROM sp_names
+                   WHERE name_key IS NOT NULL GROUP BY name_key) kn ON kn.name_key = x.name_key
+        LEFT JOIN (SELECT last_name, count(*) AS n FROM sp_names
+                   WHERE last_name IS NOT NULL GROUP BY last_name) ln_
+               ON ln_.last_name = x.last_name
+        LEFT JOIN (SELECT team_id, count(*) > 64 AS big FROM sp_names
+                   WHERE team_id IS NOT NULL GROUP BY team_id) t ON t.team_id = x.team_id
+    )
+    SELECT x.*, 0::bigint AS fbucket, 0::bigint AS lbucket, 0::bigint AS cbucket
+    FROM x WHERE NOT x.big OR x.team_id IS NULL
+    UNION ALL
+    SELECT x.*,
            (row_number() OVER (PARTITION BY x.team_id, x.first_name
-                               ORDER BY x.last_name, x.node) - 1) / 8 AS fbucket,
+                               ORDER BY x.last_name, x.node) - 1) / 8,
            (row_number() OVER (PARTITION BY x.team_id, x.last_name
-                               ORDER BY x.first_name, x.node) - 1) / 8 AS lbucket,
+                               ORDER BY x.first_name, x.node) - 1) / 8,
            (row_number() OVER (PARTITION BY x.team_id, x.lcode
-                               ORDER BY x.first_name, x.node) - 1) / 8 AS cbucket,
-           count(*) OVER (PARTITION BY x.name_key) AS key_n,
-           count(*) OVER (PARTITION BY x.last_name) AS last_n
-    FROM (
-        SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
-               n.first_name, n.last_name, n.suffix, min(n.middle) AS middle,
-               min(n.node) AS node, bool_or(n.pending) AS pending,
-               -- how the family name sounds (a typo mostly keeps it)
-               extensions.dmetaphone(n.last_name) AS lcode
-        FROM sp_names n
-        LEFT JOIN sp_comp c ON c.node = n.node
-        WHERE n.name_key IS NOT NULL
-        GROUP BY 1, 2, 3, 4, 5, 6, 7
-    ) x
-    LEFT JOIN sp_canon k ON k.variant = x.first_name;
+                               ORDER BY x.first_name, x.node) - 1) / 8
+    FROM x WHERE x.big AND x.team_id IS NOT NULL;
     ANALYZE sp_cnames;
     CREATE UNLOGGED TABLE syncpipe_work.sp_cands AS
     SELECT p.label AS a_label, p.node AS a_node, p.team_id AS a_team, p.name_norm AS a_norm,
@@ -890,14 +920,14 @@ BEGIN
                     UNION SELECT coalesce(cb.label, l.b) FROM sp_namelinks l
                           LEFT JOIN sp_comp cb ON cb.node = l.b WHERE l.conflict),
     keys AS (
-        SELECT coalesce(c.label, v_offset + k.pid) AS label, k.kind, k.value
-        FROM sp_pkeys k LEFT JOIN sp_comp c ON c.node = v_offset + k.pid
-        WHERE coalesce(c.label, v_offset + k.pid) IN (SELECT label FROM labels)
+        -- (every pending record is in sp_comp, alone or not)
+        SELECT c.label, k.kind, k.value
+        FROM sp_comp c JOIN sp_pkeys k ON k.pid = c.node - v_offset
+        WHERE c.node >= v_offset AND c.label IN (SELECT label FROM labels)
         UNION
-        SELECT coalesce(c.label, m.agent_id), m.kind, m.value
-        FROM public.merge_agent_contacts m LEFT JOIN sp_comp c ON c.node = m.agent_id
-        WHERE m.agent_id IN (SELECT c2.node FROM sp_comp c2
-                             WHERE c2.node < v_offset AND c2.label IN (SELECT label FROM labels))
+        SELECT c.label, m.kind, m.value
+        FROM sp_comp c JOIN public.merge_agent_contacts m ON m.agent_id = c.node
+        WHERE c.node < v_offset AND c.label IN (SELECT label FROM labels)
     )
     SELECT label, array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
            array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
@@ -908,24 +938,69 @@ BEGIN
     GROUP BY label;
     ALTER TABLE sp_candkeys ADD PRIMARY KEY (label);
     -- Each candidate weighed (distinct pairs of components: the strongest pair of names).
+    -- (the comparisons inline, no function call per pair; the same arithmetic as
+    -- syncpipe_internal.pair_weight(), which writes the parts in words for the queued pairs)
     CREATE UNLOGGED TABLE syncpipe_work.sp_candw AS
     SELECT DISTINCT ON (least(a_label, b_label), greatest(a_label, b_label)) *
     FROM (
-        SELECT y.*, (y.w ->> 'weight')::real AS weight
+        SELECT y.*,
+               (CASE y.given
+                    WHEN 'same' THEN round(least(8, (ln((0.9 * v_total
+                                                       / greatest(coalesce(y.given_n, 1), 1))::float8) / ln(2.0::float8)))::numeric, 1)
+                    WHEN 'nickname' THEN 3 WHEN 'typo' THEN 2 WHEN 'initial' THEN 1
+                    WHEN 'different' THEN -4 ELSE 0 END
+                + CASE y.family
+                    WHEN 'same' THEN round(least(10, (ln((0.9 * v_total
+                                                        / greatest(coalesce(y.family_n, 1), 1))::float8) / ln(2.0::float8)))::numeric, 1)
+                    WHEN 'typo' THEN 2 WHEN 'initial' THEN 0.5 WHEN 'different' THEN -5 ELSE 0 END
+                + CASE WHEN y.a_team = y.b_team THEN 10
+                       WHEN y.a_team IS NOT NULL AND y.b_team IS NOT NULL THEN -3 ELSE 0 END
+                + CASE WHEN y.a_middle <> y.b_middle THEN -3 ELSE 0 END
+                + CASE y.phones WHEN 'shared' THEN 8 WHEN 'different' THEN -6 ELSE 0 END
+                + CASE y.emails WHEN 'shared' THEN 9 WHEN 'different' THEN -1.5 ELSE 0 END
+               )::real AS weight,
+               -- names that can be one person's (as names_compatible() judges them)
+               y.a_key = y.b_key
+               OR string_to_array(y.a_key, ' ') <@ string_to_array(y.b_key, ' ')
+               OR string_to_array(y.b_key, ' ') <@ string_to_array(y.a_key, ' ')
+               OR (y.given IN ('same', 'nickname', 'typo', 'initial')
+                   AND y.family IN ('same', 'typo')) AS fits
         FROM (
-            SELECT x.*, syncpipe_internal.pair_weight(
-                       x.given, CASE WHEN x.given = 'same' THEN x.a_first END, ff.n,
-                       x.family, CASE WHEN x.family = 'same' THEN x.a_last END, fl.n, v_total,
-                       CASE WHEN x.a_team = x.b_team THEN 'same'
-                            WHEN x.a_team IS NULL OR x.b_team IS NULL THEN 'unknown'
-                            ELSE 'different' END,
-                       x.a_middle <> x.b_middle, x.phones, x.emails) AS w
+            SELECT x.*, ff.n AS given_n, fl.n AS family_n
             FROM (
                 SELECT c.*,
-                       syncpipe_internal.name_part_relation(c.a_first, c.b_first, c.a_canons,
-                                                            c.b_canons) AS given,
-                       syncpipe_internal.name_part_relation(c.a_last, c.b_last, NULL,
-                                                            NULL) AS family,
+                       CASE WHEN c.a_key = c.b_key AND c.a_first IS NOT NULL AND c.b_first IS NOT NULL THEN 'same' WHEN c.a_first IS NULL OR
+                           c.b_first IS NULL OR c.a_first = '' OR c.b_first = '' THEN 'missing'
+                           WHEN c.a_first = c.b_first THEN 'same' WHEN least(length(c.a_first),
+                           length(c.b_first)) = 1 THEN CASE WHEN left(c.a_first, 1) =
+                           left(c.b_first, 1) THEN 'initial' ELSE 'different' END WHEN
+                           c.a_canons && c.b_canons THEN 'nickname' WHEN (CASE WHEN
+                           least(length(c.a_first), length(c.b_first)) >= 7 THEN
+                           extensions.levenshtein(c.a_first, c.b_first) <= 2 WHEN
+                           least(length(c.a_first), length(c.b_first)) >= 3 THEN
+                           extensions.levenshtein(c.a_first, c.b_first) <= 1 OR
+                           (length(c.a_first) = length(c.b_first) AND
+                           extensions.levenshtein(c.a_first, c.b_first) = 2 AND
+                           translate(c.a_first, c.b_first, '') = '' AND translate(c.b_first,
+                           c.a_first, '') = '') ELSE false END) OR (least(length(c.a_first),
+                           length(c.b_first)) = 2 AND greatest(length(c.a_first),
+                           length(c.b_first)) = 3 AND left(c.a_first, 2) = left(c.b_first, 2))
+                           THEN 'typo' ELSE 'different' END AS given,
+                       CASE WHEN c.a_key = c.b_key AND c.a_last IS NOT NULL AND c.b_last IS NOT NULL THEN 'same' WHEN c.a_last IS NULL OR c.b_last
+                           IS NULL OR c.a_last = '' OR c.b_last = '' THEN 'missing' WHEN
+                           c.a_last = c.b_last THEN 'same' WHEN least(length(c.a_last),
+                           length(c.b_last)) = 1 THEN CASE WHEN left(c.a_last, 1) =
+                           left(c.b_last, 1) THEN 'initial' ELSE 'different' END WHEN (CASE WHEN
+                           least(length(c.a_last), length(c.b_last)) >= 7 THEN
+                           extensions.levenshtein(c.a_last, c.b_last) <= 2 WHEN
+                           least(length(c.a_last), length(c.b_last)) >= 3 THEN
+                           extensions.levenshtein(c.a_last, c.b_last) <= 1 OR (length(c.a_last)
+                           = length(c.b_last) AND extensions.levenshtein(c.a_last, c.b_last) = 2
+                           AND translate(c.a_last, c.b_last, '') = '' AND translate(c.b_last,
+                           c.a_last, '') = '') ELSE false END) OR (least(length(c.a_last),
+                           length(c.b_last)) = 2 AND greatest(length(c.a_last),
+                           length(c.b_last)) = 3 AND left(c.a_last, 2) = left(c.b_last, 2)) THEN
+                           'typo' ELSE 'different' END AS family,
                        CASE WHEN ka.phones && kb.phones THEN 'shared'
                             WHEN ka.phones IS NOT NULL AND kb.phones IS NOT NULL
                             THEN 'different' END AS phones,
@@ -935,14 +1010,12 @@ BEGIN
                 FROM sp_cands c
                 LEFT JOIN sp_candkeys ka ON ka.label = c.a_label
                 LEFT JOIN sp_candkeys kb ON kb.label = c.b_label
-                OFFSET 0  -- (each function once per pair)
             ) x
-            LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = x.a_first
-            LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = x.a_last
+            LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = x.a_first AND x.given = 'same'
+            LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = x.a_last AND x.family = 'same'
             -- two different given and family names are no candidate at all (a one-word name
             -- against a two-word one is "missing", not a contradiction)
             WHERE NOT (x.given = 'different' AND x.family = 'different')
-            OFFSET 0
         ) y
     ) z
     ORDER BY least(a_label, b_label), greatest(a_label, b_label), weight DESC, a_norm, b_norm;
@@ -980,7 +1053,14 @@ BEGIN
                               'team_id', coalesce(a_team, b_team),
                               'candidate', CASE WHEN a_team = b_team THEN 'same team'
                                                 ELSE 'beyond the team' END)
-               || w AS evidence
+               || syncpipe_internal.pair_weight(
+                      given, CASE WHEN given = 'same' THEN coalesce(a_first, b_first) END,
+                      given_n, family, CASE WHEN family = 'same' THEN coalesce(a_last, b_last) END,
+                      family_n, v_total,
+                      CASE WHEN a_team = b_team THEN 'same'
+                           WHEN a_team IS NULL OR b_team IS NULL THEN 'unknown'
+                           ELSE 'different' END,
+                      coalesce(a_middle <> b_middle, false), phones, emails) AS evidence
     FROM (SELECT w.*,
                  row_number() OVER (PARTITION BY a_label ORDER BY weight DESC, b_node) AS rank_a,
                  row_number() OVER (PARTITION BY b_label ORDER BY weight DESC, a_node) AS rank_b
@@ -990,9 +1070,7 @@ BEGIN
             AND (a_team = b_team
                  OR (phones IS DISTINCT FROM 'different' AND emails IS DISTINCT FROM 'different'))
             -- in a team: a similar or fitting name; beyond it: a fitting one
-            AND (syncpipe_internal.names_compatible(a_key, a_first, a_last, a_suffix, a_canons,
-                                                    b_key, b_first, b_last, b_suffix, b_canons)
-                 OR (a_team = b_team AND extensions.similarity(a_norm, b_norm) >= v_sim))) r
+            AND (fits OR (a_team = b_team AND extensions.similarity(a_norm, b_norm) >= v_sim))) r
     WHERE rank_a <= v_per_record AND rank_b <= v_per_record;
 
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)

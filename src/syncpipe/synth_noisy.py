@@ -920,8 +920,10 @@ class _Noisy:
             email = None
             if rng.random() < 0.85:
                 style = rng.random()
-                tail = rng.randint(1, 99)
-                local = f"{given}.{family}" if style < 0.4 else f"{given[0]}{family}{tail}"
+                if style < 0.4:
+                    local = f"{given}.{family}"
+                else:
+                    local = f"{given[0]}{family}{rng.randint(1, 99)}"
                 email = f"{local}{pid % 97}@{rng.choice(MAIL)}"
             persons.append(_Person(pid, given, family, email, rng.randrange(1, teams + 1)))
         feed: list[list[str]] = []
