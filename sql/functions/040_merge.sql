@@ -8,12 +8,16 @@
 --   email       (100)  share a normalized e-mail          } above the threshold (70): merged
 --   phone        (90)  share a normalized phone           }   automatically, transitively
 --   name_team    (80)  same normalized name and team      }
---   fuzzy_name   (60)  similar name (trigram, nickname, typo, missing surname), same team
---                       -> review queue, never merged automatically
+--   nickname_team (80) known nickname, same family name and team }
+--   fuzzy_name   (60)  similar name in the team (typo, nickname, initial, missing part), or
+--                       the same rare name beyond it -> review queue, ranked by weight
 --
--- An e-mail or phone seen with the names of different people (an office line, info@) is a
--- shared contact and no evidence; names that can be one person's (nickname, typo, missing
--- surname, "Last, First") keep it personal. A differing "Jr." never matches.
+-- Contact evidence is judged per pair of holders: an e-mail or phone seen with the names of
+-- different people (an office line, info@) links only holders whose names fit each other,
+-- never through a name that fits two people. A differing "Jr." never matches. Every link and
+-- review item carries a match weight (Fellegi-Sunter style log2 m/u, names adjusted by their
+-- frequency; sql/functions/035_weights.sql); name links whose own phones or e-mails differ go
+-- to review instead of merging. Options: review_min_weight (12), review_per_record (3).
 --
 -- Incremental and stable: existing agents keep their ids and new records join them (an agent
 -- is found through its contact keys (merge_agent_contacts) and through the names in its
