@@ -554,7 +554,8 @@ BEGIN
                syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
                                                   a.suffix, a.canons, b.name_key, b.first_name,
                                                   b.last_name, b.suffix, b.canons)
-               AND NOT a.weak AND NOT b.weak AS fits
+               -- (on a key with more than two records: an office line's, not one person's)
+               AND NOT ((a.weak OR b.weak) AND g.records > 2) AS fits
         FROM sp_keygroups g
         JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
         JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid <> a.vid
