@@ -348,7 +348,6 @@ DECLARE
     v_components     bigint;
     v_components_new bigint;
     v_total   bigint;
-    v_m_email numeric;
     v_review_min real := coalesce((p_options ->> 'review_min_weight')::real, 12);
     v_per_record integer := coalesce((p_options ->> 'review_per_record')::integer, 3);
 BEGIN
@@ -676,39 +675,13 @@ BEGIN
     ALTER TABLE sp_nodephones ADD PRIMARY KEY (node);
     ANALYZE sp_namepairs;
     ANALYZE sp_nodephones;
-    -- How often one person's two records show e-mails with none in common (work and private
-    -- addresses), learned from the data: the pairs a personal phone links (a sample). Where
-    -- that is common, differing e-mails are no conflict for the same name in one team; where
-    -- it is rare (or nothing tells: no phones), they are.
-    WITH sample AS (
-        SELECT x.node - v_offset AS a, y.node - v_offset AS b
-        FROM sp_keyrecs x
-        JOIN sp_keyrecs y ON y.kind = 'p' AND y.value = x.value AND y.node > x.node
-        WHERE x.kind = 'p' AND x.node >= v_offset AND y.node >= v_offset
-          -- (a sample of one key in 16, on both sides of the join)
-          AND hashtext(x.value) & 15 = 0 AND hashtext(y.value) & 15 = 0
-          AND NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = 'p' AND s.value = x.value)
-        LIMIT 20000
-    ),
-    emails AS (
-        SELECT pid, array_agg(value) AS emails
-        FROM sp_pkeys
-        WHERE kind = 'e' AND pid IN (SELECT a FROM sample UNION SELECT b FROM sample)
-        GROUP BY pid
-    )
-    SELECT coalesce(avg((NOT ea.emails && eb.emails)::integer), 0)
-    INTO v_m_email
-    FROM sample l
-    JOIN emails ea ON ea.pid = l.a
-    JOIN emails eb ON eb.pid = l.b;
     -- The weight of a name link: the given and the family name, each worth more the rarer
     -- it is (log2 of m / u, u the share of records holding it), and the team.
     CREATE UNLOGGED TABLE syncpipe_work.sp_namelinks AS
     WITH pairs AS (
         SELECT n.*,
            (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
-           OR ((n.rule = 'nickname_team' OR v_m_email < 0.1)
-               AND pa.emails IS NOT NULL AND pb.emails IS NOT NULL
+           OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
                AND NOT pa.emails && pb.emails) AS contacts_differ
         FROM sp_namepairs n
         LEFT JOIN sp_nodephones pa ON pa.node = n.a
@@ -1096,7 +1069,6 @@ BEGIN
         'automatic_links', (SELECT count(*) FROM sp_gedges),
         'review_pairs', (SELECT count(*) FROM sp_review),
         'name_links_held_for_review', (SELECT count(*) FROM sp_namelinks WHERE conflict),
-        'm_email_differ', round(v_m_email, 3),
         'components', v_components,
         -- a component labelled by a pending node holds no existing agent: a new agent
         'agents_new', v_components_new,
