@@ -119,10 +119,9 @@ def test_functions_get_fixed_search_path_and_rls_everywhere(deployed_db: str) ->
         """,
     )
     assert len(paths) > 20
-    assert {path for _, path in paths} == {
-        "search_path=pg_catalog, extensions, syncpipe_work",
-        "search_path=pg_catalog",
-    }, paths
+    trusted = {"pg_catalog", "extensions", "syncpipe_work"}  # (no API role may create there)
+    for name, path in paths:
+        assert path and set(path.removeprefix("search_path=").split(", ")) <= trusted, name
     no_rls = fetch(
         deployed_db,
         """

@@ -66,8 +66,9 @@ def test_full_run_on_the_sample_data(invoke: Invoke, fresh_db: str) -> None:
     assert agents["Ana Lucía Fernández"] == [(90, False, 2, ["phone"])]  # accents
     assert agents["David Lee"] == [(100, False, 2, ["email"])]  # moved team, same email
     assert agents["Karen White"] == [(100, False, 3, ["email"])]  # a feed duplicate too
-    # the info@ mailbox and office line are shared: only the same name in the team merges
-    assert agents["Emily Park"] == [(80, False, 2, ["name_team"])]
+    # the info@ mailbox and office line are shared: evidence only between holders whose
+    # names fit (Emily Park's two records), never between different people
+    assert agents["Emily Park"] == [(100, False, 2, ["email"])]
     assert agents["Tom Wilson"] == [(100, False, 1, ["single"])]
     # a generational suffix keeps father and son apart despite the shared office line
     assert agents["John Davis Jr."] == [(100, False, 1, ["single"])]

@@ -160,7 +160,7 @@ def test_two_merges_through_the_pooler_serialize(
     while not fetch(
         deployed_db,
         "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%\"hold\"()%%' AND state = 'active' "
-        "AND pid <> pg_backend_pid()",
+        "AND pid <> pg_backend_pid() AND datname = current_database()",
     ):
         assert time.monotonic() < deadline and first.poll() is None, first.stderr
         time.sleep(0.05)
@@ -253,7 +253,7 @@ def test_a_connection_dropped_mid_merge_loses_nothing(
                 deployed_db,
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE query LIKE '%%\"hold\"()%%' AND state = 'active' "
-                "AND pid <> pg_backend_pid()",
+                "AND pid <> pg_backend_pid() AND datname = current_database()",
             ):
                 break
             time.sleep(0.05)

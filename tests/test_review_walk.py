@@ -38,10 +38,11 @@ def _read_until(fd: int, pattern: str, timeout: float = 60.0) -> str:
 def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
     """Two open items: the first accepted, the second rejected, each confirmed."""
     src = Sources()
+    # (a typo apart, one team, nothing that conflicts: doubtful, so queued)
     src.agent("Olaf Brandt", team="team-5", emails=["olaf1@x.com"], phones=["5550003333"])
-    src.agent("Olaf Brand", team="team-5", emails=["olaf2@x.com"])
+    src.agent("Olaf Brand", team="team-5")  # (contacts that differ would make them namesakes)
     src.agent("Marta Kowalski", team="team-6", emails=["marta1@x.com"])
-    src.agent("Marta Kowalsky", team="team-6", emails=["marta2@x.com"])
+    src.agent("Marta Kowalsky", team="team-6")
     src.write(tmp_path / "data")
     invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
     invoke(["merge"], dsn=deployed_db)
@@ -66,7 +67,7 @@ def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) ->
         first = _read_until(leader, r"\(s\):")
         assert "[a]ccept, [r]eject, [s]kip, [q]uit [a/r/s/q] (s):" in first
         assert "1 of 2" in first
-        assert "olaf1@x.com" in first and "olaf2@x.com" in first and "+15550003333" in first
+        assert "olaf1@x.com" in first and "+15550003333" in first and "Olaf Brand " in first
         assert "use --limit" not in first
         os.write(leader, b"a\n")
         second = _read_until(leader, r"\(s\):")

@@ -169,34 +169,40 @@ $$;
 DROP FUNCTION IF EXISTS public.names_compatible(text, text, text, text, text, text, text, text);
 DROP FUNCTION IF EXISTS public.given_names_equivalent(text, text);
 
--- The name comparisons, as SQL text the merge writes into its statements (EXECUTE format).
--- A function per pair would cost far more: every function of syncpipe has a fixed search_path
--- (Supabase's advisor, lint 0011, flags any without one, and a caller's search_path must never
--- decide which levenshtein() runs), and a SQL function with a SET clause is not inlined: each
--- call is planned again, about 200 microseconds, 15 s of a 100k-person merge. As text, the
--- expression is inlined by construction and still lives in one place. The arguments are SQL
--- expressions (column references) and are pasted as they are: callers pass literals of their
--- own, never user data.
+-- The name comparisons are plpgsql with a fixed search_path, like every function of syncpipe
+-- (Supabase's advisor, lint 0011, flags any function without one, and a caller's search_path
+-- must never decide which levenshtein() runs). A SQL function with a SET clause is not
+-- inlined, and PostgreSQL 15 plans it again on every call; plpgsql keeps its plans.
+
+-- (check_function_bodies off: the bodies are checked when first called, not when the deploy's
+-- own search_path is in force.)
+SET LOCAL check_function_bodies = off;
+
+-- Earlier helpers, no longer used (the member pipeline reads a field inline; the comparisons
+-- were SQL text for a while).
 DROP FUNCTION IF EXISTS syncpipe_internal.member_field_array(jsonb);
-DROP FUNCTION IF EXISTS syncpipe_internal.near_spelling(text, text);
-DROP FUNCTION IF EXISTS syncpipe_internal.names_compatible(
-    text, text, text, text, text[], text, text, text, text, text[]);
+DROP FUNCTION IF EXISTS syncpipe_internal.names_compatible_sql(
+    text, text, text, text, text, text, text, text, text, text);
+DROP FUNCTION IF EXISTS syncpipe_internal.near_spelling_sql(text, text);
 
 -- A typo apart: one edit (or two swapped letters) for words of 3+ letters, two edits for
 -- words of 7+.
-CREATE OR REPLACE FUNCTION syncpipe_internal.near_spelling_sql(p_a text, p_b text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog
+CREATE OR REPLACE FUNCTION syncpipe_internal.near_spelling(p_a text, p_b text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
 AS $$
-    SELECT format($e$(CASE
-        WHEN least(length(%1$s), length(%2$s)) >= 7 THEN extensions.levenshtein(%1$s, %2$s) <= 2
-        WHEN least(length(%1$s), length(%2$s)) >= 3 THEN
-            extensions.levenshtein(%1$s, %2$s) <= 1
-            OR (length(%1$s) = length(%2$s) AND extensions.levenshtein(%1$s, %2$s) = 2
-                AND translate(%1$s, %2$s, '') = '' AND translate(%2$s, %1$s, '') = '')
+BEGIN
+    -- (plpgsql, not SQL: a SQL function with a SET clause is planned again on every call)
+    RETURN CASE
+        WHEN least(length(p_a), length(p_b)) >= 7 THEN extensions.levenshtein(p_a, p_b) <= 2
+        WHEN least(length(p_a), length(p_b)) >= 3 THEN
+            extensions.levenshtein(p_a, p_b) <= 1
+            OR (length(p_a) = length(p_b) AND extensions.levenshtein(p_a, p_b) = 2
+                AND translate(p_a, p_b, '') = '' AND translate(p_b, p_a, '') = '')
         ELSE false
-    END)$e$, p_a, p_b)
+    END;
+END;
 $$;
 
 -- Could two names belong to the same person? Used on the pairs that share a contact or a
@@ -205,48 +211,45 @@ $$;
 -- candidates. *_canons are the canonical given names of the first name (public.name_variants:
 -- Bob and Robert share "robert"), or the first name itself. A differing generational suffix
 -- never matches; no name is no evidence against.
-CREATE OR REPLACE FUNCTION syncpipe_internal.names_compatible_sql(
-    a_key text, a_first text, a_last text, a_suffix text, a_canons text,
-    b_key text, b_first text, b_last text, b_suffix text, b_canons text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog
-AS $$
-    SELECT format($e$(%1$s IS NULL OR %6$s IS NULL OR coalesce(
-        %4$s IS NOT DISTINCT FROM %9$s
-        AND (%1$s = %6$s
-             -- a missing surname or middle name
-             OR string_to_array(%1$s, ' ') <@ string_to_array(%6$s, ' ')
-             OR string_to_array(%6$s, ' ') <@ string_to_array(%1$s, ' ')
-             OR ((%5$s && %10$s
-                  OR %11$s
-                  OR (least(length(%2$s), length(%7$s)) = 1
-                      AND left(%2$s, 1) = left(%7$s, 1)))
-                 AND (%3$s = %8$s OR %12$s))),
-        false))$e$,
-        a_key, a_first, a_last, a_suffix, a_canons, b_key, b_first, b_last, b_suffix, b_canons,
-        syncpipe_internal.near_spelling_sql(a_first, b_first),
-        syncpipe_internal.near_spelling_sql(a_last, b_last))
-$$;
-
--- The same comparison for a person's ad-hoc use (the merge inlines the text above).
 CREATE OR REPLACE FUNCTION syncpipe_internal.names_compatible(
     a_key text, a_first text, a_last text, a_suffix text, a_canons text[],
     b_key text, b_first text, b_last text, b_suffix text, b_canons text[])
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, extensions
 AS $$
-DECLARE
-    v_result boolean;
 BEGIN
-    EXECUTE 'SELECT ' || syncpipe_internal.names_compatible_sql(
-        '$1', '$2', '$3', '$4', '$5', '$6', '$7', '$8', '$9', '$10')
-    INTO v_result
-    USING a_key, a_first, a_last, a_suffix, a_canons, b_key, b_first, b_last, b_suffix, b_canons;
-    RETURN v_result;
+    -- (plpgsql: see near_spelling)
+    RETURN a_key IS NULL OR b_key IS NULL OR coalesce(
+        a_suffix IS NOT DISTINCT FROM b_suffix
+        AND (a_key = b_key
+             -- a missing surname or middle name
+             OR string_to_array(a_key, ' ') <@ string_to_array(b_key, ' ')
+             OR string_to_array(b_key, ' ') <@ string_to_array(a_key, ' ')
+             OR ((a_canons && b_canons
+                  OR syncpipe_internal.near_spelling(a_first, b_first)
+                  -- a two-letter given name and a letter more ("Li" / "Lii", "Mi" / "Min")
+                  OR (least(length(a_first), length(b_first)) = 2
+                      AND greatest(length(a_first), length(b_first)) = 3
+                      AND left(a_first, 2) = left(b_first, 2))
+                  OR (least(length(a_first), length(b_first)) = 1
+                      AND left(a_first, 1) = left(b_first, 1)))
+                 AND (a_last = b_last OR syncpipe_internal.near_spelling(a_last, b_last)))
+             -- a one-word name a typo away from a word of the other ("Brown" / "Brrown",
+             -- "Brrown" / "Mike Brown")
+             OR (a_last IS NULL AND length(a_first) >= 4
+                 AND (syncpipe_internal.near_spelling(a_first, b_first)
+                      OR syncpipe_internal.near_spelling(a_first, b_last)))
+             OR (b_last IS NULL AND length(b_first) >= 4
+                 AND (syncpipe_internal.near_spelling(b_first, a_first)
+                      OR syncpipe_internal.near_spelling(b_first, a_last)))),
+        false);
 END;
 $$;
+
+RESET check_function_bodies;
+
+-- (EXECUTE on every function of syncpipe_internal is revoked from PUBLIC in sql/rls/030.)
 
 -- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
 -- default; a per-schema default privilege cannot take that back).

@@ -8,12 +8,16 @@
 --   email       (100)  share a normalized e-mail          } above the threshold (70): merged
 --   phone        (90)  share a normalized phone           }   automatically, transitively
 --   name_team    (80)  same normalized name and team      }
---   fuzzy_name   (60)  similar name (trigram, nickname, typo, missing surname), same team
---                       -> review queue, never merged automatically
+--   nickname_team (80) known nickname, same family name and team }
+--   fuzzy_name   (60)  similar name in the team (typo, nickname, initial, missing part), or
+--                       the same rare name beyond it -> review queue, ranked by weight
 --
--- An e-mail or phone seen with the names of different people (an office line, info@) is a
--- shared contact and no evidence; names that can be one person's (nickname, typo, missing
--- surname, "Last, First") keep it personal. A differing "Jr." never matches.
+-- Contact evidence is judged per pair of holders: an e-mail or phone seen with the names of
+-- different people (an office line, info@) links only holders whose names fit each other,
+-- never through a name that fits two people. A differing "Jr." never matches. Every link and
+-- review item carries a match weight (Fellegi-Sunter style log2 m/u, names adjusted by their
+-- frequency; sql/functions/035_weights.sql); name links whose own phones or e-mails differ go
+-- to review instead of merging. Options: review_min_weight (12), review_per_record (3).
 --
 -- Incremental and stable: existing agents keep their ids and new records join them (an agent
 -- is found through its contact keys (merge_agent_contacts) and through the names in its
@@ -343,9 +347,14 @@ DECLARE
     v_rounds  integer := 0;
     v_components     bigint;
     v_components_new bigint;
+    v_total   bigint;
+    v_review_min real := coalesce((p_options ->> 'review_min_weight')::real, 12);
+    v_per_record integer := coalesce((p_options ->> 'review_per_record')::integer, 3);
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_pend', 'sp_pkeys', 'sp_keyrecs', 'sp_names',
-        'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_links', 'sp_gedges',
+        'sp_keyknown', 'sp_keynames', 'sp_keygroups', 'sp_shared', 'sp_keycompat',
+        'sp_keyallow', 'sp_keyholders', 'sp_freq', 'sp_namepairs', 'sp_nodephones', 'sp_namelinks',
+        'sp_cands', 'sp_candw', 'sp_candkeys', 'sp_links', 'sp_gedges',
         'sp_cc_edges', 'sp_comp', 'sp_compconf', 'sp_review', 'sp_meta', 'sp_names_in',
         'sp_contacts_in', 'sp_canon', 'sp_cnames']);
     SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
@@ -492,17 +501,45 @@ BEGIN
     ANALYZE sp_names;
 
     PERFORM syncpipe_internal.merge_phase('shared_contacts');
-    -- Shared contacts: a key whose holders carry names of different people, or far too many
-    -- holders for one person.
+    -- How common each given and family name is: what earlier merges saw, and this run's
+    -- records (the weights of name evidence below).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_freq AS
+        SELECT part, value, sum(n)::bigint AS n
+        FROM (SELECT part, value, records AS n
+              FROM syncpipe_internal.merge_name_frequencies
+              UNION ALL
+              SELECT 'f'::"char", first_name COLLATE "C", count(*)
+              FROM sp_names WHERE pending AND first_name IS NOT NULL GROUP BY 2
+              UNION ALL
+              SELECT 'l'::"char", last_name COLLATE "C", count(*)
+              FROM sp_names WHERE pending AND last_name IS NOT NULL GROUP BY 2) x
+        GROUP BY part, value;
+    ALTER TABLE sp_freq ADD PRIMARY KEY (part, value);
+    ANALYZE sp_freq;
+    SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
+
+    -- Contact evidence is judged per pair of holders, not per key. A key held by one name
+    -- (or by names that all fit one person) is evidence between all its holders. A key held
+    -- by names of different people (an office line, info@) is evidence only between holders
+    -- whose names fit each other (Robert / Bob, a typo, "Miller, Robert", the same name
+    -- twice), and none where a name fits two names that do not fit each other ("J. Smith"
+    -- with "John Smith" and "Jane Smith": no chain through the ambiguous one). A key with
+    -- very many holders or names is no evidence at all.
+    -- sp_keynames: one row per name variant (vid) on a key held by several nodes.
+    -- (weak: a one-word name that many records carry, "Lily": it fits nobody else on a key)
     CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
-        SELECT g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons
+        SELECT row_number() OVER () AS vid, g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons,
+               (g.last_name IS NULL AND coalesce(f.n, 0) > greatest(20, v_total / 1000.0))
+                   AS weak
         FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
                      count(*) AS holders
               FROM sp_keyrecs k
               JOIN sp_names n ON n.node = k.node
               WHERE n.name_key IS NOT NULL
               GROUP BY 1, 2, 3, 4, 5, 6) g
-        LEFT JOIN sp_canon c ON c.variant = g.first_name;
+        LEFT JOIN sp_canon c ON c.variant = g.first_name
+        LEFT JOIN (SELECT value, sum(n) AS n FROM sp_freq GROUP BY value) f
+               ON f.value = g.first_name AND g.last_name IS NULL;
     ANALYZE sp_keynames;
     -- The keys that can be shared at all: several names, or very many holders.
     CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
@@ -510,63 +547,199 @@ BEGIN
         FROM sp_keynames GROUP BY kind, value
         HAVING count(*) > 1 OR sum(holders) > 20;
     ANALYZE sp_keygroups;
-    -- (the name comparison is written into the statement: see names_compatible_sql)
-    EXECUTE format($q$
-    CREATE UNLOGGED TABLE syncpipe_work.sp_shared AS
-    -- A key is personal when one of its names can be the same person as every other one
-    -- (Robert with Bob, a typo "Robret" and "Miller, Robert"), shared otherwise.
-    WITH hubs AS (
-        SELECT a.kind, a.value,
-               bool_and(%s) AS fits_all
+    -- Every two variants of a key with a few names: do they fit one person?
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keycompat AS
+        SELECT a.kind, a.value, a.vid AS va, b.vid AS vb,
+               syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
+                                                  a.suffix, a.canons, b.name_key, b.first_name,
+                                                  b.last_name, b.suffix, b.canons)
+               -- (on a key with more than two records: an office line's, not one person's)
+               AND NOT ((a.weak OR b.weak) AND g.records > 2) AS fits
         FROM sp_keygroups g
         JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
-        JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value
-             AND (b.name_key, coalesce(b.suffix, ''), coalesce(b.first_name, ''),
-                  coalesce(b.last_name, ''))
-              <> (a.name_key, coalesce(a.suffix, ''), coalesce(a.first_name, ''),
-                  coalesce(a.last_name, ''))
-        WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20
-        GROUP BY a.kind, a.value, a.name_key, a.suffix, a.first_name, a.last_name
+        JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid <> a.vid
+        WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20;
+    -- Pairs of variants that are evidence: they fit, and neither fits two variants that do
+    -- not fit each other.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyallow AS
+    WITH mixed AS (
+        SELECT kind, value FROM sp_keycompat GROUP BY kind, value HAVING NOT bool_and(fits)
     ),
+    mc AS (
+        SELECT c.* FROM sp_keycompat c JOIN mixed m ON m.kind = c.kind AND m.value = c.value
+    ),
+    ambiguous AS (
+        SELECT DISTINCT x.kind, x.value, x.va AS vid
+        FROM mc x
+        JOIN mc y ON y.kind = x.kind AND y.value = x.value AND y.va = x.va
+                 AND y.vb > x.vb AND y.fits
+        JOIN mc z ON z.kind = x.kind AND z.value = x.value AND z.va = x.vb
+                 AND z.vb = y.vb AND NOT z.fits
+        WHERE x.fits
+    ),
+    -- (a key one full name fits with every other one, as Robert Miller fits Bob Miller and
+    -- Robret Miller, is one person's: every pair is allowed)
     personal AS (
-        SELECT kind, value FROM hubs GROUP BY kind, value HAVING bool_or(fits_all)
+        SELECT c.kind, c.value
+        FROM mc c JOIN sp_keynames v ON v.vid = c.va
+        WHERE length(v.first_name) > 1 AND v.last_name IS NOT NULL
+        GROUP BY c.kind, c.value, c.va HAVING bool_and(c.fits)
     )
+    SELECT c.kind, c.value, c.va, c.vb
+    FROM sp_keycompat c
+    WHERE NOT EXISTS (SELECT 1 FROM mixed m WHERE m.kind = c.kind AND m.value = c.value)
+    UNION ALL
+    SELECT c.kind, c.value, c.va, c.vb
+    FROM mc c
+    WHERE (c.kind, c.value) IN (SELECT kind, value FROM personal)
+       OR (c.fits
+           AND NOT EXISTS (SELECT 1 FROM ambiguous m
+                           WHERE m.kind = c.kind AND m.value = c.value
+                             AND m.vid IN (c.va, c.vb)));
+    -- Shared keys (not evidence between every two holders): very many holders, many names,
+    -- or two names that are not allowed together.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_shared AS
     SELECT g.kind, g.value, g.records, g.names
     FROM sp_keygroups g
-    WHERE g.records > 20
-       OR (g.names > 1
-           AND NOT EXISTS (SELECT 1 FROM personal p WHERE p.kind = g.kind AND p.value = g.value))
-    $q$, syncpipe_internal.names_compatible_sql(
-        'a.name_key', 'a.first_name', 'a.last_name', 'a.suffix', 'a.canons',
-        'b.name_key', 'b.first_name', 'b.last_name', 'b.suffix', 'b.canons'));
+    LEFT JOIN (SELECT kind, value, count(*) AS n FROM sp_keyallow GROUP BY kind, value) a
+           ON a.kind = g.kind AND a.value = g.value
+    WHERE g.records > 20 OR g.names > 8 OR coalesce(a.n, 0) < g.names * (g.names - 1);
     ALTER TABLE sp_shared ADD PRIMARY KEY (kind, value);
     ANALYZE sp_shared;
+    -- The holders of the shared keys that are still evidence between some of them, with
+    -- their variants (a known agent may hold several).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyholders AS
+        SELECT DISTINCT k.kind, k.value, k.node, v.vid
+        FROM sp_shared s
+        JOIN sp_keyrecs k ON k.kind = s.kind AND k.value = s.value
+        JOIN sp_names n ON n.node = k.node
+        JOIN sp_keynames v ON v.kind = k.kind AND v.value = k.value
+             AND v.name_key = n.name_key AND v.first_name IS NOT DISTINCT FROM n.first_name
+             AND v.last_name IS NOT DISTINCT FROM n.last_name
+             AND v.suffix IS NOT DISTINCT FROM n.suffix
+        WHERE s.records <= 20 AND s.names <= 8;
+    ANALYZE sp_keyholders;
 
     PERFORM syncpipe_internal.merge_phase('links');
-    -- Links between nodes (a < b). Contacts, and names within a team. (One CREATE TABLE AS,
-    -- not a second INSERT: no part of an INSERT runs in parallel.)
-    CREATE UNLOGGED TABLE syncpipe_work.sp_links AS
-    SELECT *
-    FROM (
-        SELECT DISTINCT ON (x.node, y.node) x.node AS a, y.node AS b,
-               CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
-               CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
-               x.value AS detail
-        FROM sp_keyrecs x
-        JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
-        WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
-                          WHERE s.kind = x.kind AND s.value = x.value)
-        ORDER BY x.node, y.node, 4 DESC, x.value  -- (the same detail in every run)
-    ) c
-    UNION ALL
-    SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'name_team', v_name,
-           p.name_norm COLLATE "C"
+
+    -- Name links within a team: the same name (name_team), or a known nickname with the same
+    -- family name ("Tom Rivera" / "Thomas Rivera": nickname_team, as strong as name_team).
+    -- Different middle initials or suffixes are different people.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS
+    SELECT DISTINCT least(p.node, n.node) AS a, greatest(p.node, n.node) AS b,
+           CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END AS rule,
+           CASE WHEN n.name_key = p.name_key THEN p.name_norm
+                ELSE least(p.first_name, n.first_name) || ' ~ '
+                     || greatest(p.first_name, n.first_name) || ' ' || p.last_name
+           END COLLATE "C" AS detail,
+           p.first_name, p.last_name, p.team_id
     FROM sp_names p
     JOIN sp_names n ON n.team_id = p.team_id AND n.name_key = p.name_key
                    AND n.suffix IS NOT DISTINCT FROM p.suffix
-    -- Different middle initials are different people ("Kimberly A." and "Kimberly H.").
                    AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
-    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node);
+    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
+    UNION ALL
+    SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
+           (least(p.first_name, n.first_name) || ' ~ ' || greatest(p.first_name, n.first_name)
+            || ' ' || p.last_name) COLLATE "C",
+           p.first_name, p.last_name, p.team_id
+    FROM sp_names p
+    JOIN sp_canon cp ON cp.variant = p.first_name
+    JOIN sp_names n ON n.team_id = p.team_id AND n.last_name = p.last_name
+                   AND n.first_name <> p.first_name
+                   AND n.suffix IS NOT DISTINCT FROM p.suffix
+                   AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
+    JOIN sp_canon cn ON cn.variant = n.first_name AND cn.canons && cp.canons
+    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
+      AND n.name_key <> p.name_key
+      AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0;
+    -- Personal phones and e-mails of the nodes of those pairs (shared ones left out): two
+    -- records of one name in one team whose personal phones, or whose e-mails, all differ are
+    -- namesakes until a person says otherwise (and so is a one-word name that many records
+    -- carry): their pair goes to review instead.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_nodephones AS
+        SELECT node, array_agg(value) FILTER (WHERE kind = 'p') AS phones,
+               array_agg(value) FILTER (WHERE kind = 'e') AS emails
+        FROM (SELECT v_offset + k.pid AS node, k.kind, k.value
+              FROM sp_pkeys k
+              WHERE v_offset + k.pid IN (SELECT a FROM sp_namepairs UNION SELECT b FROM sp_namepairs)
+              UNION ALL
+              SELECT c.agent_id, c.kind, c.value
+              FROM public.merge_agent_contacts c
+              WHERE c.agent_id IN (SELECT a FROM sp_namepairs WHERE a < v_offset
+                                   UNION SELECT b FROM sp_namepairs WHERE b < v_offset)) k
+        WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = k.kind AND s.value = k.value)
+          AND NOT EXISTS (SELECT 1 FROM public.merge_shared_contacts s
+                          WHERE s.kind = k.kind AND s.value = k.value)
+        GROUP BY node;
+    ALTER TABLE sp_nodephones ADD PRIMARY KEY (node);
+    ANALYZE sp_namepairs;
+    ANALYZE sp_nodephones;
+    -- The weight of a name link: the given and the family name, each worth more the rarer
+    -- it is (log2 of m / u, u the share of records holding it), and the team.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_namelinks AS
+    WITH pairs AS (
+        SELECT n.*,
+           (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
+           OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
+               AND NOT pa.emails && pb.emails) AS contacts_differ
+        FROM sp_namepairs n
+        LEFT JOIN sp_nodephones pa ON pa.node = n.a
+        LEFT JOIN sp_nodephones pb ON pb.node = n.b
+    ),
+    -- one name in one team held by two people (two records whose contacts differ): no record
+    -- of that name joins another by the name alone (a record without contacts would chain
+    -- them)
+    split AS (
+        SELECT DISTINCT team_id, detail FROM pairs WHERE rule = 'name_team' AND contacts_differ
+    )
+    SELECT n.a, n.b, n.rule, n.detail,
+           n.contacts_differ
+           OR (n.rule = 'name_team' AND sp.team_id IS NOT NULL)
+           -- a one-word name that many records carry ("Smith") is no evidence on its own
+           OR (n.last_name IS NULL
+               AND coalesce(ff.n, 0) + coalesce(fw.n, 0) > v_total / 1000.0) AS conflict,
+           round((CASE WHEN n.rule = 'name_team'
+                       THEN least(8, (ln((0.9 * v_total / greatest(coalesce(ff.n, 1), 1))::float8) / ln(2.0::float8)))
+                       ELSE 3 END
+                  + least(10, (ln((0.9 * v_total / greatest(coalesce(fl.n, 1), 1))::float8) / ln(2.0::float8)))
+                  + 10)::numeric, 1)::real AS weight
+    FROM pairs n
+    LEFT JOIN split sp ON sp.team_id = n.team_id AND sp.detail = n.detail
+    LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = n.first_name
+    LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = n.last_name
+    LEFT JOIN sp_freq fw ON fw.part = 'l' AND fw.value = n.first_name AND n.last_name IS NULL;
+
+    -- Links between nodes (a < b): contacts, and names within a team without a conflict.
+    -- (One CREATE TABLE AS, not a second INSERT: no part of an INSERT runs in parallel.)
+    -- weight: a personal e-mail +9, a personal phone +8 (less on a key held by several
+    -- names); a name link as worked out above.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_links AS
+    SELECT *
+    FROM (
+        SELECT DISTINCT ON (x.node, x.ynode) x.node AS a, x.ynode AS b,
+               CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
+               CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
+               x.value AS detail,
+               (CASE x.kind WHEN 'e' THEN 9 ELSE 8 END - 2 * x.per_pair)::real AS weight
+        FROM (SELECT x.kind, x.value, x.node, y.node AS ynode, 0 AS per_pair
+              FROM sp_keyrecs x
+              JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+              WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
+                                WHERE s.kind = x.kind AND s.value = x.value)
+              UNION ALL
+              -- keys held by different people: the holders whose names fit
+              SELECT x.kind, x.value, x.node, y.node, 1
+              FROM sp_keyholders x
+              JOIN sp_keyholders y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+              WHERE x.vid = y.vid
+                 OR EXISTS (SELECT 1 FROM sp_keyallow w
+                            WHERE w.kind = x.kind AND w.value = x.value
+                              AND w.va = x.vid AND w.vb = y.vid)) x
+        ORDER BY x.node, x.ynode, 4 DESC, x.value  -- (the same detail in every run)
+    ) c
+    UNION ALL
+    SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict;
     ANALYZE sp_links;
 
     PERFORM syncpipe_internal.merge_phase('clusters');
@@ -616,72 +789,269 @@ BEGIN
     UPDATE sp_compconf SET conf = low WHERE conf IS NULL;
 
     PERFORM syncpipe_internal.merge_phase('review');
-    -- Doubtful pairs, only between different components: similar names in one team
-    -- (blocked by a shared given or family name: a nickname keeps the family name, a typo in
-    -- one keeps the other, a missing surname keeps the given name), and any rule under the
-    -- threshold.
+    -- Doubtful pairs, only between different components, each with a weight (its parts in
+    -- words) that ranks the queue:
+    --   * any link under the threshold, and name links whose personal phones conflict;
+    --   * similar names in one team, blocked by a shared given or family name (a nickname
+    --     keeps the family name, a typo in one keeps the other, a missing surname keeps the
+    --     given name), each record compared with its neighbours in the block's order only
+    --     (a sorted neighbourhood: a team of 20,000 similar names costs what its size does);
+    --   * beyond the team: the same rare name, or a rare family name with a fitting given
+    --     name, in different teams or without one (agents who moved, feed rows without team).
+    -- A pair goes to review when its weight reaches review_min_weight; each record keeps its
+    -- review_per_record strongest candidates.
     -- One row per name of a component in a team (a component's records mostly repeat one
     -- name), then pairs of such names across components, at least one side new.
+    -- (buckets: in a team of more than 64 records each block is cut into buckets of 8 in its
+    -- sort order; a smaller team's blocks are compared whole, bucket 0, without a sort)
     CREATE UNLOGGED TABLE syncpipe_work.sp_cnames AS
-    SELECT x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons
-    FROM (
-        SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
-               n.first_name, n.last_name, n.suffix,
-               min(n.node) AS node, bool_or(n.pending) AS pending
-        FROM sp_names n
-        LEFT JOIN sp_comp c ON c.node = n.node
-        WHERE n.team_id IS NOT NULL AND n.name_key IS NOT NULL
-        GROUP BY 1, 2, 3, 4, 5, 6, 7
-    ) x
-    LEFT JOIN sp_canon k ON k.variant = x.first_name;
+    WITH x AS (
+        SELECT x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons,
+               kn.n AS key_n, ln_.n AS last_n,
+               coalesce(t.big, false) AS big
+        FROM (
+            SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
+                   n.first_name, n.last_name, n.suffix, min(n.middle) AS middle,
+                   min(n.node) AS node, bool_or(n.pending) AS pending,
+                   -- how the family name sounds (a typo mostly keeps it)
+                   extensions.dmetaphone(n.last_name) AS lcode
+            FROM sp_names n
+            LEFT JOIN sp_comp c ON c.node = n.node
+            WHERE n.name_key IS NOT NULL
+            GROUP BY 1, 2, 3, 4, 5, 6, 7
+        ) x
+        LEFT JOIN sp_canon k ON k.variant = x.first_name
+        -- (how many records carry the name, and the family name: hashed, not sorted)
+        LEFT JOIN (SELECT name_key, count(*) AS n FROM sp_names
+                   WHERE name_key IS NOT NULL GROUP BY name_key) kn ON kn.name_key = x.name_key
+        LEFT JOIN (SELECT last_name, count(*) AS n FROM sp_names
+                   WHERE last_name IS NOT NULL GROUP BY last_name) ln_
+               ON ln_.last_name = x.last_name
+        LEFT JOIN (SELECT team_id, count(*) > 64 AS big FROM sp_names
+                   WHERE team_id IS NOT NULL GROUP BY team_id) t ON t.team_id = x.team_id
+    )
+    SELECT x.*, 0::bigint AS fbucket, 0::bigint AS lbucket, 0::bigint AS cbucket
+    FROM x WHERE NOT x.big OR x.team_id IS NULL
+    UNION ALL
+    SELECT x.*,
+           (row_number() OVER (PARTITION BY x.team_id, x.first_name
+                               ORDER BY x.last_name, x.node) - 1) / 8,
+           (row_number() OVER (PARTITION BY x.team_id, x.last_name
+                               ORDER BY x.first_name, x.node) - 1) / 8,
+           (row_number() OVER (PARTITION BY x.team_id, x.lcode
+                               ORDER BY x.first_name, x.node) - 1) / 8
+    FROM x WHERE x.big AND x.team_id IS NOT NULL;
     ANALYZE sp_cnames;
-    -- (one CREATE TABLE AS for both kinds: no part of an INSERT runs in parallel)
-    EXECUTE format($q$
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cands AS
+    SELECT p.label AS a_label, p.node AS a_node, p.team_id AS a_team, p.name_norm AS a_norm,
+           p.name_key AS a_key, p.first_name AS a_first, p.last_name AS a_last,
+           p.suffix AS a_suffix, p.middle AS a_middle, p.canons AS a_canons,
+           n.label AS b_label, n.node AS b_node, n.team_id AS b_team, n.name_norm AS b_norm,
+           n.name_key AS b_key, n.first_name AS b_first, n.last_name AS b_last,
+           n.suffix AS b_suffix, n.middle AS b_middle, n.canons AS b_canons
+    FROM (
+        -- in a team, the same given name: this bucket and the next
+        SELECT p.node AS pn, n.node AS nn
+        FROM sp_cnames p JOIN sp_cnames n
+          ON n.team_id = p.team_id AND n.first_name = p.first_name
+         AND n.fbucket IN (p.fbucket, p.fbucket + 1) AND n.label <> p.label
+        WHERE (p.pending OR n.pending) AND (n.fbucket > p.fbucket OR n.node > p.node)
+        UNION ALL
+        -- in a team, the same family name, another given name
+        SELECT p.node, n.node
+        FROM sp_cnames p JOIN sp_cnames n
+          ON n.team_id = p.team_id AND n.last_name = p.last_name
+         AND n.lbucket IN (p.lbucket, p.lbucket + 1) AND n.label <> p.label
+        WHERE (p.pending OR n.pending) AND (n.lbucket > p.lbucket OR n.node > p.node)
+          AND (n.first_name = p.first_name) IS NOT TRUE
+        UNION ALL
+        -- in a team, family names that sound alike, another family name (a nickname and a
+        -- typo: "Chris Johnsno" / "Christopher Johnson")
+        SELECT p.node, n.node
+        FROM sp_cnames p JOIN sp_cnames n
+          ON n.team_id = p.team_id AND n.lcode = p.lcode
+         AND n.cbucket IN (p.cbucket, p.cbucket + 1) AND n.label <> p.label
+        WHERE (p.pending OR n.pending) AND (n.cbucket > p.cbucket OR n.node > p.node)
+          AND n.last_name <> p.last_name AND (n.first_name = p.first_name) IS NOT TRUE
+        UNION ALL
+        -- beyond the team: the same rare name
+        SELECT p.node, n.node
+        FROM sp_cnames p JOIN sp_cnames n
+          ON n.name_key = p.name_key AND n.node > p.node AND n.label <> p.label
+        WHERE (p.pending OR n.pending) AND p.key_n <= 6
+          AND (n.team_id = p.team_id) IS NOT TRUE
+        UNION ALL
+        -- beyond the team: a rare family name and another, fitting, given name
+        SELECT p.node, n.node
+        FROM sp_cnames p JOIN sp_cnames n
+          ON n.last_name = p.last_name AND n.node > p.node AND n.label <> p.label
+        WHERE (p.pending OR n.pending) AND p.last_n <= 12
+          AND (n.team_id = p.team_id) IS NOT TRUE AND n.name_key <> p.name_key
+    ) b
+    JOIN sp_cnames p ON p.node = b.pn
+    JOIN sp_cnames n ON n.node = b.nn
+    WHERE p.suffix IS NOT DISTINCT FROM n.suffix;
+    ANALYZE sp_cands;
+    -- Personal contacts of the components in those pairs (shared keys left out).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_candkeys AS
+    WITH labels AS (SELECT a_label AS label FROM sp_cands UNION SELECT b_label FROM sp_cands
+                    UNION SELECT coalesce(ca.label, l.a) FROM sp_namelinks l
+                          LEFT JOIN sp_comp ca ON ca.node = l.a WHERE l.conflict
+                    UNION SELECT coalesce(cb.label, l.b) FROM sp_namelinks l
+                          LEFT JOIN sp_comp cb ON cb.node = l.b WHERE l.conflict),
+    keys AS (
+        -- (every pending record is in sp_comp, alone or not)
+        SELECT c.label, k.kind, k.value
+        FROM sp_comp c JOIN sp_pkeys k ON k.pid = c.node - v_offset
+        WHERE c.node >= v_offset AND c.label IN (SELECT label FROM labels)
+        UNION
+        SELECT c.label, m.kind, m.value
+        FROM sp_comp c JOIN public.merge_agent_contacts m ON m.agent_id = c.node
+        WHERE c.node < v_offset AND c.label IN (SELECT label FROM labels)
+    )
+    SELECT label, array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
+           array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
+    FROM keys k
+    WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = k.kind AND s.value = k.value)
+      AND NOT EXISTS (SELECT 1 FROM public.merge_shared_contacts s
+                      WHERE s.kind = k.kind AND s.value = k.value COLLATE "C")
+    GROUP BY label;
+    ALTER TABLE sp_candkeys ADD PRIMARY KEY (label);
+    -- Each candidate weighed (distinct pairs of components: the strongest pair of names).
+    -- (the comparisons inline, no function call per pair; the same arithmetic as
+    -- syncpipe_internal.pair_weight(), which writes the parts in words for the queued pairs)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_candw AS
+    SELECT DISTINCT ON (least(a_label, b_label), greatest(a_label, b_label)) *
+    FROM (
+        SELECT y.*,
+               (CASE y.given
+                    WHEN 'same' THEN round(least(8, (ln((0.9 * v_total
+                                                       / greatest(coalesce(y.given_n, 1), 1))::float8) / ln(2.0::float8)))::numeric, 1)
+                    WHEN 'nickname' THEN 3 WHEN 'typo' THEN 2 WHEN 'initial' THEN 1
+                    WHEN 'different' THEN -4 ELSE 0 END
+                + CASE y.family
+                    WHEN 'same' THEN round(least(10, (ln((0.9 * v_total
+                                                        / greatest(coalesce(y.family_n, 1), 1))::float8) / ln(2.0::float8)))::numeric, 1)
+                    WHEN 'typo' THEN 2 WHEN 'initial' THEN 0.5 WHEN 'different' THEN -5 ELSE 0 END
+                + CASE WHEN y.a_team = y.b_team THEN 10
+                       WHEN y.a_team IS NOT NULL AND y.b_team IS NOT NULL THEN -3 ELSE 0 END
+                + CASE WHEN y.a_middle <> y.b_middle THEN -3 ELSE 0 END
+                + CASE y.phones WHEN 'shared' THEN 8 WHEN 'different' THEN -6 ELSE 0 END
+                + CASE y.emails WHEN 'shared' THEN 9 WHEN 'different' THEN -1.5 ELSE 0 END
+               )::real AS weight,
+               -- names that can be one person's (as names_compatible() judges them)
+               y.a_key = y.b_key
+               OR string_to_array(y.a_key, ' ') <@ string_to_array(y.b_key, ' ')
+               OR string_to_array(y.b_key, ' ') <@ string_to_array(y.a_key, ' ')
+               OR (y.given IN ('same', 'nickname', 'typo', 'initial')
+                   AND y.family IN ('same', 'typo')) AS fits
+        FROM (
+            SELECT x.*, ff.n AS given_n, fl.n AS family_n
+            FROM (
+                SELECT c.*,
+                       CASE WHEN c.a_key = c.b_key AND c.a_first IS NOT NULL AND c.b_first IS NOT NULL THEN 'same' WHEN c.a_first IS NULL OR
+                           c.b_first IS NULL OR c.a_first = '' OR c.b_first = '' THEN 'missing'
+                           WHEN c.a_first = c.b_first THEN 'same' WHEN least(length(c.a_first),
+                           length(c.b_first)) = 1 THEN CASE WHEN left(c.a_first, 1) =
+                           left(c.b_first, 1) THEN 'initial' ELSE 'different' END WHEN
+                           c.a_canons && c.b_canons THEN 'nickname' WHEN (CASE WHEN
+                           least(length(c.a_first), length(c.b_first)) >= 7 THEN
+                           extensions.levenshtein(c.a_first, c.b_first) <= 2 WHEN
+                           least(length(c.a_first), length(c.b_first)) >= 3 THEN
+                           extensions.levenshtein(c.a_first, c.b_first) <= 1 OR
+                           (length(c.a_first) = length(c.b_first) AND
+                           extensions.levenshtein(c.a_first, c.b_first) = 2 AND
+                           translate(c.a_first, c.b_first, '') = '' AND translate(c.b_first,
+                           c.a_first, '') = '') ELSE false END) OR (least(length(c.a_first),
+                           length(c.b_first)) = 2 AND greatest(length(c.a_first),
+                           length(c.b_first)) = 3 AND left(c.a_first, 2) = left(c.b_first, 2))
+                           THEN 'typo' ELSE 'different' END AS given,
+                       CASE WHEN c.a_key = c.b_key AND c.a_last IS NOT NULL AND c.b_last IS NOT NULL THEN 'same' WHEN c.a_last IS NULL OR c.b_last
+                           IS NULL OR c.a_last = '' OR c.b_last = '' THEN 'missing' WHEN
+                           c.a_last = c.b_last THEN 'same' WHEN least(length(c.a_last),
+                           length(c.b_last)) = 1 THEN CASE WHEN left(c.a_last, 1) =
+                           left(c.b_last, 1) THEN 'initial' ELSE 'different' END WHEN (CASE WHEN
+                           least(length(c.a_last), length(c.b_last)) >= 7 THEN
+                           extensions.levenshtein(c.a_last, c.b_last) <= 2 WHEN
+                           least(length(c.a_last), length(c.b_last)) >= 3 THEN
+                           extensions.levenshtein(c.a_last, c.b_last) <= 1 OR (length(c.a_last)
+                           = length(c.b_last) AND extensions.levenshtein(c.a_last, c.b_last) = 2
+                           AND translate(c.a_last, c.b_last, '') = '' AND translate(c.b_last,
+                           c.a_last, '') = '') ELSE false END) OR (least(length(c.a_last),
+                           length(c.b_last)) = 2 AND greatest(length(c.a_last),
+                           length(c.b_last)) = 3 AND left(c.a_last, 2) = left(c.b_last, 2)) THEN
+                           'typo' ELSE 'different' END AS family,
+                       CASE WHEN ka.phones && kb.phones THEN 'shared'
+                            WHEN ka.phones IS NOT NULL AND kb.phones IS NOT NULL
+                            THEN 'different' END AS phones,
+                       CASE WHEN ka.emails && kb.emails THEN 'shared'
+                            WHEN ka.emails IS NOT NULL AND kb.emails IS NOT NULL
+                            THEN 'different' END AS emails
+                FROM sp_cands c
+                LEFT JOIN sp_candkeys ka ON ka.label = c.a_label
+                LEFT JOIN sp_candkeys kb ON kb.label = c.b_label
+            ) x
+            LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = x.a_first AND x.given = 'same'
+            LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = x.a_last AND x.family = 'same'
+            -- two different given and family names are no candidate at all (a one-word name
+            -- against a two-word one is "missing", not a contradiction)
+            WHERE NOT (x.given = 'different' AND x.family = 'different')
+        ) y
+    ) z
+    ORDER BY least(a_label, b_label), greatest(a_label, b_label), weight DESC, a_norm, b_norm;
+    ANALYZE sp_candw;
+    -- (one CREATE TABLE AS for all kinds: no part of an INSERT runs in parallel)
     CREATE UNLOGGED TABLE syncpipe_work.sp_review AS
     SELECT l.a, l.b, l.rule, l.conf,
            jsonb_build_object(CASE l.rule WHEN 'email' THEN 'email' WHEN 'phone' THEN 'phone'
-                                          ELSE 'name' END, l.detail) AS evidence
+                                          ELSE 'name' END, l.detail,
+                              'weight', l.weight, 'parts', jsonb_build_array(
+                                  l.rule || ' ' || l.detail || ': +' || l.weight)) AS evidence
     FROM sp_links l
     LEFT JOIN sp_comp ca ON ca.node = l.a
     LEFT JOIN sp_comp cb ON cb.node = l.b
-    WHERE l.conf <= $1 AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
+    WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
     UNION ALL
-    SELECT *
-    FROM (
-        SELECT DISTINCT ON (least(x.a_node, x.b_node), greatest(x.a_node, x.b_node))
-               least(x.a_node, x.b_node), greatest(x.a_node, x.b_node), 'fuzzy_name', $2,
-               jsonb_build_object('a_name', x.a_norm, 'b_name', x.b_norm,
-                                  'similarity', round(extensions.similarity(x.a_norm, x.b_norm)::numeric, 2),
-                                  'team_id', x.team_id)
-        -- Pairs of names in a team sharing the given or the family name (a pair sharing both
-        -- comes from the first block only). No UNION to de-duplicate them: one CREATE TABLE
-        -- AS with no row numbers, so the second core can take part.
-        FROM (SELECT p.team_id, p.node AS a_node, p.name_norm AS a_norm, p.name_key AS a_key,
-                     p.first_name AS a_first, p.last_name AS a_last, p.suffix AS a_suffix,
-                     p.canons AS a_canons, n.node AS b_node, n.name_norm AS b_norm,
-                     n.name_key AS b_key, n.first_name AS b_first, n.last_name AS b_last,
-                     n.suffix AS b_suffix, n.canons AS b_canons
-              FROM sp_cnames p JOIN sp_cnames n
-                ON n.team_id = p.team_id AND n.first_name = p.first_name AND n.label > p.label
-              WHERE p.pending OR n.pending
-              UNION ALL
-              SELECT p.team_id, p.node, p.name_norm, p.name_key, p.first_name, p.last_name,
-                     p.suffix, p.canons, n.node, n.name_norm, n.name_key, n.first_name,
-                     n.last_name, n.suffix, n.canons
-              FROM sp_cnames p JOIN sp_cnames n
-                ON n.team_id = p.team_id AND n.last_name = p.last_name AND n.label > p.label
-              WHERE (p.pending OR n.pending) AND (n.first_name = p.first_name) IS NOT TRUE) x
-        WHERE x.b_key <> x.a_key
-          AND x.b_suffix IS NOT DISTINCT FROM x.a_suffix
-          AND (extensions.similarity(x.a_norm, x.b_norm) >= $3
-               OR %s)
-        ORDER BY least(x.a_node, x.b_node), greatest(x.a_node, x.b_node),
-                 extensions.similarity(x.a_norm, x.b_norm) DESC, x.a_norm, x.b_norm
-    ) f
-    $q$, syncpipe_internal.names_compatible_sql(
-        'x.a_key', 'x.a_first', 'x.a_last', 'x.a_suffix', 'x.a_canons',
-        'x.b_key', 'x.b_first', 'x.b_last', 'x.b_suffix', 'x.b_canons'))
-    USING v_auto, v_fuzzy, v_sim;
+    -- Name links held back by conflicting personal phones.
+    SELECT l.a, l.b, l.rule, v_fuzzy,
+           jsonb_build_object('name', l.detail, 'weight', l.weight - 6,
+                              'parts', jsonb_build_array(
+                                  CASE l.rule WHEN 'name_team' THEN 'same name, same team'
+                                              ELSE 'known nickname, same family name, same team'
+                                  END || ': +' || l.weight,
+                                  'different personal phones or e-mails, or a common one-word name: -6'))
+    FROM sp_namelinks l
+    LEFT JOIN sp_comp ca ON ca.node = l.a
+    LEFT JOIN sp_comp cb ON cb.node = l.b
+    WHERE l.conflict AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
+    UNION ALL
+    SELECT least(a_node, b_node), greatest(a_node, b_node), 'fuzzy_name', v_fuzzy,
+           jsonb_build_object('a_name', CASE WHEN a_node < b_node THEN a_norm ELSE b_norm END,
+                              'b_name', CASE WHEN a_node < b_node THEN b_norm ELSE a_norm END,
+                              'similarity',
+                              round(extensions.similarity(a_norm, b_norm)::numeric, 2),
+                              'team_id', coalesce(a_team, b_team),
+                              'candidate', CASE WHEN a_team = b_team THEN 'same team'
+                                                ELSE 'beyond the team' END)
+               || syncpipe_internal.pair_weight(
+                      given, CASE WHEN given = 'same' THEN coalesce(a_first, b_first) END,
+                      given_n, family, CASE WHEN family = 'same' THEN coalesce(a_last, b_last) END,
+                      family_n, v_total,
+                      CASE WHEN a_team = b_team THEN 'same'
+                           WHEN a_team IS NULL OR b_team IS NULL THEN 'unknown'
+                           ELSE 'different' END,
+                      coalesce(a_middle <> b_middle, false), phones, emails) AS evidence
+    FROM (SELECT w.*,
+                 row_number() OVER (PARTITION BY a_label ORDER BY weight DESC, b_node) AS rank_a,
+                 row_number() OVER (PARTITION BY b_label ORDER BY weight DESC, a_node) AS rank_b
+          FROM sp_candw w
+          WHERE weight >= v_review_min
+            -- beyond the team: nothing that conflicts (their own phones or e-mails differ)
+            AND (a_team = b_team
+                 OR (phones IS DISTINCT FROM 'different' AND emails IS DISTINCT FROM 'different'))
+            -- in a team: a similar or fitting name; beyond it: a fitting one
+            AND (fits OR (a_team = b_team AND extensions.similarity(a_norm, b_norm) >= v_sim))) r
+    WHERE rank_a <= v_per_record AND rank_b <= v_per_record;
 
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
     INTO v_components, v_components_new
@@ -698,6 +1068,7 @@ BEGIN
                      GROUP BY rule) r), '{}'),
         'automatic_links', (SELECT count(*) FROM sp_gedges),
         'review_pairs', (SELECT count(*) FROM sp_review),
+        'name_links_held_for_review', (SELECT count(*) FROM sp_namelinks WHERE conflict),
         'components', v_components,
         -- a component labelled by a pending node holds no existing agent: a new agent
         'agents_new', v_components_new,
@@ -770,15 +1141,15 @@ BEGIN
     -- lineage keeps of it (one join here, read by the golden records and the lineage below).
     CREATE UNLOGGED TABLE syncpipe_work.sp_place AS
     WITH best AS (
-        SELECT DISTINCT ON (node) node, rule, conf
-        FROM (SELECT a AS node, rule, conf FROM sp_links WHERE conf > v_auto
+        SELECT DISTINCT ON (node) node, rule, conf, weight
+        FROM (SELECT a AS node, rule, conf, weight FROM sp_links WHERE conf > v_auto
               UNION ALL
-              SELECT b, rule, conf FROM sp_links WHERE conf > v_auto) l
+              SELECT b, rule, conf, weight FROM sp_links WHERE conf > v_auto) l
         WHERE node >= v_offset
-        ORDER BY node, conf DESC, rule
+        ORDER BY node, conf DESC, weight DESC, rule
     )
     SELECT p.pid, t.survivor AS agent_id, t.created, coalesce(b.rule, 'single') AS rule,
-           coalesce(b.conf, 100)::smallint AS conf, p.source, p.source_id, p.old_agent,
+           coalesce(b.conf, 100)::smallint AS conf, b.weight, p.source, p.source_id, p.old_agent,
            p.version, p.team_id, p.full_name, n.name_norm, n.name_key, n.first_name,
            n.last_name, n.middle, n.suffix
     FROM sp_pend p
@@ -834,7 +1205,8 @@ BEGIN
     -- Records matched before (changed since) are updated in place; the others are new rows,
     -- written without a per-row conflict check (a big first run drops and rebuilds the keys).
     UPDATE public.unified_agent_sources s
-    SET agent_id = x.agent_id, match_rule = x.rule, confidence = x.conf, matched_at = now(),
+    SET agent_id = x.agent_id, match_rule = x.rule, confidence = x.conf,
+        match_weight = x.weight, matched_at = now(),
         source_version = x.version, team_id = x.team_id, full_name = x.full_name,
         name_norm = x.name_norm, name_key = x.name_key, first_name = x.first_name,
         last_name = x.last_name, middle = x.middle, suffix = x.suffix
@@ -844,10 +1216,10 @@ BEGIN
     v_bulk_s := syncpipe_internal.merge_bulk_begin('public.unified_agent_sources',
                                         (SELECT count(*) FROM sp_pend), true);
     INSERT INTO public.unified_agent_sources (
-        source, source_id, agent_id, match_rule, confidence, source_version, team_id,
-        full_name, name_norm, name_key, first_name, last_name, middle, suffix)
-    SELECT source, source_id, agent_id, rule, conf, version, team_id, full_name, name_norm,
-           name_key, first_name, last_name, middle, suffix
+        source, source_id, agent_id, match_rule, confidence, match_weight, source_version,
+        team_id, full_name, name_norm, name_key, first_name, last_name, middle, suffix)
+    SELECT source, source_id, agent_id, rule, conf, weight, version, team_id, full_name,
+           name_norm, name_key, first_name, last_name, middle, suffix
     FROM sp_place
     WHERE old_agent IS NULL AND source_id !~ '^pending:';
     GET DIAGNOSTICS v_count = ROW_COUNT;
@@ -859,6 +1231,16 @@ BEGIN
         PERFORM syncpipe_internal.merge_bulk_end('public.new_unified_agents');
     END IF;
 
+    -- Name frequencies, for the weights of later runs.
+    INSERT INTO syncpipe_internal.merge_name_frequencies AS f (part, value, records)
+    SELECT part, value, n
+    FROM (SELECT 'f'::"char" AS part, first_name COLLATE "C" AS value, count(*) AS n
+          FROM sp_place WHERE first_name IS NOT NULL AND source_id !~ '^pending:' GROUP BY 2
+          UNION ALL
+          SELECT 'l'::"char", last_name COLLATE "C", count(*)
+          FROM sp_place WHERE last_name IS NOT NULL AND source_id !~ '^pending:' GROUP BY 2) x
+    ON CONFLICT (part, value) DO UPDATE SET records = f.records + EXCLUDED.records;
+
     -- Shared contacts, as now known for every key the run touched.
     DELETE FROM public.merge_shared_contacts s
     WHERE EXISTS (SELECT 1 FROM sp_keyrecs k
@@ -869,40 +1251,62 @@ BEGIN
     PERFORM syncpipe_internal.merge_phase('review_queue');
     -- Doubtful pairs between different agents go to review, unless a person already
     -- decided about these two agents.
+    -- Each side as a person needs it to decide: the record's (or the agent's) name, team,
+    -- e-mails, phones and source, on the side of its agent (a = the lower agent id).
     WITH ends AS (
         SELECT DISTINCT node FROM (SELECT a AS node FROM sp_review UNION ALL
                                    SELECT b FROM sp_review) e
     ),
+    pkeys AS (
+        SELECT pid, array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
+               array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
+        FROM sp_pkeys
+        WHERE pid IN (SELECT node - v_offset FROM ends WHERE node >= v_offset)
+        GROUP BY pid
+    ),
     side AS (
         SELECT e.node,
                CASE WHEN e.node >= v_offset THEN x.agent_id ELSE e.node END AS agent_id,
-               p.source, p.source_id, p.full_name, p.team_id
+               jsonb_strip_nulls(jsonb_build_object(
+                   'agent_id', CASE WHEN e.node >= v_offset THEN x.agent_id ELSE e.node END,
+                   'source', coalesce(p.source, 'agent'), 'source_id', p.source_id,
+                   'name', coalesce(p.full_name, g.full_name),
+                   'team_id', CASE WHEN e.node >= v_offset THEN p.team_id
+                                   ELSE g.source_team_id END,
+                   'emails', to_jsonb(CASE WHEN e.node >= v_offset THEN k.emails
+                                           ELSE g.emails END),
+                   'phones', to_jsonb(CASE WHEN e.node >= v_offset THEN k.phones
+                                           ELSE g.phone_numbers END),
+                   'sources', CASE WHEN e.node < v_offset THEN g.source_count END)) AS doc
         FROM ends e
         LEFT JOIN sp_place x ON x.pid = e.node - v_offset AND e.node >= v_offset
         LEFT JOIN sp_pend p ON p.pid = e.node - v_offset AND e.node >= v_offset
+        LEFT JOIN pkeys k ON k.pid = e.node - v_offset AND e.node >= v_offset
+        LEFT JOIN public.new_unified_agents g ON g.agent_id = e.node AND e.node < v_offset
     ),
     pairs AS (
         SELECT DISTINCT ON (least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id))
                least(sa.agent_id, sb.agent_id) AS agent_id,
                greatest(sa.agent_id, sb.agent_id) AS candidate_agent_id,
-               v.rule, v.conf,
-               v.evidence || jsonb_build_object('rule', v.rule,
-                   'a', jsonb_strip_nulls(jsonb_build_object('agent_id', sa.agent_id,
-                        'source', sa.source, 'source_id', sa.source_id, 'name', sa.full_name,
-                        'team_id', sa.team_id)),
-                   'b', jsonb_strip_nulls(jsonb_build_object('agent_id', sb.agent_id,
-                        'source', sb.source, 'source_id', sb.source_id, 'name', sb.full_name,
-                        'team_id', sb.team_id))) AS evidence
+               v.rule, v.conf, (v.evidence ->> 'weight')::real AS weight,
+               (v.evidence - 'a_name' - 'b_name') || jsonb_build_object('rule', v.rule,
+                   'a', CASE WHEN sa.agent_id < sb.agent_id THEN sa.doc ELSE sb.doc END,
+                   'b', CASE WHEN sa.agent_id < sb.agent_id THEN sb.doc ELSE sa.doc END)
+               || CASE WHEN v.evidence ? 'a_name' THEN jsonb_build_object(
+                   'a_name', CASE WHEN sa.agent_id < sb.agent_id THEN v.evidence -> 'a_name'
+                                  ELSE v.evidence -> 'b_name' END,
+                   'b_name', CASE WHEN sa.agent_id < sb.agent_id THEN v.evidence -> 'b_name'
+                                  ELSE v.evidence -> 'a_name' END) ELSE '{}' END AS evidence
         FROM sp_review v
         JOIN side sa ON sa.node = v.a
         JOIN side sb ON sb.node = v.b
         WHERE sa.agent_id <> sb.agent_id
         ORDER BY least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id),
-                 v.conf DESC, (v.evidence ->> 'similarity')::numeric DESC NULLS LAST, v.a, v.b
+                 v.conf DESC, (v.evidence ->> 'weight')::numeric DESC NULLS LAST, v.a, v.b
     )
     INSERT INTO public.merge_review_queue (agent_id, candidate_agent_id, rule, confidence,
-                                           evidence)
-    SELECT p.agent_id, p.candidate_agent_id, p.rule, p.conf, p.evidence
+                                           evidence, weight)
+    SELECT p.agent_id, p.candidate_agent_id, p.rule, p.conf, p.evidence, p.weight
     FROM pairs p
     WHERE NOT EXISTS (
         SELECT 1 FROM public.merge_decisions d
@@ -1074,6 +1478,15 @@ BEGIN
     FROM public.new_unified_agents WHERE agent_id = v_item.agent_id;
     SELECT coalesce(merged_into, agent_id) INTO v_b
     FROM public.new_unified_agents WHERE agent_id = v_item.candidate_agent_id;
+    -- The agents changed since the item was queued: say so rather than decide blindly.
+    IF v_a = v_b THEN
+        RAISE EXCEPTION 'review item % is settled already: both sides are now agent % (a later merge joined them); nothing to decide',
+            p_review_id, v_a USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_a IS DISTINCT FROM v_item.agent_id OR v_b IS DISTINCT FROM v_item.candidate_agent_id THEN
+        RAISE EXCEPTION 'review item % changed since it was queued: its agents are now % and %; list the queue again (syncpipe review) and decide on what it shows now',
+            p_review_id, v_a, v_b USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     UPDATE public.merge_review_queue
     SET status = CASE p_decision WHEN 'accept' THEN 'accepted' ELSE 'rejected' END,

@@ -32,8 +32,10 @@ LEFT JOIN public.unified_company_member m
        ON s.source = 'company_member' AND m.id::text = s.source_id
 """
 
+# In the order ``syncpipe review`` shows them: strongest first.
 _OPEN_REVIEW_SQL = """
 SELECT agent_id, candidate_agent_id FROM public.merge_review_queue WHERE status = 'open'
+ORDER BY confidence DESC, (evidence ->> 'weight')::numeric DESC NULLS LAST, id
 """
 
 
@@ -52,6 +54,7 @@ class Quality:
     review_items: int
     review_items_right: int
     review_per_1000_records: float
+    review_first_half_right: float
     recall_after_review: float
     precision_after_review: float
 
@@ -125,9 +128,11 @@ def evaluate(conn: psycopg.Connection[Any], truth_path: Path) -> Quality:
         return root
 
     right = 0
-    for a, b in review:
+    right_first_half = 0
+    for nth, (a, b) in enumerate(review):
         if a in majority and majority.get(a) == majority.get(b):
             right += 1
+            right_first_half += nth < (len(review) + 1) // 2
             parent[find(a)] = find(b)
     reviewed = {key: find(agent) for key, agent in assignment.items()}
     _, predicted_after, correct_after = _score(reviewed, truth)
@@ -150,6 +155,8 @@ def evaluate(conn: psycopg.Connection[Any], truth_path: Path) -> Quality:
         review_per_1000_records=round(1000 * len(review) / len(assignment), 2)
         if assignment
         else 0.0,
+        # Ranking: the share of the queue's true pairs in its first half (strongest first).
+        review_first_half_right=round(_ratio(right_first_half, right), 4),
         recall_after_review=round(_ratio(correct_after, true_pairs), 5),
         precision_after_review=round(_ratio(correct_after, predicted_after), 5),
     )

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from syncpipe.services.merge.review import ReviewItem
     from syncpipe.services.merge.service import MergeResult
 
-_RULE_ORDER = ("email", "phone", "name_team", "fuzzy_name", "single", "review")
+_RULE_ORDER = ("email", "phone", "name_team", "nickname_team", "fuzzy_name", "single", "review")
 
 
 def _ordered(counts: dict[str, Any]) -> list[tuple[str, int]]:
@@ -150,13 +150,14 @@ def review_table(out: Console, items: list[ReviewItem], *, total: int) -> None:
         out.print("No open review items.")
         return
     table = Table(title=f"Open review items ({total:,})", title_justify="left")
-    for name in ("Id", "Rule", "Conf.", "Agent A", "Agent B", "Evidence"):
+    for name in ("Id", "Rule", "Conf.", "Weight", "Agent A", "Agent B", "Evidence"):
         table.add_column(name, overflow="fold")
     for item in items:
         table.add_row(
             str(item.id),
             item.rule,
             str(item.confidence),
+            f"{item.weight:+.1f}" if item.weight is not None else "-",
             escape(item.side_a.describe()),
             escape(item.side_b.describe()),
             escape(item.evidence_text()),

@@ -68,18 +68,42 @@ class ReviewItem:
     created_at: str
     side_a: Side
     side_b: Side
+    weight: float | None = None
 
     def evidence_text(self) -> str:
+        """Why the pair was proposed: the weight and its parts in words, then the records."""
         e = self.evidence
+        lines: list[str] = []
+        if self.weight is not None:
+            lines.append(f"weight {self.weight:+.1f}")
+        parts = e.get("parts")
+        if isinstance(parts, list) and parts:
+            lines.extend(f"  {part}" for part in parts)
         if "similarity" in e:
-            return f"{e.get('a_name')} ~ {e.get('b_name')} (similarity {e.get('similarity')})"
-        return ", ".join(f"{k}: {v}" for k, v in e.items() if not isinstance(v, dict))
+            lines.append(
+                f"{e.get('a_name')} ~ {e.get('b_name')} (similarity {e.get('similarity')})"
+            )
+        elif not parts:
+            lines.append(
+                ", ".join(f"{k}: {v}" for k, v in e.items() if not isinstance(v, dict | list))
+            )
+        if e.get("candidate"):
+            lines.append(f"found: {e['candidate']}")
+        for label, side in (("A", e.get("a")), ("B", e.get("b"))):
+            if isinstance(side, dict) and side.get("source"):
+                contacts = ", ".join([*side.get("emails", []), *side.get("phones", [])])
+                lines.append(
+                    f"{label} record: {side.get('name') or '-'} ({side.get('source')}, "
+                    f"team {side.get('team_id') or '-'}){': ' + contacts if contacts else ''}"
+                )
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "rule": self.rule,
             "confidence": self.confidence,
+            "weight": self.weight,
             "evidence": self.evidence,
             "created_at": self.created_at,
             "a": self.side_a.to_dict(),
@@ -88,7 +112,7 @@ class ReviewItem:
 
 
 _LIST = """
-SELECT q.id, q.rule, q.confidence, q.evidence, q.created_at::text AS created_at,
+SELECT q.id, q.rule, q.confidence, q.weight, q.evidence, q.created_at::text AS created_at,
        q.agent_id AS a_id, coalesce(a.merged_into, a.agent_id) AS a_survivor,
        sa.full_name AS a_name, sa.source_team_id AS a_team, sa.emails AS a_emails,
        sa.phone_numbers AS a_phones, sa.source_count AS a_sources,
@@ -101,7 +125,7 @@ JOIN public.new_unified_agents b ON b.agent_id = q.candidate_agent_id
 JOIN public.new_unified_agents sa ON sa.agent_id = coalesce(a.merged_into, a.agent_id)
 JOIN public.new_unified_agents sb ON sb.agent_id = coalesce(b.merged_into, b.agent_id)
 WHERE q.status = 'open'
-ORDER BY q.confidence DESC, q.id
+ORDER BY q.confidence DESC, q.weight DESC NULLS LAST, q.id
 LIMIT %s
 """
 
@@ -134,6 +158,7 @@ def open_items(conn: psycopg.Connection[Any], limit: int) -> tuple[list[ReviewIt
             created_at=r["created_at"],
             side_a=_side(r, "a"),
             side_b=_side(r, "b"),
+            weight=float(r["weight"]) if r["weight"] is not None else None,
         )
         for r in rows
     ]

@@ -189,25 +189,29 @@ class MergeService:
         started = time.perf_counter()
         result = MergeResult(dry_run=dry_run)
         phases = _Phases(progress)
-        conn = self.db.connect()
-        try:
-            self._check_ready(conn)
+        # A connection of the shared pool, not one more: behind a session-mode pooler each
+        # client connection holds a server connection, and the pool's idle ones would make
+        # this one wait for a slot they keep.
+        with self.db.connection() as conn:
+            conn.commit()  # (the merge manages its own transactions)
             conn.add_notice_handler(phases.notice)
-            if dry_run:
-                self._dry_run(conn, result, phases, pairs_output, sample)
-            else:
-                self._real_run(conn, result, phases, pairs_output, sample)
-        except psycopg.OperationalError as exc:
-            if conn.closed or conn.broken:
-                raise lost_error(
-                    self.db.target,
-                    "during the merge",
-                    "nothing was written (the run is atomic); run `syncpipe merge` again",
-                ) from None
-            raise JobFailedError(f"The merge failed: {first_line(exc)}") from None
-        finally:
-            phases.stop()
-            conn.close()
+            try:
+                self._check_ready(conn)
+                if dry_run:
+                    self._dry_run(conn, result, phases, pairs_output, sample)
+                else:
+                    self._real_run(conn, result, phases, pairs_output, sample)
+            except psycopg.OperationalError as exc:
+                if conn.closed or conn.broken:
+                    raise lost_error(
+                        self.db.target,
+                        "during the merge",
+                        "nothing was written (the run is atomic); run `syncpipe merge` again",
+                    ) from None
+                raise JobFailedError(f"The merge failed: {first_line(exc)}") from None
+            finally:
+                phases.stop()
+                conn.remove_notice_handler(phases.notice)
         result.phases = phases.durations
         result.seconds = time.perf_counter() - started
         log.info("merge.done", **_log_fields(result))
@@ -419,7 +423,7 @@ class MergeService:
         """Mark this run's open log rows failed, on a fresh connection (best effort)."""
         reason = _reason(exc)
         try:
-            with self.db.connect() as conn:
+            with self.db.connection() as conn:
                 conn.execute(
                     """
                     UPDATE public.unified_merge_logs

@@ -1,0 +1,278 @@
+"""Matching beyond the ladder (issue 15): contact evidence judged per pair of holders, match
+weights, candidates beyond the team, review items a person can decide from. Real PostgreSQL,
+the real CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.agents import Sources, agent_of, member_agent
+from tests.helpers import Invoke, fetch
+
+
+def load_and_merge(invoke: Invoke, dsn: str, src: Sources, folder: Path, *args: str) -> dict:
+    src.write(folder)
+    invoke(["load", str(folder)], dsn=dsn)
+    return invoke(["merge", "--json", *args], dsn=dsn).json()
+
+
+def test_shared_key_is_evidence_between_holders_whose_names_fit(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An office line held by three people: the two records of Ryan Cole merge on it, Helen
+    Ward stays apart; "J. Smith" fits John and Jane Smith and chains neither; one-word names a
+    typo apart share a mailbox."""
+    src = Sources()
+    office = "(555) 201-0100"
+    ryan1 = src.agent("Ryan Cole", phones=[office], team="team-2")
+    ryan2 = src.agent("Ryan Cole", phones=[office], team="team-3")
+    helen = src.agent("Helen Ward", phones=[office], team="team-4")
+    desk = "desk@smithrealty.com"
+    john = src.agent("John Smith", emails=[desk])
+    jane = src.agent("Jane Smith", emails=[desk])
+    page = src.page(
+        "team-9",
+        [{"name": "J. Smith", "email": desk}, {"name": "Brrown", "email": "brown@mail.com"}],
+    )
+    brown = src.agent("Brown", emails=["brown@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert agent_of(deployed_db, "new_agents", ryan1) == agent_of(deployed_db, "new_agents", ryan2)
+    assert agent_of(deployed_db, "new_agents", helen) != agent_of(deployed_db, "new_agents", ryan1)
+    smiths = {
+        agent_of(deployed_db, "new_agents", john),
+        agent_of(deployed_db, "new_agents", jane),
+        member_agent(deployed_db, page, 1),
+    }
+    assert len(smiths) == 3
+    assert member_agent(deployed_db, page, 2) == agent_of(deployed_db, "new_agents", brown)
+
+
+def test_one_email_held_by_500_names_chains_nobody(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    for i in range(500):
+        src.agent(f"Person{i:03d} Name{i:03d}", emails=["info@bigbroker.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    rows = fetch(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE merged_into IS NULL")
+    assert rows[0][0] == 500
+
+
+# -- the comparisons, table-driven -------------------------------------------------------------
+
+NAME_PARTS = [
+    # (a, b, a_canons, b_canons, relation)
+    ("thomas", "thomas", None, None, "same"),
+    ("tom", "thomas", ["thomas"], ["thomas"], "nickname"),
+    (
+        "chris",
+        "christopher",
+        ["christina", "christine", "christopher"],
+        ["christopher"],
+        "nickname",
+    ),
+    ("johnsno", "johnson", None, None, "typo"),
+    ("li", "lii", None, None, "typo"),
+    ("j", "john", None, None, "initial"),
+    ("k", "john", None, None, "different"),
+    ("mary", "susan", ["mary"], ["susan"], "different"),
+    (None, "smith", None, None, "missing"),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "ac", "bc", "expected"), NAME_PARTS)
+def test_name_part_relation(
+    deployed_db: str,
+    a: str | None,
+    b: str,
+    ac: list[str] | None,
+    bc: list[str] | None,
+    expected: str,
+) -> None:
+    got = fetch(
+        deployed_db,
+        "SELECT syncpipe_internal.name_part_relation(%s, %s, %s::text[], %s::text[])",
+        (a, b, ac, bc),
+    )[0][0]
+    assert got == expected
+
+
+COMPATIBLE = [
+    # (name a, name b, compatible): through the real normalization of the feed
+    ("Robert Miller", "Bob Miller", True),
+    ("Robert Miller", "Miller, Robert", True),
+    ("Robert Miller", "Robret Miller", True),
+    ("Brown", "Brrown", True),
+    ("Brrown", "Mike Brown", True),
+    ("Li Diaz", "Lii Diaz", True),
+    ("J. Smith", "John Smith", True),
+    ("John Smith", "Jane Smith", False),
+    ("John Davis Jr.", "John Davis Sr.", False),
+    ("Helen Ward", "Ryan Cole", False),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), COMPATIBLE)
+def test_names_compatible(deployed_db: str, a: str, b: str, expected: bool) -> None:
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute(
+            "CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS "
+            "SELECT * FROM (VALUES (1::bigint, %s::text), (2, %s)) v(uid, raw)",
+            (a, b),
+        )
+        conn.execute("SELECT syncpipe_internal.normalize_person_names()")
+        got = conn.execute(
+            """
+            SELECT syncpipe_internal.names_compatible(
+                x.name_key, x.first_name, x.last_name, x.suffix,
+                coalesce((SELECT array_agg(canonical) FROM public.name_variants
+                          WHERE variant = x.first_name), ARRAY[x.first_name]),
+                y.name_key, y.first_name, y.last_name, y.suffix,
+                coalesce((SELECT array_agg(canonical) FROM public.name_variants
+                          WHERE variant = y.first_name), ARRAY[y.first_name]))
+            FROM syncpipe_work.sp_person_names x, syncpipe_work.sp_person_names y
+            WHERE x.uid = 1 AND y.uid = 2
+            """
+        ).fetchone()
+        conn.rollback()
+    assert got is not None and got[0] is expected
+
+
+WEIGHTS = [
+    # (given, given_n, family, family_n, total, team, phones, emails, weight range, a part)
+    ("same", 2, "same", 2, 10_000, "same", None, None, (26, 30), "same family name x (2 records)"),
+    ("same", 500, "same", 2000, 10_000, "same", None, None, (10, 18), "same team"),
+    ("nickname", None, "same", 20, 10_000, "same", None, None, (20, 25), "known nickname"),
+    ("same", 50, "same", 50, 10_000, "different", None, None, (10, 14), "different teams"),
+    (
+        "same",
+        50,
+        "same",
+        50,
+        10_000,
+        "same",
+        "different",
+        None,
+        (10, 20),
+        "different personal phones",
+    ),
+    ("different", None, "same", 50, 10_000, "same", None, "different", (0, 12), "different given"),
+]
+
+
+@pytest.mark.parametrize(
+    ("given", "gn", "family", "fn", "total", "team", "phones", "emails", "bounds", "part"), WEIGHTS
+)
+def test_pair_weight(
+    deployed_db: str,
+    given: str,
+    gn: int | None,
+    family: str,
+    fn: int | None,
+    total: int,
+    team: str,
+    phones: str | None,
+    emails: str | None,
+    bounds: tuple[int, int],
+    part: str,
+) -> None:
+    """A rarer shared name weighs more; each part is named in words with its sign."""
+    w = fetch(
+        deployed_db,
+        "SELECT syncpipe_internal.pair_weight(%s, 'x', %s, %s, 'x', %s, %s, %s, false, %s, %s)",
+        (given, gn, family, fn, total, team, phones, emails),
+    )[0][0]
+    assert bounds[0] <= float(w["weight"]) <= bounds[1]
+    assert any(part in p for p in w["parts"]), w["parts"]
+    assert abs(sum(float(p.rsplit(": ", 1)[1]) for p in w["parts"]) - float(w["weight"])) < 0.05
+
+
+# -- review items a person can decide from ----------------------------------------------------
+
+
+def test_review_item_shows_both_sides_and_the_weight_in_words(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    src.agent("Christopher Johnson", emails=["cj@mail.com"], phones=["6175550101"])
+    src.page("team-1", [{"name": "Chris Johnsno", "email": "chris.j@work.com"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    items = invoke(["review", "--json"], dsn=deployed_db).json()["items"]
+    assert len(items) == 1
+    item = items[0]
+    ev = item["evidence"]
+    assert item["weight"] == pytest.approx(float(ev["weight"]))
+    # each side's record on the side of its own agent
+    for side in ("a", "b"):
+        assert ev[side]["agent_id"] == item[side]["agent_id"]
+    by_name = {ev[s]["name"]: ev[s] for s in ("a", "b")}
+    assert by_name["Christopher Johnson"]["emails"] == ["cj@mail.com"]
+    assert by_name["Christopher Johnson"]["phones"] == ["+16175550101"]
+    assert by_name["Chris Johnsno"]["emails"] == ["chris.j@work.com"]
+    assert any("nickname" in p for p in ev["parts"]) and any("typo" in p for p in ev["parts"])
+    text = invoke(["review"], dsn=deployed_db).stdout
+    assert "weight" in text and "nickname" in text
+
+
+def test_review_decision_on_an_item_whose_agents_changed_is_refused_clearly(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    src.agent("Christopher Johnson", emails=["cj@mail.com"])
+    src.page("team-1", [{"name": "Chris Johnsno", "email": "chris.j@work.com"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    item = invoke(["review", "--json"], dsn=deployed_db).json()["items"][0]
+    # a later run joins the two agents (a record carrying both e-mails)
+    more = Sources(_serial=100)
+    more.agent("Chris Johnson", emails=["cj@mail.com", "chris.j@work.com"], team="team-2")
+    load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    with psycopg.connect(deployed_db) as conn:
+        # (an item left behind pointing at a retired agent, as an older version could leave)
+        conn.execute(
+            "INSERT INTO merge_review_queue (agent_id, candidate_agent_id, rule, confidence) "
+            "SELECT %s, %s, 'fuzzy_name', 60 WHERE NOT EXISTS "
+            "(SELECT 1 FROM merge_review_queue WHERE id = %s AND status = 'open')",
+            (item["a"]["agent_id"], item["b"]["agent_id"], item["id"]),
+        )
+        review_id = conn.execute("SELECT max(id) FROM merge_review_queue").fetchone()[0]  # type: ignore[index]
+    out = invoke(["review", "accept", str(review_id)], dsn=deployed_db, code=1)
+    assert "settled already" in out.stderr or "changed since it was queued" in out.stderr
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def test_bad_names_and_a_big_team_neither_crash_nor_chain(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    # (an empty name is rejected by the loader with its row, see test_load)
+    odd = ["J.", "J. K.", "Smith", "🏠🏠", "😀 Smith", "A" * 200, "Ann " + "B" * 196]
+    for name in odd:
+        src.agent(name, team="odd-team")
+    members = [{"name": f"Agent{i % 50} Member{i}"} for i in range(5000)]
+    members += [{"name": "Smith", "title": "Broker"}, {"name": "Smith", "title": "Agent"}]
+    src.page("huge-team", members)
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    # nothing lost: every feed row and member has its lineage row
+    assert (
+        result["merge"]["records_matched"]
+        == fetch(
+            deployed_db,
+            "SELECT (SELECT count(*) FROM new_agents) + (SELECT count(*) FROM unified_company_member)",
+        )[0][0]
+    )
+    assert fetch(deployed_db, "SELECT count(*) FROM new_agents")[0][0] == len(odd)
+    # the 5,000 members are 5,000 people (distinct surnames), the queue stays bounded
+    queued = fetch(deployed_db, "SELECT count(*) FROM merge_review_queue")[0][0]
+    assert queued <= 3 * 5000
+    # a common one-word name alone merges nobody automatically
+    smiths = fetch(
+        deployed_db,
+        "SELECT count(DISTINCT coalesce(a.merged_into, a.agent_id)) FROM unified_agent_sources s "
+        "JOIN new_unified_agents a ON a.agent_id = s.agent_id WHERE s.full_name = 'Smith'",
+    )[0][0]
+    assert smiths >= 2  # the feed's Smith (odd-team) apart from the members
