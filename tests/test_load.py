@@ -419,7 +419,7 @@ def test_database_going_away_mid_load(deployed_db: str, tmp_path: Path) -> None:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
-    assert "Lost the database while loading new_agents_big.csv" in err
+    assert "was lost while loading new_agents_big.csv" in err
     assert "run the load again" in err
     assert "Traceback" not in err
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") < 300_000

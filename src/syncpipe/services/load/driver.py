@@ -26,6 +26,7 @@ import psycopg
 
 from syncpipe.core.errors import ConnectError, LockTimeoutError
 from syncpipe.db.database import Database
+from syncpipe.db.errors import first_line, lost_error
 from syncpipe.logs import get_logger
 from syncpipe.services.load import ledger
 from syncpipe.services.load.errors import is_lost
@@ -187,11 +188,11 @@ class FileLoad:
         """A lost database as one sentence naming the file (exit 3); anything else as is."""
         if not isinstance(exc, psycopg.Error | ConnectError):
             return exc
-        text = str(exc).strip()
-        reason = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
-        return ConnectError(
-            f"Lost the database while loading {self.path.name} ({reason[:200]}); the batches "
-            "committed so far are kept: run the load again to resume."
+        reason = str(exc).rstrip(".") if isinstance(exc, ConnectError) else first_line(exc)
+        return lost_error(
+            self.o.db.target,
+            f"while loading {self.path.name} ({reason[:200]})",
+            "the batches committed so far are kept: run the load again to resume",
         )
 
     def _run(self, mtime_ns: int) -> FileResult:
