@@ -33,6 +33,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/merge.py
+	$(BIN)/python bench/pooler.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
