@@ -43,12 +43,11 @@ class DriftPlan:
     reapply: list[str] = field(default_factory=list)
     repairs: list[Repair] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
-    unowned: frozenset[tuple[str, str]] = frozenset()
 
 
 def plan_drift(snapshot: Catalog, live: Catalog) -> DriftPlan:
     """Sort the differences between the snapshot and the live catalog (see the module doc)."""
-    plan = DriftPlan(unowned=frozenset(live) - frozenset(snapshot))
+    plan = DriftPlan()
     if not snapshot:
         return plan
     missing_tables = {i for (t, i) in snapshot if t == "table" and (t, i) not in live}

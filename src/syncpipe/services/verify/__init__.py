@@ -17,7 +17,9 @@ Verify never writes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
+
+import psycopg
 
 from syncpipe.db.database import Database
 from syncpipe.db.ledger import last_deploy, ledger_exists
@@ -91,11 +93,8 @@ class VerifyService:
         return result
 
     @staticmethod
-    def _roles_exist(conn: object, result: VerifyResult) -> bool:
+    def _roles_exist(conn: psycopg.Connection[Any], result: VerifyResult) -> bool:
         """The API roles the policies name; the security lints need them to exist."""
-        import psycopg
-
-        assert isinstance(conn, psycopg.Connection)
         existing = {
             str(r[0])
             for r in conn.execute(
