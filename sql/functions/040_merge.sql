@@ -370,8 +370,13 @@ BEGIN
     -- Pending records: feed rows newer than their lineage (or never matched), and members
     -- not processed or without lineage (the member pipeline writes them "processed" when
     -- this merge follows it in the same transaction).
+    -- A batched run (limit) takes them in the order of their keys, so that two runs on the
+    -- same data cut the same batches; without a limit no sort is made (the planner drops a
+    -- constant sort key).
     CREATE UNLOGGED TABLE syncpipe_work.sp_pend AS
-    SELECT row_number() OVER () AS pid, x.*
+    SELECT row_number() OVER (ORDER BY CASE WHEN v_limit IS NOT NULL THEN x.source END DESC,
+                                       CASE WHEN v_limit IS NOT NULL THEN x.source_id END) AS pid,
+           x.*
     FROM (
         SELECT 'new_agents'::text AS source, a.supabase_uuid::text AS source_id,
                nullif(btrim(a.team_id), '') AS team_id, a.full_name, a.updated_at AS version,
@@ -393,6 +398,8 @@ BEGIN
                ON l.source = 'company_member' AND l.source_id = m.id::text
         WHERE NOT m.processed OR l.source_id IS NULL
     ) x
+    ORDER BY CASE WHEN v_limit IS NOT NULL THEN x.source END DESC,
+             CASE WHEN v_limit IS NOT NULL THEN x.source_id END
     LIMIT v_limit;  -- merge_batch_records: the rest waits for the next batch
     IF v_dry AND to_regclass('syncpipe_work.sp_members') IS NOT NULL THEN
         -- A dry run's member pipeline computed members it did not insert: match them too.
@@ -905,9 +912,17 @@ BEGIN
         FROM sp_comp c JOIN sp_pkeys k ON k.pid = c.node - v_offset
         WHERE c.node >= v_offset AND c.label IN (SELECT label FROM labels)
         UNION
-        SELECT c.label, m.kind, m.value
-        FROM sp_comp c JOIN public.merge_agent_contacts m ON m.agent_id = c.node
-        WHERE c.node < v_offset AND c.label IN (SELECT label FROM labels)
+        -- known agents: those in a component of this run, and those alone (not in sp_comp,
+        -- their own label: without this their contacts would be missing and a conflict
+        -- unseen whenever records arrive over several runs)
+        SELECT e.label, m.kind, m.value
+        FROM (SELECT c.label, c.node FROM sp_comp c
+              WHERE c.node < v_offset AND c.label IN (SELECT label FROM labels)
+              UNION
+              SELECT l.label, l.label FROM labels l
+              WHERE l.label < v_offset
+                AND NOT EXISTS (SELECT 1 FROM sp_comp c WHERE c.node = l.label)) e
+        JOIN public.merge_agent_contacts m ON m.agent_id = e.node
     )
     SELECT label, array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
            array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
@@ -1086,7 +1101,9 @@ SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_auto     integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
+    v_per_record integer := coalesce((p_options ->> 'review_per_record')::integer, 3);
     v_offset   bigint := (SELECT node_offset FROM sp_meta);
+    v_superseded integer;
     v_first    bigint;
     v_created  integer;
     v_retired  integer;
@@ -1319,6 +1336,35 @@ BEGIN
     ON CONFLICT ((least(agent_id, candidate_agent_id)), (greatest(agent_id, candidate_agent_id)))
         WHERE status = 'open' DO NOTHING;
     GET DIAGNOSTICS v_reviews = ROW_COUNT;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_superseded (agent_id bigint,
+                                                       candidate_agent_id bigint, new boolean);
+    -- Across runs, too, an agent keeps only its review_per_record strongest open similar-name
+    -- items: what one run over all the records keeps, and not what piles up when records
+    -- arrive over many runs (or batches) and each run adds its own strongest to the last's.
+    WITH touched AS (
+        SELECT agent_id FROM public.merge_review_queue
+        WHERE status = 'open' AND created_at = now() AND rule = 'fuzzy_name'
+        UNION SELECT candidate_agent_id FROM public.merge_review_queue
+        WHERE status = 'open' AND created_at = now() AND rule = 'fuzzy_name'
+    ),
+    ranked AS (
+        SELECT id, row_number() OVER (PARTITION BY side ORDER BY weight DESC NULLS LAST, id) AS rk
+        FROM (SELECT q.id, q.weight, q.agent_id AS side FROM public.merge_review_queue q
+              WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
+                AND q.agent_id IN (SELECT agent_id FROM touched)
+              UNION ALL
+              SELECT q.id, q.weight, q.candidate_agent_id FROM public.merge_review_queue q
+              WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
+                AND q.candidate_agent_id IN (SELECT agent_id FROM touched)) s
+    ),
+    gone AS (
+        DELETE FROM public.merge_review_queue q
+        WHERE q.id IN (SELECT id FROM ranked WHERE rk > v_per_record)
+        RETURNING q.agent_id, q.candidate_agent_id, q.created_at = now() AS new
+    )
+    INSERT INTO sp_superseded SELECT * FROM gone;
+    SELECT count(*) FILTER (WHERE NOT new), v_reviews - count(*) FILTER (WHERE new)
+    INTO v_superseded, v_reviews FROM sp_superseded;
 
     PERFORM syncpipe_internal.merge_phase('golden_records');
     -- Existing agents that took records: confidence is the lowest link holding the component
@@ -1340,7 +1386,9 @@ BEGIN
         UNION SELECT agent_id FROM public.merge_review_queue
               WHERE status = 'open' AND created_at = now()
         UNION SELECT candidate_agent_id FROM public.merge_review_queue
-              WHERE status = 'open' AND created_at = now();
+              WHERE status = 'open' AND created_at = now()
+        UNION SELECT agent_id FROM sp_superseded
+        UNION SELECT candidate_agent_id FROM sp_superseded;
     ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
     v_golden := syncpipe_internal.merge_refresh_agents();
     DELETE FROM public.merge_dirty_agents;
@@ -1358,6 +1406,7 @@ BEGIN
         'agents_retired', v_retired,
         'agents_refreshed', v_golden,
         'review_items_added', v_reviews,
+        'review_items_superseded', v_superseded,
         'bulk', v_bulk_a OR v_bulk_s,
         'links_applied', coalesce((SELECT jsonb_object_agg(rule, n) FROM (
             SELECT rule, count(*) AS n FROM sp_place GROUP BY rule) r), '{}'));

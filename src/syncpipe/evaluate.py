@@ -97,6 +97,12 @@ def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else 1.0
 
 
+def read_assignment(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], int]:
+    """Each source record's agent, keyed as truth.csv keys it ((source, source_key))."""
+    with conn.cursor() as cur:
+        return {(source, key): agent for source, key, agent in cur.execute(_SOURCES_SQL)}
+
+
 def evaluate(conn: psycopg.Connection[Any], truth_path: Path) -> Quality:
     truth = read_truth(truth_path)
     assignment: dict[tuple[str, str], int] = {}
