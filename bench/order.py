@@ -17,7 +17,6 @@ precision / recall against truth.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile
@@ -39,28 +38,6 @@ def _generate(shape: str, out: Path, persons: int, seed: int) -> None:
         synth_noisy.generate(out, synth_noisy.Config(persons=persons, seed=seed))
     else:
         synth.generate(out, synth.Config(persons=persons, seed=seed))
-
-
-def _cut(data: Path, parts: int, out: Path) -> list[Path]:
-    """The generator's two CSV files cut by rows into ``parts`` folders (the last gets 10%)."""
-    folders = [out / f"part{n}" for n in range(parts)]
-    for folder in folders:
-        folder.mkdir(parents=True)
-    for name in ("new_agents.csv", "raw_company_info.csv"):
-        csv.field_size_limit(sys.maxsize)
-        with (data / name).open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-        header, body = rows[0], rows[1:]
-        tail = len(body) // 10
-        head = len(body) - tail
-        bounds = [head * n // (parts - 1) for n in range(parts)] + [len(body)]
-        for n, folder in enumerate(folders):
-            stem = name.removesuffix(".csv")
-            with (folder / f"{stem}_{n}.csv").open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(header)
-                writer.writerows(body[bounds[n] : bounds[n + 1]])
-    return folders
 
 
 def _pairs(assignment: Assignment) -> set[tuple[tuple[str, str], tuple[str, str]]]:
@@ -109,7 +86,7 @@ def main() -> int:
         data = Path(tmp) / "data"
         _generate(args.shape, data, args.persons, args.seed)
         truth = data / "truth.csv"
-        folders = _cut(data, args.parts, Path(tmp) / "parts")
+        folders = synth.split_arrivals(data, args.parts, Path(tmp) / "parts")
         batch = {"SYNCPIPE_MERGE_BATCH_RECORDS": str(args.batch)}
         runs = [
             ("full", folders, {}),  # (all parts loaded, then one merge: see below)

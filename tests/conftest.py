@@ -63,7 +63,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-def _dsn_for(admin_dsn: str, dbname: str) -> str:
+def dsn_for(admin_dsn: str, dbname: str) -> str:
     params: dict[str, Any] = conninfo_to_dict(admin_dsn)
     params["dbname"] = dbname
     return make_conninfo(**params)
@@ -103,10 +103,10 @@ def deployed_template(pg_server: str, tmp_path_factory: pytest.TempPathFactory) 
     from syncpipe.settings import Settings
 
     name = create_database(pg_server)
-    make_supabase_like(_dsn_for(pg_server, name))
+    make_supabase_like(dsn_for(pg_server, name))
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=_dsn_for(pg_server, name),
+        database_url=dsn_for(pg_server, name),
         logs_dir=tmp_path_factory.mktemp("template-logs"),
     )
     with Database(settings) as db:
@@ -122,7 +122,7 @@ def fresh_db(pg_server: str) -> Iterator[str]:
     """DSN of a new, empty plain-PostgreSQL database (nothing deployed, no Supabase set-up)."""
     name = create_database(pg_server)
     try:
-        yield _dsn_for(pg_server, name)
+        yield dsn_for(pg_server, name)
     finally:
         drop_database(pg_server, name)
 
@@ -132,7 +132,7 @@ def supabase_db(pg_server: str) -> Iterator[str]:
     """DSN of a new database prepared the way Supabase prepares one, nothing deployed."""
     name = create_database(pg_server)
     try:
-        dsn = _dsn_for(pg_server, name)
+        dsn = dsn_for(pg_server, name)
         make_supabase_like(dsn)
         yield dsn
     finally:
@@ -144,7 +144,7 @@ def deployed_db(pg_server: str, deployed_template: str) -> Iterator[str]:
     """DSN of a new database with sql/ already deployed."""
     name = create_database(pg_server, template=deployed_template)
     try:
-        yield _dsn_for(pg_server, name)
+        yield dsn_for(pg_server, name)
     finally:
         drop_database(pg_server, name)
 

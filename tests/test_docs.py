@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from syncpipe.settings import Settings, env_var_name
-from tests.conftest import ROOT, _dsn_for, create_database, drop_database
+from tests.conftest import ROOT, create_database, drop_database, dsn_for
 from tests.helpers import Invoke
 
 _DOCUMENTED_EXIT = re.compile(r"#\s*exit (\d)\b")
@@ -85,7 +85,7 @@ def sample_template(pg_server: str, tmp_path_factory: pytest.TempPathFactory) ->
     folder = tmp_path_factory.mktemp("sample-run")
     shutil.copytree(ROOT / "data", folder / "data")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
-    env["SYNCPIPE_DATABASE_URL"] = _dsn_for(pg_server, name)
+    env["SYNCPIPE_DATABASE_URL"] = dsn_for(pg_server, name)
     done = subprocess.run(
         [sys.executable, "-m", "syncpipe", "deploy", "--full"],
         cwd=folder,
@@ -115,7 +115,7 @@ def test_documented_command_runs_as_written(
     args, code = _parse(line)
     name = create_database(pg_server, template=sample_template)
     try:
-        dsn = _dsn_for(pg_server, name)
+        dsn = dsn_for(pg_server, name)
         shutil.copytree(ROOT / "data", tmp_path / "data")
         shutil.copy(ROOT / "data" / "new_agents.csv", tmp_path / "feed.csv")
         (tmp_path / ".env.staging").write_text(f"SYNCPIPE_DATABASE_URL={dsn}\n")

@@ -90,9 +90,9 @@ def test_every_command_through_the_pooler(
     # The same job, directly on the server, gives the same agents.
     direct_name = create_database(pg_server)
     try:
-        from tests.conftest import _dsn_for
+        from tests.conftest import dsn_for
 
-        direct = _dsn_for(pg_server, direct_name)
+        direct = dsn_for(pg_server, direct_name)
         make_supabase_like(direct)
         invoke(["deploy", "--full"], dsn=direct, env=env)
         assert clusters(direct) == clusters(supabase_db)

@@ -1241,6 +1241,30 @@ def generate(out: Path, config: Config) -> Stats:
     return Generator(config).run(out)
 
 
+def split_arrivals(data: Path, parts: int, out: Path) -> list[Path]:
+    """The two source files of ``data`` cut by rows into ``parts`` folders under ``out``
+    (``part0``...; the last holds the final 10% of the rows, the others equal shares), as
+    records arriving over several runs. Returns the folders in arrival order."""
+    if parts < 2:
+        raise ValueError("split_arrivals needs at least two parts")
+    csv.field_size_limit(1 << 30)  # (a page of a big team is one long field)
+    folders = [out / f"part{n}" for n in range(parts)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    for name in ("new_agents.csv", "raw_company_info.csv"):
+        with (data / name).open(newline="", encoding="utf-8") as handle:
+            header, *body = list(csv.reader(handle))
+        head = len(body) - len(body) // 10
+        bounds = [head * n // (parts - 1) for n in range(parts)] + [len(body)]
+        for n, folder in enumerate(folders):
+            target = folder / f"{name.removesuffix('.csv')}_{n}.csv"
+            with target.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(header)
+                writer.writerows(body[bounds[n] : bounds[n + 1]])
+    return folders
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m syncpipe.synth --persons 10000 --seed 7 --out data/synth``."""
     parser = argparse.ArgumentParser(
@@ -1272,4 +1296,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["CASES", "NICKNAMES", "Config", "Stats", "generate", "main"]
+__all__ = ["CASES", "NICKNAMES", "Config", "Stats", "generate", "main", "split_arrivals"]
