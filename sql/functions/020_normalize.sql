@@ -242,8 +242,57 @@ BEGIN
                       OR syncpipe_internal.near_spelling(a_first, b_last)))
              OR (b_last IS NULL AND length(b_first) >= 4
                  AND (syncpipe_internal.near_spelling(b_first, a_first)
-                      OR syncpipe_internal.near_spelling(b_first, a_last)))),
+                      OR syncpipe_internal.near_spelling(b_first, a_last)))
+             -- the words in another order, each a typo apart or the same, the shorter name's
+             -- words all in the longer one ("Romrro Morgan" / "Morgan Romero", "Robett
+             -- Jacckson" / "Robert Jackson Ochoa")
+             OR syncpipe_internal.words_align(a_key, b_key)),
         false);
+END;
+$$;
+
+-- Does every word (of 3+ letters) of the name with fewer words match its own word of the
+-- other, the same or a typo apart, in any order? Two words at least on the shorter side:
+-- a one-word name is judged by names_compatible's own rules.
+CREATE OR REPLACE FUNCTION syncpipe_internal.words_align(p_a text, p_b text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
+AS $$
+DECLARE
+    v_short text[];
+    v_long  text[];
+    v_word  text;
+    v_i     integer;
+    v_found boolean;
+BEGIN
+    v_short := string_to_array(p_a, ' ');
+    v_long := string_to_array(p_b, ' ');
+    IF cardinality(v_short) > cardinality(v_long) THEN
+        v_short := v_long;
+        v_long := string_to_array(p_a, ' ');
+    END IF;
+    IF cardinality(v_short) < 2 OR cardinality(v_long) > 4 THEN
+        RETURN false;
+    END IF;
+    FOREACH v_word IN ARRAY v_short LOOP
+        IF length(v_word) < 3 THEN
+            RETURN false;
+        END IF;
+        v_found := false;
+        FOR v_i IN 1 .. cardinality(v_long) LOOP
+            IF v_long[v_i] IS NOT NULL AND (v_long[v_i] = v_word
+                    OR syncpipe_internal.near_spelling(v_long[v_i], v_word)) THEN
+                v_long[v_i] := NULL;  -- (each word of the longer name matches once)
+                v_found := true;
+                EXIT;
+            END IF;
+        END LOOP;
+        IF NOT v_found THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN true;
 END;
 $$;
 
