@@ -112,12 +112,20 @@ COMPATIBLE = [
     ("John Smith", "Jane Smith", False),
     ("John Davis Jr.", "John Davis Sr.", False),
     ("Helen Ward", "Ryan Cole", False),
+    # the words in another order, or a subset, each the same or a typo apart
+    ("Romrro Morgan", "Morgan Romero", True),
+    ("Robett Jacckson", "Robert Jackson Ochoa", True),
+    ("Smith John", "John Smiht", True),
+    ("Jane Smith", "Smith John", False),
 ]
 
+CANONS = """coalesce((SELECT array_agg(canonical) FROM public.name_variants
+                       WHERE variant = {0}.first_name), ARRAY[{0}.first_name])"""
 
-@pytest.mark.parametrize(("a", "b", "expected"), COMPATIBLE)
-def test_names_compatible(deployed_db: str, a: str, b: str, expected: bool) -> None:
-    with psycopg.connect(deployed_db) as conn:
+
+def _judge(dsn: str, a: str, b: str, function: str) -> bool:
+    """A name judgement on two raw names, normalized as the feed's names are."""
+    with psycopg.connect(dsn) as conn:
         conn.execute(
             "CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS "
             "SELECT * FROM (VALUES (1::bigint, %s::text), (2, %s)) v(uid, raw)",
@@ -125,20 +133,53 @@ def test_names_compatible(deployed_db: str, a: str, b: str, expected: bool) -> N
         )
         conn.execute("SELECT syncpipe_internal.normalize_person_names()")
         got = conn.execute(
-            """
-            SELECT syncpipe_internal.names_compatible(
-                x.name_key, x.first_name, x.last_name, x.suffix,
-                coalesce((SELECT array_agg(canonical) FROM public.name_variants
-                          WHERE variant = x.first_name), ARRAY[x.first_name]),
-                y.name_key, y.first_name, y.last_name, y.suffix,
-                coalesce((SELECT array_agg(canonical) FROM public.name_variants
-                          WHERE variant = y.first_name), ARRAY[y.first_name]))
+            f"""
+            SELECT {function}
             FROM syncpipe_work.sp_person_names x, syncpipe_work.sp_person_names y
             WHERE x.uid = 1 AND y.uid = 2
-            """
+            """.replace("{x_canons}", CANONS.format("x")).replace("{y_canons}", CANONS.format("y"))
         ).fetchone()
         conn.rollback()
-    assert got is not None and got[0] is expected
+    assert got is not None
+    return bool(got[0])
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), COMPATIBLE)
+def test_names_compatible(deployed_db: str, a: str, b: str, expected: bool) -> None:
+    got = _judge(
+        deployed_db,
+        a,
+        b,
+        "syncpipe_internal.names_compatible(x.name_key, x.first_name, x.last_name, x.suffix, "
+        "{x_canons}, y.name_key, y.first_name, y.last_name, y.suffix, {y_canons})",
+    )
+    assert got is expected
+
+
+CONFLICT = [
+    # (name a, name b, "two different people"?): a key whose names never conflict is one
+    # person's, whatever the typos; one conflict makes it a shared key
+    ("Joanne Gracia", "Joanne Gaarcia", False),
+    ("Scott Rivrea", "Scott Riivera", False),
+    ("Megan Rogers", "Rogers", False),
+    ("Romrro Morgan", "Morgan Romero", False),
+    ("John Smith", "Jane Smith", True),
+    ("Helen Ward", "Ryan Cole", True),
+    ("John Davis Jr.", "John Davis", True),
+    ("Maria Lopez", "Maria Brennan", True),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), CONFLICT)
+def test_names_conflict(deployed_db: str, a: str, b: str, expected: bool) -> None:
+    got = _judge(
+        deployed_db,
+        a,
+        b,
+        "syncpipe_internal.names_conflict(x.first_name, x.last_name, x.suffix, {x_canons}, "
+        "y.first_name, y.last_name, y.suffix, {y_canons})",
+    )
+    assert got is expected
 
 
 WEIGHTS = [

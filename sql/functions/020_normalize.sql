@@ -251,6 +251,62 @@ BEGIN
 END;
 $$;
 
+-- Do two names on one key say "two different people"? Given names (two letters or more)
+-- that are neither the same, a nickname, a typo apart nor one the start of the other, or
+-- family names that neither sound alike nor are two edits apart nor share a part, or a
+-- different generational suffix; in both orders of the words (a name written "Last First").
+-- A missing part never conflicts. (A double surname is normalized to its last word, so
+-- "Ward-Snyder" conflicts with "Ward": a shared key stays shared, the safe side.)
+CREATE OR REPLACE FUNCTION syncpipe_internal.names_conflict(
+    a_first text, a_last text, a_suffix text, a_canons text[],
+    b_first text, b_last text, b_suffix text, b_canons text[])
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
+AS $$
+BEGIN
+    IF a_suffix IS DISTINCT FROM b_suffix THEN
+        RETURN true;
+    END IF;
+    RETURN (syncpipe_internal.given_names_differ(a_first, b_first, a_canons, b_canons)
+            OR syncpipe_internal.family_names_differ(a_last, b_last))
+       AND (syncpipe_internal.given_names_differ(a_first, b_last, a_canons, ARRAY[b_last])
+            OR syncpipe_internal.family_names_differ(a_last, b_first));
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION syncpipe_internal.given_names_differ(p_a text, p_b text,
+                                                               p_a_canons text[],
+                                                               p_b_canons text[])
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
+AS $$
+BEGIN
+    RETURN coalesce(length(p_a) >= 2 AND length(p_b) >= 2 AND p_a <> p_b
+                    AND NOT coalesce(p_a_canons && p_b_canons, false)
+                    AND NOT syncpipe_internal.near_spelling(p_a, p_b)
+                    AND NOT (least(length(p_a), length(p_b)) >= 3
+                             AND (starts_with(p_a, p_b) OR starts_with(p_b, p_a))),
+                    false);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION syncpipe_internal.family_names_differ(p_a text, p_b text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, extensions
+AS $$
+BEGIN
+    RETURN coalesce(length(p_a) >= 2 AND length(p_b) >= 2 AND p_a <> p_b
+                    AND extensions.levenshtein(p_a, p_b) > 2
+                    AND extensions.dmetaphone(p_a) <> extensions.dmetaphone(p_b)
+                    AND NOT (string_to_array(translate(p_a, '-', ' '), ' ')
+                             && string_to_array(translate(p_b, '-', ' '), ' ')),
+                    false);
+END;
+$$;
+
 -- Does every word (of 3+ letters) of the name with fewer words match its own word of the
 -- other, the same or a typo apart, in any order? Two words at least on the shorter side:
 -- a one-word name is judged by names_compatible's own rules.

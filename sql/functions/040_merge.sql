@@ -561,7 +561,10 @@ BEGIN
                                                   a.suffix, a.canons, b.name_key, b.first_name,
                                                   b.last_name, b.suffix, b.canons)
                -- (on a key with more than two records: an office line's, not one person's)
-               AND NOT ((a.weak OR b.weak) AND g.records > 2) AS fits
+               AND NOT ((a.weak OR b.weak) AND g.records > 2) AS fits,
+               syncpipe_internal.names_conflict(a.first_name, a.last_name, a.suffix, a.canons,
+                                                b.first_name, b.last_name, b.suffix, b.canons)
+                   AS conflict
         FROM sp_keygroups g
         JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
         JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid <> a.vid
@@ -591,6 +594,11 @@ BEGIN
         FROM mc c JOIN sp_keynames v ON v.vid = c.va
         WHERE length(v.first_name) > 1 AND v.last_name IS NOT NULL
         GROUP BY c.kind, c.value, c.va HAVING bool_and(c.fits)
+        UNION
+        -- (and a key whose names are variants of one person's, no two of them saying "two
+        -- people": "Joanne Gracia" and "Joanne Gaarcia" on joanne.garcia48@..., "Scott
+        -- Rivrea" and "Scott Riivera")
+        SELECT kind, value FROM mc GROUP BY kind, value HAVING NOT bool_or(conflict)
     )
     SELECT c.kind, c.value, c.va, c.vb
     FROM sp_keycompat c
