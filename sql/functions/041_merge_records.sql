@@ -1,0 +1,221 @@
+-- The merge's first phases (merge_plan(), sql/functions/040_merge.sql): the records to match,
+-- their normalized contacts and names, and who else holds their keys and names.
+-- Graph nodes: an existing agent is its agent_id; a pending record is node_offset + pid.
+
+-- Phase "pending": the run's constants and the records it matches.
+--   reads:   public.new_agents, public.unified_company_member, public.unified_agent_sources,
+--            public.new_unified_agents (the node offset), public.name_variants; a dry run's
+--            sp_members (the member pipeline's members it did not insert)
+--   writes:  sp_meta(node_offset), sp_canon(variant, canons),
+--            sp_pend(pid, source, source_id, team_id, full_name, version, email_json,
+--                    phone_json, emails, phones, old_agent, name_norm, name_key, first_name,
+--                    last_name, middle, suffix)
+--   options: limit (pending records taken by this batch), dry_run
+--   returns: the number of pending records
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_pending(p_options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_dry     boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
+    v_limit   bigint := (p_options ->> 'limit')::bigint;
+    v_offset  bigint;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_meta', 'sp_canon', 'sp_pend']);
+    SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_meta AS SELECT v_offset AS node_offset;
+    -- Canonical given names of each known variant (Bob -> robert), for name comparisons.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_canon AS
+        SELECT variant, array_agg(canonical ORDER BY canonical) AS canons
+        FROM public.name_variants GROUP BY variant;
+    ALTER TABLE sp_canon ADD PRIMARY KEY (variant);
+
+    -- Pending records: feed rows newer than their lineage (or never matched), and members
+    -- not processed or without lineage (the member pipeline writes them "processed" when
+    -- this merge follows it in the same transaction).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_pend AS
+    -- (a batched run, limit, takes them in the order of their keys, so that two runs on the
+    -- same data cut the same batches; without a limit no sort is made: the planner drops a
+    -- constant sort key)
+    SELECT row_number() OVER (ORDER BY CASE WHEN v_limit IS NOT NULL THEN x.source END DESC,
+                                       CASE WHEN v_limit IS NOT NULL THEN x.source_id END) AS pid,
+           x.*
+    FROM (
+        SELECT 'new_agents'::text AS source, a.supabase_uuid::text AS source_id,
+               nullif(btrim(a.team_id), '') AS team_id, a.full_name, a.updated_at AS version,
+               a.email_clean AS email_json, a.phone_digits AS phone_json,
+               NULL::text[] AS emails, NULL::text[] AS phones, l.agent_id AS old_agent,
+               NULL::text AS name_norm, NULL::text AS name_key, NULL::text AS first_name,
+               NULL::text AS last_name, NULL::text AS middle, NULL::text AS suffix
+        FROM public.new_agents a
+        LEFT JOIN public.unified_agent_sources l
+               ON l.source = 'new_agents' AND l.source_id = a.supabase_uuid::text
+        WHERE l.source_id IS NULL OR l.source_version < a.updated_at
+        UNION ALL
+        SELECT 'company_member', m.id::text, m.team_id, m.member_name, m.updated_at,
+               NULL, NULL, m.email_normalized, m.phone_normalized, l.agent_id,
+               m.name_normalized, m.name_key, m.name_first, m.name_last, m.name_middle,
+               m.name_suffix
+        FROM public.unified_company_member m
+        LEFT JOIN public.unified_agent_sources l
+               ON l.source = 'company_member' AND l.source_id = m.id::text
+        WHERE NOT m.processed OR l.source_id IS NULL
+    ) x
+    ORDER BY CASE WHEN v_limit IS NOT NULL THEN x.source END DESC,
+             CASE WHEN v_limit IS NOT NULL THEN x.source_id END
+    LIMIT v_limit;  -- merge_batch_records: the rest waits for the next batch
+    IF v_dry AND to_regclass('syncpipe_work.sp_members') IS NOT NULL THEN
+        -- A dry run's member pipeline computed members it did not insert: match them too.
+        EXECUTE $q$
+        INSERT INTO sp_pend (pid, source, source_id, team_id, full_name, version, email_json,
+                             phone_json, emails, phones, old_agent, name_norm, name_key,
+                             first_name, last_name, middle, suffix)
+        SELECT (SELECT coalesce(max(pid), 0) FROM sp_pend) + row_number() OVER (),
+               'company_member', 'pending:' || s.record_hash, s.team_id, s.name_raw, now(),
+               NULL, NULL, s.emails, s.phones, NULL, s.name_norm, s.name_key, s.first_name,
+               s.last_name, s.middle, s.suffix
+        FROM (SELECT DISTINCT ON (record_hash) * FROM sp_members ORDER BY record_hash, pos) s
+        WHERE NOT EXISTS (SELECT 1 FROM public.unified_company_member m
+                          WHERE m.record_hash = s.record_hash)
+        $q$;
+    END IF;
+    ALTER TABLE sp_pend ADD PRIMARY KEY (pid);
+    ANALYZE sp_pend;
+    RETURN (SELECT count(*) FROM sp_pend);
+END;
+$$;
+
+-- Phase "normalize": the pending records' contact keys and names, normalized.
+--   reads:   sp_pend
+--   writes:  sp_pkeys(pid, kind, value) (kind 'e' e-mail, 'p' phone),
+--            sp_person_names(uid = pid, name_norm, name_key, first_name, last_name, middle,
+--                            suffix); sp_contacts_in and sp_names_in on the way
+--            (normalize_contacts(), normalize_person_names(): sql/functions/020_normalize.sql)
+--   options: none
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_normalize()
+RETURNS void
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_contacts_in', 'sp_names_in', 'sp_pkeys']);
+    -- Feed contacts are normalized here; members' were normalized by the member pipeline.
+    -- (unnested in the select list: a per-row lateral function scan costs twice as much)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
+        SELECT pid AS uid, 'e'::"char" AS kind, jsonb_array_elements_text(email_json) AS raw
+        FROM sp_pend WHERE jsonb_typeof(email_json) = 'array'
+        UNION ALL
+        SELECT pid, 'p'::"char", jsonb_array_elements_text(phone_json)
+        FROM sp_pend WHERE jsonb_typeof(phone_json) = 'array';
+    PERFORM syncpipe_internal.normalize_contacts();
+    -- The pending keys: the feed's just normalized (the table taken over, not copied) and the
+    -- members'.
+    ALTER TABLE sp_contacts RENAME TO sp_pkeys;
+    ALTER TABLE sp_pkeys RENAME COLUMN uid TO pid;
+    INSERT INTO sp_pkeys (pid, kind, value)
+        SELECT pid, 'e'::"char", unnest(emails) FROM sp_pend WHERE emails <> '{}'
+        UNION ALL
+        SELECT pid, 'p'::"char", unnest(phones) FROM sp_pend WHERE phones <> '{}';
+    ANALYZE sp_pkeys;
+    -- Feed names are normalized here; members' by the member pipeline.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS
+        SELECT pid AS uid, full_name AS raw FROM sp_pend WHERE source = 'new_agents';
+    PERFORM syncpipe_internal.normalize_person_names();
+    INSERT INTO sp_person_names
+        SELECT pid, name_norm, name_key, first_name, last_name, middle, suffix
+        FROM sp_pend WHERE source = 'company_member';
+    ANALYZE sp_person_names;
+END;
+$$;
+
+-- Phase "candidates": who else holds the pending records' keys, and the names to compare.
+--   reads:   sp_meta, sp_pend, sp_pkeys, sp_person_names; public.merge_agent_contacts,
+--            public.new_unified_agents, public.unified_agent_sources (the known agents)
+--   writes:  sp_keyknown(kind, value, node): known agents holding a pending key;
+--            sp_keyrecs(kind, value, node): every holder of a key held by two or more nodes;
+--            sp_names(node, team_id, name_norm, name_key, first_name, last_name, middle,
+--                     suffix, pending): the pending records' names, and the lineage of known
+--            agents in their teams or holding their keys
+--   options: none
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_candidates()
+RETURNS void
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_offset  bigint := (SELECT node_offset FROM sp_meta);
+    v_known   boolean := EXISTS (SELECT 1 FROM public.unified_agent_sources);
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keyknown', 'sp_keyrecs', 'sp_names']);
+    -- Who holds each pending key: pending records, and known agents (the master table's
+    -- contact keys). Only keys held by more than one node can link anything; they are
+    -- counted by a 64-bit hash of the value (an integer groups several times faster than
+    -- text; a collision only keeps a key that then links nothing).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyknown (kind "char", value text COLLATE "C",
+                                                     node bigint);
+    IF v_known THEN
+        -- (a probe of the key index per value: the planner, misjudging the join, would
+        -- rather read the whole key table)
+        INSERT INTO sp_keyknown
+        SELECT d.kind, d.value, k.agent_id
+        FROM (SELECT DISTINCT kind, value FROM sp_pkeys) d
+        CROSS JOIN LATERAL (SELECT c.agent_id FROM public.merge_agent_contacts c
+                            WHERE c.kind = d.kind AND c.value = d.value OFFSET 0) k
+        JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
+    END IF;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyrecs AS
+        SELECT k.kind, k.value, k.node
+        FROM (SELECT kind, value, v_offset + pid AS node FROM sp_pkeys
+              UNION ALL
+              SELECT kind, value, node FROM sp_keyknown) k
+        WHERE (k.kind, hashtextextended(k.value, 0)) IN (
+            SELECT kind, h
+            FROM (SELECT kind, hashtextextended(value, 0) AS h FROM sp_pkeys
+                  UNION ALL
+                  SELECT kind, hashtextextended(value, 0) FROM sp_keyknown) a
+            GROUP BY kind, h HAVING count(*) > 1);
+    ANALYZE sp_keyrecs;
+
+    -- Names: pending records, and the lineage of known agents in the same teams or holding
+    -- the same keys (a changed record's old lineage row excluded).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_names AS
+        SELECT v_offset + p.pid AS node, p.team_id, n.name_norm, n.name_key, n.first_name,
+               n.last_name, n.middle, n.suffix, true AS pending
+        FROM sp_pend p JOIN sp_person_names n ON n.uid = p.pid;
+    IF v_known THEN
+        INSERT INTO sp_names
+        SELECT s.agent_id, s.team_id, s.name_norm, s.name_key, s.first_name, s.last_name,
+               s.middle, s.suffix, false
+        FROM (
+            -- Each condition by its own index (an OR of the two reads the whole lineage), the
+            -- agents probed one by one; the second branch leaves out what the first found.
+            SELECT * FROM public.unified_agent_sources
+            WHERE team_id IN (SELECT team_id COLLATE "C" FROM sp_pend)
+            UNION ALL
+            SELECT l.*
+            FROM (SELECT DISTINCT node FROM sp_keyrecs WHERE node < v_offset) k
+            CROSS JOIN LATERAL (SELECT * FROM public.unified_agent_sources
+                                WHERE agent_id = k.node OFFSET 0) l
+            WHERE (l.team_id IS NULL
+                   OR l.team_id NOT IN (SELECT team_id COLLATE "C" FROM sp_pend
+                                        WHERE team_id IS NOT NULL))
+        ) s
+        WHERE NOT EXISTS (SELECT 1 FROM sp_pend p
+                          WHERE p.source = s.source AND p.source_id = s.source_id);
+    END IF;
+    CREATE INDEX ON sp_names (node);
+    ANALYZE sp_names;
+END;
+$$;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

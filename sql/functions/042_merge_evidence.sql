@@ -1,0 +1,363 @@
+-- The merge's evidence phases (merge_plan(), sql/functions/040_merge.sql): how common each
+-- name is, which shared contact keys are evidence between which holders, the name links
+-- within a team with their weights, and every link between two graph nodes.
+
+-- Phase "shared_contacts", first part: how common each given and family name is (the weights
+-- of name evidence: a rarer name weighs more).
+--   reads:   syncpipe_internal.merge_name_frequencies (what earlier merges saw), sp_names
+--   writes:  sp_freq(part, value, n): part 'f' given name, 'l' family name; n records
+--   options: none
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_name_counts()
+RETURNS void
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_freq']);
+    -- How common each given and family name is: what earlier merges saw, and this run's
+    -- records (the weights of name evidence below).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_freq AS
+        SELECT part, value, sum(n)::bigint AS n
+        FROM (SELECT part, value, records AS n
+              FROM syncpipe_internal.merge_name_frequencies
+              UNION ALL
+              SELECT 'f'::"char", first_name COLLATE "C", count(*)
+              FROM sp_names WHERE pending AND first_name IS NOT NULL GROUP BY 2
+              UNION ALL
+              SELECT 'l'::"char", last_name COLLATE "C", count(*)
+              FROM sp_names WHERE pending AND last_name IS NOT NULL GROUP BY 2) x
+        GROUP BY part, value;
+    ALTER TABLE sp_freq ADD PRIMARY KEY (part, value);
+    ANALYZE sp_freq;
+END;
+$$;
+
+-- Phase "shared_contacts": contact evidence, judged per pair of holders (the guard: an office
+-- line or an info@ mailbox held by different people never chains them).
+--   reads:   sp_keyrecs, sp_names, sp_canon, sp_freq
+--   writes:  sp_keynames(vid, kind, value, name_key, first_name, last_name, suffix, holders,
+--                        canons, weak): the name variants on each key held by several nodes;
+--            sp_keygroups(kind, value, names, records): keys with several names or very many
+--                        holders;
+--            sp_keycompat(kind, value, va, vb, fits): whether two variants fit one person;
+--            sp_keymixed(kind, value, va, vb, fits, conflict): the pairs of the keys whose
+--                        variants do not all fit, and whether two say "two people";
+--            sp_keyallow(kind, value, va, vb): the pairs of variants that are evidence;
+--            sp_shared(kind, value, records, names): the shared keys (not evidence between
+--                        every two holders);
+--            sp_keyholders(kind, value, node, vid): the holders of the shared keys that are
+--                        still evidence between some of them
+--   options: none
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_contact_evidence()
+RETURNS void
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_total   bigint;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keynames', 'sp_keygroups', 'sp_keycompat',
+        'sp_keymixed', 'sp_keyallow', 'sp_shared', 'sp_keyholders']);
+    SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
+
+    -- Contact evidence is judged per pair of holders, not per key. A key held by one name
+    -- (or by names that all fit one person) is evidence between all its holders. A key held
+    -- by names of different people (an office line, info@) is evidence only between holders
+    -- whose names fit each other (Robert / Bob, a typo, "Miller, Robert", the same name
+    -- twice), and none where a name fits two names that do not fit each other ("J. Smith"
+    -- with "John Smith" and "Jane Smith": no chain through the ambiguous one). A key with
+    -- very many holders or names is no evidence at all.
+    -- sp_keynames: one row per name variant (vid) on a key held by several nodes.
+    -- (weak: a one-word name that many records carry, "Lily": it fits nobody else on a key)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
+        SELECT row_number() OVER () AS vid, g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons,
+               (g.last_name IS NULL AND coalesce(f.n, 0) > greatest(20, v_total / 1000.0))
+                   AS weak
+        FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
+                     count(*) AS holders
+              FROM sp_keyrecs k
+              JOIN sp_names n ON n.node = k.node
+              WHERE n.name_key IS NOT NULL
+              GROUP BY 1, 2, 3, 4, 5, 6) g
+        LEFT JOIN sp_canon c ON c.variant = g.first_name
+        LEFT JOIN (SELECT value, sum(n) AS n FROM sp_freq GROUP BY value) f
+               ON f.value = g.first_name AND g.last_name IS NULL;
+    ANALYZE sp_keynames;
+    -- The keys that can be shared at all: several names, or very many holders.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
+        SELECT kind, value, count(*)::integer AS names, sum(holders)::integer AS records
+        FROM sp_keynames GROUP BY kind, value
+        HAVING count(*) > 1 OR sum(holders) > 20;
+    ANALYZE sp_keygroups;
+    -- Every two variants of a key with a few names: do they fit one person?
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keycompat AS
+        SELECT a.kind, a.value, a.vid AS va, b.vid AS vb,
+               syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
+                                                  a.suffix, a.canons, b.name_key, b.first_name,
+                                                  b.last_name, b.suffix, b.canons)
+               -- (on a key with more than two records: an office line's, not one person's)
+               AND NOT ((a.weak OR b.weak) AND g.records > 2) AS fits
+        FROM sp_keygroups g
+        JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
+        JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid <> a.vid
+        WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20;
+    ANALYZE sp_keycompat;
+    -- The keys whose names do not all fit each other ("mixed"), with their pairs of variants
+    -- and whether the two say "two different people" (only asked here: most keys fit).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keymixed AS
+        SELECT c.*,
+               syncpipe_internal.names_conflict(a.first_name, a.last_name, a.suffix, a.canons,
+                                                b.first_name, b.last_name, b.suffix, b.canons)
+                   AS conflict
+        FROM sp_keycompat c
+        JOIN sp_keynames a ON a.vid = c.va
+        JOIN sp_keynames b ON b.vid = c.vb
+        WHERE (c.kind, c.value) IN (SELECT kind, value FROM sp_keycompat
+                                    GROUP BY kind, value HAVING NOT bool_and(fits));
+    ANALYZE sp_keymixed;
+    -- Pairs of variants that are evidence: on a key whose names all fit, every pair; on a
+    -- mixed key that is still one person's, every pair: one full name fits every other one
+    -- (Robert Miller with Bob Miller and Robret Miller), or no two names say "two people"
+    -- ("Joanne Gracia" and "Joanne Gaarcia" on joanne.garcia48@...); on the others, the
+    -- pairs that fit where neither name fits two names that do not fit each other ("J. Smith"
+    -- with "John Smith" and "Jane Smith": no chain through the ambiguous one).
+    -- (set-based: hash joins over work tables, no correlated probe per pair)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyallow AS
+    WITH personal AS (
+        SELECT m.kind, m.value
+        FROM sp_keymixed m JOIN sp_keynames v ON v.vid = m.va
+        WHERE length(v.first_name) > 1 AND v.last_name IS NOT NULL
+        GROUP BY m.kind, m.value, m.va HAVING bool_and(m.fits)
+        UNION
+        SELECT kind, value FROM sp_keymixed GROUP BY kind, value HAVING NOT bool_or(conflict)
+    ),
+    ambiguous AS (
+        SELECT DISTINCT x.kind, x.value, x.va AS vid
+        FROM sp_keymixed x
+        JOIN sp_keymixed y ON y.kind = x.kind AND y.value = x.value AND y.va = x.va
+                          AND y.vb > x.vb AND y.fits
+        JOIN sp_keymixed z ON z.kind = x.kind AND z.value = x.value AND z.va = x.vb
+                          AND z.vb = y.vb AND NOT z.fits
+        WHERE x.fits
+    )
+    SELECT c.kind, c.value, c.va, c.vb
+    FROM sp_keycompat c
+    WHERE NOT EXISTS (SELECT 1 FROM sp_keymixed m
+                      WHERE m.kind = c.kind AND m.value = c.value AND m.va = c.va
+                        AND m.vb = c.vb)
+    UNION ALL
+    SELECT m.kind, m.value, m.va, m.vb
+    FROM sp_keymixed m
+    WHERE (m.kind, m.value) IN (SELECT kind, value FROM personal)
+    UNION ALL
+    SELECT m.kind, m.value, m.va, m.vb
+    FROM sp_keymixed m
+    WHERE m.fits
+      AND (m.kind, m.value) NOT IN (SELECT kind, value FROM personal)
+      AND NOT EXISTS (SELECT 1 FROM ambiguous x
+                      WHERE x.kind = m.kind AND x.value = m.value AND x.vid = m.va)
+      AND NOT EXISTS (SELECT 1 FROM ambiguous x
+                      WHERE x.kind = m.kind AND x.value = m.value AND x.vid = m.vb);
+    -- Shared keys (not evidence between every two holders): very many holders, many names,
+    -- or two names that are not allowed together.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_shared AS
+    SELECT g.kind, g.value, g.records, g.names
+    FROM sp_keygroups g
+    LEFT JOIN (SELECT kind, value, count(*) AS n FROM sp_keyallow GROUP BY kind, value) a
+           ON a.kind = g.kind AND a.value = g.value
+    WHERE g.records > 20 OR g.names > 8 OR coalesce(a.n, 0) < g.names * (g.names - 1);
+    ALTER TABLE sp_shared ADD PRIMARY KEY (kind, value);
+    ANALYZE sp_shared;
+    -- The holders of the shared keys that are still evidence between some of them, with
+    -- their variants (a known agent may hold several).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keyholders AS
+        SELECT DISTINCT k.kind, k.value, k.node, v.vid
+        FROM sp_shared s
+        JOIN sp_keyrecs k ON k.kind = s.kind AND k.value = s.value
+        JOIN sp_names n ON n.node = k.node
+        JOIN sp_keynames v ON v.kind = k.kind AND v.value = k.value
+             AND v.name_key = n.name_key AND v.first_name IS NOT DISTINCT FROM n.first_name
+             AND v.last_name IS NOT DISTINCT FROM n.last_name
+             AND v.suffix IS NOT DISTINCT FROM n.suffix
+        WHERE s.records <= 20 AND s.names <= 8;
+    ANALYZE sp_keyholders;
+END;
+$$;
+
+-- Phase "links", first part: name links within a team and their weights.
+--   reads:   sp_meta, sp_names, sp_canon, sp_pkeys, sp_shared, sp_freq;
+--            public.merge_agent_contacts, public.merge_shared_contacts
+--   writes:  sp_namepairs(a, b, rule, detail, first_name, last_name, team_id): same name or
+--                        known nickname in a team (name_team, nickname_team);
+--            sp_nodephones(node, phones, emails): the personal contacts of their nodes;
+--            sp_namelinks(a, b, rule, detail, conflict, weight): each pair weighed (rarer
+--                        names weigh more), conflict = held back for review (personal
+--                        contacts differ, a name two people in the team hold, a common
+--                        one-word name)
+--   options: none
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_name_links()
+RETURNS void
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_offset  bigint := (SELECT node_offset FROM sp_meta);
+    v_total   bigint;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_namepairs', 'sp_nodephones',
+        'sp_namelinks']);
+    SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
+
+    -- Name links within a team: the same name (name_team), or a known nickname with the same
+    -- family name ("Tom Rivera" / "Thomas Rivera": nickname_team, as strong as name_team).
+    -- Different middle initials or suffixes are different people.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS
+    SELECT DISTINCT least(p.node, n.node) AS a, greatest(p.node, n.node) AS b,
+           CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END AS rule,
+           CASE WHEN n.name_key = p.name_key THEN p.name_norm
+                ELSE least(p.first_name, n.first_name) || ' ~ '
+                     || greatest(p.first_name, n.first_name) || ' ' || p.last_name
+           END COLLATE "C" AS detail,
+           p.first_name, p.last_name, p.team_id
+    FROM sp_names p
+    JOIN sp_names n ON n.team_id = p.team_id AND n.name_key = p.name_key
+                   AND n.suffix IS NOT DISTINCT FROM p.suffix
+                   AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
+    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
+    UNION ALL
+    SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
+           (least(p.first_name, n.first_name) || ' ~ ' || greatest(p.first_name, n.first_name)
+            || ' ' || p.last_name) COLLATE "C",
+           p.first_name, p.last_name, p.team_id
+    FROM sp_names p
+    JOIN sp_canon cp ON cp.variant = p.first_name
+    JOIN sp_names n ON n.team_id = p.team_id AND n.last_name = p.last_name
+                   AND n.first_name <> p.first_name
+                   AND n.suffix IS NOT DISTINCT FROM p.suffix
+                   AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
+    JOIN sp_canon cn ON cn.variant = n.first_name AND cn.canons && cp.canons
+    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
+      AND n.name_key <> p.name_key
+      AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0;
+    -- Personal phones and e-mails of the nodes of those pairs (shared ones left out): two
+    -- records of one name in one team whose personal phones, or whose e-mails, all differ are
+    -- namesakes until a person says otherwise (and so is a one-word name that many records
+    -- carry): their pair goes to review instead.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_nodephones AS
+        SELECT node, array_agg(value) FILTER (WHERE kind = 'p') AS phones,
+               array_agg(value) FILTER (WHERE kind = 'e') AS emails
+        FROM (SELECT v_offset + k.pid AS node, k.kind, k.value
+              FROM sp_pkeys k
+              WHERE v_offset + k.pid IN (SELECT a FROM sp_namepairs UNION SELECT b FROM sp_namepairs)
+              UNION ALL
+              SELECT c.agent_id, c.kind, c.value
+              FROM public.merge_agent_contacts c
+              WHERE c.agent_id IN (SELECT a FROM sp_namepairs WHERE a < v_offset
+                                   UNION SELECT b FROM sp_namepairs WHERE b < v_offset)) k
+        WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = k.kind AND s.value = k.value)
+          AND NOT EXISTS (SELECT 1 FROM public.merge_shared_contacts s
+                          WHERE s.kind = k.kind AND s.value = k.value)
+        GROUP BY node;
+    ALTER TABLE sp_nodephones ADD PRIMARY KEY (node);
+    ANALYZE sp_namepairs;
+    ANALYZE sp_nodephones;
+    -- The weight of a name link: the given and the family name, each worth more the rarer
+    -- it is (log2 of m / u, u the share of records holding it), and the team.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_namelinks AS
+    WITH pairs AS (
+        SELECT n.*,
+           (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
+           OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
+               AND NOT pa.emails && pb.emails) AS contacts_differ
+        FROM sp_namepairs n
+        LEFT JOIN sp_nodephones pa ON pa.node = n.a
+        LEFT JOIN sp_nodephones pb ON pb.node = n.b
+    ),
+    -- one name in one team held by two people (two records whose contacts differ): no record
+    -- of that name joins another by the name alone (a record without contacts would chain
+    -- them)
+    split AS (
+        SELECT DISTINCT team_id, detail FROM pairs WHERE rule = 'name_team' AND contacts_differ
+    )
+    SELECT n.a, n.b, n.rule, n.detail,
+           n.contacts_differ
+           OR (n.rule = 'name_team' AND sp.team_id IS NOT NULL)
+           -- a one-word name that many records carry ("Smith") is no evidence on its own
+           OR (n.last_name IS NULL
+               AND coalesce(ff.n, 0) + coalesce(fw.n, 0) > v_total / 1000.0) AS conflict,
+           round((CASE WHEN n.rule = 'name_team'
+                       THEN least(8, (ln((0.9 * v_total / greatest(coalesce(ff.n, 1), 1))::float8) / ln(2.0::float8)))
+                       ELSE 3 END
+                  + least(10, (ln((0.9 * v_total / greatest(coalesce(fl.n, 1), 1))::float8) / ln(2.0::float8)))
+                  + 10)::numeric, 1)::real AS weight
+    FROM pairs n
+    LEFT JOIN split sp ON sp.team_id = n.team_id AND sp.detail = n.detail
+    LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = n.first_name
+    LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = n.last_name
+    LEFT JOIN sp_freq fw ON fw.part = 'l' AND fw.value = n.first_name AND n.last_name IS NULL;
+END;
+$$;
+
+-- Phase "links": every link between two graph nodes (a < b) on the ladder.
+--   reads:   sp_keyrecs, sp_shared, sp_keyholders, sp_keyallow, sp_namelinks
+--   writes:  sp_links(a, b, rule, conf, detail, weight): e-mail and phone links (a key shared
+--                        by different people only between holders whose names fit), and the
+--                        name links without a conflict
+--   options: confidence_email (100), confidence_phone (90), confidence_name_team (80)
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_links(p_options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_email   integer := coalesce((p_options ->> 'confidence_email')::integer, 100);
+    v_phone   integer := coalesce((p_options ->> 'confidence_phone')::integer, 90);
+    v_name    integer := coalesce((p_options ->> 'confidence_name_team')::integer, 80);
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_links']);
+    -- Links between nodes (a < b): contacts, and names within a team without a conflict.
+    -- (One CREATE TABLE AS, not a second INSERT: no part of an INSERT runs in parallel.)
+    -- weight: a personal e-mail +9, a personal phone +8 (less on a key held by several
+    -- names); a name link as worked out above.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_links AS
+    SELECT *
+    FROM (
+        SELECT DISTINCT ON (x.node, x.ynode) x.node AS a, x.ynode AS b,
+               CASE x.kind WHEN 'e' THEN 'email' ELSE 'phone' END AS rule,
+               CASE x.kind WHEN 'e' THEN v_email ELSE v_phone END AS conf,
+               x.value AS detail,
+               (CASE x.kind WHEN 'e' THEN 9 ELSE 8 END - 2 * x.per_pair)::real AS weight
+        FROM (SELECT x.kind, x.value, x.node, y.node AS ynode, 0 AS per_pair
+              FROM sp_keyrecs x
+              JOIN sp_keyrecs y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+              WHERE NOT EXISTS (SELECT 1 FROM sp_shared s
+                                WHERE s.kind = x.kind AND s.value = x.value)
+              UNION ALL
+              -- keys held by different people: the holders whose names fit
+              SELECT x.kind, x.value, x.node, y.node, 1
+              FROM sp_keyholders x
+              JOIN sp_keyholders y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
+              WHERE x.vid = y.vid
+                 OR EXISTS (SELECT 1 FROM sp_keyallow w
+                            WHERE w.kind = x.kind AND w.value = x.value
+                              AND w.va = x.vid AND w.vb = y.vid)) x
+        ORDER BY x.node, x.ynode, 4 DESC, x.value  -- (the same detail in every run)
+    ) c
+    UNION ALL
+    SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict;
+    ANALYZE sp_links;
+END;
+$$;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

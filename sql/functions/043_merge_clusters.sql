@@ -1,0 +1,132 @@
+-- The merge's clusters (merge_plan(), sql/functions/040_merge.sql): the automatic links join
+-- graph nodes into components, each with the confidence of the link that holds it together.
+
+-- Connected components of sp_cc_edges(a, b) (both directions), set-based: every node first
+-- takes the smallest of itself and its neighbours; then only a frontier moves on, the nodes
+-- holding a label a neighbour lacks, pushing it one hop a round until no edge joins two labels
+-- (most components are pairs and settle in the first step; a round costs what its frontier
+-- touches, not a pass over every edge).
+-- Result: sp_cc(node, label), label = the smallest node of the component.
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_label_components()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_rounds integer := 0;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cc', 'sp_cc_front', 'sp_cc_next']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc AS
+        SELECT a AS node, least(a, min(b)) AS label, count(*) AS degree
+        FROM sp_cc_edges GROUP BY a;
+    ALTER TABLE sp_cc ADD PRIMARY KEY (node);
+    CREATE INDEX ON sp_cc_edges (a);
+    ANALYZE sp_cc;
+    ANALYZE sp_cc_edges;
+    -- The first frontier: only a node with two or more neighbours can hold a label that a
+    -- neighbour lacks (a node with one neighbour took the smaller of the two, and that
+    -- neighbour holds it or a smaller one).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_front AS
+        SELECT node, label FROM sp_cc WHERE degree > 1;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_next (node bigint, label bigint);
+    LOOP
+        v_rounds := v_rounds + 1;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM sp_cc_front);
+        ANALYZE sp_cc_front;
+        TRUNCATE sp_cc_next;
+        WITH pushed AS (
+            SELECT e.b AS node, min(f.label) AS label
+            FROM sp_cc_front f JOIN sp_cc_edges e ON e.a = f.node
+            GROUP BY e.b
+        ),
+        moved AS (
+            UPDATE sp_cc c SET label = p.label
+            FROM pushed p
+            WHERE c.node = p.node AND p.label < c.label
+            RETURNING c.node, c.label
+        )
+        INSERT INTO sp_cc_next SELECT node, label FROM moved;
+        TRUNCATE sp_cc_front;
+        INSERT INTO sp_cc_front SELECT node, label FROM sp_cc_next;
+    END LOOP;
+    RETURN v_rounds;
+END;
+$$;
+
+-- Phase "clusters": components of the automatic links, and their confidence.
+--   reads:   sp_meta, sp_links, sp_pend
+--   writes:  sp_gedges(a, b, conf): one (strongest) automatic link per pair of nodes;
+--            sp_comp(node, label): every pending record (alone or not) and every known agent
+--                        joined to one, label = the smallest node of its component;
+--            sp_compconf(label, low, high, conf): conf = the lowest link that holds the
+--                        component together (components of mixed links cut level by level);
+--            sp_cc_edges, sp_cc (merge_label_components(), scratch)
+--   options: auto_threshold (70: links above it are automatic)
+--   returns: the rounds merge_label_components() took
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_clusters(p_options jsonb DEFAULT '{}')
+RETURNS integer
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_auto    integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
+    v_offset  bigint := (SELECT node_offset FROM sp_meta);
+    v_level   integer;
+    v_rounds  integer := 0;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_gedges', 'sp_cc_edges', 'sp_comp',
+        'sp_compconf']);
+    -- One (strongest) automatic link per pair of nodes, both directions.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_gedges AS
+        SELECT a, b, max(conf) AS conf FROM sp_links WHERE conf > v_auto GROUP BY a, b;
+    ANALYZE sp_gedges;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
+        SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
+    v_rounds := syncpipe_internal.merge_label_components();
+    -- Every pending record is in a component, maybe alone.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_comp AS
+        SELECT v_offset + p.pid AS node, coalesce(c.label, v_offset + p.pid) AS label
+        FROM sp_pend p LEFT JOIN sp_cc c ON c.node = v_offset + p.pid
+        UNION ALL
+        SELECT node, label FROM sp_cc WHERE node < v_offset;
+    ALTER TABLE sp_comp ADD PRIMARY KEY (node);
+    ANALYZE sp_comp;
+
+    -- Confidence of each component: the lowest link that holds it together. A component
+    -- whose links share one confidence takes it; the others are cut level by level.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_compconf AS
+        SELECT c.label, min(e.conf) AS low, max(e.conf) AS high,
+               CASE WHEN min(e.conf) = max(e.conf) THEN min(e.conf) END AS conf
+        FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
+        GROUP BY c.label;
+    FOR v_level IN
+        SELECT DISTINCT high FROM sp_compconf WHERE conf IS NULL ORDER BY high DESC
+    LOOP
+        DROP TABLE sp_cc_edges;
+        CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
+            SELECT e.a, e.b
+            FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
+            JOIN sp_compconf f ON f.label = c.label AND f.conf IS NULL
+            WHERE e.conf >= v_level;
+        INSERT INTO sp_cc_edges SELECT b, a FROM sp_cc_edges;
+        v_rounds := v_rounds + syncpipe_internal.merge_label_components();
+        UPDATE sp_compconf f SET conf = v_level
+        FROM (SELECT c.label
+              FROM sp_comp c
+              JOIN sp_compconf f2 ON f2.label = c.label AND f2.conf IS NULL
+              LEFT JOIN sp_cc l ON l.node = c.node
+              GROUP BY c.label
+              HAVING count(DISTINCT coalesce(l.label, -c.node)) = 1) ok
+        WHERE f.label = ok.label AND f.conf IS NULL;
+    END LOOP;
+    UPDATE sp_compconf SET conf = low WHERE conf IS NULL;
+    RETURN v_rounds;
+END;
+$$;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

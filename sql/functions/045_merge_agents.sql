@@ -1,0 +1,426 @@
+-- The merge's agents (merge_apply(), sql/functions/040_merge.sql): each component's agent,
+-- new agents written complete, agents joined by new evidence retired, and the golden records
+-- of the agents a run or a review decision touched.
+
+-- Phase "agents": the agent of each component, the new agents and their contact keys, and the
+-- agents joined by new evidence retired.
+--   reads:   sp_meta, sp_pend, sp_comp, sp_links, sp_person_names, sp_pkeys, sp_compconf;
+--            public.unified_agent_sources
+--   writes:  sp_target0, sp_target(label, survivor, created): each component's agent (its
+--                        lowest existing agent, else the agent a changed record leaves empty,
+--                        else a new id);
+--            sp_place(pid, agent_id, created, rule, conf, weight, source, source_id, old_agent,
+--                     version, team_id, full_name, name_norm, name_key, first_name, last_name,
+--                     middle, suffix): where each pending record goes and by which rule;
+--            sp_grecs, sp_gkeys, sp_golden (merge_golden(), the new agents);
+--            sp_retire(agent_id, survivor);
+--            public.new_unified_agents, public.merge_agent_contacts, public.merge_dirty_agents
+--            (and what merge_retire_agents() writes)
+--   options: auto_threshold (70)
+--   returns: {"agents_created", "agents_joined", "agents_retired", "bulk"}
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_agents(p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_auto     integer := coalesce((p_options ->> 'auto_threshold')::integer, 70);
+    v_offset   bigint := (SELECT node_offset FROM sp_meta);
+    v_first    bigint;
+    v_created  integer;
+    v_retired  integer;
+    v_bulk_a   boolean;
+    v_bulk_k   boolean;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire',
+        'sp_place', 'sp_grecs', 'sp_gkeys']);
+    -- Agents that lose a changed record are refreshed below.
+    INSERT INTO public.merge_dirty_agents (agent_id)
+    SELECT DISTINCT old_agent FROM sp_pend WHERE old_agent IS NOT NULL
+    ON CONFLICT DO NOTHING;
+
+    -- The agent of each component: its lowest existing agent; else the agent a changed
+    -- record leaves empty; else a new one.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_target0 AS
+        SELECT label, min(node) FILTER (WHERE node < v_offset) AS survivor
+        FROM sp_comp GROUP BY label;
+    UPDATE sp_target0 t SET survivor = x.old_agent
+    FROM (
+        SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
+        FROM sp_pend p
+        JOIN sp_comp c ON c.node = v_offset + p.pid
+        WHERE p.old_agent IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
+                          WHERE s.agent_id = p.old_agent
+                            AND NOT EXISTS (SELECT 1 FROM sp_pend q
+                                            WHERE q.source = s.source
+                                              AND q.source_id = s.source_id))
+          AND p.old_agent NOT IN (SELECT survivor FROM sp_target0 WHERE survivor IS NOT NULL)
+        ORDER BY p.old_agent, c.label
+    ) x
+    WHERE t.label = x.label AND t.survivor IS NULL;
+    v_first := syncpipe_internal.merge_allocate_ids('public.new_unified_agents', 'agent_id',
+        (SELECT count(*) FROM sp_target0 WHERE survivor IS NULL));
+    -- New agents take the allocated ids in label order.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_target AS
+        SELECT label, coalesce(survivor, v_first - 1 + row_number() OVER (
+                   PARTITION BY survivor IS NULL ORDER BY label)) AS survivor,
+               survivor IS NULL AS created
+        FROM sp_target0;
+    ALTER TABLE sp_target ADD PRIMARY KEY (label);
+    ANALYZE sp_target;
+
+    -- Where each pending record goes, by which rule, with what confidence; with what the
+    -- lineage keeps of it (one join here, read by the golden records and the lineage below).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_place AS
+    WITH best AS (
+        SELECT DISTINCT ON (node) node, rule, conf, weight
+        FROM (SELECT a AS node, rule, conf, weight FROM sp_links WHERE conf > v_auto
+              UNION ALL
+              SELECT b, rule, conf, weight FROM sp_links WHERE conf > v_auto) l
+        WHERE node >= v_offset
+        ORDER BY node, conf DESC, weight DESC, rule
+    )
+    SELECT p.pid, t.survivor AS agent_id, t.created, coalesce(b.rule, 'single') AS rule,
+           coalesce(b.conf, 100)::smallint AS conf, b.weight, p.source, p.source_id, p.old_agent,
+           p.version, p.team_id, p.full_name, n.name_norm, n.name_key, n.first_name,
+           n.last_name, n.middle, n.suffix
+    FROM sp_pend p
+    JOIN sp_person_names n ON n.uid = p.pid
+    JOIN sp_comp c ON c.node = v_offset + p.pid
+    JOIN sp_target t ON t.label = c.label
+    LEFT JOIN best b ON b.node = v_offset + p.pid;
+    ALTER TABLE sp_place ADD PRIMARY KEY (pid);
+    ANALYZE sp_place;
+
+    -- New agents are written once, complete: their golden record comes from this run.
+    -- (a new agent's record without an automatic link is the agent's only record)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
+        SELECT agent_id, source, source_id, full_name, name_norm, name_key, team_id,
+               rule = 'single' AS single
+        FROM sp_place WHERE created;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_gkeys AS
+        SELECT x.agent_id, k.kind, k.value
+        FROM sp_pkeys k JOIN sp_place x ON x.pid = k.pid
+        WHERE x.created;
+    PERFORM syncpipe_internal.merge_golden();
+    v_bulk_a := syncpipe_internal.merge_bulk_begin('public.new_unified_agents',
+                                        (SELECT count(*) FROM sp_golden));
+    INSERT INTO public.new_unified_agents (agent_id, full_name, emails, phone_numbers,
+        source_team_id, source_count, confidence_score) OVERRIDING SYSTEM VALUE
+    SELECT t.survivor, g.full_name, g.emails, g.phones, g.team_id, g.sources,
+           coalesce(f.conf, 100)
+    FROM sp_target t
+    JOIN sp_golden g ON g.agent_id = t.survivor
+    LEFT JOIN sp_compconf f ON f.label = t.label
+    WHERE t.created
+    ORDER BY t.survivor;
+    GET DIAGNOSTICS v_created = ROW_COUNT;
+    -- Their contact keys (sp_golden holds exactly the new agents).
+    v_bulk_k := syncpipe_internal.merge_bulk_begin('public.merge_agent_contacts',
+                                        (SELECT count(*) FROM sp_pkeys), true);
+    INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
+    SELECT 'e', unnest(emails), agent_id FROM sp_golden WHERE emails <> '{}'
+    UNION ALL
+    SELECT 'p', unnest(phones), agent_id FROM sp_golden WHERE phones <> '{}';
+    IF v_bulk_k THEN
+        PERFORM syncpipe_internal.merge_bulk_end('public.merge_agent_contacts');
+    END IF;
+
+    -- Agents joined by new evidence: the lowest id survives.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_retire AS
+        SELECT c.node AS agent_id, t.survivor
+        FROM sp_comp c JOIN sp_target t ON t.label = c.label
+        WHERE c.node < v_offset AND c.node <> t.survivor;
+    v_retired := syncpipe_internal.merge_retire_agents();
+    IF v_bulk_a THEN
+        PERFORM syncpipe_internal.merge_bulk_end('public.new_unified_agents');
+    END IF;
+    RETURN jsonb_build_object(
+        'agents_created', v_created,
+        'agents_joined', (SELECT count(*) FROM sp_target WHERE NOT created),
+        'agents_retired', v_retired,
+        'bulk', v_bulk_a);
+END;
+$$;
+
+-- Golden records, from sp_grecs(agent_id, source, full_name, name_norm, name_key, team_id,
+-- single) and sp_gkeys(agent_id, kind, value), into sp_golden(agent_id, full_name, emails,
+-- phones, team_id, sources): the most frequent (then most complete) name variant, written the
+-- cleanest way it was seen; the union of normalized e-mails and phones; the team most
+-- supported by the sources (the feed breaks ties); the number of sources. An agent with one
+-- source takes it as it is; "single" marks the agents the caller knows to have one record,
+-- which then skip the ranking (a first run: 600k of 1.3M agents).
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_golden()
+RETURNS bigint
+LANGUAGE plpgsql
+-- (no hash aggregates: see the sorts below; undone when the function returns)
+SET enable_hashagg = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_golden']);
+    ANALYZE sp_grecs;
+    ANALYZE sp_gkeys;
+    -- One sort of the records by agent and name variant ranks the variants (window counts),
+    -- a second picks each agent's display name; single-source agents fall out of the same
+    -- pass. Contacts: one sort de-duplicates them and orders each agent's values, so the
+    -- arrays need no sort of their own. (Sorting beats hashing here: the hash tables of
+    -- millions of groups outgrow memory and the CPU caches.)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_golden AS
+    WITH ranked AS (
+        SELECT agent_id, source, full_name, name_key, team_id,
+               count(*) OVER (PARTITION BY agent_id) AS sources,
+               count(*) OVER (PARTITION BY agent_id, name_key) AS variant_n,
+               max(length(name_norm)) OVER (PARTITION BY agent_id, name_key) AS variant_len
+        FROM sp_grecs
+        WHERE NOT single
+    ),
+    best AS (
+        SELECT DISTINCT ON (agent_id) agent_id, sources,
+               CASE WHEN sources = 1 OR name_key IS NOT NULL THEN full_name END AS full_name
+        FROM ranked
+        ORDER BY agent_id, name_key IS NULL, variant_n DESC, variant_len DESC, name_key,
+                 (full_name = upper(full_name) OR full_name = lower(full_name)),
+                 (position(',' IN full_name) > 0),
+                 (source = 'new_agents') DESC,
+                 length(full_name) DESC, full_name
+    ),
+    team AS (
+        SELECT DISTINCT ON (agent_id) agent_id, team_id
+        FROM (SELECT agent_id, team_id, count(*) AS n, bool_or(source = 'new_agents') AS feed
+              FROM sp_grecs WHERE team_id IS NOT NULL AND NOT single
+              GROUP BY agent_id, team_id) t
+        ORDER BY agent_id, n DESC, feed DESC, team_id
+    ),
+    heads AS (
+        SELECT b.agent_id, b.full_name, t.team_id, b.sources
+        FROM best b LEFT JOIN team t ON t.agent_id = b.agent_id
+        UNION ALL
+        SELECT agent_id, full_name, team_id, 1 FROM sp_grecs WHERE single
+    ),
+    contacts AS (
+        SELECT agent_id,
+               array_agg(value) FILTER (WHERE kind = 'e') AS emails,
+               array_agg(value) FILTER (WHERE kind = 'p') AS phones
+        FROM (SELECT DISTINCT agent_id, kind, value COLLATE "C" AS value FROM sp_gkeys
+              ORDER BY 1, 2, 3) d
+        GROUP BY agent_id
+    )
+    SELECT h.agent_id,
+           regexp_replace(btrim(CASE
+               WHEN position(',' IN h.full_name) > 0
+                    AND h.full_name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
+               THEN split_part(h.full_name, ',', 2) || ' ' || split_part(h.full_name, ',', 1)
+               ELSE h.full_name END), '\s+', ' ', 'g') AS full_name,
+           coalesce(k.emails, '{}') AS emails, coalesce(k.phones, '{}') AS phones,
+           h.team_id, h.sources::integer AS sources
+    FROM heads h
+    LEFT JOIN contacts k ON k.agent_id = h.agent_id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+-- Bring the contact keys (public.merge_agent_contacts) of the listed agents in step with
+-- their emails and phone_numbers: an active agent's keys are its contacts, a retired one has
+-- none. Called after the merge changed those agents.
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_contacts_sync(p_agents bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    DELETE FROM public.merge_agent_contacts WHERE agent_id = ANY (p_agents);
+    INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
+    SELECT 'e', unnest(emails), agent_id
+    FROM public.new_unified_agents
+    WHERE agent_id = ANY (p_agents) AND merged_into IS NULL
+    UNION
+    SELECT 'p', unnest(phone_numbers), agent_id
+    FROM public.new_unified_agents
+    WHERE agent_id = ANY (p_agents) AND merged_into IS NULL;
+END;
+$$;
+
+-- Recompute the stored golden records of the agents in sp_refresh(agent_id) from their
+-- lineage (names, teams) and their sources (contacts, normalized again), and whether a
+-- review is open for them.
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_refresh_agents()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_contacts_in']);
+    ANALYZE sp_refresh;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
+        SELECT s.agent_id, s.source, s.source_id, s.full_name, s.name_norm, s.name_key,
+               s.team_id, false AS single
+        FROM public.unified_agent_sources s JOIN sp_refresh f ON f.agent_id = s.agent_id;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
+        SELECT r.agent_id AS uid, f.kind, x.v AS raw
+        FROM sp_grecs r
+        -- (the key's own type, so its index serves; the CASE keeps members' ids from the cast)
+        JOIN public.new_agents a
+          ON a.supabase_uuid = CASE WHEN r.source = 'new_agents' THEN r.source_id::uuid END
+        CROSS JOIN LATERAL (VALUES ('e'::"char", a.email_clean), ('p'::"char", a.phone_digits))
+            AS f(kind, value)
+        CROSS JOIN LATERAL jsonb_array_elements_text(
+            CASE WHEN jsonb_typeof(f.value) = 'array' THEN f.value ELSE '[]' END) AS x(v);
+    PERFORM syncpipe_internal.normalize_contacts();
+    CREATE UNLOGGED TABLE syncpipe_work.sp_gkeys AS
+        SELECT uid AS agent_id, kind, value FROM sp_contacts
+        UNION ALL
+        SELECT r.agent_id, f.kind, x.value
+        FROM sp_grecs r
+        JOIN public.unified_company_member m
+          ON m.id = CASE WHEN r.source = 'company_member' THEN r.source_id::bigint END
+        CROSS JOIN LATERAL (VALUES ('e'::"char", m.email_normalized),
+                                   ('p'::"char", m.phone_normalized)) AS f(kind, vals)
+        CROSS JOIN LATERAL unnest(f.vals) AS x(value);
+    PERFORM syncpipe_internal.merge_golden();
+
+    UPDATE public.new_unified_agents a
+    SET full_name = coalesce(g.full_name, a.full_name),
+        emails = coalesce(g.emails, '{}'), phone_numbers = coalesce(g.phones, '{}'),
+        source_team_id = g.team_id, source_count = coalesce(g.sources, 0),
+        needs_review = r.agent_id IS NOT NULL
+    FROM sp_refresh f
+    LEFT JOIN sp_golden g ON g.agent_id = f.agent_id
+    -- (one pass over the open items: a probe per agent, with an OR, scans the open-pair
+    -- index whole each time)
+    LEFT JOIN (SELECT q.agent_id FROM public.merge_review_queue q WHERE q.status = 'open'
+               UNION
+               SELECT q.candidate_agent_id FROM public.merge_review_queue q
+               WHERE q.status = 'open') r ON r.agent_id = f.agent_id
+    WHERE a.agent_id = f.agent_id AND a.merged_into IS NULL
+      AND (a.full_name, a.emails, a.phone_numbers, a.source_team_id, a.source_count,
+           a.needs_review)
+          IS DISTINCT FROM (coalesce(g.full_name, a.full_name), coalesce(g.emails, '{}'),
+                            coalesce(g.phones, '{}'), g.team_id, coalesce(g.sources, 0),
+                            r.agent_id IS NOT NULL);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM syncpipe_internal.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_refresh));
+    RETURN v_count;
+END;
+$$;
+
+-- Retire the agents listed in sp_retire(agent_id, survivor): they point to their survivor
+-- (merged_into, kept one hop), their lineage moves, and their open review items follow
+-- (an item that now joins an agent to itself is answered by the merge and removed).
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_retire_agents()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    UPDATE public.new_unified_agents a
+    SET merged_into = r.survivor, needs_review = false
+    FROM sp_retire r WHERE a.agent_id = r.agent_id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count = 0 THEN
+        RETURN 0;
+    END IF;
+    UPDATE public.new_unified_agents a SET merged_into = r.survivor
+    FROM sp_retire r WHERE a.merged_into = r.agent_id;
+    UPDATE public.unified_agent_sources s SET agent_id = r.survivor
+    FROM sp_retire r WHERE s.agent_id = r.agent_id;
+    DELETE FROM public.merge_dirty_agents d USING sp_retire r WHERE d.agent_id = r.agent_id;
+    PERFORM syncpipe_internal.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_retire));
+
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_remap']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_remap AS
+        SELECT q.id, coalesce(ra.survivor, q.agent_id) AS a,
+               coalesce(rb.survivor, q.candidate_agent_id) AS b, q.confidence
+        FROM public.merge_review_queue q
+        LEFT JOIN sp_retire ra ON ra.agent_id = q.agent_id
+        LEFT JOIN sp_retire rb ON rb.agent_id = q.candidate_agent_id
+        WHERE q.status = 'open' AND (ra.agent_id IS NOT NULL OR rb.agent_id IS NOT NULL);
+    DELETE FROM public.merge_review_queue q USING sp_remap m WHERE q.id = m.id AND m.a = m.b;
+    DELETE FROM sp_remap WHERE a = b;
+    -- Two items for one pair: keep one (an untouched one, else the strongest).
+    DELETE FROM public.merge_review_queue q USING sp_remap m
+    WHERE q.id = m.id AND (
+        EXISTS (SELECT 1 FROM public.merge_review_queue o
+                WHERE o.status = 'open' AND o.id <> m.id
+                  AND o.id NOT IN (SELECT id FROM sp_remap)
+                  AND least(o.agent_id, o.candidate_agent_id) = least(m.a, m.b)
+                  AND greatest(o.agent_id, o.candidate_agent_id) = greatest(m.a, m.b))
+        OR EXISTS (SELECT 1 FROM sp_remap o
+                   WHERE o.id <> m.id AND least(o.a, o.b) = least(m.a, m.b)
+                     AND greatest(o.a, o.b) = greatest(m.a, m.b)
+                     AND (o.confidence, -o.id) > (m.confidence, -m.id)));
+    UPDATE public.merge_review_queue q SET agent_id = m.a, candidate_agent_id = m.b
+    FROM sp_remap m
+    WHERE q.id = m.id AND q.status = 'open';
+    RETURN v_count;
+END;
+$$;
+
+-- Phase "golden_records": the confidence and the stored golden records of the existing
+-- agents this run touched, and their review flags.
+--   reads:   sp_meta, sp_target, sp_compconf, sp_comp; public.merge_dirty_agents,
+--            public.merge_review_queue (the items queued by this transaction),
+--            sp_superseded if merge_review_cap() ran (agents whose items gave way)
+--   writes:  sp_refresh(agent_id), and what merge_refresh_agents() writes;
+--            public.new_unified_agents; public.merge_dirty_agents emptied
+--   options: none
+--   returns: the number of agents refreshed
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_golden_records()
+RETURNS integer
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_offset   bigint := (SELECT node_offset FROM sp_meta);
+    v_golden   integer;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_refresh']);
+    -- Existing agents that took records: confidence is the lowest link holding the component
+    -- together, never above what the agents it joined already had.
+    UPDATE public.new_unified_agents a
+    SET confidence_score = least(coalesce(f.conf, 100), coalesce(j.low, 100))
+    FROM sp_target t
+    LEFT JOIN sp_compconf f ON f.label = t.label
+    LEFT JOIN (SELECT c.label, min(g.confidence_score) AS low
+               FROM sp_comp c JOIN public.new_unified_agents g ON g.agent_id = c.node
+               WHERE c.node < v_offset GROUP BY c.label) j ON j.label = t.label
+    WHERE a.agent_id = t.survivor AND NOT t.created
+      AND a.confidence_score IS DISTINCT FROM least(coalesce(f.conf, 100), coalesce(j.low, 100));
+
+    -- Golden records of the existing agents this run touched, and review flags.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
+        SELECT survivor AS agent_id FROM sp_target WHERE NOT created
+        UNION SELECT agent_id FROM public.merge_dirty_agents
+        UNION SELECT agent_id FROM public.merge_review_queue
+              WHERE status = 'open' AND created_at = now()
+        UNION SELECT candidate_agent_id FROM public.merge_review_queue
+              WHERE status = 'open' AND created_at = now();
+    IF to_regclass('syncpipe_work.sp_superseded') IS NOT NULL THEN
+        -- (agents whose older review items gave way to stronger ones: their review flags)
+        EXECUTE 'INSERT INTO sp_refresh SELECT agent_id FROM sp_superseded
+                 UNION SELECT candidate_agent_id FROM sp_superseded
+                 EXCEPT SELECT agent_id FROM sp_refresh';
+    END IF;
+    ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
+    v_golden := syncpipe_internal.merge_refresh_agents();
+    DELETE FROM public.merge_dirty_agents;
+    RETURN v_golden;
+END;
+$$;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

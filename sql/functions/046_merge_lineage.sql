@@ -1,0 +1,78 @@
+-- The merge's lineage (merge_apply(), sql/functions/040_merge.sql).
+
+-- Phase "lineage": where every pending record went, and what later runs weigh with.
+--   reads:   sp_place, sp_pend, sp_keyrecs, sp_shared
+--   writes:  public.unified_agent_sources (changed records updated in place, new ones
+--            inserted; a dry run's "pending:" members never), public.unified_company_member
+--            (processed), syncpipe_internal.merge_name_frequencies,
+--            public.merge_shared_contacts (every key the run touched)
+--   options: none
+--   returns: {"records_matched", "bulk"}
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_lineage()
+RETURNS jsonb
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_matched  integer;
+    v_count    integer;
+    v_bulk_s   boolean;
+BEGIN
+    -- Records matched before (changed since) are updated in place; the others are new rows,
+    -- written without a per-row conflict check (a big first run drops and rebuilds the keys).
+    UPDATE public.unified_agent_sources s
+    SET agent_id = x.agent_id, match_rule = x.rule, confidence = x.conf,
+        match_weight = x.weight, matched_at = now(),
+        source_version = x.version, team_id = x.team_id, full_name = x.full_name,
+        name_norm = x.name_norm, name_key = x.name_key, first_name = x.first_name,
+        last_name = x.last_name, middle = x.middle, suffix = x.suffix
+    FROM sp_place x
+    WHERE x.old_agent IS NOT NULL AND s.source = x.source AND s.source_id = x.source_id;
+    GET DIAGNOSTICS v_matched = ROW_COUNT;
+    v_bulk_s := syncpipe_internal.merge_bulk_begin('public.unified_agent_sources',
+                                        (SELECT count(*) FROM sp_pend), true);
+    INSERT INTO public.unified_agent_sources (
+        source, source_id, agent_id, match_rule, confidence, match_weight, source_version,
+        team_id, full_name, name_norm, name_key, first_name, last_name, middle, suffix)
+    SELECT source, source_id, agent_id, rule, conf, weight, version, team_id, full_name,
+           name_norm, name_key, first_name, last_name, middle, suffix
+    FROM sp_place
+    WHERE old_agent IS NULL AND source_id !~ '^pending:';
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_matched := v_matched + v_count;
+    IF v_bulk_s THEN
+        PERFORM syncpipe_internal.merge_bulk_end('public.unified_agent_sources');
+    END IF;
+
+    -- Name frequencies, for the weights of later runs.
+    INSERT INTO syncpipe_internal.merge_name_frequencies AS f (part, value, records)
+    SELECT part, value, n
+    FROM (SELECT 'f'::"char" AS part, first_name COLLATE "C" AS value, count(*) AS n
+          FROM sp_place WHERE first_name IS NOT NULL AND source_id !~ '^pending:' GROUP BY 2
+          UNION ALL
+          SELECT 'l'::"char", last_name COLLATE "C", count(*)
+          FROM sp_place WHERE last_name IS NOT NULL AND source_id !~ '^pending:' GROUP BY 2) x
+    ON CONFLICT (part, value) DO UPDATE SET records = f.records + EXCLUDED.records;
+
+    -- Shared contacts, as now known for every key the run touched.
+    DELETE FROM public.merge_shared_contacts s
+    WHERE EXISTS (SELECT 1 FROM sp_keyrecs k
+                  WHERE k.kind = s.kind AND k.value = s.value COLLATE "C");
+    INSERT INTO public.merge_shared_contacts (kind, value, records, names)
+    SELECT kind, value, records, names FROM sp_shared;
+
+    -- Members are matched in their current version (the feed is tracked by source_version).
+    UPDATE public.unified_company_member m SET processed = true
+    FROM sp_pend p
+    WHERE p.source = 'company_member' AND p.source_id !~ '^pending:'
+      AND m.id = p.source_id::bigint AND NOT m.processed;
+    RETURN jsonb_build_object('records_matched', v_matched, 'bulk', v_bulk_s);
+END;
+$$;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;

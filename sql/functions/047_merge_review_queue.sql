@@ -1,0 +1,148 @@
+-- The merge's review queue (merge_apply(), sql/functions/040_merge.sql).
+
+-- Phase "review_queue": the run's doubtful pairs between different agents, queued with each
+-- side as a person needs it to decide, unless a person already decided about the two agents.
+--   reads:   sp_meta, sp_review, sp_pkeys, sp_place, sp_pend; public.new_unified_agents,
+--            public.merge_decisions
+--   writes:  public.merge_review_queue
+--   options: none
+--   returns: the number of items queued
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_review_write()
+RETURNS integer
+LANGUAGE plpgsql
+-- JIT compiling these one-off statements costs seconds and saves nothing.
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_offset   bigint := (SELECT node_offset FROM sp_meta);
+    v_reviews  integer;
+BEGIN
+    -- Doubtful pairs between different agents go to review, unless a person already
+    -- decided about these two agents.
+    -- Each side as a person needs it to decide: the record's (or the agent's) name, team,
+    -- e-mails, phones and source, on the side of its agent (a = the lower agent id).
+    WITH ends AS (
+        SELECT DISTINCT node FROM (SELECT a AS node FROM sp_review UNION ALL
+                                   SELECT b FROM sp_review) e
+    ),
+    pkeys AS (
+        SELECT pid, array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
+               array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
+        FROM sp_pkeys
+        WHERE pid IN (SELECT node - v_offset FROM ends WHERE node >= v_offset)
+        GROUP BY pid
+    ),
+    side AS (
+        SELECT e.node,
+               CASE WHEN e.node >= v_offset THEN x.agent_id ELSE e.node END AS agent_id,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'agent_id', CASE WHEN e.node >= v_offset THEN x.agent_id ELSE e.node END,
+                   'source', coalesce(p.source, 'agent'), 'source_id', p.source_id,
+                   'name', coalesce(p.full_name, g.full_name),
+                   'team_id', CASE WHEN e.node >= v_offset THEN p.team_id
+                                   ELSE g.source_team_id END,
+                   'emails', to_jsonb(CASE WHEN e.node >= v_offset THEN k.emails
+                                           ELSE g.emails END),
+                   'phones', to_jsonb(CASE WHEN e.node >= v_offset THEN k.phones
+                                           ELSE g.phone_numbers END),
+                   'sources', CASE WHEN e.node < v_offset THEN g.source_count END)) AS doc
+        FROM ends e
+        LEFT JOIN sp_place x ON x.pid = e.node - v_offset AND e.node >= v_offset
+        LEFT JOIN sp_pend p ON p.pid = e.node - v_offset AND e.node >= v_offset
+        LEFT JOIN pkeys k ON k.pid = e.node - v_offset AND e.node >= v_offset
+        LEFT JOIN public.new_unified_agents g ON g.agent_id = e.node AND e.node < v_offset
+    ),
+    pairs AS (
+        SELECT DISTINCT ON (least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id))
+               least(sa.agent_id, sb.agent_id) AS agent_id,
+               greatest(sa.agent_id, sb.agent_id) AS candidate_agent_id,
+               v.rule, v.conf, (v.evidence ->> 'weight')::real AS weight,
+               (v.evidence - 'a_name' - 'b_name') || jsonb_build_object('rule', v.rule,
+                   'a', CASE WHEN sa.agent_id < sb.agent_id THEN sa.doc ELSE sb.doc END,
+                   'b', CASE WHEN sa.agent_id < sb.agent_id THEN sb.doc ELSE sa.doc END)
+               || CASE WHEN v.evidence ? 'a_name' THEN jsonb_build_object(
+                   'a_name', CASE WHEN sa.agent_id < sb.agent_id THEN v.evidence -> 'a_name'
+                                  ELSE v.evidence -> 'b_name' END,
+                   'b_name', CASE WHEN sa.agent_id < sb.agent_id THEN v.evidence -> 'b_name'
+                                  ELSE v.evidence -> 'a_name' END) ELSE '{}' END AS evidence
+        FROM sp_review v
+        JOIN side sa ON sa.node = v.a
+        JOIN side sb ON sb.node = v.b
+        WHERE sa.agent_id <> sb.agent_id
+        ORDER BY least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id),
+                 v.conf DESC, (v.evidence ->> 'weight')::numeric DESC NULLS LAST, v.a, v.b
+    )
+    INSERT INTO public.merge_review_queue (agent_id, candidate_agent_id, rule, confidence,
+                                           evidence, weight)
+    SELECT p.agent_id, p.candidate_agent_id, p.rule, p.conf, p.evidence, p.weight
+    FROM pairs p
+    WHERE NOT EXISTS (
+        SELECT 1 FROM public.merge_decisions d
+        JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
+        JOIN public.new_unified_agents y ON y.agent_id = d.agent_high
+        WHERE least(coalesce(x.merged_into, x.agent_id), coalesce(y.merged_into, y.agent_id))
+                  = p.agent_id
+          AND greatest(coalesce(x.merged_into, x.agent_id), coalesce(y.merged_into, y.agent_id))
+                  = p.candidate_agent_id)
+    ON CONFLICT ((least(agent_id, candidate_agent_id)), (greatest(agent_id, candidate_agent_id)))
+        WHERE status = 'open' DO NOTHING;
+    GET DIAGNOSTICS v_reviews = ROW_COUNT;
+    RETURN v_reviews;
+END;
+$$;
+
+-- Phase "review_queue", second part: across runs, too, an agent keeps only its
+-- review_per_record strongest open similar-name items: what one run over all the records
+-- keeps, and not what piles up when records arrive over many runs (or batches) and each run
+-- adds its own strongest to the last's.
+--   reads:   public.merge_review_queue (the open fuzzy_name items of agents given one now)
+--   writes:  public.merge_review_queue (the weaker items removed);
+--            sp_superseded(agent_id, candidate_agent_id, new): what was removed (the agents'
+--                        review flags are refreshed with their golden records)
+--   options: review_per_record (3)
+--   returns: {"removed_new": items of this run removed, "superseded": earlier items removed}
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_review_cap(p_options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET jit = off
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_per_record integer := coalesce((p_options ->> 'review_per_record')::integer, 3);
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_superseded']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_superseded (agent_id bigint,
+                                                       candidate_agent_id bigint, new boolean);
+    WITH touched AS (
+        SELECT agent_id FROM public.merge_review_queue
+        WHERE status = 'open' AND created_at = now() AND rule = 'fuzzy_name'
+        UNION SELECT candidate_agent_id FROM public.merge_review_queue
+        WHERE status = 'open' AND created_at = now() AND rule = 'fuzzy_name'
+    ),
+    ranked AS (
+        SELECT id, row_number() OVER (PARTITION BY side ORDER BY weight DESC NULLS LAST, id) AS rk
+        FROM (SELECT q.id, q.weight, q.agent_id AS side FROM public.merge_review_queue q
+              WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
+                AND q.agent_id IN (SELECT agent_id FROM touched)
+              UNION ALL
+              SELECT q.id, q.weight, q.candidate_agent_id FROM public.merge_review_queue q
+              WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
+                AND q.candidate_agent_id IN (SELECT agent_id FROM touched)) s
+    ),
+    gone AS (
+        DELETE FROM public.merge_review_queue q
+        WHERE q.id IN (SELECT id FROM ranked WHERE rk > v_per_record)
+        RETURNING q.agent_id, q.candidate_agent_id, q.created_at = now() AS new
+    )
+    INSERT INTO sp_superseded SELECT * FROM gone;
+    RETURN (SELECT jsonb_build_object('removed_new', count(*) FILTER (WHERE new),
+                                      'superseded', count(*) FILTER (WHERE NOT new))
+            FROM sp_superseded);
+END;
+$$;
+
+-- Nothing here is for the API roles (new functions in a schema get EXECUTE for PUBLIC by
+-- default; a per-schema default privilege cannot take that back).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncpipe_internal FROM PUBLIC, anon, authenticated,
+    service_role;
