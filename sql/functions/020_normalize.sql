@@ -253,9 +253,11 @@ $$;
 
 -- Do two names on one key say "two different people"? Given names (two letters or more)
 -- that are neither the same, a nickname, a typo apart nor one the start of the other, or
--- family names that neither sound alike nor are two edits apart nor share a part, or a
--- different generational suffix; in both orders of the words (a name written "Last First").
--- A missing part never conflicts. (A double surname is normalized to its last word, so
+-- family names that neither sound alike nor are two edits apart, or a different
+-- generational suffix; in both orders of the words (a name written "Last First").
+-- A missing part never conflicts. The merge writes the same test out in
+-- merge_contact_evidence() (no function call per pair); this one is for tests and people.
+-- (A double surname is normalized to its last word, so
 -- "Ward-Snyder" conflicts with "Ward": a shared key stays shared, the safe side.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.names_conflict(
     a_first text, a_last text, a_suffix text, a_canons text[],
@@ -300,9 +302,7 @@ AS $$
 BEGIN
     RETURN coalesce(length(p_a) >= 2 AND length(p_b) >= 2 AND p_a <> p_b
                     AND extensions.levenshtein(p_a, p_b) > 2
-                    AND extensions.dmetaphone(p_a) <> extensions.dmetaphone(p_b)
-                    AND NOT (string_to_array(translate(p_a, '-', ' '), ' ')
-                             && string_to_array(translate(p_b, '-', ' '), ' ')),
+                    AND extensions.dmetaphone(p_a) <> extensions.dmetaphone(p_b),
                     false);
 END;
 $$;

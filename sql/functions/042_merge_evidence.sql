@@ -110,9 +110,40 @@ BEGIN
     -- and whether the two say "two different people" (only asked here: most keys fit).
     CREATE UNLOGGED TABLE syncpipe_work.sp_keymixed AS
         SELECT c.*,
-               syncpipe_internal.names_conflict(a.first_name, a.last_name, a.suffix, a.canons,
-                                                b.first_name, b.last_name, b.suffix, b.canons)
-                   AS conflict
+               -- (syncpipe_internal.names_conflict(), written out: no function call per pair)
+               a.suffix IS DISTINCT FROM b.suffix
+               OR ((coalesce(length(a.first_name) >= 2 AND length(b.first_name) >= 2 AND a.first_name <> b.first_name
+                        AND NOT coalesce(a.canons && b.canons, false)
+                        AND NOT (CASE WHEN least(length(a.first_name), length(b.first_name)) >= 7
+                               THEN extensions.levenshtein(a.first_name, b.first_name) <= 2
+                               WHEN least(length(a.first_name), length(b.first_name)) >= 3
+                               THEN extensions.levenshtein(a.first_name, b.first_name) <= 1
+                                    OR (length(a.first_name) = length(b.first_name)
+                                        AND extensions.levenshtein(a.first_name, b.first_name) = 2
+                                        AND translate(a.first_name, b.first_name, '') = ''
+                                        AND translate(b.first_name, a.first_name, '') = '')
+                               ELSE false END)
+                        AND NOT (least(length(a.first_name), length(b.first_name)) >= 3
+                                 AND (starts_with(a.first_name, b.first_name) OR starts_with(b.first_name, a.first_name))), false)
+                    OR coalesce(length(a.last_name) >= 2 AND length(b.last_name) >= 2 AND a.last_name <> b.last_name
+                        AND extensions.levenshtein(a.last_name, b.last_name) > 2
+                        AND extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.last_name), false))
+                   AND (coalesce(length(a.first_name) >= 2 AND length(b.last_name) >= 2 AND a.first_name <> b.last_name
+                        AND NOT coalesce(a.canons && ARRAY[b.last_name], false)
+                        AND NOT (CASE WHEN least(length(a.first_name), length(b.last_name)) >= 7
+                               THEN extensions.levenshtein(a.first_name, b.last_name) <= 2
+                               WHEN least(length(a.first_name), length(b.last_name)) >= 3
+                               THEN extensions.levenshtein(a.first_name, b.last_name) <= 1
+                                    OR (length(a.first_name) = length(b.last_name)
+                                        AND extensions.levenshtein(a.first_name, b.last_name) = 2
+                                        AND translate(a.first_name, b.last_name, '') = ''
+                                        AND translate(b.last_name, a.first_name, '') = '')
+                               ELSE false END)
+                        AND NOT (least(length(a.first_name), length(b.last_name)) >= 3
+                                 AND (starts_with(a.first_name, b.last_name) OR starts_with(b.last_name, a.first_name))), false)
+                        OR coalesce(length(a.last_name) >= 2 AND length(b.first_name) >= 2 AND a.last_name <> b.first_name
+                        AND extensions.levenshtein(a.last_name, b.first_name) > 2
+                        AND extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.first_name), false))) AS conflict
         FROM sp_keycompat c
         JOIN sp_keynames a ON a.vid = c.va
         JOIN sp_keynames b ON b.vid = c.vb
