@@ -37,19 +37,18 @@ BEGIN
     -- not processed or without lineage (the member pipeline writes them "processed" when
     -- this merge follows it in the same transaction).
     CREATE UNLOGGED TABLE syncpipe_work.sp_pend AS
-    -- (a batched run, limit, takes them in the order of their keys, so that two runs on the
-    -- same data cut the same batches; without a limit no sort is made: the planner drops a
-    -- constant sort key)
-    SELECT row_number() OVER (ORDER BY CASE WHEN v_limit IS NOT NULL THEN x.source END DESC,
-                                       CASE WHEN v_limit IS NOT NULL THEN x.source_id END) AS pid,
-           x.*
+    -- (numbered in the order of their keys, not in the order a parallel scan delivers them:
+    -- ties further on are broken by these numbers, so the same data gives the same answer
+    -- every time; and a batched run, limit, cuts the same batches)
+    SELECT row_number() OVER (ORDER BY x.source DESC, x.order_key COLLATE "C") AS pid, x.*
     FROM (
         SELECT 'new_agents'::text AS source, a.supabase_uuid::text AS source_id,
                nullif(btrim(a.team_id), '') AS team_id, a.full_name, a.updated_at AS version,
                a.email_clean AS email_json, a.phone_digits AS phone_json,
                NULL::text[] AS emails, NULL::text[] AS phones, l.agent_id AS old_agent,
                NULL::text AS name_norm, NULL::text AS name_key, NULL::text AS first_name,
-               NULL::text AS last_name, NULL::text AS middle, NULL::text AS suffix
+               NULL::text AS last_name, NULL::text AS middle, NULL::text AS suffix,
+               a.supabase_uuid::text AS order_key
         FROM public.new_agents a
         LEFT JOIN public.unified_agent_sources l
                ON l.source = 'new_agents' AND l.source_id = a.supabase_uuid::text
@@ -58,14 +57,15 @@ BEGIN
         SELECT 'company_member', m.id::text, m.team_id, m.member_name, m.updated_at,
                NULL, NULL, m.email_normalized, m.phone_normalized, l.agent_id,
                m.name_normalized, m.name_key, m.name_first, m.name_last, m.name_middle,
-               m.name_suffix
+               m.name_suffix,
+               -- (a member's id depends on the order its page was read in; its hash does not)
+               m.record_hash
         FROM public.unified_company_member m
         LEFT JOIN public.unified_agent_sources l
                ON l.source = 'company_member' AND l.source_id = m.id::text
         WHERE NOT m.processed OR l.source_id IS NULL
     ) x
-    ORDER BY CASE WHEN v_limit IS NOT NULL THEN x.source END DESC,
-             CASE WHEN v_limit IS NOT NULL THEN x.source_id END
+    ORDER BY x.source DESC, x.order_key COLLATE "C"
     LIMIT v_limit;  -- merge_batch_records: the rest waits for the next batch
     IF v_dry AND to_regclass('syncpipe_work.sp_members') IS NOT NULL THEN
         -- A dry run's member pipeline computed members it did not insert: match them too.

@@ -263,7 +263,8 @@ BEGIN
             WHERE NOT (x.given = 'different' AND x.family = 'different')
         ) y
     ) z
-    ORDER BY least(a_label, b_label), greatest(a_label, b_label), weight DESC, a_norm, b_norm;
+    ORDER BY least(a_label, b_label), greatest(a_label, b_label), weight DESC, a_norm, b_norm,
+             a_node, b_node;  -- (ties broken the same way every run)
     ANALYZE sp_candw;
 END;
 $$;
