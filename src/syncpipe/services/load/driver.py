@@ -29,10 +29,12 @@ from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error
 from syncpipe.logs import get_logger
 from syncpipe.services.load import ledger
+from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
 from syncpipe.services.load.errors import is_lost
 from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
 from syncpipe.services.load.header import HeaderProblem, check_header
 from syncpipe.services.load.lane import Lane, LaneAborted
+from syncpipe.services.load.records import Reject, parse_records
 from syncpipe.services.load.rejects import reason_key, reject_path, write_rejects
 from syncpipe.services.load.scan import (
     BatchReader,
@@ -127,6 +129,9 @@ class LoadOptions:
     progress: ProgressFn | None
     #: seconds a batch may wait for rows another transaction holds
     lock_timeout: float = 30.0
+    #: a dry run's keys so far, per table: (file name, {hash of key: line}) per file, since
+    #: its batches are rolled back and cannot see each other's rows
+    dry_keys: dict[str, list[tuple[str, dict[int, int]]]] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -261,7 +266,11 @@ class FileLoad:
         hasher = hashlib.sha256(first)
         lane = Lane()
         mode = FileMode()
-        streams = max(1, o.streams)
+        # A dry run's batches go one after the other: its keys are compared in file order.
+        streams = 1 if o.dry_run else max(1, o.streams)
+        dry_keys: dict[int, int] = {}
+        if o.dry_run:
+            o.dry_keys.setdefault(self.table, []).append((self.path.name, dry_keys))
         todo: queue.Queue[BatchWork | None] = queue.Queue(maxsize=streams)
         workers = [
             threading.Thread(
@@ -343,6 +352,8 @@ class FileLoad:
                         lane.start(work.seq)
                         try:
                             self._process(conn, ctx, lane, mode, work)
+                            if ctx.dry_run:
+                                self._dry_repeats(ctx, work)
                         finally:
                             lane.finish(work.seq)
                         tally.add(work)
@@ -422,7 +433,12 @@ class FileLoad:
         try:
             with conn.transaction():
                 self.o.db.begin(conn)  # the statement timeout, for this transaction only
-                conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+                # (the rows' load_file_id, sql/ddl/110: '' on a dry run, which writes nothing)
+                conn.execute(
+                    "SELECT set_config('synchronous_commit', 'off', true), "
+                    "set_config('syncpipe.load_file_id', %s, true)",
+                    ("" if ctx.file_id is None else str(ctx.file_id),),
+                )
                 if ctx.pg_encoding != "UTF8":
                     conn.execute(
                         "SELECT set_config('client_encoding', %s, true)", (ctx.pg_encoding,)
@@ -442,6 +458,41 @@ class FileLoad:
                 raise
             return Outcome("retry")
         return outcome
+
+    def _dry_repeats(self, ctx: FileContext, work: BatchWork) -> None:
+        """A dry run's batch (rolled back, so later batches cannot see its rows): reject the
+        rows whose key an earlier batch or file of this run loaded, as the load would."""
+        files = self.o.dry_keys.get(self.table, [])
+        mine = files[-1][1] if files else {}
+        earlier = files[:-1]
+        rejected = {r.line for r in work.rejects}
+        names = ", ".join(ctx.spec.primary_key)
+        ncols = len(ctx.header.names)
+        for record in parse_records(work.batch.data, work.batch.first_line, ctx.codec, ncols):
+            fields = record.fields
+            if fields is None or len(fields) != ncols or record.line in rejected:
+                continue
+            key = [fields[i] for i in ctx.header.key_index]
+            h = hash(key_text(key))
+            reason = None
+            if h in mine:
+                reason = duplicate_reason(key, mine[h])
+            else:
+                for name, keys in earlier:
+                    if h in keys:
+                        reason = other_file_reason(key, name, keys[h])
+                        break
+            if reason is None:
+                mine[h] = record.line
+                continue
+            work.reject(Reject(record.line, names, reason, record.raw))
+            row = work.row  # the server counted the row: count it as rejected instead
+            if row.inserted:
+                row.inserted -= 1
+            elif row.updated:
+                row.updated -= 1
+            elif row.unchanged:
+                row.unchanged -= 1
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self, ctx: FileContext, sha: str, tally: _Tally) -> FileResult:
