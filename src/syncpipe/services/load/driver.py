@@ -129,6 +129,8 @@ class LoadOptions:
     progress: ProgressFn | None
     #: seconds a batch may wait for rows another transaction holds
     lock_timeout: float = 30.0
+    #: set when the user interrupts the load (Ctrl-C): every file stops at its next batch
+    stop: threading.Event = field(default_factory=threading.Event)
     #: a dry run's keys so far, per table: (file name, {hash of key: line}) per file, since
     #: its batches are rolled back and cannot see each other's rows
     dry_keys: dict[str, list[tuple[str, dict[int, int]]]] = field(default_factory=dict)
@@ -301,6 +303,8 @@ class FileLoad:
                 skipped = sum(b.end - b.start for b in done)
                 self._tick(skipped, 0)
                 for seq, batch in enumerate(reader):
+                    if o.stop.is_set():
+                        raise KeyboardInterrupt
                     work = BatchWork.of(seq, batch)
                     if batch.end_offset >= size:
                         batch.data = strip_trailing_blank_lines(batch.data)
