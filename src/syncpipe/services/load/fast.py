@@ -59,9 +59,7 @@ def copy_batch(conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork)
     rows, outcome = _copy(conn, ctx.target.copy_direct, work.batch.data)
     if outcome.kind != "done":
         return outcome
-    row = conn.execute("SELECT pg_current_xact_id_if_assigned()::xid::text").fetchone()
-    if row is not None and row[0] is not None:
-        work.xids.add(str(row[0]))
+    work.own_xid = True  # the ledger row takes the transaction's id as it is written
     work.row.rows_read += rows
     work.row.inserted += rows
     return DONE

@@ -167,13 +167,16 @@ def commit_batch(
     batch: BatchRow,
     rejects: list[Reject],
     xids: set[str],
+    own_xid: bool = False,
 ) -> None:
-    """Record a batch, its rejects and its transaction ids (in the batch's transaction)."""
+    """Record a batch, its rejects and its transaction ids (in the batch's transaction; with
+    ``own_xid``, this transaction's id too)."""
+    own = "|| pg_current_xact_id_if_assigned()::xid" if own_xid else ""
     conn.execute(
-        """
+        f"""
         INSERT INTO syncpipe.load_batches (file_id, seq, start_offset, end_offset, first_line,
             lines, rows_read, inserted, updated, unchanged, rejected, xids)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::xid[])
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, array_remove(%s::xid[] {own}, NULL))
         """,
         (
             file_id,
