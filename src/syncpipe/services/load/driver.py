@@ -55,9 +55,7 @@ MAX_HEADER_BYTES = 1024 * 1024
 #: Advisory lock namespace of the load (the key is the table): clean batches share it, the
 #: exclusive lane takes it alone, so loads of one table in several processes cannot deadlock.
 LOCK_NAMESPACE = 1398361668
-#: The largest batch (bytes): small enough that every stream starts within a fraction of a
-#: second and the streams finish together; large enough that a transaction per batch costs
-#: nothing (a page file of 1.7 KB rows makes about 40 batches per 100k rows).
+#: The largest batch (bytes): a file of wide rows (team pages) is cut by size, not by rows.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 
@@ -300,6 +298,11 @@ class FileLoad:
                     offset=len(first),
                     target_rows=o.batch_rows,
                     max_batch_bytes=MAX_BATCH_BYTES,
+                    # the first batches small, so that every stream starts within a fraction
+                    # of a second instead of waiting for a whole batch to be read
+                    ramp=[MAX_BATCH_BYTES >> (streams + 1 - i) for i in range(streams + 1)],
+                    end=size,  # and the last ones a share of what is left: they end together
+                    streams=streams,
                     on_read=hasher.update,
                     skip=[(b.start, b.end, b.lines) for b in done],
                 )
