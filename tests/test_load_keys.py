@@ -109,6 +109,14 @@ def test_the_same_file_changed_updates_its_keys_and_another_file_stays_refused(
         (_key(5),),
     ) == ("Renamed 5")
 
+    # The first file is gone from the disk: the reason still names it, without a line.
+    path_a.unlink()
+    path_c = write(folder / "new_agents_c.csv", [HEADER, agent_line(6, name="Late")])
+    f = invoke(["load", str(path_c), "--json"], code=1, dsn=deployed_db).json()["files"][0]
+    assert _rejects(f["reject_file"]) == {
+        2: f"duplicate key {_key(6)} already loaded from new_agents_a.csv"
+    }
+
 
 def test_dry_run_reports_a_key_repeated_across_batches(
     invoke: Invoke, deployed_db: str, tmp_path: Path

@@ -490,7 +490,7 @@ class FileLoad:
                 reason = duplicate_reason(key, mine[h])
             else:
                 for name, keys in earlier:
-                    if h in keys:
+                    if name != self.path.name and h in keys:  # (same name: the same file)
                         reason = other_file_reason(key, name, keys[h])
                         break
             if reason is None:

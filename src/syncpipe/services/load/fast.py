@@ -164,7 +164,7 @@ def upsert_batch(conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWor
         staged = -1
     if staged >= 0:
         target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
-    if staged >= 0 and not target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.file_path):
+    if staged >= 0 and not target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name):
         try:
             with conn.transaction():
                 done = target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)

@@ -4,8 +4,8 @@ duplicating a row. This module is the public face of ``syncpipe.services.load``.
 The files of one table load one after the other, in name order (so two files with the same keys
 cannot deadlock); files of different tables load at the same time (``--jobs``). A key belongs
 to the file that loaded it first: a different file repeating it, in this run or a later one,
-has that row rejected naming the other file (a changed version of the same file, by path,
-updates its own keys). Each file is driven by ``driver.FileLoad``.
+has that row rejected naming the other file (a changed version of the same file, a file of
+the same name in any folder, updates its own keys). Each file is driven by ``driver.FileLoad``.
 """
 
 from __future__ import annotations

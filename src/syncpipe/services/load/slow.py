@@ -126,7 +126,7 @@ def _resolve(
     a row of a later batch already written (parallel streams), the staged row wins and the
     later row is rejected (the number of such rows is returned)."""
     displaced = 0
-    conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.file_path)
+    conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name)
     drop: list[int] = []
     names = ", ".join(ctx.spec.primary_key)
     other_lines = _other_lines(conn, ctx, [c for c in conflicts if c.where == "other"])
@@ -137,7 +137,7 @@ def _resolve(
         if c.other is not None:
             # Loaded already by a different file of the table: that file keeps the key.
             drop.append(c.ord)
-            name = c.other.name if c.other.name != ctx.path.name else c.other.path
+            name = c.other.name
             first = other_lines.get((c.other.id, dupes.key_text(c.key)))
             work.reject(Reject(line, names, dupes.other_file_reason(c.key, name, first), raw))
             continue

@@ -34,12 +34,6 @@ class FileContext:
     file_id: int | None  # None on a dry run: nothing is written
     dry_run: bool
 
-    @property
-    def file_path(self) -> str:
-        """The file's resolved path, as the ledger names it (the file's identity: a changed
-        version of the same path updates its own keys; a different file may not)."""
-        return str(self.path.resolve())
-
 
 class FileMode:
     """Direct COPY first (a first load), or straight to the upsert (keys exist already)."""

@@ -162,11 +162,12 @@ class Target:
         conn: psycopg.Connection[Any],
         file_id: int | None,
         batch_xids: list[str],
-        path: str,
+        name: str,
     ) -> list[Conflict]:
         """Staged rows whose key came earlier: in the stage, in this batch's rows, in a committed
         batch of the file (by the transaction id its row carries), in ``load_seen``, or in a
-        different file of the table (``path`` is this file's; the row's ``load_file_id``, else
+        different file of the table (another file name than ``name``, this file's: a file of the
+        same name, in any folder, is a version of this one; the row's ``load_file_id``, else
         its transaction id, names the file that loaded it)."""
         stage = sql.Identifier(STAGE)
         cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
@@ -195,7 +196,7 @@ class Target:
                 SELECT x, b.file_id, b.start_offset
                 FROM syncpipe.load_files f
                 JOIN syncpipe.load_batches b ON b.file_id = f.id, unnest(b.xids) x
-                WHERE f.table_name = %(table)s AND f.file_path <> %(path)s
+                WHERE f.table_name = %(table)s AND f.file_name <> %(name)s
             )
             SELECT r._ord, r._line, ARRAY[{key_text}], r.n, r.first, t.xmin::text,
                    t.xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
@@ -207,7 +208,7 @@ class Target:
                 ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
             LEFT JOIN other ox ON ox.x = t.xmin
             LEFT JOIN syncpipe.load_files o
-                ON o.id = {origin} AND o.table_name = %(table)s AND o.file_path <> %(path)s
+                ON o.id = {origin} AND o.table_name = %(table)s AND o.file_name <> %(name)s
             WHERE r.n > 1 OR t.xmin = ANY(%(xids)s::xid[]) OR t.xmin = ANY(%(file_xids)s::xid[])
                OR k.batch_start IS NOT NULL OR o.id IS NOT NULL
             ORDER BY r._ord
@@ -225,7 +226,7 @@ class Target:
                 "xids": batch_xids,
                 "file_xids": file_xids,
                 "table": self.spec.name,
-                "path": path,
+                "name": name,
             },
         ).fetchall()
         out = []
