@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,7 +119,7 @@ def test_documented_command_runs_as_written(
     try:
         dsn = dsn_for(pg_server, name)
         shutil.copytree(ROOT / "data", tmp_path / "data")
-        shutil.copy(ROOT / "data" / "new_agents.csv", tmp_path / "feed.csv")
+        _feed(ROOT / "data" / "new_agents.csv", tmp_path / "feed.csv")
         (tmp_path / ".env.staging").write_text(f"SYNCPIPE_DATABASE_URL={dsn}\n")
         if args[:2] == ["review", "walk"]:
             # a person at a terminal: here (no terminal) it must parse and say so, exit 2
@@ -131,6 +133,19 @@ def test_documented_command_runs_as_written(
         )
     finally:
         drop_database(pg_server, name)
+
+
+def _feed(sample: Path, out: Path) -> None:
+    """A feed file of new agents: the sample's rows under keys of their own (the sample's keys
+    belong to the sample file, which the database loaded already)."""
+    with (
+        sample.open(encoding="utf-8", newline="") as src,
+        out.open("w", encoding="utf-8", newline="") as dst,
+    ):
+        reader, writer = csv.reader(src), csv.writer(dst, lineterminator="\n")
+        writer.writerow(next(reader))
+        for row in reader:
+            writer.writerow([str(uuid.uuid5(uuid.NAMESPACE_URL, row[0])), *row[1:]])
 
 
 def _example_settings() -> dict[str, str]:

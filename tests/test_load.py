@@ -90,14 +90,15 @@ def test_reload_same_file_is_skipped_and_force_changes_nothing(
 def test_changed_rows_update_and_new_rows_insert(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """A second file version: changed rows are updated, new ones inserted, the rest untouched."""
+    """A changed version of the same file: changed rows are updated, new ones inserted, the
+    rest untouched (a different file repeating its keys is refused: test_load_keys)."""
     write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(400)])
     invoke(["load", str(tmp_path / "new_agents.csv")], dsn=deployed_db)
     lines = [agent_line(i) for i in range(400)]
     lines[10] = agent_line(10, name="Renamed Agent")
     lines += [agent_line(i) for i in range(400, 450)]
-    write(tmp_path / "new_agents_v2.csv", [HEADER, *lines])
-    f = invoke(["load", str(tmp_path / "new_agents_v2.csv"), "--json"], dsn=deployed_db).json()[
+    write(tmp_path / "new_agents.csv", [HEADER, *lines])
+    f = invoke(["load", str(tmp_path / "new_agents.csv"), "--json"], dsn=deployed_db).json()[
         "files"
     ][0]
     assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (50, 1, 399, 0)

@@ -117,8 +117,9 @@ def test_files_with_the_same_keys_never_deadlock(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
     """Two files of one table with the same keys, --jobs 2: loaded one after the other in name
-    order (the later file wins, every time); two loads of them at once in two processes end
-    without a deadlock error."""
+    order (the first file keeps the keys, the second file's rows are rejected, every time);
+    changed versions of both loaded at once in two processes end without a deadlock error,
+    the first file updating its own rows and the second still refused."""
     folder = tmp_path / "in"
     folder.mkdir()
     rows = [agent_line(i) for i in range(3000)]
@@ -127,10 +128,11 @@ def test_files_with_the_same_keys_never_deadlock(
         folder / "new_agents_b.csv",
         [HEADER, *(r.replace("Agent Number", "Agent B") for r in reversed(rows))],
     )
-    data = invoke(["load", str(folder), "--json", "--jobs", "2"], dsn=deployed_db).json()
-    assert [f["status"] for f in data["files"]] == ["loaded", "loaded"]
+    data = invoke(["load", str(folder), "--json", "--jobs", "2"], code=1, dsn=deployed_db).json()
+    assert [f["status"] for f in data["files"]] == ["loaded", "loaded_with_rejects"]
+    assert data["files"][1]["rejected"] == 3000
     assert (
-        one(deployed_db, "SELECT count(*) FROM public.new_agents WHERE full_name LIKE 'Agent B%%'")
+        one(deployed_db, "SELECT count(*) FROM public.new_agents WHERE full_name LIKE 'Agent N%%'")
         == 3000
     )
 
@@ -152,11 +154,17 @@ def test_files_with_the_same_keys_never_deadlock(
         )
         for name in ("new_agents_a.csv", "new_agents_b.csv")
     ]
+    codes = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out + err
+        codes.append(proc.returncode)
         assert "deadlock" not in (out + err).lower()
+    assert codes == [0, 1]
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 3000
+    assert (
+        one(deployed_db, "SELECT count(*) FROM public.new_agents WHERE full_name LIKE 'Agent C%%'")
+        == 3000
+    )
 
 
 @pytest.mark.parametrize("hostile", ["end", "middle"])

@@ -55,7 +55,8 @@ def _run(dsn: str, *args: str) -> None:
 def serial_members(
     pg_server: str, deployed_template: str, tmp_path_factory: pytest.TempPathFactory
 ) -> list[tuple[str, str]]:
-    """Members after load v1, merge, load v2, merge, one after the other."""
+    """Members after load v1, merge, load v2 (the same file changed), merge, one after the
+    other."""
     from tests.conftest import create_database, drop_database
 
     name = create_database(pg_server, template=deployed_template)
@@ -64,7 +65,7 @@ def serial_members(
     try:
         _run(dsn, "load", str(_pages(folder / "raw_company_info.csv", extra=False)))
         _run(dsn, "merge")
-        _run(dsn, "load", str(_pages(folder / "raw_company_info_v2.csv", extra=True)))
+        _run(dsn, "load", str(_pages(folder / "raw_company_info.csv", extra=True)))
         _run(dsn, "merge")
         return [(str(a), str(b)) for a, b in fetch(dsn, MEMBERS)]
     finally:
@@ -79,7 +80,7 @@ def test_load_during_merge_loses_nothing(
     """The changed file is loaded ``delay`` seconds into a merge; after one more merge the
     members equal those of the serial run and no page is left unsynced."""
     _run(deployed_db, "load", str(_pages(tmp_path / "raw_company_info.csv", extra=False)))
-    v2 = _pages(tmp_path / "raw_company_info_v2.csv", extra=True)
+    v2 = _pages(tmp_path / "raw_company_info.csv", extra=True)  # a changed version of it
     merge = _cli(deployed_db, "merge")
     time.sleep(delay)
     load = _cli(deployed_db, "load", str(v2))

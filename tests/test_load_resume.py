@@ -157,3 +157,58 @@ def test_killed_load_resumes_from_its_last_committed_batch(
         one(deployed_db, "SELECT full_name FROM public.new_agents WHERE supabase_uuid = %s", (key,))
         == f"Agent Number{DUPLICATE_OF}"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(
+    deployed_db: str, tmp_path: Path, clean_checksum: tuple[str, int], jobs: str
+) -> None:
+    """SIGINT (Ctrl-C) in the middle of the file: the load exits 130 with one clear sentence
+    (no traceback), its committed batches stay in the ledger, no reject file or partial file
+    is left, and the rerun resumes to a table identical to a clean load's."""
+    path = _file(tmp_path)
+    logs = tmp_path / "logs"
+    env = {
+        **os.environ,
+        "SYNCPIPE_DATABASE_URL": deployed_db,
+        "SYNCPIPE_LOAD_BATCH_ROWS": BATCH,
+        "SYNCPIPE_LOGS_DIR": str(logs),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "load", str(path), "--json", "--jobs", jobs],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _batches(deployed_db) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert "Load interrupted (Ctrl-C)" in err and "run the same load again to resume" in err
+    assert "Traceback" not in err
+    _gone(deployed_db)
+    committed = _batches(deployed_db)
+    assert 3 <= committed < ROWS // int(BATCH)
+    assert one(deployed_db, "SELECT status FROM syncpipe.load_files") == "loading"
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == one(
+        deployed_db, "SELECT sum(inserted) FROM syncpipe.load_batches"
+    )
+    assert not (logs / "rejects").exists() or not list((logs / "rejects").iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [path.name]
+
+    rerun = _load(deployed_db, path, logs)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 1, err  # the file has rejects
+    f = json.loads(out)["files"][0]
+    assert f["resumed_batches"] == committed
+    assert (f["rows_read"], f["rejected"]) == (ROWS, len(BAD) + 1)
+    checksum, count = clean_checksum
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == count
+    assert one(deployed_db, CHECKSUM) == checksum
+    assert [p.name for p in (logs / "rejects").iterdir()] == [Path(f["reject_file"]).name]

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from syncpipe.core.errors import EXIT_USAGE, SyncpipeError
+from syncpipe.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, SyncpipeError
 
 if TYPE_CHECKING:
     from syncpipe.cli.context import AppContext
 
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_INTERRUPTED", "boundary"]
 
 
 @contextmanager

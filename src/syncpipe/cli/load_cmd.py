@@ -47,7 +47,9 @@ def load(
 
     The table comes from the file name (new_agents*.csv, raw_company_info*.csv; setting
     SYNCPIPE_CSV_SOURCES). Each batch of SYNCPIPE_LOAD_BATCH_ROWS rows commits on its own, so
-    an interrupted load resumes where it stopped. Loading the same file twice changes nothing.
+    an interrupted load (Ctrl-C: exit 130) resumes where it stopped. Loading the same file
+    twice changes nothing; a changed version of it updates its rows. A key another file of
+    the table loaded already is rejected, naming that file.
     Rejected rows go to a reject file in the rejects folder under SYNCPIPE_LOGS_DIR, with
     their line, column, value and reason; the exit code is then 1, on this run and the next
     ones, until the file changes or --accept-rejects accepts them.

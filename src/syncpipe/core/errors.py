@@ -10,6 +10,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+#: Interrupted by the user (Ctrl-C), as shells report a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 class SyncpipeError(Exception):
@@ -40,6 +42,12 @@ class LockTimeoutError(SyncpipeError):
     """Another syncpipe process held a lock for longer than the lock timeout."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+class InterruptedByUser(SyncpipeError):
+    """The user pressed Ctrl-C (SIGINT); the message says what was kept."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class JobFailedError(SyncpipeError):

@@ -207,15 +207,19 @@ class Database:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------
-    def begin(self, conn: psycopg.Connection[Any]) -> None:
-        """Start a transaction on ``conn`` with syncpipe's settings, for that transaction only.
+    def begin(self, conn: psycopg.Connection[Any], **more: str) -> None:
+        """Start a transaction on ``conn`` with syncpipe's settings, for that transaction only
+        (and ``more`` settings, name -> value, set by the same statement: one round trip).
 
         Nothing is set for the session: through a pooler the next client of the same server
         connection would inherit it. Call it at the start of every transaction that runs
         user-sized work (the pool's ``connection()`` does, for its first transaction).
         """
         timeout_ms = int(self.settings.statement_timeout * 1000)
-        conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_ms}ms",))
+        values: dict[str, str] = {"statement_timeout": f"{timeout_ms}ms", **more}
+        calls = ", ".join("set_config(%s, %s, true)" for _ in values)
+        params = [item for pair in values.items() for item in pair]
+        conn.execute(f"SELECT {calls}", params)
 
     def _explain(self, exc: Exception) -> SyncpipeError:
         info = self.info

@@ -29,10 +29,12 @@ from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error
 from syncpipe.logs import get_logger
 from syncpipe.services.load import ledger
+from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
 from syncpipe.services.load.errors import is_lost
 from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
 from syncpipe.services.load.header import HeaderProblem, check_header
 from syncpipe.services.load.lane import Lane, LaneAborted
+from syncpipe.services.load.records import Reject, parse_records
 from syncpipe.services.load.rejects import reason_key, reject_path, write_rejects
 from syncpipe.services.load.scan import (
     BatchReader,
@@ -53,7 +55,8 @@ MAX_HEADER_BYTES = 1024 * 1024
 #: Advisory lock namespace of the load (the key is the table): clean batches share it, the
 #: exclusive lane takes it alone, so loads of one table in several processes cannot deadlock.
 LOCK_NAMESPACE = 1398361668
-_READ_BLOCK = 16 * 1024 * 1024
+#: The largest batch (bytes): a file of wide rows (team pages) is cut by size, not by rows.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -127,6 +130,11 @@ class LoadOptions:
     progress: ProgressFn | None
     #: seconds a batch may wait for rows another transaction holds
     lock_timeout: float = 30.0
+    #: set when the user interrupts the load (Ctrl-C): every file stops at its next batch
+    stop: threading.Event = field(default_factory=threading.Event)
+    #: a dry run's keys so far, per table: (file name, {hash of key: line}) per file, since
+    #: its batches are rolled back and cannot see each other's rows
+    dry_keys: dict[str, list[tuple[str, dict[int, int]]]] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -261,7 +269,11 @@ class FileLoad:
         hasher = hashlib.sha256(first)
         lane = Lane()
         mode = FileMode()
-        streams = max(1, o.streams)
+        # A dry run's batches go one after the other: its keys are compared in file order.
+        streams = 1 if o.dry_run else max(1, o.streams)
+        dry_keys: dict[int, int] = {}
+        if o.dry_run:
+            o.dry_keys.setdefault(self.table, []).append((self.path.name, dry_keys))
         todo: queue.Queue[BatchWork | None] = queue.Queue(maxsize=streams)
         workers = [
             threading.Thread(
@@ -285,13 +297,20 @@ class FileLoad:
                     first_line=2,
                     offset=len(first),
                     target_rows=o.batch_rows,
-                    max_batch_bytes=_READ_BLOCK,
+                    max_batch_bytes=MAX_BATCH_BYTES,
+                    # the first batches small, so that every stream starts within a fraction
+                    # of a second instead of waiting for a whole batch to be read
+                    ramp=[MAX_BATCH_BYTES >> (streams + 1 - i) for i in range(streams + 1)],
+                    end=size,  # and the last ones a share of what is left: they end together
+                    streams=streams,
                     on_read=hasher.update,
                     skip=[(b.start, b.end, b.lines) for b in done],
                 )
                 skipped = sum(b.end - b.start for b in done)
                 self._tick(skipped, 0)
                 for seq, batch in enumerate(reader):
+                    if o.stop.is_set():
+                        raise KeyboardInterrupt
                     work = BatchWork.of(seq, batch)
                     if batch.end_offset >= size:
                         batch.data = strip_trailing_blank_lines(batch.data)
@@ -343,6 +362,8 @@ class FileLoad:
                         lane.start(work.seq)
                         try:
                             self._process(conn, ctx, lane, mode, work)
+                            if ctx.dry_run:
+                                self._dry_repeats(ctx, work)
                         finally:
                             lane.finish(work.seq)
                         tally.add(work)
@@ -421,12 +442,16 @@ class FileLoad:
         outcome = Outcome("retry")
         try:
             with conn.transaction():
-                self.o.db.begin(conn)  # the statement timeout, for this transaction only
-                conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+                # The statement timeout and the batch's settings, for this transaction only,
+                # in one statement: the rows' load_file_id (sql/ddl/110; '' on a dry run,
+                # which writes nothing) and the file's encoding.
+                settings = {
+                    "synchronous_commit": "off",
+                    "syncpipe.load_file_id": "" if ctx.file_id is None else str(ctx.file_id),
+                }
                 if ctx.pg_encoding != "UTF8":
-                    conn.execute(
-                        "SELECT set_config('client_encoding', %s, true)", (ctx.pg_encoding,)
-                    )
+                    settings["client_encoding"] = ctx.pg_encoding
+                self.o.db.begin(conn, **settings)
                 lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
                 conn.execute(
                     f"SELECT {lock}(%s, hashtext(%s))",
@@ -436,12 +461,49 @@ class FileLoad:
                 if outcome.kind != "done" or ctx.dry_run:
                     raise psycopg.Rollback()
                 if ctx.file_id is not None:
-                    ledger.commit_batch(conn, ctx.file_id, work.row, work.rejects, work.xids)
+                    ledger.commit_batch(
+                        conn, ctx.file_id, work.row, work.rejects, work.xids, work.own_xid
+                    )
         except psycopg.Error as exc:
             if is_lost(conn, exc):
                 raise
             return Outcome("retry")
         return outcome
+
+    def _dry_repeats(self, ctx: FileContext, work: BatchWork) -> None:
+        """A dry run's batch (rolled back, so later batches cannot see its rows): reject the
+        rows whose key an earlier batch or file of this run loaded, as the load would."""
+        files = self.o.dry_keys.get(self.table, [])
+        mine = files[-1][1] if files else {}
+        earlier = files[:-1]
+        rejected = {r.line for r in work.rejects}
+        names = ", ".join(ctx.spec.primary_key)
+        ncols = len(ctx.header.names)
+        for record in parse_records(work.batch.data, work.batch.first_line, ctx.codec, ncols):
+            fields = record.fields
+            if fields is None or len(fields) != ncols or record.line in rejected:
+                continue
+            key = [fields[i] for i in ctx.header.key_index]
+            h = hash(key_text(key))
+            reason = None
+            if h in mine:
+                reason = duplicate_reason(key, mine[h])
+            else:
+                for name, keys in earlier:
+                    if name != self.path.name and h in keys:  # (same name: the same file)
+                        reason = other_file_reason(key, name, keys[h])
+                        break
+            if reason is None:
+                mine[h] = record.line
+                continue
+            work.reject(Reject(record.line, names, reason, record.raw))
+            row = work.row  # the server counted the row: count it as rejected instead
+            if row.inserted:
+                row.inserted -= 1
+            elif row.updated:
+                row.updated -= 1
+            elif row.unchanged:
+                row.unchanged -= 1
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self, ctx: FileContext, sha: str, tally: _Tally) -> FileResult:

@@ -55,3 +55,49 @@ def duplicate_reason(key: list[str], first_line: int | None) -> str:
     """The reject reason of a repeated key."""
     where = f"first at line {first_line}" if first_line else "first earlier in the file"
     return f"duplicate key {'/'.join(key)} in this file ({where})"
+
+
+def other_file_reason(key: list[str], name: str, line: int | None) -> str:
+    """The reject reason of a key a different file of the table loaded already."""
+    where = f" (line {line})" if line else ""
+    return f"duplicate key {'/'.join(key)} already loaded from {name}{where}"
+
+
+def lines_in_file(
+    path: Path,
+    *,
+    size: int,
+    mtime_ns: int | None,
+    codec: str,
+    key_names: tuple[str, ...],
+    batches: list[tuple[int, int, int]],
+    keys: set[tuple[str, ...]],
+) -> dict[tuple[str, ...], int]:
+    """The lines of ``keys`` in another file, read only in its batches (start, end, first line)
+    that wrote them, and only while the file is the one the ledger loaded (same size and
+    modification time); {} otherwise."""
+    try:
+        stat = path.stat()
+        if stat.st_size != size or (mtime_ns is not None and stat.st_mtime_ns != mtime_ns):
+            return {}
+        with path.open("rb") as fh:
+            header = fh.readline(1024 * 1024)
+    except OSError:
+        return {}
+    names = next(iter(parse_records(header, 1, codec, 0)), None)
+    fields = names.fields if names is not None else None
+    if not fields:
+        return {}
+    fields = [f.strip().lstrip("\ufeff") for f in fields]
+    if any(k not in fields for k in key_names):
+        return {}
+    index = [fields.index(k) for k in key_names]
+    found: dict[tuple[str, ...], int] = {}
+    for start, end, first_line in batches:
+        for record in parse_records(read_range(path, start, end), first_line, codec, len(fields)):
+            if record.fields is None or len(record.fields) != len(fields):
+                continue
+            key = key_text([record.fields[i] for i in index])
+            if key in keys and key not in found:
+                found[key] = record.line
+    return found

@@ -59,9 +59,7 @@ def copy_batch(conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork)
     rows, outcome = _copy(conn, ctx.target.copy_direct, work.batch.data)
     if outcome.kind != "done":
         return outcome
-    row = conn.execute("SELECT pg_current_xact_id_if_assigned()::xid::text").fetchone()
-    if row is not None and row[0] is not None:
-        work.xids.add(str(row[0]))
+    work.own_xid = True  # the ledger row takes the transaction's id as it is written
     work.row.rows_read += rows
     work.row.inserted += rows
     return DONE
@@ -166,7 +164,7 @@ def upsert_batch(conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWor
         staged = -1
     if staged >= 0:
         target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
-    if staged >= 0 and not target.conflicts(conn, ctx.file_id, sorted(work.xids)):
+    if staged >= 0 and not target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name):
         try:
             with conn.transaction():
                 done = target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)

@@ -167,13 +167,16 @@ def commit_batch(
     batch: BatchRow,
     rejects: list[Reject],
     xids: set[str],
+    own_xid: bool = False,
 ) -> None:
-    """Record a batch, its rejects and its transaction ids (in the batch's transaction)."""
+    """Record a batch, its rejects and its transaction ids (in the batch's transaction; with
+    ``own_xid``, this transaction's id too)."""
+    own = "|| pg_current_xact_id_if_assigned()::xid" if own_xid else ""
     conn.execute(
-        """
+        f"""
         INSERT INTO syncpipe.load_batches (file_id, seq, start_offset, end_offset, first_line,
             lines, rows_read, inserted, updated, unchanged, rejected, xids)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::xid[])
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, array_remove(%s::xid[] {own}, NULL))
         """,
         (
             file_id,
@@ -277,3 +280,35 @@ def batch_at(conn: psycopg.Connection[Any], file_id: int, start: int) -> DoneBat
         (file_id, start),
     ).fetchone()
     return None if row is None else _done(row)
+
+
+@dataclass(frozen=True)
+class FileSeen:
+    """How the ledger saw a file when it loaded it (to read it again only if unchanged)."""
+
+    size: int
+    mtime_ns: int | None
+    encoding: str
+
+
+def file_seen(conn: psycopg.Connection[Any], file_id: int) -> FileSeen | None:
+    """Size, modification time and encoding of a loaded file."""
+    row = conn.execute(
+        "SELECT size_bytes, mtime_ns, encoding FROM syncpipe.load_files WHERE id = %s",
+        (file_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return FileSeen(int(row[0]), None if row[1] is None else int(row[1]), str(row[2]))
+
+
+def batches_at(
+    conn: psycopg.Connection[Any], file_id: int, starts: list[int]
+) -> list[tuple[int, int, int]]:
+    """(start, end, first line) of the file's batches that start at these offsets."""
+    rows = conn.execute(
+        "SELECT start_offset, end_offset, first_line FROM syncpipe.load_batches "
+        "WHERE file_id = %s AND start_offset = ANY(%s) ORDER BY start_offset",
+        (file_id, starts),
+    ).fetchall()
+    return [(int(a), int(b), int(c)) for a, b, c in rows]

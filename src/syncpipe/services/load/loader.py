@@ -2,8 +2,10 @@
 duplicating a row. This module is the public face of ``syncpipe.services.load``.
 
 The files of one table load one after the other, in name order (so two files with the same keys
-cannot deadlock, and the later file's rows win); files of different tables load at the same
-time (``--jobs``). Each file is driven by ``driver.FileLoad``.
+cannot deadlock); files of different tables load at the same time (``--jobs``). A key belongs
+to the file that loaded it first: a different file repeating it, in this run or a later one,
+has that row rejected naming the other file (a changed version of the same file, a file of
+the same name in any folder, updates its own keys). Each file is driven by ``driver.FileLoad``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncpipe.core.errors import ConfigError, NotDeployedError
+from syncpipe.core.errors import ConfigError, InterruptedByUser, NotDeployedError
 from syncpipe.db.database import Database
 from syncpipe.db.ledger import ledger_exists
 from syncpipe.logs import get_logger
@@ -163,11 +165,28 @@ class LoadService:
         def one_table(item: tuple[str, list[Path]]) -> list[FileResult]:
             return [FileLoad(options, path, item[0]).run() for path in item[1]]
 
-        if workers == 1:
-            loaded = [one_table(item) for item in groups.items()]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
-                loaded = list(pool.map(one_table, groups.items()))
+        try:
+            if workers == 1:
+                loaded = [one_table(item) for item in groups.items()]
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
+                    try:
+                        loaded = list(pool.map(one_table, groups.items()))
+                    except KeyboardInterrupt:
+                        options.stop.set()  # the other tables' files stop at their next batch
+                        raise
+        except KeyboardInterrupt:
+            options.stop.set()
+            log.warning("load.interrupted", dry_run=dry_run)
+            raise InterruptedByUser(
+                "Load interrupted (Ctrl-C): "
+                + (
+                    "nothing was written (a dry run)."
+                    if dry_run
+                    else "the batches committed so far are kept, and the batch in flight was "
+                    "finished or rolled back; run the same load again to resume from them."
+                )
+            ) from None
         done = {f.path: f for group in loaded for f in group}
         result.files += [done[str(p)] for p, _ in selection.files]
         result.duration_s = time.perf_counter() - t0

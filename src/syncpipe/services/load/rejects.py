@@ -38,7 +38,11 @@ def write_rejects(path: Path, source: Path, rows: Iterable[tuple[int, str, str, 
 
 
 def reason_key(reason: str) -> str:
-    """Group reasons for the summary: the text before the first detail."""
+    """Group reasons for the summary: the text before the first detail (a repeated key's
+    reason without the key, so they group as one)."""
+    if reason.startswith("duplicate key "):
+        words = reason.split(" (")[0].split()
+        return " ".join(["duplicate key", *words[3:]])
     for sep in (" (", ":", ";"):
         reason = reason.split(sep)[0]
     words = reason.split()

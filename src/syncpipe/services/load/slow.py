@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -125,13 +126,21 @@ def _resolve(
     a row of a later batch already written (parallel streams), the staged row wins and the
     later row is rejected (the number of such rows is returned)."""
     displaced = 0
-    conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids))
+    conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name)
     drop: list[int] = []
     names = ", ".join(ctx.spec.primary_key)
+    other_lines = _other_lines(conn, ctx, [c for c in conflicts if c.where == "other"])
     for c in conflicts:
         line = c.line or 0
         record = by_line.get(line)
         raw = record.raw if record else b""
+        if c.other is not None:
+            # Loaded already by a different file of the table: that file keeps the key.
+            drop.append(c.ord)
+            name = c.other.name
+            first = other_lines.get((c.other.id, dupes.key_text(c.key)))
+            work.reject(Reject(line, names, dupes.other_file_reason(c.key, name, first), raw))
+            continue
         if c.where == "stage":
             drop.append(c.ord)
             work.reject(Reject(line, names, dupes.duplicate_reason(c.key, c.first_line), raw))
@@ -171,6 +180,36 @@ def _resolve(
         work.reject(Reject(line, names, dupes.duplicate_reason(c.key, first), raw))
     ctx.target.drop_staged(conn, drop)
     return displaced
+
+
+def _other_lines(
+    conn: psycopg.Connection[Any], ctx: FileContext, conflicts: list[Conflict]
+) -> dict[tuple[int, tuple[str, ...]], int]:
+    """The lines of keys in the other files that loaded them, where the ledger still knows the
+    batch and the file is unchanged: each such batch is read and parsed once."""
+    wanted: dict[int, tuple[str, set[int], set[tuple[str, ...]]]] = {}
+    for c in conflicts:
+        if c.other is None or c.other.batch_start is None:
+            continue
+        _, starts, keys = wanted.setdefault(c.other.id, (c.other.path, set(), set()))
+        starts.add(c.other.batch_start)
+        keys.add(dupes.key_text(c.key))
+    out: dict[tuple[int, tuple[str, ...]], int] = {}
+    for file_id, (path, starts, keys) in wanted.items():
+        seen = ledger.file_seen(conn, file_id)
+        if seen is None:
+            continue
+        found = dupes.lines_in_file(
+            Path(path),
+            size=seen.size,
+            mtime_ns=seen.mtime_ns,
+            codec=seen.encoding,
+            key_names=ctx.spec.primary_key,
+            batches=ledger.batches_at(conn, file_id, sorted(starts)),
+            keys=keys,
+        )
+        out.update({(file_id, key): line for key, line in found.items()})
+    return out
 
 
 def _other_batch(

@@ -63,6 +63,9 @@ class BatchWork:
     row: BatchRow
     rejects: list[Reject] = field(default_factory=list)
     xids: set[str] = field(default_factory=set)
+    #: the rows carry this transaction's own id (a whole-batch COPY): added to ``xids`` by
+    #: the server when the ledger row is written, saving a round trip
+    own_xid: bool = False
     slow_records: int = 0
 
     @classmethod
@@ -86,6 +89,7 @@ class BatchWork:
         self.row = BatchRow(old.seq, old.start, old.end, old.first_line, old.lines)
         self.rejects = []
         self.xids = set()
+        self.own_xid = False
         self.slow_records = 0
 
     def reject(self, reject: Reject) -> None:

@@ -24,9 +24,24 @@ from syncpipe.services.load.records import MAX_JSON_DEPTH, MAX_KEY_CHARS
 from syncpipe.services.load.tables import TableSpec
 
 STAGE = "_syncpipe_stage"
+#: The column (where a table has it) naming the ledger file that last wrote a row; the load
+#: sets it through the transaction-local setting ``syncpipe.load_file_id`` (sql/ddl/110).
+ORIGIN_COLUMN = "load_file_id"
 #: A container at nesting level MAX_JSON_DEPTH: the value nests deeper than the limit.
 _DEEP = f'strict $.**{{{MAX_JSON_DEPTH}}} ? (@.type() == "array" || @.type() == "object")'
 _NOT_STRING = 'lax $[*] ? (@.type() != "string")'
+
+
+@dataclass(frozen=True)
+class OtherFile:
+    """A different file of the table that loaded a key already (from the ledger)."""
+
+    id: int
+    name: str
+    path: str
+    #: start offset of its batch that wrote the row, while the row still carries that batch's
+    #: transaction id (the merge rewrites team pages)
+    batch_start: int | None
 
 
 @dataclass
@@ -38,12 +53,14 @@ class Conflict:
     key: list[str]
     #: where the earlier row is: 'stage' (this piece, line known), 'batch' (this batch, a row
     #: with one of its own transaction ids), 'file' (a committed batch), 'seen' (a committed
-    #: batch that left the key unchanged)
+    #: batch that left the key unchanged), 'other' (a different file of the table)
     where: str
     first_line: int | None
     xid: str | None
     #: start offset of the committed batch that holds the earlier row, when known
     batch_start: int | None
+    #: the different file of the table that loaded the key ('other')
+    other: OtherFile | None = None
 
 
 @dataclass(frozen=True)
@@ -141,14 +158,24 @@ class Target:
         )
 
     def conflicts(
-        self, conn: psycopg.Connection[Any], file_id: int | None, batch_xids: list[str]
+        self,
+        conn: psycopg.Connection[Any],
+        file_id: int | None,
+        batch_xids: list[str],
+        name: str,
     ) -> list[Conflict]:
         """Staged rows whose key came earlier: in the stage, in this batch's rows, in a committed
-        batch of the file (by the transaction id its row carries) or in ``load_seen``."""
+        batch of the file (by the transaction id its row carries), in ``load_seen``, or in a
+        different file of the table (another file name than ``name``, this file's: a file of the
+        same name, in any folder, is a version of this one; the row's ``load_file_id``, else
+        its transaction id, names the file that loaded it)."""
         stage = sql.Identifier(STAGE)
         cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
         join_t = sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=c) for c in self.pk)
         key_text = sql.SQL(", ").join(sql.SQL("r.{}::text").format(c) for c in self.pk)
+        origin: sql.Composable = sql.SQL("ox.file_id")
+        if ORIGIN_COLUMN in self.spec.columns:
+            origin = sql.SQL("coalesce(t.{}, ox.file_id)").format(sql.Identifier(ORIGIN_COLUMN))
         # The stage was just filled: its statistics make the joins below index probes.
         conn.execute(sql.SQL("ANALYZE {}").format(stage))
         row = conn.execute(
@@ -165,32 +192,59 @@ class Target:
                        row_number() OVER w AS n, first_value(s._line) OVER w AS first
                 FROM {stage} s
                 WINDOW w AS (PARTITION BY {cols_s} ORDER BY s._ord)
+            ), other AS MATERIALIZED (
+                SELECT x, b.file_id, b.start_offset
+                FROM syncpipe.load_files f
+                JOIN syncpipe.load_batches b ON b.file_id = f.id, unnest(b.xids) x
+                WHERE f.table_name = %(table)s AND f.file_name <> %(name)s
             )
             SELECT r._ord, r._line, ARRAY[{key_text}], r.n, r.first, t.xmin::text,
-                   t.xmin = ANY(%(file_xids)s::xid[]), k.batch_start
+                   t.xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
+                   o.id, o.file_name, o.file_path,
+                   CASE WHEN ox.file_id = o.id THEN ox.start_offset END
             FROM ranked r
             LEFT JOIN {target} t ON {join_t}
             LEFT JOIN syncpipe.load_seen k
                 ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
+            LEFT JOIN other ox ON ox.x = t.xmin
+            LEFT JOIN syncpipe.load_files o
+                ON o.id = {origin} AND o.table_name = %(table)s AND o.file_name <> %(name)s
             WHERE r.n > 1 OR t.xmin = ANY(%(xids)s::xid[]) OR t.xmin = ANY(%(file_xids)s::xid[])
-               OR k.batch_start IS NOT NULL
+               OR k.batch_start IS NOT NULL OR o.id IS NOT NULL
             ORDER BY r._ord
             """
             ).format(
-                stage=stage, cols_s=cols_s, key_text=key_text, target=self.table, join_t=join_t
+                stage=stage,
+                cols_s=cols_s,
+                key_text=key_text,
+                target=self.table,
+                join_t=join_t,
+                origin=origin,
             ),
-            {"file": file_id, "xids": batch_xids, "file_xids": file_xids},
+            {
+                "file": file_id,
+                "xids": batch_xids,
+                "file_xids": file_xids,
+                "table": self.spec.name,
+                "name": name,
+            },
         ).fetchall()
         out = []
-        for ord_, line, key, n, first, xmin, of_file, kstart in rows:
+        for ord_, line, key, n, first, xmin, of_file, kstart, oid, oname, opath, ostart in rows:
+            other: OtherFile | None = None
             if n > 1:
                 where, start = "stage", None
             elif xmin in batch_xids:
                 where, start = "batch", None
             elif of_file:
                 where, start = "file", None  # the batch is found by the transaction id
-            else:
+            elif kstart is not None:
                 where, start = "seen", int(kstart)
+            else:
+                where, start = "other", None
+                other = OtherFile(
+                    int(oid), str(oname), str(opath), None if ostart is None else int(ostart)
+                )
             out.append(
                 Conflict(
                     ord=int(ord_),
@@ -200,6 +254,7 @@ class Target:
                     first_line=None if first is None or where != "stage" else int(first),
                     xid=xmin,
                     batch_start=start,
+                    other=other,
                 )
             )
         return out
@@ -246,6 +301,10 @@ class Target:
             right = sql.SQL(", ").join(
                 sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in noncols
             )
+            if ORIGIN_COLUMN in self.spec.columns and ORIGIN_COLUMN not in self.header.names:
+                assignments = sql.SQL("{}, {c} = EXCLUDED.{c}").format(
+                    assignments, c=sql.Identifier(ORIGIN_COLUMN)
+                )
             conflict: sql.Composable = sql.SQL(
                 "DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})"
             ).format(assignments, left, right)
