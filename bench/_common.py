@@ -29,18 +29,21 @@ def dsn_for(dbname: str) -> str:
 
 
 @contextmanager
-def scratch_database(prefix: str = "syncpipe_bench") -> Iterator[str]:
-    """Create a throwaway database; yield its DSN; drop it."""
+def scratch_database(prefix: str = "syncpipe_bench", *, keep: bool = False) -> Iterator[str]:
+    """Create a throwaway database; yield its DSN; drop it (unless ``keep``)."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield dsn_for(name)
     finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        if keep:
+            print(f"kept database {name}: {dsn_for(name)}", flush=True)
+        else:
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
 
 
 def syncpipe(args: list[str], dsn: str | None, **env: str) -> float:
@@ -105,8 +108,8 @@ def _memory(pid: int) -> tuple[int, int]:
 
 def postgres_backends(dbname: str) -> list[int]:
     """PIDs of the server processes working for ``dbname``: its backends (process title
-    ``postgres: USER DBNAME ...``) and the parallel workers they start (``parallel worker for
-    PID n``), found in /proc (the server must run on this machine)."""
+    ``postgres: [cluster:] USER DBNAME ...``) and the parallel workers they start (``parallel
+    worker for PID n``), found in /proc (the server must run on this machine)."""
     backends: list[int] = []
     workers: list[tuple[int, int]] = []
     for entry in os.listdir("/proc"):
@@ -119,11 +122,11 @@ def postgres_backends(dbname: str) -> list[int]:
             continue
         if not title.startswith("postgres: "):
             continue
-        words = title.split()
-        if len(words) > 2 and words[2] == dbname:
-            backends.append(int(entry))
-        elif "parallel worker for PID" in title:
+        words = title.split()  # "postgres: [cluster_name:] USER DBNAME HOST(PORT) STATE"
+        if "parallel worker for PID" in title:
             workers.append((int(entry), int(words[-1])))
+        elif dbname in words[1:4]:
+            backends.append(int(entry))
     return backends + [pid for pid, leader in workers if leader in backends]
 
 
