@@ -93,7 +93,7 @@ def _timed(conn: psycopg.Connection[Any], statement: str) -> float:
 
 def _indexes(conn: psycopg.Connection[Any], table: str, copy: str) -> list[str]:
     rows = conn.execute(
-        "SELECT indexdef FROM pg_indexes WHERE format('%I.%I', schemaname, tablename) = %s",
+        "SELECT indexdef FROM pg_indexes WHERE format('%%I.%%I', schemaname, tablename) = %s",
         (table,),
     ).fetchall()
     defs = []
@@ -118,7 +118,9 @@ def measure(dsn: str, repeat: int) -> tuple[dict[str, float], dict[str, int]]:
             row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             rows[table] = int(row[0]) if row else 0
         t0 = time.perf_counter()
-        conn.execute(PREPARE)
+        for statement in PREPARE.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
         print(f"inputs of the sorts built in {time.perf_counter() - t0:.1f} s (not timed)")
         for name, statement in READS.items():
             best(name, lambda s=statement: _timed(conn, s))
