@@ -151,7 +151,8 @@ def worker(records: Path, out: Path, threshold: float, max_pairs: float) -> None
 
     times: dict[str, float] = {}
     t1 = time.perf_counter()
-    con = duckdb.connect()
+    # DuckDB spills beyond its memory limit (80% of RAM) into temp_directory (default: ./.tmp)
+    con = duckdb.connect(config={"temp_directory": str(out.parent / "duckdb-spill")})
     # Empty arrays are "no value" for Splink's null level.
     con.execute(
         "CREATE TABLE records AS SELECT unique_id, first_name, surname, "
