@@ -273,7 +273,7 @@ def run(data: Path, threshold: float = 0.95, max_pairs: float = 1e7) -> dict[str
         "prepare_wall": prepare_wall,
         "prepare": json.loads(prep.stdout.strip().splitlines()[-1]),
         "wall": wall,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": usage.ru_maxrss * 1024 / 1e6,  # KiB -> MB, as the PSS figures
         "peak_pss_mb": memory.peak_pss / 1e6,
         "records": len(assignment),
         "clusters": len(ids),
