@@ -1,6 +1,6 @@
 """Benchmark the member pipeline + merge batch on ~1,000,000 new agents and ~100,000 team pages.
 
-Usage: python bench/merge.py [--persons N] [--increment-share 0.01] [--keep]
+Usage: python bench/merge.py [--persons N] [--increment-share 0.01] [--keep] [--vs-splink]
   (SYNCPIPE_BENCH_DATABASE_URL: admin DSN, default local server; data cached in bench/out/)
 
 Deploys into a scratch database and loads the generator's files (not timed), then times, with
@@ -13,11 +13,19 @@ the real service behind `syncpipe merge`:
   4. `syncpipe report` (json and html) on the result.
 Targets: <= 120 s end to end, re-run <= 1 s, 1% incremental <= 10 s (issue 4); report <= 5 s
 (issue 5).
+
+--vs-splink (issue 16): the first run only, then Splink on the same generated files
+(bench/peer_splink.py), side by side: wall time, peak memory and pairwise precision/recall
+against truth.csv (syncpipe's automatic merges, review queue left open). syncpipe's memory is
+the peak of the summed PSS, sampled from /proc every 0.2 s, of this database's backends and
+their parallel workers plus this process (the client); RSS sums are printed too (they count
+shared buffers once per backend). --keep leaves the database for bench/floor.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -26,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import scratch_database, syncpipe
+from _common import MemorySampler, postgres_backends, scratch_database, syncpipe
 from load import data_dir
 from syncpipe.db.database import Database
+from syncpipe.evaluate import evaluate
 from syncpipe.services.deploy import DeployService
 from syncpipe.services.load.loader import LoadService
 from syncpipe.services.merge.service import MergeService
@@ -55,16 +65,56 @@ def run_merge(settings: Settings, dsn: str) -> tuple[float, dict[str, Any], int]
     return elapsed, result.to_dict(), temp_bytes(dsn) - before
 
 
+def side_by_side(dsn: str, data: Path, first: float, memory: MemorySampler) -> None:
+    """Splink on the same files; both quality figures against truth.csv; one table."""
+    import peer_splink
+
+    with psycopg.connect(dsn) as conn:
+        q = evaluate(conn, data / "truth.csv")
+    print("\nSplink on the same files ...", flush=True)
+    s = peer_splink.run(data)
+    times = s["times"]
+    assert isinstance(times, dict)
+    rows = [
+        (
+            "wall time",
+            f"{first:.1f} s (merge; load not included)",
+            f"{s['wall']:.1f} s (+ {s['prepare_wall']:.1f} s: CSVs cleaned to Parquet)",
+        ),
+        (
+            "  of which",
+            "(phases above)",
+            ", ".join(f"{k} {v:.1f}" for k, v in times.items() if k != "total"),
+        ),
+        (
+            "peak memory",
+            f"PSS {memory.peak_pss / 1e6:,.0f} MB (RSS sum {memory.peak_rss / 1e6:,.0f} MB)",
+            f"PSS {s['peak_pss_mb']:,.0f} MB (RSS high-water {s['peak_rss_mb']:,.0f} MB)",
+        ),
+        ("records scored", f"{q.records:,}", f"{s['scored_records']:,}"),
+        ("clusters (agents)", f"{q.agents:,}", f"{s['clusters']:,}"),
+        ("pairwise precision", f"{q.precision:.4f}", f"{s['precision']:.4f}"),
+        ("pairwise recall", f"{q.recall:.4f}", f"{s['recall']:.4f}"),
+        ("F1", f"{q.f1:.4f}", f"{s['f1']:.4f}"),
+        ("review items", f"{q.review_items:,} (recall after review {q.recall_after_review})", ""),
+    ]
+    print(f"\n{'':<20} {'syncpipe':<48} Splink {s['splink']} (DuckDB)")
+    for label, ours, theirs in rows:
+        print(f"{label:<20} {ours:<48} {theirs}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=1_333_333)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--increment-share", type=float, default=0.01)
+    parser.add_argument("--vs-splink", action="store_true", help="first run, then Splink")
+    parser.add_argument("--keep", action="store_true", help="keep the database (bench/floor.py)")
     args = parser.parse_args()
 
     base = data_dir(args.persons, args.seed)
     increment = data_dir(max(100, round(args.persons * args.increment_share)), args.seed + 1)
-    with scratch_database("syncpipe_bench_merge") as dsn:
+    with scratch_database("syncpipe_bench_merge", keep=args.keep) as dsn:
         logs = Path(tempfile.gettempdir()) / "syncpipe-bench-logs"
         settings = Settings(_env_file=None, database_url=dsn, logs_dir=logs)  # type: ignore[call-arg]
         with Database(settings) as db:
@@ -77,7 +127,9 @@ def main() -> int:
                 flush=True,
             )
 
-        first, counts, temp = run_merge(settings, dsn)
+        dbname = str(conninfo_to_dict(dsn)["dbname"])
+        with MemorySampler(lambda: [*postgres_backends(dbname), os.getpid()]) as memory:
+            first, counts, temp = run_merge(settings, dsn)
         merge = counts["merge"]
         print(f"\nfirst run (pipeline + merge, one transaction): {first:.1f} s")
         print(
@@ -88,6 +140,17 @@ def main() -> int:
         print(f"  temp files written by the database: {temp / 1e6:,.0f} MB")
         for phase, seconds in counts["phases"].items():
             print(f"  {phase:<18} {seconds:7.1f} s")
+        print(
+            f"  peak memory: PSS {memory.peak_pss / 1e6:,.0f} MB, RSS {memory.peak_rss / 1e6:,.0f}"
+            f" MB (backends + parallel workers + client, {memory.samples} samples)"
+        )
+        if args.keep:
+            saved = Path(__file__).resolve().parent / "out" / f"{dbname}-first-run.json"
+            saved.write_text(json.dumps({"seconds": first, **counts}, indent=1))
+            print(f"  first run's result: {saved} (bench/floor.py --phases)")
+        if args.vs_splink:
+            side_by_side(dsn, base, first, memory)
+            return 0
 
         with psycopg.connect(dsn) as conn:
             t0 = time.perf_counter()
