@@ -21,6 +21,17 @@ ADMIN_DSN = os.environ.get(
 )
 
 
+def generate_labelled(shape: str, out: Path, persons: int, seed: int) -> None:
+    """A labelled set (with truth.csv) of one of the two generators: "teams" (syncpipe.synth)
+    or "noisy" (syncpipe.synth_noisy)."""
+    from syncpipe import synth, synth_noisy
+
+    if shape == "noisy":
+        synth_noisy.generate(out, synth_noisy.Config(persons=persons, seed=seed))
+    else:
+        synth.generate(out, synth.Config(persons=persons, seed=seed))
+
+
 def dsn_for(dbname: str) -> str:
     """The admin DSN pointed at another database."""
     params = conninfo_to_dict(ADMIN_DSN)

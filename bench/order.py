@@ -20,37 +20,16 @@ import argparse
 import os
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import scratch_database, syncpipe
-from syncpipe import synth, synth_noisy
-from syncpipe.evaluate import evaluate, read_assignment
+from _common import generate_labelled, scratch_database, syncpipe
+from syncpipe import synth
+from syncpipe.evaluate import evaluate, read_assignment, record_pairs
 
 Assignment = dict[tuple[str, str], int]
-
-
-def _generate(shape: str, out: Path, persons: int, seed: int) -> None:
-    if shape == "noisy":
-        synth_noisy.generate(out, synth_noisy.Config(persons=persons, seed=seed))
-    else:
-        synth.generate(out, synth.Config(persons=persons, seed=seed))
-
-
-def _pairs(assignment: Assignment) -> set[tuple[tuple[str, str], tuple[str, str]]]:
-    groups: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for key, agent in assignment.items():
-        groups[agent].append(key)
-    pairs = set()
-    for keys in groups.values():
-        keys.sort()
-        for i, a in enumerate(keys):
-            for b in keys[i + 1 :]:
-                pairs.add((a, b))
-    return pairs
 
 
 def _run(
@@ -84,7 +63,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="syncpipe-order-") as tmp:
         data = Path(tmp) / "data"
-        _generate(args.shape, data, args.persons, args.seed)
+        generate_labelled(args.shape, data, args.persons, args.seed)
         truth = data / "truth.csv"
         folders = synth.split_arrivals(data, args.parts, Path(tmp) / "parts")
         batch = {"SYNCPIPE_MERGE_BATCH_RECORDS": str(args.batch)}
@@ -115,7 +94,7 @@ def main() -> int:
                 full = assignment
                 print(line)
                 continue
-            mine, theirs = _pairs(assignment), _pairs(full)
+            mine, theirs = record_pairs(assignment), record_pairs(full)
             print(f"{line} {len(mine - theirs):>15,} {len(theirs - mine):>12,}", flush=True)
     return 0
 

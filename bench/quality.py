@@ -26,16 +26,8 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import scratch_database, syncpipe
-from syncpipe import synth, synth_noisy
+from _common import generate_labelled, scratch_database, syncpipe
 from syncpipe.evaluate import evaluate
-
-
-def _generate(shape: str, out: Path, persons: int, seed: int) -> None:
-    if shape == "noisy":
-        synth_noisy.generate(out, synth_noisy.Config(persons=persons, seed=seed))
-    else:
-        synth.generate(out, synth.Config(persons=persons, seed=seed))
 
 
 def main() -> int:
@@ -55,7 +47,7 @@ def main() -> int:
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="syncpipe-quality-") as tmp:
             data = Path(tmp)
-            _generate(args.shape, data, args.persons, seed)
+            generate_labelled(args.shape, data, args.persons, seed)
             with scratch_database("syncpipe_bench_quality") as dsn:
                 syncpipe(["deploy", "--no-verify"], dsn, SYNCPIPE_LOGS_DIR=str(data / "logs"))
                 syncpipe(["load", str(data)], dsn, SYNCPIPE_LOGS_DIR=str(data / "logs"))

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from syncpipe import synth, synth_noisy
-from syncpipe.evaluate import read_assignment
+from syncpipe.evaluate import read_assignment, record_pairs
 from tests.conftest import create_database, drop_database, dsn_for
 from tests.helpers import Invoke
 
@@ -38,18 +38,6 @@ def databases(pg_server: str, deployed_template: str) -> Iterator[list[str]]:
     finally:
         for name in names:
             drop_database(pg_server, name)
-
-
-def pairs(assignment: dict[Key, int]) -> set[tuple[Key, Key]]:
-    """Pairs of records that sit under one agent."""
-    groups: dict[int, list[Key]] = defaultdict(list)
-    for key, agent in assignment.items():
-        groups[agent].append(key)
-    out = set()
-    for keys in groups.values():
-        keys.sort()
-        out.update((a, b) for i, a in enumerate(keys) for b in keys[i + 1 :])
-    return out
 
 
 def review_items(dsn: str, assignment: dict[Key, int]) -> set[tuple[frozenset[Key], ...]]:
@@ -101,10 +89,10 @@ def test_team_data_gives_one_answer_whatever_the_order(
     data, parts = _generated(tmp_path, "teams")
     full, incremental, batched, again = run_all(invoke, databases, data, parts)
     assert len(full) > 1000
-    assert pairs(incremental) == pairs(full)
-    assert pairs(batched) == pairs(full)
+    assert record_pairs(incremental) == record_pairs(full)
+    assert record_pairs(batched) == record_pairs(full)
     # Two batched runs: the same batches, the same review items.
-    assert pairs(again) == pairs(batched)
+    assert record_pairs(again) == record_pairs(batched)
     assert review_items(databases[3], again) == review_items(databases[2], batched)
     # The queue does not pile up when records arrive over several runs.
     n_full = len(review_items(databases[0], full))
@@ -117,10 +105,10 @@ def test_noisy_data_differs_by_at_most_three_percent_of_pairs(
 ) -> None:
     data, parts = _generated(tmp_path, "noisy")
     full, incremental, batched, again = run_all(invoke, databases, data, parts)
-    base = pairs(full)
+    base = record_pairs(full)
     assert len(base) > 150
     for other in (incremental, batched):
         # (12 of 520 here, 44 of 6,764 at 10k persons: see bench/order.py)
-        assert len(pairs(other) ^ base) <= len(base) * 3 // 100
-    assert pairs(again) == pairs(batched)
+        assert len(record_pairs(other) ^ base) <= len(base) * 3 // 100
+    assert record_pairs(again) == record_pairs(batched)
     assert review_items(databases[3], again) == review_items(databases[2], batched)

@@ -103,17 +103,26 @@ def read_assignment(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], int]
         return {(source, key): agent for source, key, agent in cur.execute(_SOURCES_SQL)}
 
 
+def record_pairs(
+    assignment: dict[tuple[str, str], int],
+) -> set[tuple[tuple[str, str], tuple[str, str]]]:
+    """The pairs of records that sit under one agent (each pair in key order)."""
+    groups: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for key, agent in assignment.items():
+        groups[agent].append(key)
+    pairs: set[tuple[tuple[str, str], tuple[str, str]]] = set()
+    for keys in groups.values():
+        keys.sort()
+        pairs.update((a, b) for i, a in enumerate(keys) for b in keys[i + 1 :])
+    return pairs
+
+
 def evaluate(conn: psycopg.Connection[Any], truth_path: Path) -> Quality:
     truth = read_truth(truth_path)
-    assignment: dict[tuple[str, str], int] = {}
-    unknown = 0
-    with conn.cursor() as cur:
-        for source, key, agent in cur.execute(_SOURCES_SQL):
-            if (source, key) in truth:
-                assignment[(source, key)] = agent
-            else:
-                unknown += 1
-        review = list(cur.execute(_OPEN_REVIEW_SQL))
+    everything = read_assignment(conn)
+    assignment = {key: agent for key, agent in everything.items() if key in truth}
+    unknown = len(everything) - len(assignment)
+    review = conn.execute(_OPEN_REVIEW_SQL).fetchall()
 
     true_pairs, predicted, correct = _score(assignment, truth)
 
