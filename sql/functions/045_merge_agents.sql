@@ -369,8 +369,7 @@ $$;
 -- Phase "golden_records": the confidence and the stored golden records of the existing
 -- agents this run touched, and their review flags.
 --   reads:   sp_meta, sp_target, sp_compconf, sp_comp; public.merge_dirty_agents,
---            public.merge_review_queue (the items queued by this transaction),
---            sp_superseded if merge_review_cap() ran (agents whose items gave way)
+--            public.merge_review_queue (the items queued by this transaction)
 --   writes:  sp_refresh(agent_id), and what merge_refresh_agents() writes;
 --            public.new_unified_agents; public.merge_dirty_agents emptied
 --   options: none
@@ -407,12 +406,6 @@ BEGIN
               WHERE status = 'open' AND created_at = now()
         UNION SELECT candidate_agent_id FROM public.merge_review_queue
               WHERE status = 'open' AND created_at = now();
-    IF to_regclass('syncpipe_work.sp_superseded') IS NOT NULL THEN
-        -- (agents whose older review items gave way to stronger ones: their review flags)
-        EXECUTE 'INSERT INTO sp_refresh SELECT agent_id FROM sp_superseded
-                 UNION SELECT candidate_agent_id FROM sp_superseded
-                 EXCEPT SELECT agent_id FROM sp_refresh';
-    END IF;
     ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
     v_golden := syncpipe_internal.merge_refresh_agents();
     DELETE FROM public.merge_dirty_agents;

@@ -98,8 +98,8 @@ $$;
 -- adds its own strongest to the last's.
 --   reads:   public.merge_review_queue (the open fuzzy_name items of agents given one now)
 --   writes:  public.merge_review_queue (the weaker items removed);
---            sp_superseded(agent_id, candidate_agent_id, new): what was removed (the agents'
---                        review flags are refreshed with their golden records)
+--            public.merge_dirty_agents (their agents: review flags refreshed with the golden
+--                        records)
 --   options: review_per_record (3)
 --   returns: {"removed_new": items of this run removed, "superseded": earlier items removed}
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_review_cap(p_options jsonb)
@@ -110,10 +110,8 @@ SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_per_record integer := coalesce((p_options ->> 'review_per_record')::integer, 3);
+    v_counts     jsonb;
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_superseded']);
-    CREATE UNLOGGED TABLE syncpipe_work.sp_superseded (agent_id bigint,
-                                                       candidate_agent_id bigint, new boolean);
     WITH touched AS (
         SELECT agent_id FROM public.merge_review_queue
         WHERE status = 'open' AND created_at = now() AND rule = 'fuzzy_name'
@@ -134,11 +132,16 @@ BEGIN
         DELETE FROM public.merge_review_queue q
         WHERE q.id IN (SELECT id FROM ranked WHERE rk > v_per_record)
         RETURNING q.agent_id, q.candidate_agent_id, q.created_at = now() AS new
+    ),
+    dirty AS (
+        INSERT INTO public.merge_dirty_agents (agent_id)
+        SELECT agent_id FROM gone UNION SELECT candidate_agent_id FROM gone
+        ON CONFLICT (agent_id) DO NOTHING
     )
-    INSERT INTO sp_superseded SELECT * FROM gone;
-    RETURN (SELECT jsonb_build_object('removed_new', count(*) FILTER (WHERE new),
-                                      'superseded', count(*) FILTER (WHERE NOT new))
-            FROM sp_superseded);
+    SELECT jsonb_build_object('removed_new', count(*) FILTER (WHERE new),
+                              'superseded', count(*) FILTER (WHERE NOT new))
+    INTO v_counts FROM gone;
+    RETURN v_counts;
 END;
 $$;
 
