@@ -56,6 +56,14 @@ class JobFailedError(SyncpipeError):
     exit_code = EXIT_FAILED
 
 
+class ResourceError(JobFailedError):
+    """A run exceeded the server's memory, disk or a configured limit (``temp_file_limit``,
+    ``max_locks_per_transaction``); the message names the phase and the setting to change.
+
+    Exit 1, like any job that ran and failed: the server was reached and no lock was waited
+    for (exit 3 is for those), and running it again after the change is the remedy."""
+
+
 class SqlFileError(JobFailedError):
     """A SQL file could not be read, was refused, or failed when applied."""
 

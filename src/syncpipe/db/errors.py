@@ -15,6 +15,7 @@ from syncpipe.core.errors import (
     EXIT_USAGE,
     ConfigError,
     ConnectError,
+    ResourceError,
     SyncpipeError,
 )
 from syncpipe.core.redact import redact
@@ -113,6 +114,85 @@ def statement_error(exc: BaseException) -> str:
     return redact(message)
 
 
+#: SQLSTATE class 53, insufficient resources: the server ran out of something.
+_RESOURCE_CLASS = "53"
+_DISK_FULL = "53100"
+_OUT_OF_MEMORY = "53200"
+_TOO_MANY_CONNECTIONS = "53300"
+_LIMIT_EXCEEDED = "53400"
+
+
+def resource_error(
+    sqlstate: str | None,
+    message: str,
+    *,
+    job: str,
+    phase: str | None,
+    outcome: str,
+    hint: str | None = None,
+    work_mem: str = "work_mem",
+) -> ResourceError | None:
+    """A server error of SQLSTATE class 53 (disk, memory, temp_file_limit, lock table or
+    connections exhausted) as one sentence naming ``job``, the ``phase`` that was running, the
+    setting to change and the ``outcome`` ("nothing was changed"); None for any other error.
+
+    ``message`` and ``hint`` are the server's (the merge functions return only the message
+    and SQLSTATE of an error they caught); ``work_mem`` names where the job's work_mem is set.
+    """
+    if not sqlstate or not sqlstate.startswith(_RESOURCE_CLASS):
+        return None
+    reason = redact(message).strip().splitlines()[0].strip().rstrip(".") if message.strip() else ""
+    lowered = f"{message} {hint or ''}".lower()
+    if sqlstate == _LIMIT_EXCEEDED and "temp_file_limit" in lowered:
+        limit = re.search(r"temp_file_limit \(([^)]+)\)", message)
+        what = "temporary disk space"
+        reason = f"temp_file_limit = {limit.group(1) if limit else 'its limit'} reached"
+        remedy = "raise temp_file_limit, or free disk space on the server"
+    elif sqlstate == _DISK_FULL:
+        what = "disk space on the server"
+        remedy = "free disk space on the server (or give it a larger disk)"
+    elif sqlstate == _OUT_OF_MEMORY and "shared memory" in lowered:
+        setting = re.search(r"increase (max_\w+)", hint or "")
+        what = "shared memory for locks"
+        remedy = (
+            f"raise {setting.group(1) if setting else 'max_locks_per_transaction'} on the "
+            "server (it takes a restart)"
+        )
+    elif sqlstate == _OUT_OF_MEMORY:
+        what = "server memory"
+        remedy = f"lower {work_mem}, or give the server more memory"
+    elif sqlstate == _TOO_MANY_CONNECTIONS:
+        what = "connections"
+        remedy = "raise max_connections on the server, or lower SYNCPIPE_POOL_MAX_SIZE"
+    elif sqlstate == _LIMIT_EXCEEDED:
+        what = "a configured server limit"
+        remedy = "raise the server setting the message names"
+    else:
+        what = "server resources"
+        remedy = "free resources on the server"
+    where = f' in phase "{phase}"' if phase else ""
+    because = f" ({reason})" if reason else ""
+    return ResourceError(
+        f"{job} ran out of {what}{where}{because}: {remedy}, and run it again; {outcome}."
+    )
+
+
+def resource_error_of(
+    exc: BaseException, *, job: str, phase: str | None, outcome: str, work_mem: str = "work_mem"
+) -> ResourceError | None:
+    """:func:`resource_error` for a driver exception (its SQLSTATE, message and hint)."""
+    diag = getattr(exc, "diag", None)
+    return resource_error(
+        getattr(exc, "sqlstate", None),
+        getattr(diag, "message_primary", None) or first_line(exc),
+        job=job,
+        phase=phase,
+        outcome=outcome,
+        hint=getattr(diag, "message_hint", None),
+        work_mem=work_mem,
+    )
+
+
 def classify(exc: BaseException) -> tuple[int, str]:
     """Exit code and sentence for an exception no service translated (the CLI's last resort)."""
     try:
@@ -133,6 +213,12 @@ def classify(exc: BaseException) -> tuple[int, str]:
             )
         if isinstance(exc, PoolTimeout):
             return EXIT_UNAVAILABLE, "No database connection became available in time."
+        # (class 53 is an OperationalError to the driver, but the connection is still there)
+        resource = resource_error_of(
+            exc, job="The command", phase=None, outcome="its open transaction was rolled back"
+        )
+        if resource is not None:
+            return resource.exit_code, str(resource)
         if isinstance(exc, psycopg.OperationalError):
             text = str(exc).lower()
             if any(marker in text for marker in _CONFIG_MARKERS):

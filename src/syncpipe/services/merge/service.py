@@ -25,9 +25,15 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from syncpipe.core.errors import ConfigError, ConnectError, JobFailedError, NotDeployedError
+from syncpipe.core.errors import (
+    ConfigError,
+    ConnectError,
+    JobFailedError,
+    NotDeployedError,
+    ResourceError,
+)
 from syncpipe.db.database import Database
-from syncpipe.db.errors import first_line, lost_error
+from syncpipe.db.errors import first_line, lost_error, resource_error, resource_error_of
 from syncpipe.db.locks import LockKind, xact_lock
 from syncpipe.logs import get_logger
 from syncpipe.services.merge.pairs import (
@@ -130,12 +136,15 @@ class _Phases:
     def __init__(self, progress: PhaseFn | None) -> None:
         self.progress = progress
         self.durations: dict[str, float] = {}
+        #: the phase that started last (what a failure names)
+        self.last: str | None = None
         self._current: str | None = None
         self._since = 0.0
 
     def start(self, name: str) -> None:
         self.stop()
         self._current, self._since = name, time.perf_counter()
+        self.last = name
         if self.progress is not None:
             self.progress(name)
 
@@ -208,6 +217,9 @@ class MergeService:
                         "during the merge",
                         "nothing was written (the run is atomic); run `syncpipe merge` again",
                     ) from None
+                resource = _resource_of(exc, phases.last, committed=0)
+                if resource is not None:
+                    raise resource from None
                 raise JobFailedError(f"The merge failed: {first_line(exc)}") from None
             finally:
                 phases.stop()
@@ -286,6 +298,7 @@ class MergeService:
         logs = self._open_logs(conn)
         log_ids = list(logs.values())
         batch_limit = self.settings.merge_batch_records
+        committed = 0  # batches committed (when SYNCPIPE_MERGE_BATCH_RECORDS splits the run)
         try:
             self._begin_work(conn, settle=log_ids)
             options = self.options(dry_run=False)
@@ -294,20 +307,21 @@ class MergeService:
                 "run_unified_member_pipeline",
                 {**options, "log_id": logs["member_pipeline"], "merge_follows": True},
             )
-            _raise_if_failed("member pipeline", result.pipeline)
+            _raise_if_failed("member pipeline", result.pipeline, phases.last, committed)
             # The batch leaves its work tables for the pairs; they are dropped before commit.
             batch_options = {**options, "log_id": logs["merge"], "keep_work": True}
             if batch_limit:
                 batch_options["limit"] = batch_limit
             while True:
                 counts = _call(conn, "run_unified_merge_batch", batch_options)
-                _raise_if_failed("merge", counts)
+                _raise_if_failed("merge", counts, phases.last, committed)
                 result.batches.append(counts)
                 if not batch_limit or int(counts.get("pending", 0)) < batch_limit:
                     break
                 # Commit this batch, log the next one in a row of its own.
                 _clear_work(conn)
                 conn.commit()
+                committed += 1
                 batch_options["log_id"] = self._new_log(conn, "merge")
                 log_ids.append(batch_options["log_id"])
                 conn.commit()  # (the batch's row stays, whatever happens to the batch)
@@ -319,9 +333,13 @@ class MergeService:
             _clear_work(conn)
             conn.commit()
         except BaseException as exc:
-            if not conn.closed and not conn.broken:
+            lost = conn.closed or conn.broken
+            if not lost:
                 conn.rollback()
-            self._fail_logs(log_ids, exc, pipeline_done=bool(result.pipeline))
+            resource = None if lost else _resource_of(exc, phases.last, committed)
+            self._fail_logs(log_ids, resource or exc, pipeline_done=bool(result.pipeline))
+            if resource is not None:
+                raise resource from None
             raise
 
     def _collect_pairs(
@@ -369,8 +387,9 @@ class MergeService:
             else:
                 row = conn.execute(sql.SQL("SELECT {}()::text").format(function)).fetchone()
         except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
-                raise
+            lost = isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken)
+            if lost or _resource_of(exc, None, committed=0) is not None:
+                raise  # (the run says these in its words, with what its batches kept)
             raise JobFailedError(
                 f"Pipeline step {name} (setting SYNCPIPE_PIPELINE_STEPS) failed: {first_line(exc)}"
             ) from None
@@ -454,12 +473,47 @@ def _clear_work(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SELECT syncpipe_internal.merge_work_clear()")
 
 
-def _raise_if_failed(what: str, counts: dict[str, Any]) -> None:
+def _raise_if_failed(what: str, counts: dict[str, Any], phase: str | None, committed: int) -> None:
+    """Raise when a function caught its own error and returned ``status = failed``."""
     if counts.get("status") == "failed":
+        resource = resource_error(
+            counts.get("sqlstate"),
+            str(counts.get("error") or ""),
+            job="The merge",
+            phase=phase,
+            outcome=_outcome(committed),
+            work_mem=_WORK_MEM,
+        )
+        if resource is not None:
+            raise resource
         raise JobFailedError(
             f"The {what} failed and was rolled back: {counts.get('error')} "
             f"(SQLSTATE {counts.get('sqlstate')})."
         )
+
+
+#: Where the merge's work_mem is set (the functions take it from this setting).
+_WORK_MEM = "SYNCPIPE_MERGE_WORK_MEM (the merge's work_mem)"
+
+
+def _outcome(committed: int) -> str:
+    """What a failed run leaves: nothing, or the batches committed before the failing one."""
+    if not committed:
+        return "nothing was changed"
+    return (
+        f"the {committed} batch(es) committed before it stay and the rest was rolled back "
+        "(SYNCPIPE_MERGE_BATCH_RECORDS)"
+    )
+
+
+def _resource_of(exc: BaseException, phase: str | None, committed: int) -> ResourceError | None:
+    """A server resource exhausted (disk, memory, temp_file_limit, lock table) as one sentence
+    naming the phase that was running; None for any other error."""
+    if isinstance(exc, ResourceError) or not isinstance(exc, psycopg.Error):
+        return None
+    return resource_error_of(
+        exc, job="The merge", phase=phase, outcome=_outcome(committed), work_mem=_WORK_MEM
+    )
 
 
 def _reason(exc: BaseException) -> str:
