@@ -21,6 +21,7 @@ from psycopg import sql
 from syncpipe import synth
 from syncpipe.core.errors import EXIT_FAILED
 from syncpipe.db.errors import classify, resource_error
+from tests.agents import Sources
 from tests.conftest import ROOT, create_database, drop_database, dsn_for
 from tests.helpers import CliResult, Invoke, fetch, one
 
@@ -397,3 +398,41 @@ def test_resource_sentences(
     assert (str(error) if error else None) == expected
     if error is not None:
         assert error.exit_code == EXIT_FAILED
+
+
+def test_batched_run_says_which_batches_stay(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """With SYNCPIPE_MERGE_BATCH_RECORDS the batches before the failing one are committed:
+    the sentence says so instead of "nothing was changed"."""
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE FUNCTION public.disk_full_at_81() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF (SELECT count(*) FROM public.new_unified_agents) >= 80 THEN
+                    RAISE EXCEPTION 'could not extend file "base/1/2": No space left on device'
+                        USING ERRCODE = 'disk_full';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER disk_full_at_81 BEFORE INSERT ON public.new_unified_agents
+                FOR EACH ROW EXECUTE FUNCTION public.disk_full_at_81();
+            """
+        )
+    src = Sources()
+    for i in range(100):
+        src.agent(f"Given{i:03d} Family{i:03d}", emails=[f"p{i}@mail.com"], team=f"t{i % 7}")
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    batches = {"SYNCPIPE_MERGE_BATCH_RECORDS": "40"}
+    sentence = _error(invoke(["merge"], dsn=deployed_db, env=batches, code=EXIT_FAILED))
+    _one_sentence(sentence)
+    assert sentence.startswith('The merge ran out of disk space on the server in phase "agents"')
+    assert sentence.endswith(
+        "the 2 batch(es) committed before it stay and the rest was rolled back "
+        "(SYNCPIPE_MERGE_BATCH_RECORDS)."
+    )
+    assert one(deployed_db, "SELECT count(*) FROM new_unified_agents") == 80
+    statuses = fetch(deployed_db, "SELECT status FROM unified_merge_logs WHERE run_kind = 'merge'")
+    assert sorted(statuses) == [("failed",), ("success",), ("success",)]
