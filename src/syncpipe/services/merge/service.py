@@ -477,12 +477,7 @@ def _raise_if_failed(what: str, counts: dict[str, Any], phase: str | None, commi
     """Raise when a function caught its own error and returned ``status = failed``."""
     if counts.get("status") == "failed":
         resource = resource_error(
-            counts.get("sqlstate"),
-            str(counts.get("error") or ""),
-            job="The merge",
-            phase=phase,
-            outcome=_outcome(committed),
-            work_mem=_WORK_MEM,
+            counts.get("sqlstate"), str(counts.get("error") or ""), **_said(phase, committed)
         )
         if resource is not None:
             raise resource
@@ -511,9 +506,17 @@ def _resource_of(exc: BaseException, phase: str | None, committed: int) -> Resou
     naming the phase that was running; None for any other error."""
     if isinstance(exc, ResourceError) or not isinstance(exc, psycopg.Error):
         return None
-    return resource_error_of(
-        exc, job="The merge", phase=phase, outcome=_outcome(committed), work_mem=_WORK_MEM
-    )
+    return resource_error_of(exc, **_said(phase, committed))
+
+
+def _said(phase: str | None, committed: int) -> dict[str, Any]:
+    """How a failed merge is named in a sentence of :mod:`syncpipe.db.errors`."""
+    return {
+        "job": "The merge",
+        "phase": phase,
+        "outcome": _outcome(committed),
+        "work_mem": _WORK_MEM,
+    }
 
 
 def _reason(exc: BaseException) -> str:
