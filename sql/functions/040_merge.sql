@@ -44,7 +44,7 @@
 --     links            merge_name_links                                 sp_namelinks (weights)
 --                      merge_links                                      sp_links
 --     clusters         merge_clusters           043_merge_clusters.sql  sp_comp, sp_compconf
---     review           merge_review_candidates  044_merge_review.sql    sp_cnames, sp_cands
+--     review           merge_review_candidates  044_merge_review.sql    sp_cnames0, sp_cnames, sp_cands
 --                      merge_candidate_weights                          sp_candkeys, sp_candw
 --                      merge_review_pairs                               sp_review
 --   merge_apply: write it

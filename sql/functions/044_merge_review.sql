@@ -3,7 +3,8 @@
 
 -- Phase "review", first part: candidate pairs of names across components.
 --   reads:   sp_names, sp_comp, sp_canon
---   writes:  sp_cnames(label, team_id, name_norm, name_key, first_name, last_name, suffix,
+--   writes:  sp_cnames0: the same without the counts and buckets (on the way);
+--            sp_cnames(label, team_id, name_norm, name_key, first_name, last_name, suffix,
 --                      middle, node, pending, lcode, canons, key_n, last_n, big, fbucket,
 --                      lbucket, cbucket): one row per name of a component in a team;
 --            sp_cands(a_label, a_node, a_team, a_norm, a_key, a_first, a_last, a_suffix,
@@ -18,7 +19,7 @@ SET jit = off
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cnames', 'sp_cands']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cnames0', 'sp_cnames', 'sp_cands']);
     -- Doubtful pairs, only between different components, each with a weight (its parts in
     -- words) that ranks the queue:
     --   * any link under the threshold, and name links whose personal phones conflict;
@@ -34,43 +35,45 @@ BEGIN
     -- name), then pairs of such names across components, at least one side new.
     -- (buckets: in a team of more than 64 records each block is cut into buckets of 8 in its
     -- sort order; a smaller team's blocks are compared whole, bucket 0, without a sort)
+    -- (three statements, not one with a CTE read twice: a materialized CTE of 1.5M wide rows
+    -- and joins above a Gather cost twice what these do at 1M persons)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cnames0 AS
+    SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
+           n.first_name, n.last_name, n.suffix, min(n.middle) AS middle,
+           min(n.node) AS node, bool_or(n.pending) AS pending
+    FROM sp_names n
+    LEFT JOIN sp_comp c ON c.node = n.node
+    WHERE n.name_key IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    ANALYZE sp_cnames0;
     CREATE UNLOGGED TABLE syncpipe_work.sp_cnames AS
-    WITH x AS (
-        SELECT x.*, coalesce(k.canons, ARRAY[x.first_name]) AS canons,
-               kn.n AS key_n, ln_.n AS last_n,
-               coalesce(t.big, false) AS big
-        FROM (
-            SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
-                   n.first_name, n.last_name, n.suffix, min(n.middle) AS middle,
-                   min(n.node) AS node, bool_or(n.pending) AS pending,
-                   -- how the family name sounds (a typo mostly keeps it)
-                   extensions.dmetaphone(n.last_name) AS lcode
-            FROM sp_names n
-            LEFT JOIN sp_comp c ON c.node = n.node
-            WHERE n.name_key IS NOT NULL
-            GROUP BY 1, 2, 3, 4, 5, 6, 7
-        ) x
-        LEFT JOIN sp_canon k ON k.variant = x.first_name
-        -- (how many records carry the name, and the family name: hashed, not sorted)
-        LEFT JOIN (SELECT name_key, count(*) AS n FROM sp_names
-                   WHERE name_key IS NOT NULL GROUP BY name_key) kn ON kn.name_key = x.name_key
-        LEFT JOIN (SELECT last_name, count(*) AS n FROM sp_names
-                   WHERE last_name IS NOT NULL GROUP BY last_name) ln_
-               ON ln_.last_name = x.last_name
-        LEFT JOIN (SELECT team_id, count(*) > 64 AS big FROM sp_names
-                   WHERE team_id IS NOT NULL GROUP BY team_id) t ON t.team_id = x.team_id
-    )
-    SELECT x.*, 0::bigint AS fbucket, 0::bigint AS lbucket, 0::bigint AS cbucket
-    FROM x WHERE NOT x.big OR x.team_id IS NULL
-    UNION ALL
     SELECT x.*,
-           (row_number() OVER (PARTITION BY x.team_id, x.first_name
-                               ORDER BY x.last_name, x.node) - 1) / 8,
-           (row_number() OVER (PARTITION BY x.team_id, x.last_name
-                               ORDER BY x.first_name, x.node) - 1) / 8,
-           (row_number() OVER (PARTITION BY x.team_id, x.lcode
-                               ORDER BY x.first_name, x.node) - 1) / 8
-    FROM x WHERE x.big AND x.team_id IS NOT NULL;
+           -- how the family name sounds (a typo mostly keeps it)
+           ln_.lcode, coalesce(k.canons, ARRAY[x.first_name]) AS canons,
+           kn.n AS key_n, ln_.n AS last_n, coalesce(t.big, false) AS big,
+           0::bigint AS fbucket, 0::bigint AS lbucket, 0::bigint AS cbucket
+    FROM sp_cnames0 x
+    LEFT JOIN sp_canon k ON k.variant = x.first_name
+    -- (how many records carry the name, and the family name: hashed, not sorted)
+    LEFT JOIN (SELECT name_key, count(*) AS n FROM sp_names
+               WHERE name_key IS NOT NULL GROUP BY name_key) kn ON kn.name_key = x.name_key
+    LEFT JOIN (SELECT last_name, count(*) AS n, extensions.dmetaphone(last_name) AS lcode
+               FROM sp_names WHERE last_name IS NOT NULL GROUP BY last_name) ln_
+           ON ln_.last_name = x.last_name
+    LEFT JOIN (SELECT team_id, count(*) > 64 AS big FROM sp_names
+               WHERE team_id IS NOT NULL GROUP BY team_id) t ON t.team_id = x.team_id;
+    -- (a big team's blocks cut into buckets: only its rows are sorted, and rewritten)
+    UPDATE sp_cnames x
+    SET fbucket = b.fbucket, lbucket = b.lbucket, cbucket = b.cbucket
+    FROM (SELECT node,
+                 (row_number() OVER (PARTITION BY team_id, first_name
+                                     ORDER BY last_name, node) - 1) / 8 AS fbucket,
+                 (row_number() OVER (PARTITION BY team_id, last_name
+                                     ORDER BY first_name, node) - 1) / 8 AS lbucket,
+                 (row_number() OVER (PARTITION BY team_id, lcode
+                                     ORDER BY first_name, node) - 1) / 8 AS cbucket
+          FROM sp_cnames WHERE big AND team_id IS NOT NULL) b
+    WHERE x.node = b.node;
     ANALYZE sp_cnames;
     CREATE UNLOGGED TABLE syncpipe_work.sp_cands AS
     SELECT p.label AS a_label, p.node AS a_node, p.team_id AS a_team, p.name_norm AS a_norm,
@@ -104,18 +107,19 @@ BEGIN
         WHERE (p.pending OR n.pending) AND (n.cbucket > p.cbucket OR n.node > p.node)
           AND n.last_name <> p.last_name AND (n.first_name = p.first_name) IS NOT TRUE
         UNION ALL
-        -- beyond the team: the same rare name
+        -- beyond the team: the same rare name (key_n and last_n belong to the name: the
+        -- condition on both sides lets the join hash the few rare ones only)
         SELECT p.node, n.node
         FROM sp_cnames p JOIN sp_cnames n
           ON n.name_key = p.name_key AND n.node > p.node AND n.label <> p.label
-        WHERE (p.pending OR n.pending) AND p.key_n <= 6
+        WHERE (p.pending OR n.pending) AND p.key_n <= 6 AND n.key_n <= 6
           AND (n.team_id = p.team_id) IS NOT TRUE
         UNION ALL
         -- beyond the team: a rare family name and another, fitting, given name
         SELECT p.node, n.node
         FROM sp_cnames p JOIN sp_cnames n
           ON n.last_name = p.last_name AND n.node > p.node AND n.label <> p.label
-        WHERE (p.pending OR n.pending) AND p.last_n <= 12
+        WHERE (p.pending OR n.pending) AND p.last_n <= 12 AND n.last_n <= 12
           AND (n.team_id = p.team_id) IS NOT TRUE AND n.name_key <> p.name_key
     ) b
     JOIN sp_cnames p ON p.node = b.pn
@@ -126,7 +130,7 @@ END;
 $$;
 
 -- Phase "review", second part: each candidate weighed.
---   reads:   sp_meta, sp_cands, sp_comp, sp_pkeys, sp_namelinks, sp_shared, sp_freq;
+--   reads:   sp_meta, sp_cands, sp_comp, sp_nodephones, sp_namelinks, sp_shared, sp_freq;
 --            public.merge_agent_contacts, public.merge_shared_contacts
 --   writes:  sp_candkeys(label, emails, phones): personal contacts of the candidates'
 --                        components (shared keys left out);
@@ -156,30 +160,35 @@ BEGIN
                           LEFT JOIN sp_comp ca ON ca.node = l.a WHERE l.conflict
                     UNION SELECT coalesce(cb.label, l.b) FROM sp_namelinks l
                           LEFT JOIN sp_comp cb ON cb.node = l.b WHERE l.conflict),
+    nodes AS MATERIALIZED (
+        SELECT c.label, c.node FROM sp_comp c WHERE c.label IN (SELECT label FROM labels)
+    ),
     keys AS (
-        -- (every pending record is in sp_comp, alone or not)
-        SELECT c.label, k.kind, k.value
-        FROM sp_comp c JOIN sp_pkeys k ON k.pid = c.node - v_offset
-        WHERE c.node >= v_offset AND c.label IN (SELECT label FROM labels)
-        UNION
+        -- (every pending record is in sp_comp, alone or not; its personal keys are in
+        -- sp_nodephones already, shared ones left out)
+        SELECT c.label, x.kind, x.value
+        FROM nodes c JOIN sp_nodephones p ON p.node = c.node
+        CROSS JOIN LATERAL (SELECT 'e'::"char", unnest(p.emails)
+                            UNION ALL SELECT 'p'::"char", unnest(p.phones)) AS x(kind, value)
+        WHERE c.node >= v_offset
+        UNION ALL
         -- known agents: those in a component of this run, and those alone (not in sp_comp,
         -- their own label: without this their contacts would be missing and a conflict
         -- unseen whenever records arrive over several runs)
         SELECT e.label, m.kind, m.value
-        FROM (SELECT c.label, c.node FROM sp_comp c
-              WHERE c.node < v_offset AND c.label IN (SELECT label FROM labels)
+        FROM (SELECT c.label, c.node FROM nodes c WHERE c.node < v_offset
               UNION
               SELECT l.label, l.label FROM labels l
               WHERE l.label < v_offset
                 AND NOT EXISTS (SELECT 1 FROM sp_comp c WHERE c.node = l.label)) e
         JOIN public.merge_agent_contacts m ON m.agent_id = e.node
+        WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = m.kind AND s.value = m.value)
+          AND NOT EXISTS (SELECT 1 FROM public.merge_shared_contacts s
+                          WHERE s.kind = m.kind AND s.value = m.value COLLATE "C")
     )
-    SELECT label, array_agg(value ORDER BY value) FILTER (WHERE kind = 'e') AS emails,
-           array_agg(value ORDER BY value) FILTER (WHERE kind = 'p') AS phones
-    FROM keys k
-    WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = k.kind AND s.value = k.value)
-      AND NOT EXISTS (SELECT 1 FROM public.merge_shared_contacts s
-                      WHERE s.kind = k.kind AND s.value = k.value COLLATE "C")
+    SELECT label, array_agg(DISTINCT value) FILTER (WHERE kind = 'e') AS emails,
+           array_agg(DISTINCT value) FILTER (WHERE kind = 'p') AS phones
+    FROM keys
     GROUP BY label;
     ALTER TABLE sp_candkeys ADD PRIMARY KEY (label);
     -- Each candidate weighed (distinct pairs of components: the strongest pair of names).

@@ -112,25 +112,25 @@ DECLARE
     v_per_record integer := coalesce((p_options ->> 'review_per_record')::integer, 3);
     v_counts     jsonb;
 BEGIN
-    WITH touched AS (
-        SELECT agent_id FROM public.merge_review_queue
-        WHERE status = 'open' AND created_at = now() AND rule = 'fuzzy_name'
-        UNION SELECT candidate_agent_id FROM public.merge_review_queue
-        WHERE status = 'open' AND created_at = now() AND rule = 'fuzzy_name'
+    -- (one pass over the open similar-name items, each seen from both its agents: no join
+    -- back to the queue per touched agent, whose estimate is stale right after the insert)
+    WITH sides AS (
+        SELECT q.id, q.weight, q.agent_id AS side, q.created_at = now() AS new
+        FROM public.merge_review_queue q
+        WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
+        UNION ALL
+        SELECT q.id, q.weight, q.candidate_agent_id, q.created_at = now()
+        FROM public.merge_review_queue q
+        WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
     ),
     ranked AS (
-        SELECT id, row_number() OVER (PARTITION BY side ORDER BY weight DESC NULLS LAST, id) AS rk
-        FROM (SELECT q.id, q.weight, q.agent_id AS side FROM public.merge_review_queue q
-              WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
-                AND q.agent_id IN (SELECT agent_id FROM touched)
-              UNION ALL
-              SELECT q.id, q.weight, q.candidate_agent_id FROM public.merge_review_queue q
-              WHERE q.status = 'open' AND q.rule = 'fuzzy_name'
-                AND q.candidate_agent_id IN (SELECT agent_id FROM touched)) s
+        SELECT id, row_number() OVER w AS rk, bool_or(new) OVER (PARTITION BY side) AS touched
+        FROM sides
+        WINDOW w AS (PARTITION BY side ORDER BY weight DESC NULLS LAST, id)
     ),
     gone AS (
         DELETE FROM public.merge_review_queue q
-        WHERE q.id IN (SELECT id FROM ranked WHERE rk > v_per_record)
+        WHERE q.id IN (SELECT id FROM ranked WHERE touched AND rk > v_per_record)
         RETURNING q.agent_id, q.candidate_agent_id, q.created_at = now() AS new
     ),
     dirty AS (
