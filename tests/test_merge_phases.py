@@ -856,6 +856,7 @@ def test_candidate_weights(
     )
     keys = [(1, v) for v in pa] + [(2, v) for v in pb]
     insert(work, "sp_pkeys", [{"pid": p, "kind": "p", "value": v} for p, v in keys])
+    phase(work, "merge_name_links()")  # (writes sp_nodephones: each record's personal keys)
     a, b = dict(a, node=OFFSET + 1), dict(b, node=OFFSET + 2)
     insert(work, "sp_cands", [_cand(a, b, {"bob": ["robert"], "robert": ["robert"]})])
     phase(work, "merge_candidate_weights()")

@@ -40,7 +40,10 @@ BEGIN
     -- (numbered in the order of their keys, not in the order a parallel scan delivers them:
     -- ties further on are broken by these numbers, so the same data gives the same answer
     -- every time; and a batched run, limit, cuts the same batches)
-    SELECT row_number() OVER (ORDER BY x.source DESC, x.order_key COLLATE "C") AS pid, x.*
+    -- (one byte-ordered key: the feed first, then members, each in the order of its keys; a
+    -- first key of two values in the database's collation made the sort compare strings
+    -- with strcoll(), over twice as slow at 1M persons)
+    SELECT row_number() OVER (ORDER BY x.sort_key) AS pid, x.*
     FROM (
         SELECT 'new_agents'::text AS source, a.supabase_uuid::text AS source_id,
                nullif(btrim(a.team_id), '') AS team_id, a.full_name, a.updated_at AS version,
@@ -48,7 +51,7 @@ BEGIN
                NULL::text[] AS emails, NULL::text[] AS phones, l.agent_id AS old_agent,
                NULL::text AS name_norm, NULL::text AS name_key, NULL::text AS first_name,
                NULL::text AS last_name, NULL::text AS middle, NULL::text AS suffix,
-               a.supabase_uuid::text AS order_key
+               ('0' || a.supabase_uuid::text) COLLATE "C" AS sort_key
         FROM public.new_agents a
         LEFT JOIN public.unified_agent_sources l
                ON l.source = 'new_agents' AND l.source_id = a.supabase_uuid::text
@@ -59,13 +62,13 @@ BEGIN
                m.name_normalized, m.name_key, m.name_first, m.name_last, m.name_middle,
                m.name_suffix,
                -- (a member's id depends on the order its page was read in; its hash does not)
-               m.record_hash
+               '1' || m.record_hash
         FROM public.unified_company_member m
         LEFT JOIN public.unified_agent_sources l
                ON l.source = 'company_member' AND l.source_id = m.id::text
         WHERE NOT m.processed OR l.source_id IS NULL
     ) x
-    ORDER BY x.source DESC, x.order_key COLLATE "C"
+    ORDER BY x.sort_key
     LIMIT v_limit;  -- merge_batch_records: the rest waits for the next batch
     IF v_dry AND to_regclass('syncpipe_work.sp_members') IS NOT NULL THEN
         -- A dry run's member pipeline computed members it did not insert: match them too.

@@ -48,12 +48,13 @@ BEGIN
 
     -- Name frequencies, for the weights of later runs.
     INSERT INTO syncpipe_internal.merge_name_frequencies AS f (part, value, records)
-    SELECT part, value, n
-    FROM (SELECT 'f'::"char" AS part, first_name COLLATE "C" AS value, count(*) AS n
-          FROM sp_place WHERE first_name IS NOT NULL AND source_id !~ '^pending:' GROUP BY 2
-          UNION ALL
-          SELECT 'l'::"char", last_name COLLATE "C", count(*)
-          FROM sp_place WHERE last_name IS NOT NULL AND source_id !~ '^pending:' GROUP BY 2) x
+    -- (one pass over the placed records, both names of each)
+    SELECT x.part, x.value, count(*)
+    FROM sp_place p
+    CROSS JOIN LATERAL (VALUES ('f'::"char", p.first_name COLLATE "C"),
+                               ('l'::"char", p.last_name COLLATE "C")) AS x(part, value)
+    WHERE x.value IS NOT NULL AND NOT starts_with(p.source_id, 'pending:')
+    GROUP BY x.part, x.value
     ON CONFLICT (part, value) DO UPDATE SET records = f.records + EXCLUDED.records;
 
     -- Shared contacts, as now known for every key the run touched.

@@ -71,7 +71,10 @@ BEGIN
         JOIN side sb ON sb.node = v.b
         WHERE sa.agent_id <> sb.agent_id
         ORDER BY least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id),
-                 v.conf DESC, (v.evidence ->> 'weight')::numeric DESC NULLS LAST, v.a, v.b
+                 v.conf DESC, (v.evidence ->> 'weight')::numeric DESC NULLS LAST, v.a, v.b,
+                 -- (a name link held back and a candidate of the same two records can weigh
+                 -- the same: the rule decides, not the order rows arrive in)
+                 v.rule
     )
     INSERT INTO public.merge_review_queue (agent_id, candidate_agent_id, rule, confidence,
                                            evidence, weight)
