@@ -58,7 +58,8 @@ BEGIN
 
     BEGIN
         PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_member_pages', 'sp_member_elems',
-            'sp_names_in', 'sp_contacts_in', 'sp_members', 'sp_member_dups', 'sp_gone']);
+            'sp_names_in', 'sp_contacts_in', 'sp_member_contacts', 'sp_members', 'sp_member_dups',
+            'sp_gone']);
         PERFORM syncpipe_internal.merge_phase('explode_members');
 
         CREATE UNLOGGED TABLE syncpipe_work.sp_member_pages AS
@@ -107,6 +108,16 @@ BEGIN
         PERFORM syncpipe_internal.normalize_contacts();
         PERFORM syncpipe_internal.normalize_person_names();
 
+        -- Each member's contacts as two arrays (one sort orders every member's values: the
+        -- arrays need no sort of their own). A table of its own: as a subquery of the
+        -- parallel join below, every worker sorted all of them again.
+        CREATE UNLOGGED TABLE syncpipe_work.sp_member_contacts AS
+            SELECT uid,
+                   array_agg(value) FILTER (WHERE kind = 'e') AS emails,
+                   array_agg(value) FILTER (WHERE kind = 'p') AS phones
+            FROM (SELECT uid, kind, value FROM sp_contacts ORDER BY uid, kind, value) o
+            GROUP BY uid;
+        ANALYZE sp_member_contacts;
         CREATE UNLOGGED TABLE syncpipe_work.sp_members AS
         SELECT e.eid, e.research_uuid, e.team_id, e.pos, e.raw, n.raw AS name_raw,
                pn.name_norm, pn.name_key, pn.first_name, pn.last_name, pn.middle, pn.suffix,
@@ -118,14 +129,7 @@ BEGIN
         FROM sp_member_elems e
         LEFT JOIN sp_names_in n ON n.uid = e.eid
         LEFT JOIN sp_person_names pn ON pn.uid = e.eid
-        -- (one sort orders every member's values: the arrays need no sort of their own)
-        LEFT JOIN (
-            SELECT uid,
-                   array_agg(value) FILTER (WHERE kind = 'e') AS emails,
-                   array_agg(value) FILTER (WHERE kind = 'p') AS phones
-            FROM (SELECT uid, kind, value FROM sp_contacts ORDER BY uid, kind, value) o
-            GROUP BY uid
-        ) c ON c.uid = e.eid
+        LEFT JOIN sp_member_contacts c ON c.uid = e.eid
         -- A member needs a name, an e-mail or a phone to be anybody.
         WHERE pn.name_norm IS NOT NULL OR c.uid IS NOT NULL;
         -- Members seen twice on one page (same name and contacts): the first one stands (found
