@@ -188,9 +188,14 @@ BEGIN
 
     -- Names: pending records, and the lineage of known agents in the same teams or holding
     -- the same keys (a changed record's old lineage row excluded).
+    -- (names and teams in byte order, COLLATE "C", as in the lineage: the phases after this
+    -- sort and group by them, and in the database's collation every comparison of two
+    -- strings went through strcoll())
     CREATE UNLOGGED TABLE syncpipe_work.sp_names AS
-        SELECT v_offset + p.pid AS node, p.team_id, n.name_norm, n.name_key, n.first_name,
-               n.last_name, n.middle, n.suffix, true AS pending
+        SELECT v_offset + p.pid AS node, p.team_id COLLATE "C" AS team_id,
+               n.name_norm COLLATE "C" AS name_norm, n.name_key COLLATE "C" AS name_key,
+               n.first_name COLLATE "C" AS first_name, n.last_name COLLATE "C" AS last_name,
+               n.middle COLLATE "C" AS middle, n.suffix COLLATE "C" AS suffix, true AS pending
         FROM sp_pend p JOIN sp_person_names n ON n.uid = p.pid;
     IF v_known THEN
         INSERT INTO sp_names

@@ -147,8 +147,7 @@ BEGIN
         FROM sp_keycompat c
         JOIN sp_keynames a ON a.vid = c.va
         JOIN sp_keynames b ON b.vid = c.vb
-        WHERE (c.kind, c.value) IN (SELECT kind, value FROM sp_keycompat
-                                    GROUP BY kind, value HAVING NOT bool_and(fits));
+        WHERE (c.kind, c.value) IN (SELECT kind, value FROM sp_keycompat WHERE NOT fits);
     ANALYZE sp_keymixed;
     -- Pairs of variants that are evidence: on a key whose names all fit, every pair; on a
     -- mixed key that is still one person's, every pair: one full name fits every other one
