@@ -140,6 +140,7 @@ $$;
 --   reads:   sp_meta, sp_pend, sp_pkeys, sp_person_names; public.merge_agent_contacts,
 --            public.new_unified_agents, public.unified_agent_sources (the known agents)
 --   writes:  sp_keyknown(kind, value, node): known agents holding a pending key;
+--            sp_keydups(kind, h): hashes of keys held more than once (on the way);
 --            sp_keyrecs(kind, value, node): every holder of a key held by two or more nodes;
 --            sp_names(node, team_id, name_norm, name_key, first_name, last_name, middle,
 --                     suffix, pending): the pending records' names, and the lineage of known
@@ -156,7 +157,8 @@ DECLARE
     v_offset  bigint := (SELECT node_offset FROM sp_meta);
     v_known   boolean := EXISTS (SELECT 1 FROM public.unified_agent_sources);
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keyknown', 'sp_keyrecs', 'sp_names']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keyknown', 'sp_keydups', 'sp_keyrecs',
+        'sp_names']);
     -- Who holds each pending key: pending records, and known agents (the master table's
     -- contact keys). Only keys held by more than one node can link anything; they are
     -- counted by a 64-bit hash of the value (an integer groups several times faster than
@@ -173,17 +175,21 @@ BEGIN
                             WHERE c.kind = d.kind AND c.value = d.value OFFSET 0) k
         JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
     END IF;
+    -- (the hashes held more than once in a table of their own: counted, the join below
+    -- reads the keys in parallel instead of probing an estimate a hundred times too small)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keydups AS
+        SELECT kind, h
+        FROM (SELECT kind, hashtextextended(value, 0) AS h FROM sp_pkeys
+              UNION ALL
+              SELECT kind, hashtextextended(value, 0) FROM sp_keyknown) a
+        GROUP BY kind, h HAVING count(*) > 1;
+    ANALYZE sp_keydups;
     CREATE UNLOGGED TABLE syncpipe_work.sp_keyrecs AS
         SELECT k.kind, k.value, k.node
         FROM (SELECT kind, value, v_offset + pid AS node FROM sp_pkeys
               UNION ALL
               SELECT kind, value, node FROM sp_keyknown) k
-        WHERE (k.kind, hashtextextended(k.value, 0)) IN (
-            SELECT kind, h
-            FROM (SELECT kind, hashtextextended(value, 0) AS h FROM sp_pkeys
-                  UNION ALL
-                  SELECT kind, hashtextextended(value, 0) FROM sp_keyknown) a
-            GROUP BY kind, h HAVING count(*) > 1);
+        WHERE (k.kind, hashtextextended(k.value, 0)) IN (SELECT kind, h FROM sp_keydups);
     ANALYZE sp_keyrecs;
 
     -- Names: pending records, and the lineage of known agents in the same teams or holding

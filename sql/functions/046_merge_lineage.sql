@@ -1,7 +1,7 @@
 -- The merge's lineage (merge_apply(), sql/functions/040_merge.sql).
 
 -- Phase "lineage": where every pending record went, and what later runs weigh with.
---   reads:   sp_place, sp_pend, sp_keyrecs, sp_shared
+--   reads:   sp_place, sp_pend, sp_keyrecs, sp_shared, sp_freq
 --   writes:  public.unified_agent_sources (changed records updated in place, new ones
 --            inserted; a dry run's "pending:" members never), public.unified_company_member
 --            (processed), syncpipe_internal.merge_name_frequencies,
@@ -46,16 +46,13 @@ BEGIN
         PERFORM syncpipe_internal.merge_bulk_end('public.unified_agent_sources');
     END IF;
 
-    -- Name frequencies, for the weights of later runs.
+    -- Name frequencies, for the weights of later runs: sp_freq holds what earlier runs saw
+    -- plus this run's records (merge_name_counts()), so its counts are the new totals (no
+    -- second count over two million placed records).
     INSERT INTO syncpipe_internal.merge_name_frequencies AS f (part, value, records)
-    -- (one pass over the placed records, both names of each)
-    SELECT x.part, x.value, count(*)
-    FROM sp_place p
-    CROSS JOIN LATERAL (VALUES ('f'::"char", p.first_name COLLATE "C"),
-                               ('l'::"char", p.last_name COLLATE "C")) AS x(part, value)
-    WHERE x.value IS NOT NULL AND NOT starts_with(p.source_id, 'pending:')
-    GROUP BY x.part, x.value
-    ON CONFLICT (part, value) DO UPDATE SET records = f.records + EXCLUDED.records;
+    SELECT part, value, n FROM sp_freq
+    ON CONFLICT (part, value) DO UPDATE SET records = EXCLUDED.records
+    WHERE f.records IS DISTINCT FROM EXCLUDED.records;
 
     -- Shared contacts, as now known for every key the run touched.
     DELETE FROM public.merge_shared_contacts s
