@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
@@ -69,6 +70,21 @@ def _batches(dsn: str) -> int:
     return int(one(dsn, "SELECT count(*) FROM syncpipe.load_batches"))
 
 
+def _pace(dsn: str) -> None:
+    """Every statement that writes public.new_agents takes 50 ms longer (a statement
+    trigger that sleeps on the server): a 60,000-row load on a quiet machine is over in a
+    third of a second, before a poll could see three batches and interrupt it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.test_pace() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END$$"
+        )
+        conn.execute(
+            "CREATE TRIGGER test_pace AFTER INSERT OR UPDATE ON public.new_agents "
+            "FOR EACH STATEMENT EXECUTE FUNCTION public.test_pace()"
+        )
+
+
 def _gone(dsn: str) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -110,6 +126,7 @@ def test_killed_load_resumes_from_its_last_committed_batch(
     load's, row for row; the rejects are listed once; no temporary file is left."""
     path = _file(tmp_path)
     logs = tmp_path / "logs"
+    _pace(deployed_db)
     proc = _load(deployed_db, path, logs)
     deadline = time.monotonic() + 120
     if kill_after == 0:
@@ -169,6 +186,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(
     is left, and the rerun resumes to a table identical to a clean load's."""
     path = _file(tmp_path)
     logs = tmp_path / "logs"
+    _pace(deployed_db)
     env = {
         **os.environ,
         "SYNCPIPE_DATABASE_URL": deployed_db,
