@@ -146,14 +146,17 @@ def _judge(dsn: str, a: str, b: str, function: str) -> bool:
 
 @pytest.mark.parametrize(("a", "b", "expected"), COMPATIBLE)
 def test_names_compatible(deployed_db: str, a: str, b: str, expected: bool) -> None:
-    got = _judge(
-        deployed_db,
-        a,
-        b,
-        "syncpipe_internal.names_compatible(x.name_key, x.first_name, x.last_name, x.suffix, "
-        "{x_canons}, y.name_key, y.first_name, y.last_name, y.suffix, {y_canons})",
-    )
-    assert got is expected
+    """In both orders: the merge judges each unordered pair of names on a key once."""
+    for x, y in ((a, b), (b, a)):
+        got = _judge(
+            deployed_db,
+            x,
+            y,
+            "syncpipe_internal.names_compatible(x.name_key, x.first_name, x.last_name, "
+            "x.suffix, {x_canons}, y.name_key, y.first_name, y.last_name, y.suffix, "
+            "{y_canons})",
+        )
+        assert got is expected, f"{x} / {y}"
 
 
 CONFLICT = [

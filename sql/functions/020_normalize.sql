@@ -309,7 +309,9 @@ $$;
 
 -- Does every word (of 3+ letters) of the name with fewer words match its own word of the
 -- other, the same or a typo apart, in any order? Two words at least on the shorter side:
--- a one-word name is judged by names_compatible's own rules.
+-- a one-word name is judged by names_compatible's own rules. Symmetric: with as many words
+-- on both sides, the name that sorts first is the shorter side (the greedy matching could
+-- otherwise answer differently for the two orders), so names_compatible() is too.
 CREATE OR REPLACE FUNCTION syncpipe_internal.words_align(p_a text, p_b text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -324,7 +326,8 @@ DECLARE
 BEGIN
     v_short := string_to_array(p_a, ' ');
     v_long := string_to_array(p_b, ' ');
-    IF cardinality(v_short) > cardinality(v_long) THEN
+    IF cardinality(v_short) > cardinality(v_long)
+       OR (cardinality(v_short) = cardinality(v_long) AND p_a > p_b) THEN
         v_short := v_long;
         v_long := string_to_array(p_a, ' ');
     END IF;

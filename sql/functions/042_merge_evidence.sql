@@ -94,17 +94,26 @@ BEGIN
         HAVING count(*) > 1 OR sum(holders) > 20;
     ANALYZE sp_keygroups;
     -- Every two variants of a key with a few names: do they fit one person?
+    -- (each unordered pair judged once, both orders written: names_compatible() is
+    -- symmetric, and a plpgsql call per pair is most of this statement's time)
     CREATE UNLOGGED TABLE syncpipe_work.sp_keycompat AS
-        SELECT a.kind, a.value, a.vid AS va, b.vid AS vb,
-               syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
-                                                  a.suffix, a.canons, b.name_key, b.first_name,
-                                                  b.last_name, b.suffix, b.canons)
-               -- (on a key with more than two records: an office line's, not one person's)
-               AND NOT ((a.weak OR b.weak) AND g.records > 2) AS fits
-        FROM sp_keygroups g
-        JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
-        JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid <> a.vid
-        WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20;
+        WITH half AS (
+            SELECT a.kind, a.value, a.vid AS va, b.vid AS vb,
+                   syncpipe_internal.names_compatible(a.name_key, a.first_name, a.last_name,
+                                                      a.suffix, a.canons, b.name_key,
+                                                      b.first_name, b.last_name, b.suffix,
+                                                      b.canons)
+                   -- (on a key with more than two records: an office line's, not one
+                   -- person's)
+                   AND NOT ((a.weak OR b.weak) AND g.records > 2) AS fits
+            FROM sp_keygroups g
+            JOIN sp_keynames a ON a.kind = g.kind AND a.value = g.value
+            JOIN sp_keynames b ON b.kind = a.kind AND b.value = a.value AND b.vid > a.vid
+            WHERE g.names BETWEEN 2 AND 8 AND g.records <= 20
+        )
+        SELECT kind, value, va, vb, fits FROM half
+        UNION ALL
+        SELECT kind, value, vb, va, fits FROM half;
     ANALYZE sp_keycompat;
     -- The keys whose names do not all fit each other ("mixed"), with their pairs of variants
     -- and whether the two say "two different people" (only asked here: most keys fit).
