@@ -85,6 +85,10 @@ def _pace(dsn: str) -> None:
         )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _gone(dsn: str) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -199,6 +203,9 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # (Ctrl-C as in a terminal: a suite started in the background, `make test &`, runs
+        # with SIGINT ignored, which the child would inherit, and Python then keeps it so)
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 120
     while _batches(deployed_db) < 3:
