@@ -73,7 +73,8 @@ def _batches(dsn: str) -> int:
 def _pace(dsn: str) -> None:
     """Every statement that writes public.new_agents takes 50 ms longer (a statement
     trigger that sleeps on the server): a 60,000-row load on a quiet machine is over in a
-    third of a second, before a poll could see three batches and interrupt it."""
+    third of a second, which leaves the poll (a connection per look) little margin to
+    interrupt it mid-file."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE FUNCTION public.test_pace() RETURNS trigger LANGUAGE plpgsql AS "
