@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,14 +140,21 @@ def supabase_db(pg_server: str) -> Iterator[str]:
         drop_database(pg_server, name)
 
 
-@pytest.fixture
-def deployed_db(pg_server: str, deployed_template: str) -> Iterator[str]:
-    """DSN of a new database with sql/ already deployed."""
+@contextmanager
+def deployed_database(pg_server: str, deployed_template: str) -> Iterator[str]:
+    """DSN of a new database with sql/ already deployed, dropped on leaving."""
     name = create_database(pg_server, template=deployed_template)
     try:
         yield dsn_for(pg_server, name)
     finally:
         drop_database(pg_server, name)
+
+
+@pytest.fixture
+def deployed_db(pg_server: str, deployed_template: str) -> Iterator[str]:
+    """DSN of a new database with sql/ already deployed."""
+    with deployed_database(pg_server, deployed_template) as dsn:
+        yield dsn
 
 
 @pytest.fixture(autouse=True)

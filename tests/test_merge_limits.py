@@ -22,7 +22,7 @@ from syncpipe import synth
 from syncpipe.core.errors import EXIT_FAILED
 from syncpipe.db.errors import classify, resource_error
 from tests.agents import Sources
-from tests.conftest import ROOT, create_database, drop_database, dsn_for
+from tests.conftest import ROOT, deployed_database
 from tests.helpers import CliResult, Invoke, fetch, one
 
 #: The merge's work_mem at PostgreSQL's minimum: its sorts and hashes spill to temporary files.
@@ -183,11 +183,8 @@ def _sample(folder: Path) -> Path:
 @pytest.fixture
 def twin_db(pg_server: str, deployed_template: str) -> Iterator[str]:
     """A second deployed database, for the run that never failed."""
-    name = create_database(pg_server, template=deployed_template)
-    try:
-        yield dsn_for(pg_server, name)
-    finally:
-        drop_database(pg_server, name)
+    with deployed_database(pg_server, deployed_template) as dsn:
+        yield dsn
 
 
 def test_temp_file_limit_names_the_phase_and_changes_nothing(
