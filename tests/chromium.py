@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -97,7 +99,11 @@ def open_page(url: str, *, width: int = 1400, height: int = 1000) -> Iterator[Pa
     """Start headless Chromium, load ``url`` with everything recorded, yield the page."""
     binary = chromium_binary()
     assert binary, "no chromium on PATH"
-    with tempfile.TemporaryDirectory(prefix="syncpipe-chromium-") as profile:
+    # (ignore_cleanup_errors: a helper process that outlived the group kill below may still
+    # be writing its profile files as the folder goes)
+    with tempfile.TemporaryDirectory(
+        prefix="syncpipe-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         proc = subprocess.Popen(
             [
                 binary,
@@ -113,6 +119,7 @@ def open_page(url: str, *, width: int = 1400, height: int = 1000) -> Iterator[Pa
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # (its renderer and helpers too: stopped as one group)
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -136,8 +143,9 @@ def open_page(url: str, *, width: int = 1400, height: int = 1000) -> Iterator[Pa
             finally:
                 ws.close()
         finally:
-            proc.terminate()
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
