@@ -34,6 +34,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/merge.py
 	$(BIN)/python bench/merge.py --persons 100000 --vs-splink
+	$(BIN)/python bench/growth.py
 	$(BIN)/python bench/pooler.py
 
 clean:
