@@ -890,6 +890,8 @@ class Generator:
         self._pid = 0
         # (first, last, team) of persons whose name a later person in another team reuses.
         self._namesake_pool: list[tuple[str, str, int]] = []
+        # Office lines already given to a team.
+        self._offices: set[str] = set()
 
     # -- identities ------------------------------------------------------------------------
     def _uuid(self) -> str:
@@ -903,12 +905,22 @@ class Generator:
         return f"{area}{exchange:03d}{line:04d}"
 
     def _office(self, team: int) -> str:
+        """The team's office line, its own at any size (called once per team, in order)."""
         area = AREA_CODES[(team * 31) % len(AREA_CODES)]
-        return (
+        number = (
             f"{area}555{(team * 37) % 10000:04d}"
             if team % 2
             else f"{area}{200 + team % 700:03d}0100"
         )
+        # (the pattern above repeats past about 100,000 teams, 1.3M persons: two teams would
+        # share a line, and the data would change shape with its size)
+        step = 0
+        while number in self._offices:
+            step += 1
+            area = AREA_CODES[(team * 31 + step) % len(AREA_CODES)]
+            number = f"{area}555{(team * 37 + step) % 10000:04d}"
+        self._offices.add(number)
+        return number
 
     def _person(self, team: int, name: tuple[str, str] | None = None) -> Person:
         rng = self.rng
