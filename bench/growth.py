@@ -128,10 +128,22 @@ def report(runs: list[dict[str, Any]]) -> None:
         row(f"  {phase}", values)
 
 
+def sizes_list(text: str) -> list[int]:
+    """--persons: sizes in persons, comma-separated, each at least 100."""
+    try:
+        sizes = sorted({int(p.replace("_", "")) for p in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if sizes[0] < 100:
+        raise argparse.ArgumentTypeError(f"sizes of at least 100 persons, not {sizes[0]}")
+    return sizes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--persons",
+        type=sizes_list,
         default="100000,1000000,3000000",
         help="comma-separated sizes (default 100000,1000000,3000000)",
     )
@@ -142,10 +154,8 @@ def main() -> int:
     if args.report:
         report(json.loads(args.report.read_text()))
         return 0
-    sizes = sorted(int(p) for p in args.persons.split(","))
-
     runs = []
-    for persons in sizes:
+    for persons in args.persons:
         t0 = time.perf_counter()
         runs.append(measure(persons, args.seed))
         r = runs[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -53,3 +54,10 @@ def test_report_marks_a_phase_that_grows_faster_than_n_log_n(
     assert lines["review"].split()[1:] == ["2.00*", "2.00*"]
     assert "commit" not in lines
     assert "100.0" in out  # us per record: 15 s for 150,000 records
+
+
+def test_sizes_are_checked() -> None:
+    assert growth.sizes_list("1_000_000,100000,100000") == [100_000, 1_000_000]
+    for bad in ("10,abc", "", "50"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            growth.sizes_list(bad)
