@@ -63,6 +63,8 @@ def measure(persons: int, seed: int) -> dict[str, Any]:
         "seconds": seconds,
         "peak_pss": memory.peak_pss,
         "temp_bytes": temp,
+        "agents": int(counts["merge"].get("agents_created", 0)),
+        "review_items": int(counts["merge"].get("review_items_added", 0)),
         "phases": counts["phases"],
     }
 
@@ -161,7 +163,8 @@ def main() -> int:
         r = runs[-1]
         print(
             f"{persons:,} persons: {r['records']:,} records, first run {r['seconds']:.1f} s,"
-            f" peak PSS {r['peak_pss'] / 1e6:,.0f} MB ({time.perf_counter() - t0:.0f} s with"
+            f" peak PSS {r['peak_pss'] / 1e6:,.0f} MB; {r['agents']:,} agents,"
+            f" {r['review_items']:,} review items ({time.perf_counter() - t0:.0f} s with"
             " the load)",
             flush=True,
         )
