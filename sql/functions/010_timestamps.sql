@@ -15,6 +15,22 @@ BEGIN
 END;
 $$;
 
+-- A source row (new_agents, unified_company_member) that really changed: its updated_at, and
+-- the transaction that changed it, from which the next merge finds it (sql/ddl/120).
+CREATE OR REPLACE FUNCTION syncpipe_internal.source_row_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    IF NEW IS DISTINCT FROM OLD THEN
+        NEW.updated_at := now();
+        NEW.changed_xid := pg_current_xact_id();
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
 -- A team page whose members changed must be exploded again by the member pipeline.
 CREATE OR REPLACE FUNCTION syncpipe_internal.company_info_raw_track_changes()
 RETURNS trigger

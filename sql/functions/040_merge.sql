@@ -24,7 +24,9 @@
 -- lineage); when new evidence joins two agents the lower id survives and the other is retired
 -- with merged_into. p_options (all optional): auto_threshold, confidence_email,
 -- confidence_phone, confidence_name_team, confidence_fuzzy_name, fuzzy_similarity, dry_run,
--- log_id, work_mem, limit (pending records taken by this batch; the rest wait), keep_work
+-- log_id, work_mem, limit (pending records taken by this batch; the rest wait), rescan (look
+-- at every source row for pending records, not only those changed since the last complete
+-- run: sql/ddl/120), keep_work
 -- (leave the work tables, schema syncpipe_work, for the caller to read and then drop with
 -- merge_work_clear() before the transaction ends: the pairs of a dry run).
 --
@@ -120,6 +122,9 @@ BEGIN
                 'pending_members', count(*) FILTER (WHERE source = 'company_member'),
                 'changed_records', count(*) FILTER (WHERE old_agent IS NOT NULL))
             FROM sp_pend) || jsonb_build_object(
+        -- every source row read (all), or those changed since the last complete run's mark
+        'pending_scan', (SELECT CASE WHEN pending_from IS NULL THEN 'all' ELSE 'changed' END
+                         FROM sp_meta),
         'shared_contacts', (SELECT count(*) FROM sp_shared),
         'links', coalesce((SELECT jsonb_object_agg(rule, n) FROM (
                      SELECT rule, count(*) AS n FROM sp_links WHERE conf > v_auto
@@ -221,6 +226,8 @@ BEGIN
         v_plan := syncpipe_internal.merge_plan(p_options);
         IF NOT v_dry THEN
             v_apply := syncpipe_internal.merge_apply(p_options);
+            -- where the next run starts looking for pending records (sql/ddl/120)
+            PERFORM syncpipe_internal.merge_store_mark(v_log);
             UPDATE public.unified_merge_logs
             SET status = 'success', finished_at = clock_timestamp(),
                 total_processed = (v_plan ->> 'pending')::integer,

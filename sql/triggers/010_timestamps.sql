@@ -1,4 +1,5 @@
--- Keep updated_at (and the processing flags) current. Re-applied whenever this file changes.
+-- Keep updated_at (and the processing flags, and the source rows' changed_xid) current.
+-- Re-applied whenever this file changes.
 
 -- (Not fired when only members_synced changes: the member pipeline flips it for every page,
 -- and comparing two team_members documents means reading both whole.)
@@ -11,7 +12,7 @@ CREATE OR REPLACE TRIGGER company_info_raw_track_changes
 
 CREATE OR REPLACE TRIGGER new_agents_set_updated_at
     BEFORE UPDATE ON public.new_agents
-    FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.set_updated_at();
+    FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.source_row_changed();
 
 -- Only a real edit of a member moves updated_at; the merge's "processed" flag does not.
 CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
@@ -22,7 +23,7 @@ CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
           IS DISTINCT FROM
           (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
            NEW.team_id))
-    EXECUTE FUNCTION syncpipe_internal.set_updated_at();
+    EXECUTE FUNCTION syncpipe_internal.source_row_changed();
 
 CREATE OR REPLACE TRIGGER new_unified_agents_set_updated_at
     BEFORE UPDATE ON public.new_unified_agents

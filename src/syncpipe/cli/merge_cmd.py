@@ -37,6 +37,14 @@ def merge(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the random pick (the same seed, the same pairs).")
     ] = 1,
+    rescan: Annotated[
+        bool,
+        typer.Option(
+            "--rescan",
+            help="Read every source row for records to match, not only the rows changed since "
+            "the last complete run (for rows changed with the tables' triggers disabled).",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run the member pipeline and the merge batch: one atomic run, progress on a terminal.
@@ -67,6 +75,7 @@ def merge(
             sample=(5 if dry_run else 0) if sample is None else sample,
             progress=phase,
             seed=seed,
+            rescan=rescan,
         )
     if json_out:
         render.print_json(app_ctx.out, result.to_dict())

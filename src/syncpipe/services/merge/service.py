@@ -169,6 +169,7 @@ class MergeService:
         self.settings = settings
         self.db = db
         self._seed = DEFAULT_SEED
+        self._rescan = False
 
     def options(self, *, dry_run: bool) -> dict[str, Any]:
         """The functions' p_options from the settings."""
@@ -182,6 +183,8 @@ class MergeService:
             "confidence_fuzzy_name": s.merge_confidence_fuzzy_name,
             "fuzzy_similarity": s.merge_fuzzy_similarity,
             "work_mem": s.merge_work_mem.replace(" ", ""),
+            # every source row, not only those changed since the last complete run
+            "rescan": self._rescan,
         }
 
     # -- entry point ----------------------------------------------------------------------
@@ -193,8 +196,10 @@ class MergeService:
         sample: int = 5,
         progress: PhaseFn | None = None,
         seed: int = DEFAULT_SEED,
+        rescan: bool = False,
     ) -> MergeResult:
         self._seed = seed
+        self._rescan = rescan
         started = time.perf_counter()
         result = MergeResult(dry_run=dry_run)
         phases = _Phases(progress)
