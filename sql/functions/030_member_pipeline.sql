@@ -142,11 +142,21 @@ BEGIN
         ANALYZE sp_member_dups;
 
         PERFORM syncpipe_internal.merge_phase('store_members');
-        CREATE UNLOGGED TABLE syncpipe_work.sp_gone AS
+        -- Members of the pages read that are no longer on them. (A few pages of many: their
+        -- members page by page through the index, where the planner would read every member;
+        -- a large share of the pages: one join.)
+        EXECUTE format($q$
+            CREATE UNLOGGED TABLE syncpipe_work.sp_gone AS
             SELECT m.id
-            FROM public.unified_company_member m
-            JOIN sp_member_pages p ON p.research_uuid = m.research_uuid
-            WHERE NOT EXISTS (SELECT 1 FROM sp_members s WHERE s.record_hash = m.record_hash);
+            FROM sp_member_pages p
+            CROSS JOIN LATERAL (SELECT x.id, x.record_hash FROM public.unified_company_member x
+                                WHERE x.research_uuid = p.research_uuid %s) m
+            WHERE NOT EXISTS (SELECT 1 FROM sp_members s WHERE s.record_hash = m.record_hash)
+            $q$,
+            -- (OFFSET 0 keeps the subquery per page; without it, it is a plain join)
+            CASE WHEN v_pages < 0.05 * (SELECT reltuples FROM pg_class
+                                        WHERE oid = 'bronze.company_info_raw'::regclass)
+                 THEN 'OFFSET 0' ELSE '' END);
         GET DIAGNOSTICS v_removed = ROW_COUNT;
 
         IF NOT v_dry THEN
