@@ -125,12 +125,11 @@ def test_a_load_committing_during_the_merge_is_matched_by_the_next_run(
     )
 
 
-def test_a_mark_of_another_cluster_or_rescan_reads_every_row(
+def test_lineage_deleted_by_hand_or_a_member_set_unprocessed_is_matched_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """A dump restored on another cluster brings a mark whose transaction ids mean nothing
-    there: the merge reads every row. So does the rescan option, for rows someone changed with
-    the triggers off (here: a lineage row deleted by hand, so its record is pending again)."""
+    """Deleting a record's lineage, or setting a member back to unprocessed, asks for it to
+    be matched again: the row is marked changed, so the next run reads it."""
     src = _feed(tmp_path / "a", 6)
     invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
     _merge(invoke, deployed_db)
@@ -140,23 +139,108 @@ def test_a_mark_of_another_cluster_or_rescan_reads_every_row(
             "DELETE FROM unified_agent_sources WHERE source = 'new_agents' AND source_id = %s",
             (lost,),
         )
-        conn.execute("UPDATE syncpipe_internal.merge_mark SET system_identifier = 42")
-    restored = _merge(invoke, deployed_db)
-    assert restored["pending_scan"] == "all"
-    assert restored["pending"] == 1
+        conn.execute("UPDATE unified_company_member SET processed = false")
+    again = _merge(invoke, deployed_db)
+    assert again["pending_scan"] == "changed"
+    assert (again["pending_new_agents"], again["pending_members"]) == (1, 1)
     assert agent_of(deployed_db, "new_agents", lost) > 0
-    mark = fetch(deployed_db, "SELECT system_identifier FROM syncpipe_internal.merge_mark")
-    assert mark == [(one(deployed_db, "SELECT system_identifier FROM pg_control_system()"),)]
+
+
+def test_a_mark_of_another_cluster_or_a_restored_copy_is_not_trusted(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A mark counts transaction ids of the cluster and the history it was stored in: one from
+    another cluster (its system identifier), or a copy of the row (a dump restored: its xmin),
+    makes the merge read every row once. A row written with an old changed_xid of its own
+    (restored from a copy of the table) is read by --rescan."""
+    _feed(tmp_path / "a", 6)
+    invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
+    _merge(invoke, deployed_db)
+    assert _merge(invoke, deployed_db)["pending_scan"] == "changed"
+
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("UPDATE syncpipe_internal.merge_mark SET system_identifier = 42")
+    assert _merge(invoke, deployed_db)["pending_scan"] == "all"
+    own = one(deployed_db, "SELECT system_identifier FROM pg_control_system()")
+    assert fetch(deployed_db, "SELECT system_identifier FROM syncpipe_internal.merge_mark") == [
+        (own,)
+    ]
+    assert _merge(invoke, deployed_db)["pending_scan"] == "changed"
+
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE copy AS SELECT * FROM syncpipe_internal.merge_mark")
+        conn.execute("DELETE FROM syncpipe_internal.merge_mark")
+        conn.execute("INSERT INTO syncpipe_internal.merge_mark SELECT * FROM copy")
+    assert _merge(invoke, deployed_db)["pending_scan"] == "all"
 
     with psycopg.connect(deployed_db, autocommit=True) as conn:
         conn.execute(
-            "DELETE FROM unified_agent_sources WHERE source = 'new_agents' AND source_id = %s",
-            (lost,),
+            "INSERT INTO new_agents (supabase_uuid, full_name, email_clean, team_id, changed_xid)"
+            " VALUES ('00000000-0000-4000-8000-0000000000cc', 'Restored Copy', "
+            "'[\"restored@mail.com\"]', 't1', '3')"
         )
+    assert _merge(invoke, deployed_db)["pending"] == 0  # (documented: rows restored this way)
     rescanned = _merge(invoke, deployed_db, "--rescan")
     assert rescanned["pending_scan"] == "all"
     assert rescanned["pending"] == 1
-    assert agent_of(deployed_db, "new_agents", lost) > 0
+    assert agent_of(deployed_db, "new_agents", "00000000-0000-4000-8000-0000000000cc") > 0
+
+
+def test_a_pipeline_step_writing_source_rows_after_the_merge_leaves_them_for_the_next(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A step of SYNCPIPE_PIPELINE_STEPS runs after the merge, in its transaction: what it
+    writes to a source table is newer than the merge and must be matched by the next run."""
+    _feed(tmp_path / "a", 6)
+    invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.tidy_names() RETURNS void LANGUAGE sql AS $$ "
+            "UPDATE public.new_agents SET full_name = upper(full_name) "
+            "WHERE full_name = 'Given001 Family001' $$"
+        )
+    steps = {"SYNCPIPE_PIPELINE_STEPS": '["public.tidy_names"]'}
+    invoke(["merge"], dsn=deployed_db, env=steps)
+    after = _merge(invoke, deployed_db)
+    assert after["pending_scan"] == "changed"
+    assert after["changed_records"] == 1
+    assert fetch(
+        deployed_db,
+        "SELECT full_name FROM unified_agent_sources WHERE full_name ILIKE 'given001 %'",
+    ) == [("GIVEN001 FAMILY001",)]
+
+
+def test_a_writer_that_began_before_another_still_leaves_a_newer_version(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Writer A begins; writer B changes a row and commits; a merge matches B's version; A then
+    changes the row and commits. A's version is the newer one and is matched by the next run
+    (its updated_at is the time of its change, not of its transaction's start)."""
+    src = _feed(tmp_path / "a", 4)
+    invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
+    _merge(invoke, deployed_db)
+    key = src.agents[1]["supabase_uuid"]
+    first = psycopg.connect(deployed_db)
+    try:
+        first.execute("SELECT now()")  # its transaction (and now()) starts here
+        with psycopg.connect(deployed_db, autocommit=True) as second:
+            second.execute(
+                "UPDATE new_agents SET full_name = 'Second Writer' WHERE supabase_uuid = %s",
+                (key,),
+            )
+        assert _merge(invoke, deployed_db)["changed_records"] == 1
+        first.execute(
+            "UPDATE new_agents SET full_name = 'First Writer' WHERE supabase_uuid = %s", (key,)
+        )
+        first.commit()
+    finally:
+        first.close()
+    assert _merge(invoke, deployed_db)["changed_records"] == 1
+    assert fetch(
+        deployed_db,
+        "SELECT full_name FROM unified_agent_sources WHERE source_id = %s",
+        (key,),
+    ) == [("First Writer",)]
 
 
 def test_a_batch_that_leaves_records_keeps_the_mark_and_a_dry_run_stores_none(

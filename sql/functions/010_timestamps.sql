@@ -17,6 +17,8 @@ $$;
 
 -- A source row (new_agents, unified_company_member) that really changed: its updated_at, and
 -- the transaction that changed it, from which the next merge finds it (sql/ddl/120).
+-- (clock_timestamp(), not now(): a transaction that began before another one changed the row
+-- and changes it after must still leave a later version than the one a merge matched.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.source_row_changed()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -24,10 +26,31 @@ SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
     IF NEW IS DISTINCT FROM OLD THEN
-        NEW.updated_at := now();
+        NEW.updated_at := clock_timestamp();
         NEW.changed_xid := pg_current_xact_id();
     END IF;
     RETURN NEW;
+END;
+$$;
+
+-- After any write of source rows: a stored mark above the writer's own transaction id can
+-- only be the mark of this very transaction (a mark stops at every transaction its merge
+-- could not see): a pipeline step (SYNCPIPE_PIPELINE_STEPS) writing source rows after the
+-- merge, in its transaction. The mark comes down to this transaction, so the next merge reads
+-- those rows. (Runs as its owner: API roles write source rows without any right on the mark.)
+CREATE OR REPLACE FUNCTION syncpipe_internal.source_rows_written()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    UPDATE syncpipe_internal.merge_mark SET pending_from = pg_current_xact_id()
+    WHERE pending_from > pg_current_xact_id();
+    IF FOUND THEN
+        PERFORM syncpipe_internal.merge_mark_seal();
+    END IF;
+    RETURN NULL;
 END;
 $$;
 

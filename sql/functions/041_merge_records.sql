@@ -48,12 +48,26 @@ BEGIN
     INSERT INTO syncpipe_internal.merge_mark (system_identifier, pending_from, log_id)
     SELECT system_identifier, next_mark, p_log_id
     FROM sp_meta
-    WHERE next_mark IS NOT NULL AND system_identifier IS NOT NULL
+    WHERE next_mark IS NOT NULL
     ON CONFLICT (only_row) DO UPDATE
     SET system_identifier = EXCLUDED.system_identifier, pending_from = EXCLUDED.pending_from,
         log_id = EXCLUDED.log_id, stored_at = now();
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- (the row's xmin, read back: a copy of the row has another one; sql/ddl/130)
+    PERFORM syncpipe_internal.merge_mark_seal();
+    RETURN true;
 END;
+$$;
+
+-- Record the mark row's xmin in the row (an update in the same transaction keeps it).
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_mark_seal()
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+    UPDATE syncpipe_internal.merge_mark SET stored_xmin = xmin::text::bigint;
 $$;
 
 -- Phase "pending": the run's constants and the records it matches.
@@ -100,7 +114,9 @@ BEGIN
     IF NOT coalesce((p_options ->> 'rescan')::boolean, false) THEN
         SELECT pending_from INTO v_from
         FROM syncpipe_internal.merge_mark
-        WHERE system_identifier = v_sysid AND pending_from <= v_mark;
+        WHERE system_identifier IS NOT DISTINCT FROM v_sysid
+          AND stored_xmin = xmin::text::bigint  -- not a restored copy (sql/ddl/130)
+          AND pending_from <= v_mark;
     END IF;
     IF v_from IS NOT NULL THEN
         -- The rows changed since, by index whatever the statistics say (they may predate the

@@ -14,7 +14,8 @@ CREATE OR REPLACE TRIGGER new_agents_set_updated_at
     BEFORE UPDATE ON public.new_agents
     FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.source_row_changed();
 
--- Only a real edit of a member moves updated_at; the merge's "processed" flag does not.
+-- Only a real edit of a member moves updated_at; the merge's "processed" flag does not,
+-- unless it is set back to false by hand (match the member again).
 CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
     BEFORE UPDATE ON public.unified_company_member
     FOR EACH ROW
@@ -22,8 +23,18 @@ CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
            OLD.team_id)
           IS DISTINCT FROM
           (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
-           NEW.team_id))
+           NEW.team_id)
+          OR (OLD.processed AND NOT NEW.processed))
     EXECUTE FUNCTION syncpipe_internal.source_row_changed();
+
+-- Source rows written after the merge in its own transaction bring its mark down
+-- (syncpipe_internal.source_rows_written(), sql/ddl/120).
+CREATE OR REPLACE TRIGGER new_agents_written
+    AFTER INSERT OR UPDATE ON public.new_agents
+    FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.source_rows_written();
+CREATE OR REPLACE TRIGGER unified_company_member_written
+    AFTER INSERT OR UPDATE ON public.unified_company_member
+    FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.source_rows_written();
 
 CREATE OR REPLACE TRIGGER new_unified_agents_set_updated_at
     BEFORE UPDATE ON public.new_unified_agents
