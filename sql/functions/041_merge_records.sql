@@ -119,14 +119,15 @@ BEGIN
           AND pending_from <= v_mark;
     END IF;
     IF v_from IS NOT NULL THEN
-        -- The rows changed since, by index whatever the statistics say (they may predate the
-        -- load, or not know the column: then a sequential scan looks as cheap), copied and
-        -- counted before they are joined with the lineage.
-        PERFORM set_config('enable_seqscan', 'off', true);
+        -- The rows changed since, copied and counted before they are joined with the lineage:
+        -- the feed's in one scan (it has no index on changed_xid: sql/ddl/140), the members'
+        -- by index whatever the statistics say (they may predate the pipeline's insert, or not
+        -- know the column: then a sequential scan looks as cheap).
         CREATE UNLOGGED TABLE syncpipe_work.sp_changed_feed AS
             SELECT supabase_uuid, team_id, full_name, updated_at, email_clean, phone_digits
             FROM public.new_agents WHERE changed_xid >= v_from;
         GET DIAGNOSTICS v_feed = ROW_COUNT;
+        PERFORM set_config('enable_seqscan', 'off', true);
         CREATE UNLOGGED TABLE syncpipe_work.sp_changed_members AS
             SELECT id, team_id, member_name, updated_at, email_normalized, phone_normalized,
                    name_normalized, name_key, name_first, name_last, name_middle, name_suffix,
