@@ -274,3 +274,50 @@ def test_a_non_superuser_owner_runs_everything(invoke: Invoke, pg_server: str) -
             assert row is not None and row[0]["status"] == "success"
     finally:
         drop_database(pg_server, name)
+
+
+def test_service_role_writes_and_deletes_source_rows_through_the_triggers(
+    invoke: Invoke, deployed_db: str
+) -> None:
+    """The API's service_role writes the sources; the triggers behind its writes (updated_at
+    and changed_xid, the merge's mark, lineage forgotten with a deleted row or page) work in
+    the internal schema it has no right on, so they run as their owner."""
+    invoke(["load", str(ROOT / "data")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    feed = one(deployed_db, "SELECT supabase_uuid::text FROM new_agents LIMIT 1")
+    page = one(
+        deployed_db,
+        "SELECT research_uuid::text FROM unified_company_member GROUP BY 1 ORDER BY 1 LIMIT 1",
+    )
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute(
+            "INSERT INTO public.new_agents (supabase_uuid, full_name, email_clean, team_id) "
+            "VALUES ('00000000-0000-4000-8000-0000000000aa', 'Api Writer', '[\"api@x.io\"]', 't')"
+        )
+        conn.execute(
+            "UPDATE public.new_agents SET full_name = 'Api Writer Two' "
+            "WHERE supabase_uuid = '00000000-0000-4000-8000-0000000000aa'"
+        )
+        conn.execute("DELETE FROM public.new_agents WHERE supabase_uuid = %s", (feed,))
+        conn.execute("DELETE FROM bronze.company_info_raw WHERE research_uuid = %s", (page,))
+        conn.commit()
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(*) FROM unified_agent_sources s WHERE s.source = 'new_agents' AND "
+            "s.source_id = %s",
+            (feed,),
+        )
+        == 0
+    )
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(*) FROM unified_agent_sources s LEFT JOIN unified_company_member m "
+            "ON m.id::text = s.source_id WHERE s.source = 'company_member' AND m.id IS NULL",
+        )
+        == 0
+    )
+    merged = invoke(["merge", "--json"], dsn=deployed_db).json()["merge"]
+    assert merged["pending_new_agents"] == 1

@@ -1,8 +1,11 @@
 -- When source rows are deleted (by hand, or by the cascade from a deleted team page), their
--- lineage goes with them and their agents are refreshed by the next merge.
+-- lineage goes with them and their agents are refreshed by the next merge. (Runs as its
+-- owner: service_role deletes source rows through the API without any right on the internal
+-- schema.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.forget_deleted_sources()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
@@ -20,7 +23,7 @@ $$;
 -- Lineage deleted while its source row stays (by hand: "match this record again"): the row is
 -- marked changed, so the next merge reads it again (it reads only rows changed since its last
 -- complete run, sql/ddl/120). Lineage that goes with its source row finds no row to mark.
--- (Runs as its owner, like the deletes that reach it through forget_deleted_sources().)
+-- (Runs as its owner, as forget_deleted_sources() does.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.lineage_forgotten()
 RETURNS trigger
 LANGUAGE plpgsql
