@@ -4,7 +4,7 @@
 
 -- The cluster's system identifier: transaction ids count per cluster, so a stored mark is
 -- only good on the cluster it was taken on (sql/ddl/120). NULL where the server hides it:
--- then every merge looks at every source row.
+-- then only the mark row's xmin tells a restored copy (sql/ddl/130).
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_system_identifier()
 RETURNS bigint
 LANGUAGE plpgsql
