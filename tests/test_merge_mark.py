@@ -125,25 +125,59 @@ def test_a_load_committing_during_the_merge_is_matched_by_the_next_run(
     )
 
 
-def test_lineage_deleted_by_hand_or_a_member_set_unprocessed_is_matched_again(
+def test_lineage_deleted_or_edited_by_hand_or_a_member_set_unprocessed_is_matched_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """Deleting a record's lineage, or setting a member back to unprocessed, asks for it to
-    be matched again: the row is marked changed, so the next run reads it."""
+    """Deleting a record's lineage, editing it (its version set back, its key moved), setting
+    a member back to unprocessed or changing its id: each asks for the record to be matched
+    again, so the next run reads it though its row's changed_xid is old."""
     src = _feed(tmp_path / "a", 6)
     invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
     _merge(invoke, deployed_db)
-    lost = src.agents[2]["supabase_uuid"]
+    lost, stale = src.agents[2]["supabase_uuid"], src.agents[3]["supabase_uuid"]
     with psycopg.connect(deployed_db, autocommit=True) as conn:
         conn.execute(
             "DELETE FROM unified_agent_sources WHERE source = 'new_agents' AND source_id = %s",
             (lost,),
         )
+        conn.execute(
+            "UPDATE unified_agent_sources SET source_version = '-infinity' "
+            "WHERE source = 'new_agents' AND source_id = %s",
+            (stale,),
+        )
         conn.execute("UPDATE unified_company_member SET processed = false")
     again = _merge(invoke, deployed_db)
     assert again["pending_scan"] == "changed"
-    assert (again["pending_new_agents"], again["pending_members"]) == (1, 1)
+    assert (again["pending_new_agents"], again["pending_members"]) == (2, 1)
+    assert again["changed_records"] == 2  # the stale one and the unprocessed member
     assert agent_of(deployed_db, "new_agents", lost) > 0
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe_internal.merge_requeue") == 0
+
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("UPDATE unified_company_member SET id = id + 1000")
+        moved = conn.execute(
+            "UPDATE unified_agent_sources SET source_id = '00000000-0000-4000-8000-00000000dead' "
+            "WHERE source = 'new_agents' AND source_id = %s RETURNING 1",
+            (src.agents[4]["supabase_uuid"],),
+        ).fetchall()
+    assert moved == [(1,)]
+    after = _merge(invoke, deployed_db)
+    assert after["pending_scan"] == "changed"
+    assert (after["pending_new_agents"], after["pending_members"]) == (1, 1)
+
+
+def test_truncated_lineage_makes_the_next_run_read_every_row(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    _feed(tmp_path / "a", 6)
+    invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
+    first = _merge(invoke, deployed_db)
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE unified_agent_sources")
+    again = _merge(invoke, deployed_db)
+    assert again["pending_scan"] == "all"
+    assert again["pending"] == first["pending"]
+    assert _merge(invoke, deployed_db)["pending_scan"] == "changed"
 
 
 def test_a_mark_of_another_cluster_or_a_restored_copy_is_not_trusted(

@@ -37,8 +37,8 @@ AS $$
 $$;
 
 -- After a complete run (every pending record taken): the mark the next run starts from.
---   reads:   sp_meta (next_mark, system_identifier)
---   writes:  syncpipe_internal.merge_mark
+--   reads:   sp_meta (next_mark, system_identifier, snapshot)
+--   writes:  syncpipe_internal.merge_mark; syncpipe_internal.merge_requeue (requests read)
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_store_mark(p_log_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -57,6 +57,10 @@ BEGIN
     END IF;
     -- (the row's xmin, read back: a copy of the row has another one; sql/ddl/130)
     PERFORM syncpipe_internal.merge_mark_seal();
+    -- Requests this run read: those its snapshot saw (a request of a transaction it could
+    -- not see waits for the next run: sql/ddl/150).
+    DELETE FROM syncpipe_internal.merge_requeue q USING sp_meta m
+    WHERE q.requested_by < m.next_mark OR pg_visible_in_snapshot(q.requested_by, m.snapshot);
     RETURN true;
 END;
 $$;
@@ -73,9 +77,10 @@ $$;
 -- Phase "pending": the run's constants and the records it matches.
 --   reads:   public.new_agents, public.unified_company_member, public.unified_agent_sources,
 --            public.new_unified_agents (the node offset), public.name_variants,
---            syncpipe_internal.merge_mark (where the last complete run left off); a dry run's
+--            syncpipe_internal.merge_mark (where the last complete run left off),
+--            syncpipe_internal.merge_requeue (records asked for again); a dry run's
 --            sp_members (the member pipeline's members it did not insert)
---   writes:  sp_meta(node_offset, system_identifier, pending_from, next_mark),
+--   writes:  sp_meta(node_offset, system_identifier, pending_from, next_mark, snapshot),
 --            sp_changed_feed, sp_changed_members (the source rows changed since the mark,
 --            when one is stored), sp_canon(variant, canons),
 --            sp_pend(pid, source, source_id, team_id, full_name, version, email_json,
@@ -98,7 +103,8 @@ DECLARE
     v_sysid   bigint := syncpipe_internal.merge_system_identifier();
     -- (taken before the pending records are read: a mark of an earlier snapshot is the safe
     -- side; see sql/ddl/120)
-    v_mark    xid8 := syncpipe_internal.merge_snapshot_mark(pg_current_snapshot(),
+    v_snap    pg_snapshot := pg_current_snapshot();
+    v_mark    xid8 := syncpipe_internal.merge_snapshot_mark(v_snap,
                                                              pg_current_xact_id_if_assigned());
     v_from    xid8;
     v_rows    bigint;
@@ -117,22 +123,40 @@ BEGIN
         WHERE system_identifier IS NOT DISTINCT FROM v_sysid
           AND stored_xmin = xmin::text::bigint  -- not a restored copy (sql/ddl/130)
           AND pending_from <= v_mark;
+        IF EXISTS (SELECT 1 FROM syncpipe_internal.merge_requeue WHERE source = '*') THEN
+            v_from := NULL;  -- (the lineage was truncated: every row)
+        END IF;
     END IF;
     IF v_from IS NOT NULL THEN
         -- The rows changed since, copied and counted before they are joined with the lineage:
         -- the feed's in one scan (it has no index on changed_xid: sql/ddl/140), the members'
         -- by index whatever the statistics say (they may predate the pipeline's insert, or not
         -- know the column: then a sequential scan looks as cheap).
+        -- With them, the records whose lineage was deleted or edited outside a merge
+        -- (syncpipe_internal.merge_requeue, sql/ddl/150).
         CREATE UNLOGGED TABLE syncpipe_work.sp_changed_feed AS
             SELECT supabase_uuid, team_id, full_name, updated_at, email_clean, phone_digits
-            FROM public.new_agents WHERE changed_xid >= v_from;
+            FROM public.new_agents
+            WHERE changed_xid >= v_from
+               OR supabase_uuid IN (
+                      SELECT CASE WHEN source_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                                  THEN source_id::uuid END
+                      FROM syncpipe_internal.merge_requeue WHERE source = 'new_agents');
         GET DIAGNOSTICS v_feed = ROW_COUNT;
         PERFORM set_config('enable_seqscan', 'off', true);
         CREATE UNLOGGED TABLE syncpipe_work.sp_changed_members AS
             SELECT id, team_id, member_name, updated_at, email_normalized, phone_normalized,
                    name_normalized, name_key, name_first, name_last, name_middle, name_suffix,
                    record_hash, processed
-            FROM public.unified_company_member WHERE changed_xid >= v_from;
+            FROM public.unified_company_member WHERE changed_xid >= v_from
+            UNION
+            SELECT m.id, m.team_id, m.member_name, m.updated_at, m.email_normalized,
+                   m.phone_normalized, m.name_normalized, m.name_key, m.name_first,
+                   m.name_last, m.name_middle, m.name_suffix, m.record_hash, m.processed
+            FROM syncpipe_internal.merge_requeue r
+            JOIN public.unified_company_member m
+              ON m.id = CASE WHEN r.source_id ~ '^[0-9]{1,18}$' THEN r.source_id::bigint END
+            WHERE r.source = 'company_member';
         GET DIAGNOSTICS v_members = ROW_COUNT;
         PERFORM set_config('enable_seqscan', v_seqscan, true);
         ANALYZE sp_changed_feed;
@@ -196,7 +220,8 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_meta AS
         SELECT v_offset AS node_offset, v_sysid AS system_identifier, v_from AS pending_from,
                CASE WHEN NOT v_dry AND (v_limit IS NULL OR v_rows < v_limit) THEN v_mark END
-                   AS next_mark;
+                   AS next_mark,
+               v_snap AS snapshot;
     IF v_dry AND to_regclass('syncpipe_work.sp_members') IS NOT NULL THEN
         -- A dry run's member pipeline computed members it did not insert: match them too.
         EXECUTE $q$

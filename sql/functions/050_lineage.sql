@@ -20,10 +20,11 @@ BEGIN
 END;
 $$;
 
--- Lineage deleted while its source row stays (by hand: "match this record again"): the row is
--- marked changed, so the next merge reads it again (it reads only rows changed since its last
--- complete run, sql/ddl/120). Lineage that goes with its source row finds no row to mark.
--- (Runs as its owner, as forget_deleted_sources() does.)
+-- Lineage deleted, truncated or edited outside a merge (by hand: "match this record again"):
+-- its records are requested again (syncpipe_internal.merge_requeue, sql/ddl/150), so the next
+-- merge reads them though their rows did not change. Lineage that goes with its source row
+-- asks for a record that no longer exists, which the merge finds nothing for. (Run as their
+-- owner, as forget_deleted_sources() does.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.lineage_forgotten()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -31,16 +32,26 @@ SECURITY DEFINER
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
-    UPDATE public.new_agents a SET changed_xid = pg_current_xact_id()
-    FROM gone_rows g
-    WHERE g.source = 'new_agents'
-      AND a.supabase_uuid = CASE
-          WHEN g.source_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-          THEN g.source_id::uuid END;
-    UPDATE public.unified_company_member m SET changed_xid = pg_current_xact_id()
-    FROM gone_rows g
-    WHERE g.source = 'company_member'
-      AND m.id = CASE WHEN g.source_id ~ '^[0-9]{1,18}$' THEN g.source_id::bigint END;
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO syncpipe_internal.merge_requeue (source, source_id) VALUES ('*', '*');
+    ELSE
+        INSERT INTO syncpipe_internal.merge_requeue (source, source_id)
+        SELECT source, source_id FROM gone_rows;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- (per row, only where a key moved or a version went back: the merge moves versions forward)
+CREATE OR REPLACE FUNCTION syncpipe_internal.lineage_edited()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    INSERT INTO syncpipe_internal.merge_requeue (source, source_id)
+    VALUES (OLD.source, OLD.source_id), (NEW.source, NEW.source_id);
     RETURN NULL;
 END;
 $$;

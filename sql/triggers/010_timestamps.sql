@@ -14,15 +14,15 @@ CREATE OR REPLACE TRIGGER new_agents_set_updated_at
     BEFORE UPDATE ON public.new_agents
     FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.source_row_changed();
 
--- Only a real edit of a member moves updated_at; the merge's "processed" flag does not,
--- unless it is set back to false by hand (match the member again).
+-- Only a real edit of a member (its id too) moves updated_at; the merge's "processed" flag
+-- does not, unless it is set back to false by hand (match the member again).
 CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
     BEFORE UPDATE ON public.unified_company_member
     FOR EACH ROW
-    WHEN ((OLD.member_name, OLD.email_normalized, OLD.phone_normalized, OLD.member_raw,
+    WHEN ((OLD.id, OLD.member_name, OLD.email_normalized, OLD.phone_normalized, OLD.member_raw,
            OLD.team_id)
           IS DISTINCT FROM
-          (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
+          (NEW.id, NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
            NEW.team_id)
           OR (OLD.processed AND NOT NEW.processed))
     EXECUTE FUNCTION syncpipe_internal.source_row_changed();

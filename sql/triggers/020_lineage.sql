@@ -10,8 +10,18 @@ CREATE OR REPLACE TRIGGER unified_company_member_forget_deleted
     REFERENCING OLD TABLE AS deleted_rows
     FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.forget_deleted_sources();
 
--- Lineage deleted while its source row stays: the row is read again by the next merge.
+-- Lineage deleted, truncated or edited outside a merge: its records are read again by the
+-- next merge (syncpipe_internal.merge_requeue).
 CREATE OR REPLACE TRIGGER unified_agent_sources_forgotten
     AFTER DELETE ON public.unified_agent_sources
     REFERENCING OLD TABLE AS gone_rows
     FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.lineage_forgotten();
+CREATE OR REPLACE TRIGGER unified_agent_sources_truncated
+    AFTER TRUNCATE ON public.unified_agent_sources
+    FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.lineage_forgotten();
+CREATE OR REPLACE TRIGGER unified_agent_sources_edited
+    AFTER UPDATE ON public.unified_agent_sources
+    FOR EACH ROW
+    WHEN (OLD.source IS DISTINCT FROM NEW.source OR OLD.source_id IS DISTINCT FROM NEW.source_id
+          OR NEW.source_version < OLD.source_version)
+    EXECUTE FUNCTION syncpipe_internal.lineage_edited();
