@@ -42,7 +42,8 @@ def merge(
         typer.Option(
             "--rescan",
             help="Read every source row for records to match, not only the rows changed since "
-            "the last complete run (for rows changed with the tables' triggers disabled).",
+            "the last complete run (for rows written with the tables' triggers disabled, or "
+            "with a changed_xid of their own).",
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
