@@ -23,8 +23,11 @@ $$;
 -- Lineage deleted, truncated or edited outside a merge (by hand: "match this record again"):
 -- its records are requested again (syncpipe_internal.merge_requeue, sql/ddl/150), so the next
 -- merge reads them though their rows did not change. Lineage that goes with its source row
--- asks for a record that no longer exists, which the merge finds nothing for. (Run as their
--- owner, as forget_deleted_sources() does.)
+-- asks for a record that no longer exists, which the merge finds nothing for. One function
+-- for the three triggers (sql/triggers/020_lineage.sql): per statement on DELETE (the gone
+-- rows) and TRUNCATE (every row), per row on an UPDATE that moved a key or set a version
+-- back (the merge only moves versions forward). (Runs as its owner, as
+-- forget_deleted_sources() does.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.lineage_forgotten()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -34,24 +37,13 @@ AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         INSERT INTO syncpipe_internal.merge_requeue (source, source_id) VALUES ('*', '*');
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO syncpipe_internal.merge_requeue (source, source_id)
+        VALUES (OLD.source, OLD.source_id), (NEW.source, NEW.source_id);
     ELSE
         INSERT INTO syncpipe_internal.merge_requeue (source, source_id)
         SELECT source, source_id FROM gone_rows;
     END IF;
-    RETURN NULL;
-END;
-$$;
-
--- (per row, only where a key moved or a version went back: the merge moves versions forward)
-CREATE OR REPLACE FUNCTION syncpipe_internal.lineage_edited()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, extensions, syncpipe_work
-AS $$
-BEGIN
-    INSERT INTO syncpipe_internal.merge_requeue (source, source_id)
-    VALUES (OLD.source, OLD.source_id), (NEW.source, NEW.source_id);
     RETURN NULL;
 END;
 $$;

@@ -24,4 +24,4 @@ CREATE OR REPLACE TRIGGER unified_agent_sources_edited
     FOR EACH ROW
     WHEN (OLD.source IS DISTINCT FROM NEW.source OR OLD.source_id IS DISTINCT FROM NEW.source_id
           OR NEW.source_version < OLD.source_version)
-    EXECUTE FUNCTION syncpipe_internal.lineage_edited();
+    EXECUTE FUNCTION syncpipe_internal.lineage_forgotten();
