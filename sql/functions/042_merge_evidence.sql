@@ -59,6 +59,7 @@ SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_total   bigint;
+    v_hashagg text := current_setting('enable_hashagg');
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keynames', 'sp_keygroups', 'sp_keycompat',
         'sp_keymixed', 'sp_keyallow', 'sp_shared', 'sp_keyholders']);
@@ -88,10 +89,13 @@ BEGIN
                ON f.value = g.first_name AND g.last_name IS NULL;
     ANALYZE sp_keynames;
     -- The keys that can be shared at all: several names, or very many holders.
+    -- (grouped by a sort: hashed, a million keys spill to disk in batches, twice as slow)
+    PERFORM set_config('enable_hashagg', 'off', true);
     CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
         SELECT kind, value, count(*)::integer AS names, sum(holders)::integer AS records
         FROM sp_keynames GROUP BY kind, value
         HAVING count(*) > 1 OR sum(holders) > 20;
+    PERFORM set_config('enable_hashagg', v_hashagg, true);
     ANALYZE sp_keygroups;
     -- Every two variants of a key with a few names: do they fit one person?
     -- (each unordered pair judged once, both orders written: names_compatible() is
