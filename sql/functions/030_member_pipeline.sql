@@ -154,7 +154,10 @@ BEGIN
             WHERE NOT EXISTS (SELECT 1 FROM sp_members s WHERE s.record_hash = m.record_hash)
             $q$,
             -- (OFFSET 0 keeps the subquery per page; without it, it is a plain join)
-            CASE WHEN v_pages < 0.05 * (SELECT reltuples FROM pg_class
+            -- (the table's size from the statistics system when it was never analyzed:
+            -- reltuples is then -1, and a few pages would read every member)
+            CASE WHEN v_pages < 0.05 * (SELECT greatest(reltuples, pg_stat_get_live_tuples(oid))
+                                        FROM pg_class
                                         WHERE oid = 'bronze.company_info_raw'::regclass)
                  THEN 'OFFSET 0' ELSE '' END);
         GET DIAGNOSTICS v_removed = ROW_COUNT;
