@@ -121,10 +121,18 @@ BEGIN
     -- Their contact keys (sp_golden holds exactly the new agents).
     v_bulk_k := syncpipe_internal.merge_bulk_begin('public.merge_agent_contacts',
                                         (SELECT count(*) FROM sp_pkeys), true);
+    -- (into the key's index in its order, so that each of its pages is written once, not
+    -- once per row; a bulk write builds the index afterwards and needs no sort)
+    EXECUTE format($q$
     INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
-    SELECT 'e', unnest(emails), agent_id FROM sp_golden WHERE emails <> '{}'
-    UNION ALL
-    SELECT 'p', unnest(phones), agent_id FROM sp_golden WHERE phones <> '{}';
+    SELECT * FROM (
+        SELECT 'e'::"char" AS kind, unnest(emails) AS value, agent_id
+        FROM sp_golden WHERE emails <> '{}'
+        UNION ALL
+        SELECT 'p', unnest(phones), agent_id FROM sp_golden WHERE phones <> '{}'
+    ) k
+    %s
+    $q$, CASE WHEN v_bulk_k THEN '' ELSE 'ORDER BY kind, value, agent_id' END);
     IF v_bulk_k THEN
         PERFORM syncpipe_internal.merge_bulk_end('public.merge_agent_contacts');
     END IF;

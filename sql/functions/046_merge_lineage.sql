@@ -58,8 +58,11 @@ BEGIN
     DELETE FROM public.merge_shared_contacts s
     WHERE EXISTS (SELECT 1 FROM sp_keyrecs k
                   WHERE k.kind = s.kind AND k.value = s.value COLLATE "C");
+    -- (in the key's order: each page of the key's index is then written once, not once
+    -- per row)
     INSERT INTO public.merge_shared_contacts (kind, value, records, names)
-    SELECT kind, value, records, names FROM sp_shared;
+    SELECT kind, value, records, names FROM sp_shared
+    ORDER BY kind, value;
 
     -- Members are matched in their current version (the feed is tracked by source_version).
     UPDATE public.unified_company_member m SET processed = true
