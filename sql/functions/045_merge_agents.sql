@@ -132,7 +132,7 @@ BEGIN
         SELECT 'p', unnest(phones), agent_id FROM sp_golden WHERE phones <> '{}'
     ) k
     %s
-    $q$, CASE WHEN v_bulk_k THEN '' ELSE 'ORDER BY kind, value, agent_id' END);
+    $q$, CASE WHEN v_bulk_k THEN '' ELSE 'ORDER BY kind, value COLLATE "C", agent_id' END);
     IF v_bulk_k THEN
         PERFORM syncpipe_internal.merge_bulk_end('public.merge_agent_contacts');
     END IF;
