@@ -18,7 +18,9 @@ $$;
 -- no other session ever sees one (a failed run rolls their creation back); the advisory lock
 -- that every run takes (1398361667, 2) keeps two runs from using the same names at once.
 
--- Drop the listed work tables if they exist (quietly).
+-- Drop the listed work tables if they exist (quietly). A work table may be a view over
+-- others (a projection the next statement reads once, not worth writing): the views go first,
+-- so that no table is dropped from under one.
 DROP FUNCTION IF EXISTS public.merge_drop_temp(text[]);
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_work_drop(p_names text[])
 RETURNS void
@@ -26,31 +28,42 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
-    v_name text;
+    v_item record;
 BEGIN
-    FOREACH v_name IN ARRAY p_names LOOP
-        IF to_regclass('syncpipe_work.' || v_name) IS NOT NULL THEN
-            EXECUTE format('DROP TABLE syncpipe_work.%I', v_name);
-        END IF;
+    FOR v_item IN
+        SELECT c.relname, c.relkind = 'v' AS is_view
+        FROM pg_class c
+        WHERE c.relnamespace = 'syncpipe_work'::regnamespace AND c.relname = ANY (p_names)
+          AND c.relkind IN ('r', 'p', 'v')
+        ORDER BY c.relkind = 'v' DESC
+    LOOP
+        EXECUTE format('DROP %s syncpipe_work.%I',
+                       CASE WHEN v_item.is_view THEN 'VIEW' ELSE 'TABLE' END, v_item.relname);
     END LOOP;
 END;
 $$;
 
--- Drop every work table (the end of a run); returns how many there were.
+-- Drop every work table and view (the end of a run); returns how many there were.
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_work_clear()
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
+    v_views  text;
     v_tables text;
     v_count  integer;
 BEGIN
-    SELECT string_agg(format('syncpipe_work.%I', relname), ', '), count(*)
-    INTO v_tables, v_count
+    SELECT string_agg(format('syncpipe_work.%I', relname), ', ') FILTER (WHERE relkind = 'v'),
+           string_agg(format('syncpipe_work.%I', relname), ', ') FILTER (WHERE relkind <> 'v'),
+           count(*)
+    INTO v_views, v_tables, v_count
     FROM pg_class
-    WHERE relnamespace = 'syncpipe_work'::regnamespace AND relkind IN ('r', 'p');
-    IF v_count > 0 THEN
+    WHERE relnamespace = 'syncpipe_work'::regnamespace AND relkind IN ('r', 'p', 'v');
+    IF v_views IS NOT NULL THEN
+        EXECUTE 'DROP VIEW ' || v_views;
+    END IF;
+    IF v_tables IS NOT NULL THEN
         EXECUTE 'DROP TABLE ' || v_tables;
     END IF;
     RETURN v_count;

@@ -12,7 +12,8 @@
 --            sp_place(pid, agent_id, created, rule, conf, weight, source, source_id, old_agent,
 --                     version, team_id, full_name, name_norm, name_key, first_name, last_name,
 --                     middle, suffix): where each pending record goes and by which rule;
---            sp_grecs, sp_gkeys, sp_golden (merge_golden(), the new agents);
+--            sp_grecs, sp_gkeys (views over sp_place and sp_pkeys, dropped after use),
+--            sp_golden (merge_golden(), the new agents);
 --            sp_retire(agent_id, survivor);
 --            public.new_unified_agents, public.merge_agent_contacts, public.merge_dirty_agents
 --            (and what merge_retire_agents() writes)
@@ -96,16 +97,19 @@ BEGIN
     ANALYZE sp_place;
 
     -- New agents are written once, complete: their golden record comes from this run.
-    -- (a new agent's record without an automatic link is the agent's only record)
-    CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
+    -- (a new agent's record without an automatic link is the agent's only record; views,
+    -- not tables: merge_golden() reads each once, and a first run would write 2M records and
+    -- 4M keys only to read them back)
+    CREATE VIEW syncpipe_work.sp_grecs AS
         SELECT agent_id, source, source_id, full_name, name_norm, name_key, team_id,
                rule = 'single' AS single
         FROM sp_place WHERE created;
-    CREATE UNLOGGED TABLE syncpipe_work.sp_gkeys AS
+    CREATE VIEW syncpipe_work.sp_gkeys AS
         SELECT x.agent_id, k.kind, k.value
         FROM sp_pkeys k JOIN sp_place x ON x.pid = k.pid
         WHERE x.created;
     PERFORM syncpipe_internal.merge_golden();
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys']);
     v_bulk_a := syncpipe_internal.merge_bulk_begin('public.new_unified_agents',
                                         (SELECT count(*) FROM sp_golden));
     INSERT INTO public.new_unified_agents (agent_id, full_name, emails, phone_numbers,
@@ -155,7 +159,7 @@ END;
 $$;
 
 -- Golden records, from sp_grecs(agent_id, source, full_name, name_norm, name_key, team_id,
--- single) and sp_gkeys(agent_id, kind, value), into sp_golden(agent_id, full_name, emails,
+-- single) and sp_gkeys(agent_id, kind, value) (tables or views), into sp_golden(agent_id, full_name, emails,
 -- phones, team_id, sources): the most frequent (then most complete) name variant, written the
 -- cleanest way it was seen; the union of normalized e-mails and phones; the team most
 -- supported by the sources (the feed breaks ties); the number of sources. An agent with one
@@ -172,8 +176,13 @@ DECLARE
     v_count bigint;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_golden']);
-    ANALYZE sp_grecs;
-    ANALYZE sp_gkeys;
+    -- (tables here are analyzed; views over analyzed tables need nothing)
+    IF (SELECT relkind FROM pg_class WHERE oid = 'sp_grecs'::regclass) = 'r' THEN
+        ANALYZE sp_grecs;
+    END IF;
+    IF (SELECT relkind FROM pg_class WHERE oid = 'sp_gkeys'::regclass) = 'r' THEN
+        ANALYZE sp_gkeys;
+    END IF;
     -- One sort of the records by agent and name variant ranks the variants (window counts),
     -- a second picks each agent's display name; single-source agents fall out of the same
     -- pass. Contacts: one sort de-duplicates them and orders each agent's values, so the
@@ -378,7 +387,8 @@ $$;
 -- agents this run touched, and their review flags.
 --   reads:   sp_meta, sp_target, sp_compconf, sp_comp; public.merge_dirty_agents,
 --            public.merge_review_queue (the items queued by this transaction)
---   writes:  sp_refresh(agent_id), and what merge_refresh_agents() writes;
+--   writes:  sp_reviewed(agent_id): the agents given a review item by this run;
+--            sp_refresh(agent_id), and what merge_refresh_agents() writes;
 --            public.new_unified_agents; public.merge_dirty_agents emptied
 --   options: none
 --   returns: the number of agents refreshed
@@ -392,8 +402,9 @@ AS $$
 DECLARE
     v_offset   bigint := (SELECT node_offset FROM sp_meta);
     v_golden   integer;
+    v_flagged  integer;
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_refresh']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_refresh', 'sp_reviewed']);
     -- Existing agents that took records: confidence is the lowest link holding the component
     -- together, never above what the agents it joined already had.
     UPDATE public.new_unified_agents a
@@ -406,18 +417,31 @@ BEGIN
     WHERE a.agent_id = t.survivor AND NOT t.created
       AND a.confidence_score IS DISTINCT FROM least(coalesce(f.conf, 100), coalesce(j.low, 100));
 
+    -- The agents given a review item by this run. Those this run created were written
+    -- complete from all their records (merge_agents()): only their flag is set here, not
+    -- their golden record computed again (a first run: 28k agents at 1M persons).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_reviewed AS
+        SELECT agent_id FROM public.merge_review_queue
+        WHERE status = 'open' AND created_at = now()
+        UNION SELECT candidate_agent_id FROM public.merge_review_queue
+        WHERE status = 'open' AND created_at = now();
+    UPDATE public.new_unified_agents a SET needs_review = true
+    FROM sp_reviewed r JOIN sp_target t ON t.survivor = r.agent_id AND t.created
+    WHERE a.agent_id = r.agent_id AND NOT a.needs_review
+      AND NOT EXISTS (SELECT 1 FROM public.merge_dirty_agents d WHERE d.agent_id = r.agent_id);
+    GET DIAGNOSTICS v_flagged = ROW_COUNT;
+
     -- Golden records of the existing agents this run touched, and review flags.
     CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
         SELECT survivor AS agent_id FROM sp_target WHERE NOT created
         UNION SELECT agent_id FROM public.merge_dirty_agents
-        UNION SELECT agent_id FROM public.merge_review_queue
-              WHERE status = 'open' AND created_at = now()
-        UNION SELECT candidate_agent_id FROM public.merge_review_queue
-              WHERE status = 'open' AND created_at = now();
+        UNION SELECT r.agent_id FROM sp_reviewed r
+              WHERE NOT EXISTS (SELECT 1 FROM sp_target t
+                                WHERE t.survivor = r.agent_id AND t.created);
     ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
     v_golden := syncpipe_internal.merge_refresh_agents();
     DELETE FROM public.merge_dirty_agents;
-    RETURN v_golden;
+    RETURN v_golden + v_flagged;
 END;
 $$;
 
