@@ -461,6 +461,65 @@ def test_rejected_review_pair_never_comes_back(
     )
 
 
+def test_rejected_agents_stay_apart_when_a_later_record_links_them(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A record holding one agent's e-mail and the other's, after a person said they are two
+    people: it joins one of them (the nearest, the lower id on a tie), never both."""
+    review_id, a, b = _two_for_review(invoke, deployed_db, tmp_path / "data")
+    invoke(["review", "reject", str(review_id)], dsn=deployed_db)
+    first, second = agent_of(deployed_db, "new_agents", a), agent_of(deployed_db, "new_agents", b)
+    bridge = Sources(_serial=100)
+    c = bridge.agent("W. Carter", emails=["wcarter@mail.com", "billc@mail.com"])
+    result = load_and_merge(invoke, deployed_db, bridge, tmp_path / "d2")
+    assert result["merge"]["agents_retired"] == 0
+    assert agent_of(deployed_db, "new_agents", a) == first
+    assert agent_of(deployed_db, "new_agents", b) == second
+    assert agent_of(deployed_db, "new_agents", c) == min(first, second)
+    assert (
+        one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE merged_into IS NOT NULL")
+        == 0
+    )
+    # and the pair is not proposed again
+    pairs = fetch(
+        deployed_db,
+        "SELECT least(agent_id, candidate_agent_id), greatest(agent_id, candidate_agent_id) "
+        "FROM merge_review_queue WHERE status = 'open'",
+    )
+    assert (min(first, second), max(first, second)) not in pairs
+    assert_contact_keys_in_step(deployed_db)
+
+
+def test_an_item_queued_by_the_run_that_retires_its_agent_names_the_survivor(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """One run joins two agents and queues an item against the one it retires: the item names
+    the survivor, so that a person can decide it."""
+    src = Sources()
+    x = src.agent("Aiden Garcia", team="team-1", emails=["aiden.one@mail.com"])
+    y = src.agent("Aiden Garcia", team="team-9", emails=["aiden.two@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    first, second = agent_of(deployed_db, "new_agents", x), agent_of(deployed_db, "new_agents", y)
+    assert first != second
+    more = Sources(_serial=100)
+    more.agent("Aiden Garcia", team="team-1", emails=["aiden.one@mail.com", "aiden.two@mail.com"])
+    p = more.agent("Aiden Garcia", team="team-9", emails=["agarcia.office@mail.com"])
+    result = load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    assert result["merge"]["agents_retired"] == 1
+    retired = one(
+        deployed_db, "SELECT agent_id FROM new_unified_agents WHERE merged_into IS NOT NULL"
+    )
+    items = fetch(
+        deployed_db,
+        "SELECT id, agent_id, candidate_agent_id FROM merge_review_queue WHERE status = 'open'",
+    )
+    assert items and all(retired not in (a, b) for _, a, b in items)
+    newcomer = agent_of(deployed_db, "new_agents", p)
+    assert any({a, b} == {newcomer, min(first, second)} for _, a, b in items)
+    for item_id, _, _ in items:  # every item can be decided as it is listed
+        invoke(["review", "reject", str(item_id)], dsn=deployed_db)
+
+
 # -- dry run ---------------------------------------------------------------------------------
 def _table_counts(dsn: str) -> dict[str, int]:
     tables = [
@@ -525,6 +584,30 @@ def test_dry_run_shows_what_a_run_would_do_and_writes_nothing(
     # (a real run shows a sample only when asked: reading every pair costs seconds at scale)
     assert real["pairs_exported"] == 3 and real["pairs_sample"] == []
     assert work_tables(deployed_db) == []
+
+
+def test_dry_run_lists_the_name_links_held_for_review(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Same name, same team, their own e-mails differ: the pair a run queues for review is in
+    the dry run's pairs too, and both count it under their own words."""
+    src = Sources()
+    src.agent("Zebulon Quarry", team="team-a", emails=["zq.one@x.com"])
+    src.agent("Zebulon Quarry", team="team-a", emails=["zq.two@x.com"])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    dry = invoke(["merge", "--dry-run", "--json", "--output", "pairs.csv"], dsn=deployed_db).json()
+    with open("pairs.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["outcome"], r["rule"], r["evidence"]) for r in rows] == [
+        ("review", "name_team", "zebulon quarry")
+    ]
+    assert dry["merge"]["review_pairs"] == 1
+    table = invoke(["merge", "--dry-run"], dsn=deployed_db, env={"COLUMNS": "200"}).stdout
+    assert "record pairs for review" in table
+    real = invoke(["merge"], dsn=deployed_db, env={"COLUMNS": "200"}).stdout
+    assert "review items queued" in real
+    assert fetch(deployed_db, "SELECT rule FROM merge_review_queue") == [("name_team",)]
 
 
 def test_service_role_runs_the_merge_by_rpc(

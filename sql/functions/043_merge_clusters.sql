@@ -53,6 +53,76 @@ BEGIN
 END;
 $$;
 
+-- Agents a person rejected as two people stay apart, whatever links a later run finds
+-- between them (a record holding both one's e-mail and the other's). In a component that holds
+-- both agents of a rejected pair, each such agent is a seed; every other node goes to the
+-- nearest seed (breadth first over the automatic links, the lower seed on a tie), and the
+-- links between two seeds' parts stop being automatic: they are left to the review, which
+-- never proposes a rejected pair again.
+--   reads:   sp_gedges, sp_cc; public.merge_decisions, public.new_unified_agents
+--   writes:  sp_apart(node, seed): the nodes of such components and their seed;
+--            sp_gedges (the links between two parts removed), sp_links (their conf set to
+--            the threshold: under review, not automatic), sp_cc (labelled again)
+--   returns: the links cut
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_keep_apart(p_auto integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_cut   integer;
+    v_moved integer;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_apart', 'sp_apart_cut']);
+    IF NOT EXISTS (SELECT 1 FROM public.merge_decisions WHERE decision = 'rejected') THEN
+        RETURN 0;
+    END IF;
+    -- The rejected pairs as the agents are now (a retired side stands for its survivor),
+    -- both in one component.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_apart AS
+        SELECT DISTINCT s.node, s.node AS seed
+        FROM (SELECT coalesce(x.merged_into, x.agent_id) AS a,
+                     coalesce(y.merged_into, y.agent_id) AS b
+              FROM public.merge_decisions d
+              JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
+              JOIN public.new_unified_agents y ON y.agent_id = d.agent_high
+              WHERE d.decision = 'rejected') r
+        JOIN sp_cc ca ON ca.node = r.a
+        JOIN sp_cc cb ON cb.node = r.b AND cb.label = ca.label
+        CROSS JOIN LATERAL (VALUES (r.a), (r.b)) s(node)
+        WHERE r.a <> r.b;
+    IF NOT EXISTS (SELECT 1 FROM sp_apart) THEN
+        RETURN 0;
+    END IF;
+    -- Every other node of those components to its nearest seed, one hop a round.
+    LOOP
+        INSERT INTO sp_apart (node, seed)
+        SELECT e.b, min(p.seed)
+        FROM sp_apart p
+        JOIN sp_cc_edges e ON e.a = p.node
+        WHERE NOT EXISTS (SELECT 1 FROM sp_apart q WHERE q.node = e.b)
+        GROUP BY e.b;
+        GET DIAGNOSTICS v_moved = ROW_COUNT;
+        EXIT WHEN v_moved = 0;
+    END LOOP;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_apart_cut AS
+        SELECT g.a, g.b
+        FROM sp_gedges g
+        JOIN sp_apart pa ON pa.node = g.a
+        JOIN sp_apart pb ON pb.node = g.b
+        WHERE pa.seed <> pb.seed;
+    DELETE FROM sp_gedges g USING sp_apart_cut c WHERE g.a = c.a AND g.b = c.b;
+    GET DIAGNOSTICS v_cut = ROW_COUNT;
+    UPDATE sp_links l SET conf = p_auto
+    FROM sp_apart_cut c WHERE l.a = c.a AND l.b = c.b AND l.conf > p_auto;
+    DROP TABLE sp_cc_edges;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
+        SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
+    PERFORM syncpipe_internal.merge_label_components();
+    RETURN v_cut;
+END;
+$$;
+
 -- Phase "clusters": components of the automatic links, and their confidence.
 --   reads:   sp_meta, sp_links, sp_pend
 --   writes:  sp_gedges(a, b, conf): one (strongest) automatic link per pair of nodes;
@@ -60,7 +130,9 @@ $$;
 --                        joined to one, label = the smallest node of its component;
 --            sp_compconf(label, low, high, conf): conf = the lowest link that holds the
 --                        component together (components of mixed links cut level by level);
---            sp_cc_edges, sp_cc (merge_label_components(), scratch)
+--            sp_cc_edges, sp_cc (merge_label_components(), scratch);
+--            sp_apart, and links cut in sp_gedges and sp_links (merge_keep_apart(): agents
+--            a person rejected as two people stay apart)
 --   options: auto_threshold (70: links above it are automatic)
 --   returns: the rounds merge_label_components() took
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_clusters(p_options jsonb DEFAULT '{}')
@@ -85,6 +157,7 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
         SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
     v_rounds := syncpipe_internal.merge_label_components();
+    PERFORM syncpipe_internal.merge_keep_apart(v_auto);
     -- Every pending record is in a component, maybe alone.
     CREATE UNLOGGED TABLE syncpipe_work.sp_comp AS
         SELECT v_offset + p.pid AS node, coalesce(c.label, v_offset + p.pid) AS label

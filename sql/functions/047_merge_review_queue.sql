@@ -2,8 +2,8 @@
 
 -- Phase "review_queue": the run's doubtful pairs between different agents, queued with each
 -- side as a person needs it to decide, unless a person already decided about the two agents.
---   reads:   sp_meta, sp_review, sp_pkeys, sp_place, sp_pend; public.new_unified_agents,
---            public.merge_decisions
+--   reads:   sp_meta, sp_review, sp_pkeys, sp_place, sp_pend, sp_comp, sp_target;
+--            public.new_unified_agents, public.merge_decisions
 --   writes:  public.merge_review_queue
 --   options: none
 --   returns: the number of items queued
@@ -33,11 +33,13 @@ BEGIN
         WHERE pid IN (SELECT node - v_offset FROM ends WHERE node >= v_offset)
         GROUP BY pid
     ),
+    -- (a known agent this run joined into another is shown as that survivor: an item must
+    -- name agents that still exist, or nobody can decide it)
     side AS (
         SELECT e.node,
-               CASE WHEN e.node >= v_offset THEN x.agent_id ELSE e.node END AS agent_id,
+               CASE WHEN e.node >= v_offset THEN x.agent_id ELSE g.agent_id END AS agent_id,
                jsonb_strip_nulls(jsonb_build_object(
-                   'agent_id', CASE WHEN e.node >= v_offset THEN x.agent_id ELSE e.node END,
+                   'agent_id', CASE WHEN e.node >= v_offset THEN x.agent_id ELSE g.agent_id END,
                    'source', coalesce(p.source, 'agent'), 'source_id', p.source_id,
                    'name', coalesce(p.full_name, g.full_name),
                    'team_id', CASE WHEN e.node >= v_offset THEN p.team_id
@@ -51,7 +53,10 @@ BEGIN
         LEFT JOIN sp_place x ON x.pid = e.node - v_offset AND e.node >= v_offset
         LEFT JOIN sp_pend p ON p.pid = e.node - v_offset AND e.node >= v_offset
         LEFT JOIN pkeys k ON k.pid = e.node - v_offset AND e.node >= v_offset
-        LEFT JOIN public.new_unified_agents g ON g.agent_id = e.node AND e.node < v_offset
+        LEFT JOIN sp_comp c ON c.node = e.node AND e.node < v_offset
+        LEFT JOIN sp_target t ON t.label = c.label
+        LEFT JOIN public.new_unified_agents g
+               ON g.agent_id = coalesce(t.survivor, e.node) AND e.node < v_offset
     ),
     pairs AS (
         SELECT DISTINCT ON (least(sa.agent_id, sb.agent_id), greatest(sa.agent_id, sb.agent_id))

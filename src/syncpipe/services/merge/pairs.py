@@ -59,11 +59,16 @@ WITH pairs AS (
     FROM syncpipe_work.sp_links l
     LEFT JOIN syncpipe_work.sp_review r ON r.a = l.a AND r.b = l.b AND r.rule = l.rule
     UNION ALL
+    -- the review pairs that are no link: similar names, and name links held back because
+    -- the two records' own phones or e-mails differ
     SELECT r.a, r.b, r.rule, r.conf, 'review',
-           (r.evidence ->> 'a_name') || ' ~ ' || (r.evidence ->> 'b_name')
-               || ' (similarity ' || (r.evidence ->> 'similarity') || ')'
+           CASE WHEN r.rule = 'fuzzy_name'
+                THEN (r.evidence ->> 'a_name') || ' ~ ' || (r.evidence ->> 'b_name')
+                     || ' (similarity ' || (r.evidence ->> 'similarity') || ')'
+                ELSE r.evidence ->> 'name' END
     FROM syncpipe_work.sp_review r
-    WHERE r.rule = 'fuzzy_name'
+    WHERE NOT EXISTS (SELECT 1 FROM syncpipe_work.sp_links l
+                      WHERE l.a = r.a AND l.b = r.b AND l.rule = r.rule)
 ),
 nodes AS (SELECT a AS node FROM pairs UNION SELECT b FROM pairs),
 described AS ({_NODE})
