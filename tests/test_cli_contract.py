@@ -118,7 +118,15 @@ EXIT_CASES = [
         ["review", "accept", "999999"],
         {"lock": "merge"},
         3,
-        "a merge is running",
+        "Cannot accept review item 999999 now: a merge is running; decide again when it has "
+        "finished.",
+    ),
+    (
+        "review item id beyond bigint",
+        ["review", "accept", "99999999999999999999"],
+        {},
+        2,
+        "less than or equal to 9223372036854775807",
     ),
     ("verify finds drift", ["verify"], {"drop": "public.merge_review_queue"}, 1, ""),
     ("unknown review item", ["review", "accept", "999999"], {}, 1, "999999"),

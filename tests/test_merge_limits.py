@@ -433,3 +433,29 @@ def test_batched_run_says_which_batches_stay(
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents") == 80
     statuses = fetch(deployed_db, "SELECT status FROM unified_merge_logs WHERE run_kind = 'merge'")
     assert sorted(statuses) == [("failed",), ("success",), ("success",)]
+
+
+def test_statement_timeout_names_the_phase_and_the_setting(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A merge canceled by SYNCPIPE_STATEMENT_TIMEOUT says where and what to raise, exit 1,
+    and leaves everything as it was."""
+    invoke(["load", str(_more_data(tmp_path / "more", persons=1000))], dsn=deployed_db)
+    before = _state(deployed_db)
+    failed = invoke(
+        ["merge"], dsn=deployed_db, env={"SYNCPIPE_STATEMENT_TIMEOUT": "0.05"}, code=EXIT_FAILED
+    )
+    message = _error(failed)
+    _one_sentence(message)
+    match = re.fullmatch(
+        r'The merge was canceled in phase "(\w+)" \(canceling statement due to statement '
+        r"timeout\): raise SYNCPIPE_STATEMENT_TIMEOUT \(now 0\.05 s; 0 for none\) and run it "
+        r"again; nothing was changed\.",
+        message,
+    )
+    assert match and match.group(1) in PHASES, message
+    assert _state(deployed_db) == before
+    assert one(deployed_db, "SELECT status FROM unified_merge_logs ORDER BY id DESC LIMIT 1") == (
+        "failed"
+    )
+    invoke(["merge"], dsn=deployed_db)  # no timeout: it runs

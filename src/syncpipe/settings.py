@@ -182,7 +182,8 @@ def load_settings(
     if env != DEFAULT_ENV and not files[1].is_file():
         raise ConfigError(
             f"Unknown environment {env!r}: there is no {files[1].name} file in {files[1].parent} "
-            f"(known environments: {', '.join(known_envs(base))})."
+            f"(known environments: {', '.join(known_envs(base))}); create it, e.g. from "
+            f".env.example with the environment's SYNCPIPE_DATABASE_URL."
         )
     for path in files:
         if path.is_file():

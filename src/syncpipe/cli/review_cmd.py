@@ -22,6 +22,8 @@ Example:
 """
 
 _BY = typer.Option("--by", help="Who decides (default: $SYNCPIPE_REVIEWER or the login name).")
+# (item ids are bigint: a larger number is a usage error, not a database error)
+_IDS = typer.Argument(help="Review item ids.", min=1, max=2**63 - 1)
 
 
 def review(
@@ -81,7 +83,7 @@ def _decide(ctx: typer.Context, ids: list[int], decision: str, by: str | None) -
 
 def accept(
     ctx: typer.Context,
-    ids: Annotated[list[int], typer.Argument(help="Review item ids.")],
+    ids: Annotated[list[int], _IDS],
     by: Annotated[str | None, _BY] = None,
 ) -> None:
     """Accept review items: the two agents of each become one (the lower id survives).
@@ -95,7 +97,7 @@ def accept(
 
 def reject(
     ctx: typer.Context,
-    ids: Annotated[list[int], typer.Argument(help="Review item ids.")],
+    ids: Annotated[list[int], _IDS],
     by: Annotated[str | None, _BY] = None,
 ) -> None:
     """Reject review items: the two agents stay apart, and the pair never comes back.

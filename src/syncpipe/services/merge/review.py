@@ -209,7 +209,7 @@ class ReviewService:
                 conn.rollback()
                 raise LockTimeoutError(
                     f"Cannot {decision} review item {review_id} now: "
-                    f"{exc.diag.message_primary or exc} (a merge is running); try again."
+                    f"{exc.diag.message_primary or 'a merge is running; try again'}."
                 ) from None
             except (psycopg.errors.NoDataFound, psycopg.errors.InvalidParameterValue) as exc:
                 conn.rollback()

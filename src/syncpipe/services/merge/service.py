@@ -225,6 +225,10 @@ class MergeService:
                 resource = _resource_of(exc, phases.last, committed=0)
                 if resource is not None:
                     raise resource from None
+                if isinstance(exc, psycopg.errors.QueryCanceled):
+                    raise JobFailedError(
+                        _canceled(exc, phases.last, self.settings, committed=0)
+                    ) from None
                 raise JobFailedError(f"The merge failed: {first_line(exc)}") from None
             finally:
                 phases.stop()
@@ -345,6 +349,10 @@ class MergeService:
             self._fail_logs(log_ids, resource or exc, pipeline_done=bool(result.pipeline))
             if resource is not None:
                 raise resource from None
+            if isinstance(exc, psycopg.errors.QueryCanceled) and not lost:
+                raise JobFailedError(
+                    _canceled(exc, phases.last, self.settings, committed)
+                ) from None
             raise
 
     def _collect_pairs(
@@ -512,6 +520,19 @@ def _resource_of(exc: BaseException, phase: str | None, committed: int) -> Resou
     if isinstance(exc, ResourceError) or not isinstance(exc, psycopg.Error):
         return None
     return resource_error_of(exc, **_said(phase, committed))
+
+
+def _canceled(exc: BaseException, phase: str | None, settings: Settings, committed: int) -> str:
+    """A canceled merge as one sentence: the phase, and the setting when it was the timeout."""
+    where = f' in phase "{phase}"' if phase else ""
+    if "statement timeout" in str(exc) and settings.statement_timeout:
+        remedy = (
+            f"raise SYNCPIPE_STATEMENT_TIMEOUT (now {settings.statement_timeout:g} s; 0 for "
+            "none) and run it again"
+        )
+    else:
+        remedy = "run it again"
+    return f"The merge was canceled{where} ({first_line(exc)}): {remedy}; {_outcome(committed)}."
 
 
 def _said(phase: str | None, committed: int) -> dict[str, Any]:
