@@ -121,6 +121,29 @@ def test_namesakes_in_different_teams_stay_apart(
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue") == 0
 
 
+def test_a_team_of_namesakes_costs_its_size_not_its_square(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """300 members of one team named alike, each with a phone of their own: each is compared
+    with its neighbours in the block, not with all 299 others (44,850 pairs); 200 namesakes
+    that nothing tells apart still end as one agent (the buckets chain)."""
+    src = Sources()
+    src.page("team-big", [{"name": "John Smith", "phone": f"312555{i:04d}"} for i in range(300)])
+    src.page("team-big2", [{"name": "Ann Page"} for _ in range(200)])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    items, agents = fetch(
+        deployed_db,
+        "SELECT count(*), count(DISTINCT a) FROM (SELECT q.agent_id AS a FROM merge_review_queue q "
+        "UNION ALL SELECT q.candidate_agent_id FROM merge_review_queue q) x",
+    )[0]
+    assert agents == 300  # every namesake is in front of a person
+    assert items // 2 <= 300 * 12  # at most 24 neighbours each
+    assert (
+        one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE full_name = 'Ann Page'")
+        == 1
+    )
+
+
 def test_father_and_son_in_one_team_stay_apart(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -234,7 +234,9 @@ $$;
 -- Phase "links", first part: name links within a team and their weights.
 --   reads:   sp_meta, sp_names, sp_canon, sp_pkeys, sp_shared, sp_freq;
 --            public.merge_agent_contacts, public.merge_shared_contacts
---   writes:  sp_namepairs(a, b, rule, detail, first_name, last_name, team_id): same name or
+--   writes:  sp_bigteams(team_id): the teams of more than 64 names (their blocks bucketed);
+--            sp_bignames: their names with buckets (kb: by name, lb: by family name);
+--            sp_namepairs(a, b, rule, detail, first_name, last_name, team_id): same name or
 --                        known nickname in a team (name_team, nickname_team);
 --            sp_nodephones(node, phones, emails): the personal contacts of every pending
 --                        record and of the known agents in those pairs;
@@ -255,12 +257,24 @@ DECLARE
     v_total   bigint;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_namepairs', 'sp_nodephones',
-        'sp_namelinks']);
+        'sp_namelinks', 'sp_bigteams', 'sp_bignames']);
     SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
 
     -- Name links within a team: the same name (name_team), or a known nickname with the same
     -- family name ("Tom Rivera" / "Thomas Rivera": nickname_team, as strong as name_team).
     -- Different middle initials or suffixes are different people.
+    -- In a team of more than 64 names (sp_bigteams) a block of one name, or of one family
+    -- name, is cut into buckets of 8 in node order and each bucket compared with itself and its
+    -- neighbours only: 3,000 namesakes in one team make 3,000 x 24 pairs at most, not 4.5
+    -- million (the links of a bucket chain into the next, so records that nothing tells
+    -- apart still end in one agent). The same teams are cut into buckets for the review's
+    -- similar names (merge_review_candidates()).
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_bigteams', 'sp_bignames']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bigteams AS
+        SELECT team_id FROM sp_names WHERE team_id IS NOT NULL
+        GROUP BY team_id HAVING count(*) > 64;
+    ALTER TABLE sp_bigteams ADD PRIMARY KEY (team_id);
+    ANALYZE sp_bigteams;
     CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS
     SELECT DISTINCT least(p.node, n.node) AS a, greatest(p.node, n.node) AS b,
            CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END AS rule,
@@ -274,6 +288,7 @@ BEGIN
                    AND n.suffix IS NOT DISTINCT FROM p.suffix
                    AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
     WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
+      AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)
     UNION ALL
     SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
            (least(p.first_name, n.first_name) || ' ~ ' || greatest(p.first_name, n.first_name)
@@ -288,7 +303,52 @@ BEGIN
     JOIN sp_canon cn ON cn.variant = n.first_name AND cn.canons && cp.canons
     WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
       AND n.name_key <> p.name_key
-      AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0;
+      AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0
+      AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id);
+    IF EXISTS (SELECT 1 FROM sp_bigteams) THEN
+        -- (ordered by node and then by every name column: a known agent's lineage may give
+        -- one node several rows, and the buckets must be the same in every run)
+        CREATE UNLOGGED TABLE syncpipe_work.sp_bignames AS
+            SELECT n.*,
+                   (row_number() OVER (PARTITION BY n.team_id, n.name_key
+                                       ORDER BY n.node, n.name_norm, n.first_name, n.last_name,
+                                                n.middle, n.suffix) - 1) / 8 AS kb,
+                   (row_number() OVER (PARTITION BY n.team_id, n.last_name
+                                       ORDER BY n.node, n.name_norm, n.first_name, n.middle,
+                                                n.suffix) - 1) / 8 AS lb
+            FROM sp_names n JOIN sp_bigteams t ON t.team_id = n.team_id;
+        ANALYZE sp_bignames;
+        INSERT INTO sp_namepairs
+        SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node),
+               CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END,
+               CASE WHEN n.name_key = p.name_key THEN p.name_norm
+                    ELSE least(p.first_name, n.first_name) || ' ~ '
+                         || greatest(p.first_name, n.first_name) || ' ' || p.last_name
+               END COLLATE "C",
+               p.first_name, p.last_name, p.team_id
+        FROM sp_bignames p
+        JOIN sp_bignames n ON n.team_id = p.team_id AND n.name_key = p.name_key
+                          AND n.kb BETWEEN p.kb - 1 AND p.kb + 1
+                          AND n.suffix IS NOT DISTINCT FROM p.suffix
+                          AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
+        WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
+        UNION ALL
+        SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
+               (least(p.first_name, n.first_name) || ' ~ ' || greatest(p.first_name, n.first_name)
+                || ' ' || p.last_name) COLLATE "C",
+               p.first_name, p.last_name, p.team_id
+        FROM sp_bignames p
+        JOIN sp_canon cp ON cp.variant = p.first_name
+        JOIN sp_bignames n ON n.team_id = p.team_id AND n.last_name = p.last_name
+                          AND n.lb BETWEEN p.lb - 1 AND p.lb + 1
+                          AND n.first_name <> p.first_name
+                          AND n.suffix IS NOT DISTINCT FROM p.suffix
+                          AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
+        JOIN sp_canon cn ON cn.variant = n.first_name AND cn.canons && cp.canons
+        WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
+          AND n.name_key <> p.name_key
+          AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0;
+    END IF;
     -- Personal phones and e-mails of the nodes of those pairs (shared ones left out): two
     -- records of one name in one team whose personal phones, or whose e-mails, all differ are
     -- namesakes until a person says otherwise (and so is a one-word name that many records

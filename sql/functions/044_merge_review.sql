@@ -2,7 +2,7 @@
 -- blocked in a team and rare names beyond it, weighed, and the doubtful pairs of the run.
 
 -- Phase "review", first part: candidate pairs of names across components.
---   reads:   sp_names, sp_comp, sp_canon
+--   reads:   sp_names, sp_comp, sp_canon, sp_bigteams
 --   writes:  sp_cnames0: the same without the counts and buckets (on the way);
 --            sp_cnames(label, team_id, name_norm, name_key, first_name, last_name, suffix,
 --                      middle, node, pending, lcode, canons, key_n, last_n, big, fbucket,
@@ -60,8 +60,8 @@ BEGIN
     LEFT JOIN (SELECT last_name, count(*) AS n, extensions.dmetaphone(last_name) AS lcode
                FROM sp_names WHERE last_name IS NOT NULL GROUP BY last_name) ln_
            ON ln_.last_name = x.last_name
-    LEFT JOIN (SELECT team_id, count(*) > 64 AS big FROM sp_names
-               WHERE team_id IS NOT NULL GROUP BY team_id) t ON t.team_id = x.team_id;
+    -- (the teams of more than 64 names, counted for the name links: merge_name_links())
+    LEFT JOIN (SELECT team_id, true AS big FROM sp_bigteams) t ON t.team_id = x.team_id;
     -- (a big team's blocks cut into buckets: only its rows are sorted, and rewritten)
     UPDATE sp_cnames x
     SET fbucket = b.fbucket, lbucket = b.lbucket, cbucket = b.cbucket
