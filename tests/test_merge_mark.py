@@ -339,3 +339,29 @@ def test_the_mark_is_the_first_transaction_a_snapshot_may_not_see(
         (snapshot, own),
     )
     assert int(got) == mark
+
+
+def test_rescan_finds_a_row_rewritten_with_the_triggers_disabled(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A feed row corrected with the triggers off keeps its updated_at and changed_xid: only
+    --rescan sees that it was written after its match (its xmin), and matches it again."""
+    src = Sources()
+    a = src.agent("Zebulon Quarry", team="team-b", emails=["zq.home@x.com"])
+    b = src.agent("Zebulon Quarry", team="team-a", emails=["zq.one@x.com"])
+    src.write(tmp_path / "a")
+    invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
+    _merge(invoke, deployed_db)
+    assert agent_of(deployed_db, "new_agents", a) != agent_of(deployed_db, "new_agents", b)
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "UPDATE new_agents SET email_clean = '[\"zq.home@x.com\", \"zq.one@x.com\"]' "
+            "WHERE supabase_uuid = %s",
+            (b,),
+        )
+    assert _merge(invoke, deployed_db)["pending"] == 0  # (documented: the mark misses it)
+    rescanned = _merge(invoke, deployed_db, "--rescan")
+    assert (rescanned["pending"], rescanned["changed_records"]) == (1, 1)
+    assert agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b)
+    assert _merge(invoke, deployed_db, "--rescan")["pending"] == 0  # matched now: not again

@@ -111,13 +111,14 @@ DECLARE
     v_feed    bigint;
     v_members bigint;
     v_seqscan text := current_setting('enable_seqscan');
+    v_rescan  boolean := coalesce((p_options ->> 'rescan')::boolean, false);
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_meta', 'sp_canon', 'sp_pend',
                                                     'sp_changed_feed', 'sp_changed_members']);
     SELECT coalesce(max(agent_id), 0) + 1 INTO v_offset FROM public.new_unified_agents;
     -- Rows changed before the last complete run's mark are matched already: only those
     -- changed since are read (none stored, another cluster's, or rescan: every row).
-    IF NOT coalesce((p_options ->> 'rescan')::boolean, false) THEN
+    IF NOT v_rescan THEN
         SELECT pending_from INTO v_from
         FROM syncpipe_internal.merge_mark
         WHERE system_identifier IS NOT DISTINCT FROM v_sysid
@@ -191,7 +192,7 @@ BEGIN
         FROM %1$s a
         LEFT JOIN public.unified_agent_sources l
                ON l.source = 'new_agents' AND l.source_id = a.supabase_uuid::text
-        WHERE (l.source_id IS NULL OR l.source_version < a.updated_at) %3$s
+        WHERE (l.source_id IS NULL OR l.source_version < a.updated_at %5$s) %3$s
         UNION ALL
         SELECT 'company_member', m.id::text, m.team_id, m.member_name, m.updated_at,
                NULL, NULL, m.email_normalized, m.phone_normalized, l.agent_id,
@@ -202,7 +203,7 @@ BEGIN
         FROM %2$s m
         LEFT JOIN public.unified_agent_sources l
                ON l.source = 'company_member' AND l.source_id = m.id::text
-        WHERE (NOT m.processed OR l.source_id IS NULL) %4$s
+        WHERE (NOT m.processed OR l.source_id IS NULL %6$s) %4$s
     ) x
     ORDER BY x.sort_key
     LIMIT $1  -- merge_batch_records: the rest waits for the next batch
@@ -212,7 +213,13 @@ BEGIN
     -- (no row changed: the branch is left out, not planned for the ten pages PostgreSQL
     -- assumes of an empty table)
     CASE WHEN v_feed = 0 THEN 'AND false' ELSE '' END,
-    CASE WHEN v_members = 0 THEN 'AND false' ELSE '' END)
+    CASE WHEN v_members = 0 THEN 'AND false' ELSE '' END,
+    -- rescan: also a row rewritten after its lineage was (a later transaction wrote it:
+    -- its age is smaller), whatever its updated_at says: rows written with the triggers
+    -- disabled, or copied back from a backup (a VACUUM FREEZE since hides such a row: its
+    -- xmin then reads as frozen, the oldest)
+    CASE WHEN v_rescan THEN 'OR age(a.xmin) < age(l.xmin)' ELSE '' END,
+    CASE WHEN v_rescan THEN 'OR age(m.xmin) < age(l.xmin)' ELSE '' END)
     USING v_limit;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     -- The next run starts from this run's mark when this run takes every pending record
