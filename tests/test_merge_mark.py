@@ -356,7 +356,7 @@ def test_rescan_finds_a_row_rewritten_with_the_triggers_disabled(
     with psycopg.connect(deployed_db, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute(
-            "UPDATE new_agents SET email_clean = '[\"zq.home@x.com\", \"zq.one@x.com\"]' "
+            'UPDATE new_agents SET email_clean = \'["zq.home@x.com", "zq.one@x.com"]\' '
             "WHERE supabase_uuid = %s",
             (b,),
         )
