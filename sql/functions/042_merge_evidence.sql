@@ -255,6 +255,7 @@ AS $$
 DECLARE
     v_offset  bigint := (SELECT node_offset FROM sp_meta);
     v_total   bigint;
+    v_pairs   text;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_namepairs', 'sp_nodephones',
         'sp_namelinks', 'sp_bigteams', 'sp_bignames']);
@@ -269,13 +270,14 @@ BEGIN
     -- million (the links of a bucket chain into the next, so records that nothing tells
     -- apart still end in one agent). The same teams are cut into buckets for the review's
     -- similar names (merge_review_candidates()).
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_bigteams', 'sp_bignames']);
     CREATE UNLOGGED TABLE syncpipe_work.sp_bigteams AS
         SELECT team_id FROM sp_names WHERE team_id IS NOT NULL
         GROUP BY team_id HAVING count(*) > 64;
     ALTER TABLE sp_bigteams ADD PRIMARY KEY (team_id);
     ANALYZE sp_bigteams;
-    CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS
+    -- (one query for both: %1$s the names, %2$s / %3$s the bucket conditions of the two
+    -- branches, %4$s the teams left out)
+    v_pairs := $q$
     SELECT DISTINCT least(p.node, n.node) AS a, greatest(p.node, n.node) AS b,
            CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END AS rule,
            CASE WHEN n.name_key = p.name_key THEN p.name_norm
@@ -283,28 +285,30 @@ BEGIN
                      || greatest(p.first_name, n.first_name) || ' ' || p.last_name
            END COLLATE "C" AS detail,
            p.first_name, p.last_name, p.team_id
-    FROM sp_names p
-    JOIN sp_names n ON n.team_id = p.team_id AND n.name_key = p.name_key
+    FROM %1$s p
+    JOIN %1$s n ON n.team_id = p.team_id AND n.name_key = p.name_key %2$s
                    AND n.suffix IS NOT DISTINCT FROM p.suffix
                    AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
-    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
-      AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)
+    WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node) %4$s
     UNION ALL
     SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
            (least(p.first_name, n.first_name) || ' ~ ' || greatest(p.first_name, n.first_name)
             || ' ' || p.last_name) COLLATE "C",
            p.first_name, p.last_name, p.team_id
-    FROM sp_names p
+    FROM %1$s p
     JOIN sp_canon cp ON cp.variant = p.first_name
-    JOIN sp_names n ON n.team_id = p.team_id AND n.last_name = p.last_name
+    JOIN %1$s n ON n.team_id = p.team_id AND n.last_name = p.last_name %3$s
                    AND n.first_name <> p.first_name
                    AND n.suffix IS NOT DISTINCT FROM p.suffix
                    AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
     JOIN sp_canon cn ON cn.variant = n.first_name AND cn.canons && cp.canons
     WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
       AND n.name_key <> p.name_key
-      AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0
-      AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id);
+      AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0 %4$s
+    $q$;
+    EXECUTE 'CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS '
+        || format(v_pairs, 'sp_names', '', '',
+                  'AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)');
     IF EXISTS (SELECT 1 FROM sp_bigteams) THEN
         -- (ordered by node and then by every name column: a known agent's lineage may give
         -- one node several rows, and the buckets must be the same in every run)
@@ -318,36 +322,9 @@ BEGIN
                                                 n.suffix) - 1) / 8 AS lb
             FROM sp_names n JOIN sp_bigteams t ON t.team_id = n.team_id;
         ANALYZE sp_bignames;
-        INSERT INTO sp_namepairs
-        SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node),
-               CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END,
-               CASE WHEN n.name_key = p.name_key THEN p.name_norm
-                    ELSE least(p.first_name, n.first_name) || ' ~ '
-                         || greatest(p.first_name, n.first_name) || ' ' || p.last_name
-               END COLLATE "C",
-               p.first_name, p.last_name, p.team_id
-        FROM sp_bignames p
-        JOIN sp_bignames n ON n.team_id = p.team_id AND n.name_key = p.name_key
-                          AND n.kb BETWEEN p.kb - 1 AND p.kb + 1
-                          AND n.suffix IS NOT DISTINCT FROM p.suffix
-                          AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
-        WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
-        UNION ALL
-        SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
-               (least(p.first_name, n.first_name) || ' ~ ' || greatest(p.first_name, n.first_name)
-                || ' ' || p.last_name) COLLATE "C",
-               p.first_name, p.last_name, p.team_id
-        FROM sp_bignames p
-        JOIN sp_canon cp ON cp.variant = p.first_name
-        JOIN sp_bignames n ON n.team_id = p.team_id AND n.last_name = p.last_name
-                          AND n.lb BETWEEN p.lb - 1 AND p.lb + 1
-                          AND n.first_name <> p.first_name
-                          AND n.suffix IS NOT DISTINCT FROM p.suffix
-                          AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
-        JOIN sp_canon cn ON cn.variant = n.first_name AND cn.canons && cp.canons
-        WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node)
-          AND n.name_key <> p.name_key
-          AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0;
+        EXECUTE 'INSERT INTO sp_namepairs '
+            || format(v_pairs, 'sp_bignames', 'AND n.kb BETWEEN p.kb - 1 AND p.kb + 1',
+                      'AND n.lb BETWEEN p.lb - 1 AND p.lb + 1', '');
     END IF;
     -- Personal phones and e-mails of the nodes of those pairs (shared ones left out): two
     -- records of one name in one team whose personal phones, or whose e-mails, all differ are
