@@ -90,7 +90,7 @@ def accept(
 
     Example:
         syncpipe review accept 1
-        syncpipe review accept 1 2 --by alice   # exit 1: item 2 is not open (decided or unknown)
+        syncpipe review accept 1 2 --by alice   # exit 1 if an item is not open (decided, unknown)
     """
     _decide(ctx, ids, "accept", by)
 
