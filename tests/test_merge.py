@@ -513,6 +513,75 @@ def test_rejected_agents_stay_apart_when_a_later_record_links_them(
     assert_contact_keys_in_step(deployed_db)
 
 
+def test_a_rejected_pair_does_not_come_back_through_a_third_agent(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Three namesakes, three items; a person rejects A-B and accepts A-C: the item B-C would
+    now join B to A, the rejected pair, so it is answered, not left open to undo the rejection."""
+    src = Sources()
+    keys = [
+        src.agent("Anna Lee", team="t1", emails=[f"anna{i}@x.com"], phones=[f"617555000{i}"])
+        for i in range(3)
+    ]
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    a, b, c = (agent_of(deployed_db, "new_agents", k) for k in keys)
+    items = {
+        frozenset(pair): item_id
+        for item_id, *pair in fetch(
+            deployed_db, "SELECT id, agent_id, candidate_agent_id FROM merge_review_queue"
+        )
+    }
+    assert set(items) == {frozenset((a, b)), frozenset((a, c)), frozenset((b, c))}
+    invoke(["review", "reject", str(items[frozenset((a, b))])], dsn=deployed_db)
+    invoke(["review", "accept", str(items[frozenset((a, c))])], dsn=deployed_db)
+    assert fetch(deployed_db, "SELECT id FROM merge_review_queue WHERE status = 'open'") == []
+    assert one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE needs_review") == 0
+    assert fetch(
+        deployed_db,
+        "SELECT decision FROM merge_decisions WHERE %s IN (agent_low, agent_high) "
+        "AND %s IN (agent_low, agent_high)",
+        (a, b),
+    ) == [("rejected",)]
+    # and a later merge that joins a third agent into one of them does not revive it either
+    assert agent_of(deployed_db, "new_agents", keys[0]) != agent_of(
+        deployed_db, "new_agents", keys[1]
+    )
+
+
+def test_a_rejected_pair_does_not_come_back_when_a_merge_joins_a_third_agent(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The same through a merge: new records join C into A; the item B-C must not become an
+    open item B-A."""
+    src = Sources()
+    keys = [
+        src.agent("Anna Lee", team="t1", emails=[f"anna{i}@x.com"], phones=[f"617555000{i}"])
+        for i in range(3)
+    ]
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    a, b, _ = (agent_of(deployed_db, "new_agents", k) for k in keys)
+    (ab,) = fetch(
+        deployed_db,
+        "SELECT id FROM merge_review_queue WHERE least(agent_id, candidate_agent_id) = %s "
+        "AND greatest(agent_id, candidate_agent_id) = %s",
+        (min(a, b), max(a, b)),
+    )[0]
+    invoke(["review", "reject", str(ab)], dsn=deployed_db)
+    more = Sources(_serial=100)
+    more.agent("Anna Lee", team="t1", emails=["anna0@x.com", "anna2@x.com"])
+    load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    assert agent_of(deployed_db, "new_agents", keys[2]) == agent_of(
+        deployed_db, "new_agents", keys[0]
+    )
+    open_pairs = fetch(
+        deployed_db,
+        "SELECT least(agent_id, candidate_agent_id), greatest(agent_id, candidate_agent_id) "
+        "FROM merge_review_queue WHERE status = 'open'",
+    )
+    assert (min(a, b), max(a, b)) not in open_pairs
+    assert agent_of(deployed_db, "new_agents", keys[1]) == b != a
+
+
 def test_an_item_queued_by_the_run_that_retires_its_agent_names_the_survivor(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

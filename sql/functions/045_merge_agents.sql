@@ -331,7 +331,8 @@ $$;
 
 -- Retire the agents listed in sp_retire(agent_id, survivor): they point to their survivor
 -- (merged_into, kept one hop), their lineage moves, and their open review items follow
--- (an item that now joins an agent to itself is answered by the merge and removed).
+-- (an item that now joins an agent to itself is answered by the merge and removed, and so is
+-- one that now joins two agents a person rejected).
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_retire_agents()
 RETURNS integer
 LANGUAGE plpgsql
@@ -364,6 +365,27 @@ BEGIN
         WHERE q.status = 'open' AND (ra.agent_id IS NOT NULL OR rb.agent_id IS NOT NULL);
     DELETE FROM public.merge_review_queue q USING sp_remap m WHERE q.id = m.id AND m.a = m.b;
     DELETE FROM sp_remap WHERE a = b;
+    -- An item that now joins two agents a person rejected is answered already (a rejected
+    -- pair must not come back through a third agent joined to one of them); the other side
+    -- keeps its review flag only while it has an open item.
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_remap_rejected']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_remap_rejected AS
+        SELECT m.id, m.a, m.b
+        FROM sp_remap m
+        JOIN (SELECT coalesce(x.merged_into, x.agent_id) AS p, coalesce(y.merged_into, y.agent_id) AS q
+              FROM public.merge_decisions d
+              JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
+              JOIN public.new_unified_agents y ON y.agent_id = d.agent_high
+              WHERE d.decision = 'rejected') r
+          ON least(r.p, r.q) = least(m.a, m.b) AND greatest(r.p, r.q) = greatest(m.a, m.b);
+    DELETE FROM public.merge_review_queue q USING sp_remap_rejected m WHERE q.id = m.id;
+    DELETE FROM sp_remap m USING sp_remap_rejected j WHERE m.id = j.id;
+    UPDATE public.new_unified_agents a
+    SET needs_review = EXISTS (SELECT 1 FROM public.merge_review_queue q
+                               WHERE q.status = 'open'
+                                 AND (q.agent_id = a.agent_id OR q.candidate_agent_id = a.agent_id))
+    WHERE a.merged_into IS NULL
+      AND a.agent_id IN (SELECT a FROM sp_remap_rejected UNION SELECT b FROM sp_remap_rejected);
     -- Two items for one pair: keep one (an untouched one, else the strongest).
     DELETE FROM public.merge_review_queue q USING sp_remap m
     WHERE q.id = m.id AND (
