@@ -275,8 +275,8 @@ BEGIN
         GROUP BY team_id HAVING count(*) > 64;
     ALTER TABLE sp_bigteams ADD PRIMARY KEY (team_id);
     ANALYZE sp_bigteams;
-    -- (one query for both: %1$s the names, %2$s / %3$s the bucket conditions of the two
-    -- branches, %4$s the teams left out)
+    -- (one query for both: %1$s the names, %5$s the names they are compared with, %2$s / %3$s
+    -- the bucket conditions of the two branches, %4$s the teams left out)
     v_pairs := $q$
     SELECT DISTINCT least(p.node, n.node) AS a, greatest(p.node, n.node) AS b,
            CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END AS rule,
@@ -286,7 +286,7 @@ BEGIN
            END COLLATE "C" AS detail,
            p.first_name, p.last_name, p.team_id
     FROM %1$s p
-    JOIN %1$s n ON n.team_id = p.team_id AND n.name_key = p.name_key %2$s
+    JOIN %5$s n ON n.team_id = p.team_id AND n.name_key = p.name_key %2$s
                    AND n.suffix IS NOT DISTINCT FROM p.suffix
                    AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
     WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node) %4$s
@@ -297,7 +297,7 @@ BEGIN
            p.first_name, p.last_name, p.team_id
     FROM %1$s p
     JOIN sp_canon cp ON cp.variant = p.first_name
-    JOIN %1$s n ON n.team_id = p.team_id AND n.last_name = p.last_name %3$s
+    JOIN %5$s n ON n.team_id = p.team_id AND n.last_name = p.last_name %3$s
                    AND n.first_name <> p.first_name
                    AND n.suffix IS NOT DISTINCT FROM p.suffix
                    AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
@@ -308,7 +308,8 @@ BEGIN
     $q$;
     EXECUTE 'CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS '
         || format(v_pairs, 'sp_names', '', '',
-                  'AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)');
+                  'AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)',
+                  'sp_names');
     IF EXISTS (SELECT 1 FROM sp_bigteams) THEN
         -- (ordered by node and then by every name column: a known agent's lineage may give
         -- one node several rows, and the buckets must be the same in every run)
@@ -322,9 +323,13 @@ BEGIN
                                                 n.suffix) - 1) / 8 AS lb
             FROM sp_names n JOIN sp_bigteams t ON t.team_id = n.team_id;
         ANALYZE sp_bignames;
+        -- (each name once per bucket it is compared from, its own and the two next to it:
+        -- the bucket is then part of the join's equality, and a block of thousands is hashed,
+        -- not compared with itself whole)
         EXECUTE 'INSERT INTO sp_namepairs '
-            || format(v_pairs, 'sp_bignames', 'AND n.kb BETWEEN p.kb - 1 AND p.kb + 1',
-                      'AND n.lb BETWEEN p.lb - 1 AND p.lb + 1', '');
+            || format(v_pairs, 'sp_bignames', 'AND n.near_kb = p.kb', 'AND n.near_lb = p.lb', '',
+                      '(SELECT b.*, b.kb + d.k AS near_kb, b.lb + d.k AS near_lb
+                        FROM sp_bignames b CROSS JOIN (VALUES (-1), (0), (1)) d(k))');
     END IF;
     -- Personal phones and e-mails of the nodes of those pairs (shared ones left out): two
     -- records of one name in one team whose personal phones, or whose e-mails, all differ are

@@ -18,6 +18,8 @@ LANGUAGE plpgsql
 SET jit = off
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
+DECLARE
+    v_big boolean := EXISTS (SELECT 1 FROM sp_bigteams);
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cnames0', 'sp_cnames', 'sp_cands']);
     -- Doubtful pairs, only between different components, each with a weight (its parts in
@@ -75,6 +77,11 @@ BEGIN
           FROM sp_cnames WHERE big AND team_id IS NOT NULL) b
     WHERE x.node = b.node;
     ANALYZE sp_cnames;
+    -- (the block joins in a team: %1$s the names compared with, %2$s, %3$s and %4$s the
+    -- bucket conditions; with big teams each of their names is listed once for its own bucket
+    -- and once for the one before, so that the bucket is part of the join's equality and a
+    -- block of thousands of one name is hashed, not compared with itself whole)
+    EXECUTE format($q$
     CREATE UNLOGGED TABLE syncpipe_work.sp_cands AS
     SELECT p.label AS a_label, p.node AS a_node, p.team_id AS a_team, p.name_norm AS a_norm,
            p.name_key AS a_key, p.first_name AS a_first, p.last_name AS a_last,
@@ -85,25 +92,25 @@ BEGIN
     FROM (
         -- in a team, the same given name: this bucket and the next
         SELECT p.node AS pn, n.node AS nn
-        FROM sp_cnames p JOIN sp_cnames n
+        FROM sp_cnames p JOIN %1$s n
           ON n.team_id = p.team_id AND n.first_name = p.first_name
-         AND n.fbucket IN (p.fbucket, p.fbucket + 1) AND n.label <> p.label
+         AND %2$s AND n.label <> p.label
         WHERE (p.pending OR n.pending) AND (n.fbucket > p.fbucket OR n.node > p.node)
         UNION ALL
         -- in a team, the same family name, another given name
         SELECT p.node, n.node
-        FROM sp_cnames p JOIN sp_cnames n
+        FROM sp_cnames p JOIN %1$s n
           ON n.team_id = p.team_id AND n.last_name = p.last_name
-         AND n.lbucket IN (p.lbucket, p.lbucket + 1) AND n.label <> p.label
+         AND %3$s AND n.label <> p.label
         WHERE (p.pending OR n.pending) AND (n.lbucket > p.lbucket OR n.node > p.node)
           AND (n.first_name = p.first_name) IS NOT TRUE
         UNION ALL
         -- in a team, family names that sound alike, another family name (a nickname and a
         -- typo: "Chris Johnsno" / "Christopher Johnson")
         SELECT p.node, n.node
-        FROM sp_cnames p JOIN sp_cnames n
+        FROM sp_cnames p JOIN %1$s n
           ON n.team_id = p.team_id AND n.lcode = p.lcode
-         AND n.cbucket IN (p.cbucket, p.cbucket + 1) AND n.label <> p.label
+         AND %4$s AND n.label <> p.label
         WHERE (p.pending OR n.pending) AND (n.cbucket > p.cbucket OR n.node > p.node)
           AND n.last_name <> p.last_name AND (n.first_name = p.first_name) IS NOT TRUE
         UNION ALL
@@ -124,7 +131,16 @@ BEGIN
     ) b
     JOIN sp_cnames p ON p.node = b.pn
     JOIN sp_cnames n ON n.node = b.nn
-    WHERE p.suffix IS NOT DISTINCT FROM n.suffix;
+    WHERE p.suffix IS NOT DISTINCT FROM n.suffix
+    $q$,
+    CASE WHEN v_big THEN
+        '(SELECT x.*, x.fbucket - d.k AS near_f, x.lbucket - d.k AS near_l,
+                 x.cbucket - d.k AS near_c
+          FROM sp_cnames x JOIN (VALUES (0), (1)) d(k) ON d.k = 0 OR x.big)'
+    ELSE 'sp_cnames' END,
+    CASE WHEN v_big THEN 'n.near_f = p.fbucket' ELSE 'n.fbucket IN (p.fbucket, p.fbucket + 1)' END,
+    CASE WHEN v_big THEN 'n.near_l = p.lbucket' ELSE 'n.lbucket IN (p.lbucket, p.lbucket + 1)' END,
+    CASE WHEN v_big THEN 'n.near_c = p.cbucket' ELSE 'n.cbucket IN (p.cbucket, p.cbucket + 1)' END);
     ANALYZE sp_cands;
 END;
 $$;
