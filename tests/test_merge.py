@@ -513,18 +513,24 @@ def test_rejected_agents_stay_apart_when_a_later_record_links_them(
     assert_contact_keys_in_step(deployed_db)
 
 
-def test_a_rejected_pair_does_not_come_back_through_a_third_agent(
-    invoke: Invoke, deployed_db: str, tmp_path: Path
-) -> None:
-    """Three namesakes, three items; a person rejects A-B and accepts A-C: the item B-C would
-    now join B to A, the rejected pair, so it is answered, not left open to undo the rejection."""
+def _three_namesakes(invoke: Invoke, dsn: str, folder: Path) -> tuple[list[str], list[int]]:
+    """Three "Anna Lee" of one team, each with an e-mail and a phone of their own: three
+    agents and three review items; their feed keys and agents."""
     src = Sources()
     keys = [
         src.agent("Anna Lee", team="t1", emails=[f"anna{i}@x.com"], phones=[f"617555000{i}"])
         for i in range(3)
     ]
-    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
-    a, b, c = (agent_of(deployed_db, "new_agents", k) for k in keys)
+    load_and_merge(invoke, dsn, src, folder)
+    return keys, [agent_of(dsn, "new_agents", k) for k in keys]
+
+
+def test_a_rejected_pair_does_not_come_back_through_a_third_agent(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Three namesakes, three items; a person rejects A-B and accepts A-C: the item B-C would
+    now join B to A, the rejected pair, so it is answered, not left open to undo the rejection."""
+    keys, (a, b, c) = _three_namesakes(invoke, deployed_db, tmp_path / "data")
     items = {
         frozenset(pair): item_id
         for item_id, *pair in fetch(
@@ -553,13 +559,7 @@ def test_a_rejected_pair_does_not_come_back_when_a_merge_joins_a_third_agent(
 ) -> None:
     """The same through a merge: new records join C into A; the item B-C must not become an
     open item B-A."""
-    src = Sources()
-    keys = [
-        src.agent("Anna Lee", team="t1", emails=[f"anna{i}@x.com"], phones=[f"617555000{i}"])
-        for i in range(3)
-    ]
-    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
-    a, b, _ = (agent_of(deployed_db, "new_agents", k) for k in keys)
+    keys, (a, b, _) = _three_namesakes(invoke, deployed_db, tmp_path / "data")
     (ab,) = fetch(
         deployed_db,
         "SELECT id FROM merge_review_queue WHERE least(agent_id, candidate_agent_id) = %s "
