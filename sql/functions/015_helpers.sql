@@ -70,6 +70,22 @@ BEGIN
 END;
 $$;
 
+-- The review decisions as the agents are now: a retired side stands for its survivor
+-- (merged_into, kept one hop), each pair lower id first; a pair now one agent is left out.
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_decisions_now()
+RETURNS TABLE (agent_low bigint, agent_high bigint, decision text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+    SELECT least(a, b), greatest(a, b), decision
+    FROM (SELECT coalesce(x.merged_into, x.agent_id) AS a,
+                 coalesce(y.merged_into, y.agent_id) AS b, d.decision
+          FROM public.merge_decisions d
+          JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
+          JOIN public.new_unified_agents y ON y.agent_id = d.agent_high) r
+    WHERE a <> b;
+$$;
+
 -- (the merge runs as its caller: service_role, by RPC, calls these too)
 
 -- Bulk mode. Before a very large write into p_table, drop its secondary indexes and its

@@ -59,7 +59,7 @@ $$;
 -- nearest seed (breadth first over the automatic links, the lower seed on a tie), and the
 -- links between two seeds' parts stop being automatic: they are left to the review, which
 -- never proposes a rejected pair again.
---   reads:   sp_gedges, sp_cc; public.merge_decisions, public.new_unified_agents
+--   reads:   sp_gedges, sp_cc; merge_decisions_now()
 --   writes:  sp_apart(node, seed): the nodes of such components and their seed;
 --            sp_gedges (the links between two parts removed), sp_links (their conf set to
 --            the threshold: under review, not automatic), sp_cc (labelled again)
@@ -81,16 +81,11 @@ BEGIN
     -- both in one component.
     CREATE UNLOGGED TABLE syncpipe_work.sp_apart AS
         SELECT DISTINCT s.node, s.node AS seed
-        FROM (SELECT coalesce(x.merged_into, x.agent_id) AS a,
-                     coalesce(y.merged_into, y.agent_id) AS b
-              FROM public.merge_decisions d
-              JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
-              JOIN public.new_unified_agents y ON y.agent_id = d.agent_high
-              WHERE d.decision = 'rejected') r
-        JOIN sp_cc ca ON ca.node = r.a
-        JOIN sp_cc cb ON cb.node = r.b AND cb.label = ca.label
-        CROSS JOIN LATERAL (VALUES (r.a), (r.b)) s(node)
-        WHERE r.a <> r.b;
+        FROM syncpipe_internal.merge_decisions_now() r
+        JOIN sp_cc ca ON ca.node = r.agent_low
+        JOIN sp_cc cb ON cb.node = r.agent_high AND cb.label = ca.label
+        CROSS JOIN LATERAL (VALUES (r.agent_low), (r.agent_high)) s(node)
+        WHERE r.decision = 'rejected';
     IF NOT EXISTS (SELECT 1 FROM sp_apart) THEN
         RETURN 0;
     END IF;

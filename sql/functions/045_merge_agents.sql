@@ -372,12 +372,9 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_remap_rejected AS
         SELECT m.id, m.a, m.b
         FROM sp_remap m
-        JOIN (SELECT coalesce(x.merged_into, x.agent_id) AS p, coalesce(y.merged_into, y.agent_id) AS q
-              FROM public.merge_decisions d
-              JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
-              JOIN public.new_unified_agents y ON y.agent_id = d.agent_high
-              WHERE d.decision = 'rejected') r
-          ON least(r.p, r.q) = least(m.a, m.b) AND greatest(r.p, r.q) = greatest(m.a, m.b);
+        JOIN syncpipe_internal.merge_decisions_now() r
+          ON r.agent_low = least(m.a, m.b) AND r.agent_high = greatest(m.a, m.b)
+        WHERE r.decision = 'rejected';
     DELETE FROM public.merge_review_queue q USING sp_remap_rejected m WHERE q.id = m.id;
     DELETE FROM sp_remap m USING sp_remap_rejected j WHERE m.id = j.id;
     UPDATE public.new_unified_agents a

@@ -85,14 +85,9 @@ BEGIN
                                            evidence, weight)
     SELECT p.agent_id, p.candidate_agent_id, p.rule, p.conf, p.evidence, p.weight
     FROM pairs p
-    WHERE NOT EXISTS (
-        SELECT 1 FROM public.merge_decisions d
-        JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
-        JOIN public.new_unified_agents y ON y.agent_id = d.agent_high
-        WHERE least(coalesce(x.merged_into, x.agent_id), coalesce(y.merged_into, y.agent_id))
-                  = p.agent_id
-          AND greatest(coalesce(x.merged_into, x.agent_id), coalesce(y.merged_into, y.agent_id))
-                  = p.candidate_agent_id)
+    -- (NOT IN: the decisions are read once, as a hashed set, not once per pair)
+    WHERE (p.agent_id, p.candidate_agent_id) NOT IN (
+        SELECT d.agent_low, d.agent_high FROM syncpipe_internal.merge_decisions_now() d)
     ON CONFLICT ((least(agent_id, candidate_agent_id)), (greatest(agent_id, candidate_agent_id)))
         WHERE status = 'open' DO NOTHING;
     GET DIAGNOSTICS v_reviews = ROW_COUNT;
