@@ -166,6 +166,75 @@ def test_father_and_son_in_one_team_stay_apart(
     assert member_agent(deployed_db, page, 2) == s
 
 
+@pytest.mark.parametrize("vague", ["J. Smith", "Smith", None])
+def test_a_vague_name_does_not_chain_two_people_across_two_keys(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, vague: str | None
+) -> None:
+    """A record that shares a phone with John Smith and an e-mail with Jane Smith: each key
+    alone fits its two names, but the record's name (an initial, one word, none) fits both
+    people; it joins neither automatically, and both links wait in the review queue with the
+    reason."""
+    src = Sources()
+    john = src.agent("John Smith", emails=["john.smith@mail.com"], phones=["2125550101"])
+    jane = src.agent("Jane Smith", emails=["smith.home@mail.com"], phones=["2125550199"])
+    member = {"email": "smith.home@mail.com", "phone": "212-555-0101"}
+    page = src.page("team-1", [member if vague is None else {"name": vague, **member}])
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    agents = {agent_of(deployed_db, "new_agents", k) for k in (john, jane)}
+    agents.add(member_agent(deployed_db, page, 1))
+    assert len(agents) == 3
+    assert result["merge"]["review_items_added"] == 2
+    parts = fetch(deployed_db, "SELECT evidence -> 'parts' FROM merge_review_queue")
+    assert all("fits two people" in json.dumps(p[0]) for p in parts), parts
+
+
+def test_a_vague_name_arriving_later_does_not_join_two_known_agents(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The same bridge in a later run, between two agents already in the master table."""
+    src = Sources()
+    john = src.agent("John Smith", emails=["john.smith@mail.com"], phones=["2125550101"])
+    jane = src.agent("Jane Smith", emails=["smith.home@mail.com"], phones=["2125550199"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    later = Sources(_serial=100)
+    bridge = later.agent("J Smith", emails=["smith.home@mail.com"], phones=["2125550101"])
+    result = load_and_merge(invoke, deployed_db, later, tmp_path / "d2")
+    agents = {agent_of(deployed_db, "new_agents", k) for k in (john, jane, bridge)}
+    assert len(agents) == 3
+    assert result["merge"]["agents_retired"] == 0
+    assert result["merge"]["review_items_added"] == 2
+
+
+def test_a_vague_name_between_two_parts_held_together_otherwise_still_merges(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Christopher and Christine Smith are two given names, but "Chris Smith" shares a phone
+    with each (Chris fits both): the two are one without the vague "C. Smith" (an e-mail with
+    one, a phone with the other) too, so nothing is cut and the four records are one agent."""
+    src = Sources()
+    keys = [
+        src.agent("Christopher Smith", emails=["cs.one@mail.com"], phones=["2125550101"]),
+        src.agent("Christine Smith", phones=["2125550102", "2125550103"]),
+        src.agent("Chris Smith", phones=["2125550101", "2125550103"]),
+        src.agent("C. Smith", emails=["cs.one@mail.com"], phones=["2125550102"]),
+    ]
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert len({agent_of(deployed_db, "new_agents", k) for k in keys}) == 1
+    assert result["merge"]["review_items_added"] == 0
+
+
+def test_a_vague_name_linked_to_one_person_twice_still_merges(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The same shape with one person on both sides ("Jon" is a typo of "John"): one agent."""
+    src = Sources()
+    john = src.agent("John Smith", emails=["john.smith@mail.com"], phones=["2125550101"])
+    bridge = src.agent("J. Smith", emails=["smith.home@mail.com"], phones=["2125550101"])
+    jon = src.agent("Jon Smith", emails=["smith.home@mail.com"], phones=["2125550199"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert len({agent_of(deployed_db, "new_agents", k) for k in (john, bridge, jon)}) == 1
+
+
 def test_nickname_or_typo_without_shared_contact_goes_to_review(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
@@ -462,12 +531,25 @@ def test_rejected_review_pair_never_comes_back(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
     review_id, a, b = _two_for_review(invoke, deployed_db, tmp_path / "data")
-    invoke(["review", "reject", str(review_id)], dsn=deployed_db)
+    # (an id given twice is decided once: no "already rejected" error for the second)
+    out = invoke(["review", "reject", str(review_id), str(review_id)], dsn=deployed_db).stdout
+    assert out.count(f"Review item {review_id} rejected") == 1
     assert agent_of(deployed_db, "new_agents", a) != agent_of(deployed_db, "new_agents", b)
     # A new record of the same team makes both agents pending again via new evidence.
     more = Sources(_serial=100)
     more.agent("Will Carter", emails=["will.carter@mail.com"])
-    load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    # (Bill's e-mail: joins Bill, and its name is William's nickname: a pair of the two)
+    more.agent("Billy Carter", emails=["billc@mail.com"])
+    more.write(tmp_path / "d2")
+    invoke(["load", str(tmp_path / "d2")], dsn=deployed_db)
+    # The dry run shows that pair as kept apart, not as review, as the real run does.
+    dry = invoke(["merge", "--dry-run", "--sample", "50", "--json"], dsn=deployed_db).json()
+    outcomes = {
+        (p["outcome"], frozenset((p["a_name"], p["b_name"]))) for p in dry["pairs_sample"]
+    }
+    assert ("kept apart", frozenset(("William Carter", "Billy Carter"))) in outcomes, outcomes
+    assert ("review", frozenset(("William Carter", "Billy Carter"))) not in outcomes
+    invoke(["merge", "--json"], dsn=deployed_db)
     pairs = fetch(
         deployed_db,
         "SELECT least(agent_id, candidate_agent_id), greatest(agent_id, candidate_agent_id) "

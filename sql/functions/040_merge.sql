@@ -14,7 +14,7 @@
 --
 -- Contact evidence is judged per pair of holders: an e-mail or phone seen with the names of
 -- different people (an office line, info@) links only holders whose names fit each other,
--- never through a name that fits two people. A differing "Jr." never matches. Every link and
+-- never through a name that fits two people (on one key, nor across two: merge_split_bridges). A differing "Jr." never matches. Every link and
 -- review item carries a match weight (Fellegi-Sunter style log2 m/u, names adjusted by their
 -- frequency; sql/functions/035_weights.sql); name links whose own phones or e-mails differ go
 -- to review instead of merging. Options: review_min_weight (12), review_per_record (3).

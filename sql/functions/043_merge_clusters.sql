@@ -118,8 +118,146 @@ BEGIN
 END;
 $$;
 
+-- No chain across keys through a name that fits two people: a record whose name says too
+-- little to tell people apart (no name, one word, a word and an initial) may share
+-- a phone with "John Smith" and an e-mail with "Jane Smith". Each key alone is evidence (the
+-- names on it fit), but together the two links would make one agent of two people. Where
+-- such vague records are all that holds two parts of a component together, and the parts'
+-- names say "two people" (given names that are no nickname, typo or prefix of each other,
+-- or different suffixes), the vague records' links into those parts stop being automatic:
+-- they are left to the review. Parts held together by anything else stay one agent.
+-- (The same guard within one key is merge_contact_evidence()'s.)
+--   reads:   sp_gedges, sp_cc, sp_names, sp_canon
+--   writes:  sp_bridgecut(a, b): the links cut; sp_gedges and sp_cc_edges (those links
+--            removed), sp_links
+--            (their conf set to the threshold: under review, not automatic), sp_cc (the
+--            components they split labelled again); sp_bridge*, scratch
+--   returns: the links cut
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_split_bridges(p_auto integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_cut integer;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_bridgecut', 'sp_bridgevague',
+        'sp_bridgehops', 'sp_bridgepair', 'sp_bridgeedges', 'sp_bridgelabel']);
+    -- The vague nodes, their neighbours (those with two or more), and the pairs of
+    -- neighbours whose names say "two people". (one small table a step: the planner sees
+    -- how few rows each holds)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgevague AS
+        -- (a pending record has one name; a known agent is vague only if every name of its
+        -- lineage is)
+        WITH n AS NOT MATERIALIZED (
+            SELECT node AS x, pending,
+                   coalesce(name_key IS NULL OR last_name IS NULL OR length(first_name) <= 1
+                            OR length(last_name) <= 1, true) AS vague
+            FROM sp_names
+        )
+        SELECT x FROM n WHERE pending AND vague
+        UNION ALL
+        SELECT x FROM n WHERE NOT pending GROUP BY x HAVING bool_and(vague);
+    ANALYZE sp_bridgevague;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgehops AS
+        SELECT v.x, e.y
+        FROM sp_bridgevague v
+        JOIN (SELECT a AS x, b AS y FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges) e
+          ON e.x = v.x;
+    DELETE FROM sp_bridgehops
+    WHERE x IN (SELECT x FROM sp_bridgehops GROUP BY x HAVING count(*) = 1);
+    ANALYZE sp_bridgehops;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgepair AS
+    WITH named AS (
+        SELECT h.x, h.y, n.first_name, n.suffix, coalesce(c.canons, ARRAY[n.first_name]) AS canons
+        FROM sp_bridgehops h
+        JOIN sp_names n ON n.node = h.y
+        LEFT JOIN sp_canon c ON c.variant = n.first_name
+        -- (a neighbour's name says something only with a given and a family name)
+        WHERE length(n.first_name) > 1 AND length(n.last_name) > 1
+    )
+    SELECT DISTINCT p.x, p.y, q.y AS z
+    FROM named p
+    JOIN named q ON q.x = p.x AND q.y > p.y
+    WHERE p.suffix IS DISTINCT FROM q.suffix
+       OR syncpipe_internal.given_names_differ(p.first_name, q.first_name, p.canons, q.canons);
+    IF NOT EXISTS (SELECT 1 FROM sp_bridgepair) THEN
+        CREATE UNLOGGED TABLE syncpipe_work.sp_bridgecut (a bigint, b bigint);
+        RETURN 0;
+    END IF;
+    -- Their components without the links of any vague node of such a pair: are the two
+    -- parts still one? (labels pushed one hop a round: these components are small)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgeedges AS
+        SELECT e.a, e.b
+        FROM sp_gedges e JOIN sp_cc c ON c.node = e.a
+        WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN sp_bridgepair p ON p.x = c2.node)
+          AND e.a NOT IN (SELECT x FROM sp_bridgepair)
+          AND e.b NOT IN (SELECT x FROM sp_bridgepair);
+    INSERT INTO sp_bridgeedges SELECT b, a FROM sp_bridgeedges;
+    PERFORM syncpipe_internal.merge_small_components('sp_bridgeedges', 'sp_bridgelabel');
+    -- The links of a vague node into two parts that stay apart without it are cut.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgecut AS
+        SELECT DISTINCT least(p.x, v.y) AS a, greatest(p.x, v.y) AS b
+        FROM sp_bridgepair p
+        LEFT JOIN sp_bridgelabel ly ON ly.node = p.y
+        LEFT JOIN sp_bridgelabel lz ON lz.node = p.z
+        CROSS JOIN LATERAL (VALUES (p.y), (p.z)) v(y)
+        WHERE coalesce(ly.label, p.y) <> coalesce(lz.label, p.z);
+    DELETE FROM sp_gedges g USING sp_bridgecut c WHERE g.a = c.a AND g.b = c.b;
+    GET DIAGNOSTICS v_cut = ROW_COUNT;
+    IF v_cut = 0 THEN
+        RETURN 0;
+    END IF;
+    UPDATE sp_links l SET conf = p_auto
+    FROM sp_bridgecut c WHERE l.a = c.a AND l.b = c.b AND l.conf > p_auto;
+    DELETE FROM sp_cc_edges e USING sp_bridgecut c
+    WHERE (e.a = c.a AND e.b = c.b) OR (e.a = c.b AND e.b = c.a);
+    -- The components they split, labelled again (a node left with no link leaves sp_cc).
+    DROP TABLE sp_bridgeedges;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgeedges AS
+        SELECT e.a, e.b
+        FROM sp_gedges e JOIN sp_cc c ON c.node = e.a
+        WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN sp_bridgecut x ON x.a = c2.node);
+    INSERT INTO sp_bridgeedges SELECT b, a FROM sp_bridgeedges;
+    PERFORM syncpipe_internal.merge_small_components('sp_bridgeedges', 'sp_bridgelabel');
+    DELETE FROM sp_cc c
+    WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN sp_bridgecut x ON x.a = c2.node)
+      AND NOT EXISTS (SELECT 1 FROM sp_bridgelabel l WHERE l.node = c.node);
+    UPDATE sp_cc c SET label = l.label FROM sp_bridgelabel l
+    WHERE l.node = c.node AND l.label <> c.label;
+    RETURN v_cut;
+END;
+$$;
+
+-- Connected components of a small edge table (both directions), into p_out(node, label),
+-- label = the smallest node of the component: every node takes the smallest label of its
+-- neighbours until none changes (one round per hop of the longest path; for the few small
+-- components merge_split_bridges() looks at, not for the whole graph).
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_small_components(p_edges text, p_out text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_moved bigint;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY[p_out]);
+    EXECUTE format('CREATE UNLOGGED TABLE syncpipe_work.%I AS
+                    SELECT a AS node, least(a, min(b)) AS label FROM %I GROUP BY a',
+                   p_out, p_edges);
+    LOOP
+        EXECUTE format('UPDATE %1$I l SET label = m.label
+                        FROM (SELECT e.a AS node, min(n.label) AS label
+                              FROM %2$I e JOIN %1$I n ON n.node = e.b GROUP BY e.a) m
+                        WHERE l.node = m.node AND m.label < l.label', p_out, p_edges);
+        GET DIAGNOSTICS v_moved = ROW_COUNT;
+        EXIT WHEN v_moved = 0;
+    END LOOP;
+END;
+$$;
+
 -- Phase "clusters": components of the automatic links, and their confidence.
---   reads:   sp_meta, sp_links, sp_pend
+--   reads:   sp_meta, sp_links, sp_pend, sp_names, sp_canon
 --   writes:  sp_gedges(a, b, conf): one (strongest) automatic link per pair of nodes;
 --            sp_comp(node, label): every pending record (alone or not) and every known agent
 --                        joined to one, label = the smallest node of its component;
@@ -127,7 +265,9 @@ $$;
 --                        component together (components of mixed links cut level by level);
 --            sp_cc_edges, sp_cc (merge_label_components(), scratch);
 --            sp_apart, and links cut in sp_gedges and sp_links (merge_keep_apart(): agents
---            a person rejected as two people stay apart)
+--            a person rejected as two people stay apart);
+--            sp_bridgecut, and links cut likewise (merge_split_bridges(): no chain through
+--            a vague name across two keys)
 --   options: auto_threshold (70: links above it are automatic)
 --   returns: the rounds merge_label_components() took
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_clusters(p_options jsonb DEFAULT '{}')
@@ -152,6 +292,7 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
         SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
     v_rounds := syncpipe_internal.merge_label_components();
+    PERFORM syncpipe_internal.merge_split_bridges(v_auto);
     PERFORM syncpipe_internal.merge_keep_apart(v_auto);
     -- Every pending record is in a component, maybe alone.
     CREATE UNLOGGED TABLE syncpipe_work.sp_comp AS

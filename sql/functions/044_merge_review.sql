@@ -295,7 +295,7 @@ END;
 $$;
 
 -- Phase "review", last part: the doubtful pairs of the run.
---   reads:   sp_links, sp_namelinks, sp_comp, sp_candw, sp_freq
+--   reads:   sp_links, sp_bridgecut, sp_namelinks, sp_comp, sp_candw, sp_freq
 --   writes:  sp_review(a, b, rule, conf, evidence): links under the threshold, name links
 --                        held back, and the weighed candidates (each record's strongest)
 --   options: auto_threshold (70), confidence_fuzzy_name (60), fuzzy_similarity (0.6),
@@ -323,8 +323,12 @@ BEGIN
            jsonb_build_object(CASE l.rule WHEN 'email' THEN 'email' WHEN 'phone' THEN 'phone'
                                           ELSE 'name' END, l.detail,
                               'weight', l.weight, 'parts', jsonb_build_array(
-                                  l.rule || ' ' || l.detail || ': +' || l.weight)) AS evidence
+                                  l.rule || ' ' || l.detail || ': +' || l.weight)
+                                  || CASE WHEN x.a IS NOT NULL THEN jsonb_build_array(
+                                         'one side''s name fits two people this record is linked to: held for review')
+                                     ELSE '[]' END) AS evidence
     FROM sp_links l
+    LEFT JOIN sp_bridgecut x ON x.a = l.a AND x.b = l.b
     LEFT JOIN sp_comp ca ON ca.node = l.a
     LEFT JOIN sp_comp cb ON cb.node = l.b
     WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)

@@ -69,7 +69,7 @@ def _decide(ctx: typer.Context, ids: list[int], decision: str, by: str | None) -
     app_ctx: AppContext = ctx.find_root().obj
     service = ReviewService(app_ctx.db)
     failed = 0
-    for review_id in ids:
+    for review_id in dict.fromkeys(ids):  # (an id given twice is decided once)
         try:
             outcome = service.decide(review_id, decision, by or default_reviewer())
         except JobFailedError as exc:

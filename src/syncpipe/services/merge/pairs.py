@@ -49,24 +49,38 @@ _NODE = """
     LEFT JOIN public.new_unified_agents a ON n.node < m.node_offset AND a.agent_id = n.node
 """
 
+# The review pairs with their outcome: "review", or "kept apart" where the two sides belong
+# to agents a person rejected as two people (the real run queues no item for them). A node's
+# agent: the label of its component (the lowest node: an agent when it holds one).
+_REVIEWED = """
+    SELECT r.*, CASE WHEN d.agent_low IS NULL THEN 'review' ELSE 'kept apart' END AS outcome
+    FROM syncpipe_work.sp_review r
+    LEFT JOIN syncpipe_work.sp_comp ca ON ca.node = r.a
+    LEFT JOIN syncpipe_work.sp_comp cb ON cb.node = r.b
+    LEFT JOIN (SELECT agent_low, agent_high FROM syncpipe_internal.merge_decisions_now()
+               WHERE decision = 'rejected') d
+           ON d.agent_low = least(coalesce(ca.label, r.a), coalesce(cb.label, r.b))
+          AND d.agent_high = greatest(coalesce(ca.label, r.a), coalesce(cb.label, r.b))
+"""
+
 _PAIRS = f"""
 WITH pairs AS (
     SELECT l.a, l.b, l.rule, l.conf,
            CASE WHEN l.conf > %(auto)s THEN 'merge'
-                WHEN r.a IS NOT NULL THEN 'review'
+                WHEN r.a IS NOT NULL THEN r.outcome
                 ELSE 'already together' END AS outcome,
            l.detail AS evidence
     FROM syncpipe_work.sp_links l
-    LEFT JOIN syncpipe_work.sp_review r ON r.a = l.a AND r.b = l.b AND r.rule = l.rule
+    LEFT JOIN ({_REVIEWED}) r ON r.a = l.a AND r.b = l.b AND r.rule = l.rule
     UNION ALL
     -- the review pairs that are no link: similar names, and name links held back because
     -- the two records' own phones or e-mails differ
-    SELECT r.a, r.b, r.rule, r.conf, 'review',
+    SELECT r.a, r.b, r.rule, r.conf, r.outcome,
            CASE WHEN r.rule = 'fuzzy_name'
                 THEN (r.evidence ->> 'a_name') || ' ~ ' || (r.evidence ->> 'b_name')
                      || ' (similarity ' || (r.evidence ->> 'similarity') || ')'
                 ELSE r.evidence ->> 'name' END
-    FROM syncpipe_work.sp_review r
+    FROM ({_REVIEWED}) r
     WHERE NOT EXISTS (SELECT 1 FROM syncpipe_work.sp_links l
                       WHERE l.a = r.a AND l.b = r.b AND l.rule = r.rule)
 ),
@@ -201,7 +215,7 @@ def sample_pairs(
                 chosen.append(row)
         nodes = sorted({n for g in groups.values() for r in g for n in (r["a_node"], r["b_node"])})
         described = {d["node"]: d for d in cur.execute(_DESCRIBE, {"nodes": nodes}).fetchall()}
-    order = {"merge": 0, "review": 1, "already together": 2}
+    order = {"merge": 0, "review": 1, "kept apart": 2, "already together": 3}
     out: list[dict[str, Any]] = []
     for (outcome, _rule), chosen in sorted(
         groups.items(), key=lambda kv: (order.get(kv[0][0], 9), -int(kv[1][0]["confidence"]))
