@@ -544,9 +544,7 @@ def test_rejected_review_pair_never_comes_back(
     invoke(["load", str(tmp_path / "d2")], dsn=deployed_db)
     # The dry run shows that pair as kept apart, not as review, as the real run does.
     dry = invoke(["merge", "--dry-run", "--sample", "50", "--json"], dsn=deployed_db).json()
-    outcomes = {
-        (p["outcome"], frozenset((p["a_name"], p["b_name"]))) for p in dry["pairs_sample"]
-    }
+    outcomes = {(p["outcome"], frozenset((p["a_name"], p["b_name"]))) for p in dry["pairs_sample"]}
     assert ("kept apart", frozenset(("William Carter", "Billy Carter"))) in outcomes, outcomes
     assert ("review", frozenset(("William Carter", "Billy Carter"))) not in outcomes
     invoke(["merge", "--json"], dsn=deployed_db)
