@@ -662,6 +662,34 @@ def test_a_rejected_pair_does_not_come_back_when_a_merge_joins_a_third_agent(
     assert agent_of(deployed_db, "new_agents", keys[1]) == b != a
 
 
+def test_an_item_re_pointed_to_a_survivor_says_whom_it_was_queued_for(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An open item William Carter - Bill Carter (team t1); a later record joins that Bill
+    Carter with another one (team t2): the item now names the survivor, and says which agents
+    it was queued for (its evidence describes their records)."""
+    src = Sources()
+    other = src.agent("Bill Carter", team="t2", emails=["bc2@mail.com"])
+    william = src.agent("William Carter", team="t1", emails=["wcarter@mail.com"])
+    bill = src.agent("Bill Carter", team="t1", emails=["bc1@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    queued = {agent_of(deployed_db, "new_agents", k) for k in (william, bill)}
+    assert invoke(["review", "--json"], dsn=deployed_db).json()["open"] == 1
+    more = Sources(_serial=100)
+    more.agent("Bill Carter", team="t1", emails=["bc1@mail.com", "bc2@mail.com"])
+    load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    survivor = agent_of(deployed_db, "new_agents", bill)
+    assert survivor == agent_of(deployed_db, "new_agents", other)
+    items = invoke(["review", "--json"], dsn=deployed_db).json()["items"]
+    (item,) = [i for i in items if set(i["evidence"].get("queued_for", [])) == queued]
+    assert {item["a"]["agent_id"], item["b"]["agent_id"]} == {
+        survivor,
+        agent_of(deployed_db, "new_agents", william),
+    }
+    shown = invoke(["review"], dsn=deployed_db).stdout
+    assert "queued for agents" in shown
+
+
 def test_an_item_queued_by_the_run_that_retires_its_agent_names_the_survivor(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

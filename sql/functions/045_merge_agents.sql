@@ -395,7 +395,13 @@ BEGIN
                    WHERE o.id <> m.id AND least(o.a, o.b) = least(m.a, m.b)
                      AND greatest(o.a, o.b) = greatest(m.a, m.b)
                      AND (o.confidence, -o.id) > (m.confidence, -m.id)));
-    UPDATE public.merge_review_queue q SET agent_id = m.a, candidate_agent_id = m.b
+    -- (the evidence keeps the agents the item was queued for: its records describe them)
+    UPDATE public.merge_review_queue q
+    SET agent_id = m.a, candidate_agent_id = m.b,
+        evidence = CASE WHEN q.evidence ? 'queued_for' THEN q.evidence
+                        ELSE q.evidence || jsonb_build_object(
+                                 'queued_for', jsonb_build_array(q.agent_id, q.candidate_agent_id))
+                   END
     FROM sp_remap m
     WHERE q.id = m.id AND q.status = 'open';
     RETURN v_count;

@@ -89,6 +89,12 @@ class ReviewItem:
             )
         if e.get("candidate"):
             lines.append(f"found: {e['candidate']}")
+        queued = e.get("queued_for")
+        if isinstance(queued, list) and len(queued) == 2:
+            lines.append(
+                f"queued for agents #{queued[0]} and #{queued[1]}; a later merge made them "
+                f"#{self.side_a.agent_id} and #{self.side_b.agent_id}"
+            )
         for label, side in (("A", e.get("a")), ("B", e.get("b"))):
             if isinstance(side, dict) and side.get("source"):
                 contacts = ", ".join([*side.get("emails", []), *side.get("phones", [])])
