@@ -13,8 +13,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
-from tests.agents import Sources, agent_of
+from tests.agents import Sources, agent_of, member_agent
 from tests.helpers import Invoke, fetch, one
 
 
@@ -365,3 +366,33 @@ def test_rescan_finds_a_row_rewritten_with_the_triggers_disabled(
     assert (rescanned["pending"], rescanned["changed_records"]) == (1, 1)
     assert agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b)
     assert _merge(invoke, deployed_db, "--rescan")["pending"] == 0  # matched now: not again
+
+
+def test_rescan_reads_a_page_rewritten_with_the_triggers_disabled(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A team page given a member with the triggers off keeps members_synced: only --rescan
+    reads it again; its unchanged members stay as they are (same ids), the new one is matched."""
+    src = Sources()
+    page = src.page("team-r", [{"name": "Ada Rowe", "email": "ada.rowe@x.com"}])
+    src.write(tmp_path / "a")
+    invoke(["load", str(tmp_path / "a")], dsn=deployed_db)
+    _merge(invoke, deployed_db)
+    before = fetch(deployed_db, "SELECT id, record_hash FROM unified_company_member")
+    members = [
+        {"name": "Ada Rowe", "email": "ada.rowe@x.com"},
+        {"name": "Bo Lind", "email": "bo.lind@x.com"},
+    ]
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "UPDATE bronze.company_info_raw SET team_members = %s WHERE research_uuid = %s",
+            (Jsonb(members), page),
+        )
+    assert _merge(invoke, deployed_db)["pending"] == 0  # (documented: the mark misses it)
+    rescanned = _merge(invoke, deployed_db, "--rescan")
+    assert rescanned["pending"] == 1
+    after = fetch(deployed_db, "SELECT id, record_hash FROM unified_company_member ORDER BY id")
+    assert after[0] == before[0] and len(after) == 2
+    assert member_agent(deployed_db, page, 2) != member_agent(deployed_db, page, 1)
+    assert _merge(invoke, deployed_db, "--rescan")["pending"] == 0  # nothing new: no change

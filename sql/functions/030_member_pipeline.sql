@@ -14,7 +14,10 @@
 --   new members are then written already processed (the merge finds them by their missing
 --   lineage), which saves rewriting a million rows just to flip a flag; {"keep_work": true}
 --   leaves the work tables (schema syncpipe_work) for the caller, who drops them with
---   merge_work_clear() before the transaction ends (a dry run's merge reads sp_members).
+--   merge_work_clear() before the transaction ends (a dry run's merge reads sp_members);
+--   {"rescan": true} reads every page, not only those marked changed (a page written with
+--   the triggers disabled keeps members_synced): its members are compared by record_hash as
+--   on any re-read page, so an unchanged page changes nothing.
 CREATE OR REPLACE FUNCTION public.run_unified_member_pipeline(p_options jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -33,6 +36,7 @@ DECLARE
     v_dry      boolean := coalesce((p_options ->> 'dry_run')::boolean, false);
     v_keep     boolean := coalesce((p_options ->> 'keep_work')::boolean, false);
     v_follows  boolean := coalesce((p_options ->> 'merge_follows')::boolean, false);
+    v_rescan   boolean := coalesce((p_options ->> 'rescan')::boolean, false);
     v_log      bigint := (p_options ->> 'log_id')::bigint;
     v_started  timestamptz := clock_timestamp();
     v_pages    integer := 0;
@@ -66,7 +70,7 @@ BEGIN
             SELECT research_uuid, nullif(btrim(team_id), '') AS team_id, team_members,
                    updated_at  -- the version read: only that version is marked synced below
             FROM bronze.company_info_raw
-            WHERE NOT members_synced;
+            WHERE NOT members_synced OR v_rescan;
         GET DIAGNOSTICS v_pages = ROW_COUNT;
         -- Its size, for the joins below (the JSON column left out: no need to read it).
         ANALYZE sp_member_pages (research_uuid);
@@ -173,8 +177,10 @@ BEGIN
             DELETE FROM public.unified_company_member
             WHERE id IN (SELECT id FROM sp_gone);
 
-            -- A big first run writes without indexes and builds them after (bulk mode).
-            v_bulk := syncpipe_internal.merge_bulk_begin('public.unified_company_member', v_distinct, true);
+            -- A big first run writes without indexes and builds them after (bulk mode; by
+            -- the rows that go in: a rescan re-reads every page and writes few).
+            v_bulk := syncpipe_internal.merge_bulk_begin('public.unified_company_member',
+                                                         (SELECT count(*) FROM sp_members), true);
             INSERT INTO public.unified_company_member (
                 research_uuid, team_id, member_name, name_normalized, name_key, name_first,
                 name_last, name_middle, name_suffix, email_normalized, phone_normalized,

@@ -41,9 +41,10 @@ def merge(
         bool,
         typer.Option(
             "--rescan",
-            help="Read every source row, and match again every row written after its last "
-            "match, not only the rows changed since the last complete run (for rows written "
-            "with the tables' triggers disabled, or with a changed_xid of their own).",
+            help="Read every source row and every team page, and match again every row "
+            "written after its last match, not only the rows changed since the last complete "
+            "run (for rows or pages written with the tables' triggers disabled, or with a "
+            "changed_xid of their own).",
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
