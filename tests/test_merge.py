@@ -686,7 +686,7 @@ def test_an_item_re_pointed_to_a_survivor_says_whom_it_was_queued_for(
         survivor,
         agent_of(deployed_db, "new_agents", william),
     }
-    shown = invoke(["review"], dsn=deployed_db).stdout
+    shown = invoke(["review"], dsn=deployed_db, env={"COLUMNS": "400"}).stdout
     assert "queued for agents" in shown
 
 
