@@ -208,19 +208,65 @@ def test_a_vague_name_arriving_later_does_not_join_two_known_agents(
 def test_a_vague_name_between_two_parts_held_together_otherwise_still_merges(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """Christopher and Christine Smith are two given names, but "Chris Smith" shares a phone
-    with each (Chris fits both): the two are one without the vague "C. Smith" (an e-mail with
+    """Aleksander and Alexandra Smith are two given names, but "Alexander Smith" shares a phone
+    with each (a typo of both): the two are one without the vague "A. Smith" (an e-mail with
     one, a phone with the other) too, so nothing is cut and the four records are one agent."""
     src = Sources()
     keys = [
-        src.agent("Christopher Smith", emails=["cs.one@mail.com"], phones=["2125550101"]),
-        src.agent("Christine Smith", phones=["2125550102", "2125550103"]),
-        src.agent("Chris Smith", phones=["2125550101", "2125550103"]),
-        src.agent("C. Smith", emails=["cs.one@mail.com"], phones=["2125550102"]),
+        src.agent("Aleksander Smith", emails=["as.one@mail.com"], phones=["2125550101"]),
+        src.agent("Alexandra Smith", phones=["2125550102", "2125550103"]),
+        src.agent("Alexander Smith", phones=["2125550101", "2125550103"]),
+        src.agent("A. Smith", emails=["as.one@mail.com"], phones=["2125550102"]),
     ]
     result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
     assert len({agent_of(deployed_db, "new_agents", k) for k in keys}) == 1
     assert result["merge"]["review_items_added"] == 0
+
+
+@pytest.mark.parametrize(
+    ("left", "bridges", "right", "together"),
+    [
+        # two vague records in a row are no better than one
+        ("John Smith", ["Smith", "J. Smith"], "Jane Smith", False),
+        # family names say "two people" too
+        ("John Smith", ["John S."], "John Sanders", False),
+        # a nickname of several names fits two people
+        ("Christopher Smith", ["Chris Smith"], "Christine Smith", False),
+        # one person: a middle name, a double given name, the word order
+        ("James Robert Smith", ["Smith"], "Robert Smith", True),
+        ("Anne-Marie Smith", ["A. Smith"], "Marie Smith", True),
+        ("Smith John", ["Smith"], "John Smith", True),
+    ],
+)
+def test_vague_records_between_two_names(
+    invoke: Invoke,
+    deployed_db: str,
+    tmp_path: Path,
+    left: str,
+    bridges: list[str],
+    right: str,
+    together: bool,
+) -> None:
+    """left - bridge - ... - right, each sharing a phone with the next: the vague records
+    join two people only where the two names fit one person."""
+    src = Sources()
+    chain = [left, *bridges, right]
+    last = len(chain) - 1
+    # record i shares phone i + 1 with the next one
+    keys = [
+        src.agent(
+            name,
+            emails=[f"r{i}@mail.com"],
+            phones=[f"21255501{k:02d}" for k in (i, i + 1) if (k > 0 or i > 0) and k <= last],
+        )
+        for i, name in enumerate(chain)
+    ]
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    a, b = (
+        agent_of(deployed_db, "new_agents", keys[0]),
+        agent_of(deployed_db, "new_agents", keys[-1]),
+    )
+    assert (a == b) is together
 
 
 def test_a_vague_name_linked_to_one_person_twice_still_merges(

@@ -119,19 +119,22 @@ END;
 $$;
 
 -- No chain across keys through a name that fits two people: a record whose name says too
--- little to tell people apart (no name, one word, a word and an initial) may share
--- a phone with "John Smith" and an e-mail with "Jane Smith". Each key alone is evidence (the
--- names on it fit), but together the two links would make one agent of two people. Where
--- such vague records are all that holds two parts of a component together, and the parts'
--- names say "two people" (given names that are no nickname, typo or prefix of each other,
--- or different suffixes), the vague records' links into those parts stop being automatic:
--- they are left to the review. Parts held together by anything else stay one agent.
+-- little to tell people apart (no name, one word, a word and an initial, a nickname of
+-- several names: "Chris") may share a phone with "John Smith" and an e-mail with "Jane
+-- Smith". Each key alone is evidence (the names on it fit), but together the two links would
+-- make one agent of two people. Vague records linked to each other count as one (a chain
+-- "Smith" - "J. Smith" is no better than one of them). Where such records are all that holds
+-- two parts of a component together, and the parts' names say "two people" (given or family
+-- names that are no nickname, typo or prefix of each other, in either word order, neither
+-- name's words all in the other's; or different suffixes), the vague records' links into
+-- those parts stop being automatic: they are left to the review. Parts held together by
+-- anything else stay one agent.
 -- (The same guard within one key is merge_contact_evidence()'s.)
 --   reads:   sp_gedges, sp_cc, sp_names, sp_canon
 --   writes:  sp_bridgecut(a, b): the links cut; sp_gedges and sp_cc_edges (those links
---            removed), sp_links
---            (their conf set to the threshold: under review, not automatic), sp_cc (the
---            components they split labelled again); sp_bridge*, scratch
+--            removed), sp_links (their conf set to the threshold: under review, not
+--            automatic), sp_cc (the components they split labelled again); sp_bridge*,
+--            scratch
 --   returns: the links cut
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_split_bridges(p_auto integer)
 RETURNS integer
@@ -142,66 +145,89 @@ DECLARE
     v_cut integer;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_bridgecut', 'sp_bridgevague',
-        'sp_bridgehops', 'sp_bridgepair', 'sp_bridgeedges', 'sp_bridgelabel']);
-    -- The vague nodes, their neighbours (those with two or more), and the pairs of
-    -- neighbours whose names say "two people". (one small table a step: the planner sees
-    -- how few rows each holds)
+        'sp_bridgevv', 'sp_bridgegroup', 'sp_bridgehops', 'sp_bridgepair', 'sp_bridgeedges',
+        'sp_bridgelabel']);
+    -- The vague nodes. (one small table a step: the planner sees how few rows each holds)
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgevague AS
         -- (a pending record has one name; a known agent is vague only if every name of its
         -- lineage is)
         WITH n AS NOT MATERIALIZED (
-            SELECT node AS x, pending,
-                   coalesce(name_key IS NULL OR last_name IS NULL OR length(first_name) <= 1
-                            OR length(last_name) <= 1, true) AS vague
-            FROM sp_names
+            SELECT n.node AS x, n.pending,
+                   coalesce(n.name_key IS NULL OR n.last_name IS NULL OR length(n.first_name) <= 1
+                            OR length(n.last_name) <= 1
+                            -- (a nickname of several names, not a name of its own)
+                            OR coalesce(cardinality(c.canons) > 1
+                                        AND n.first_name <> ALL (c.canons), false),
+                            true) AS vague
+            FROM sp_names n LEFT JOIN sp_canon c ON c.variant = n.first_name
         )
         SELECT x FROM n WHERE pending AND vague
         UNION ALL
         SELECT x FROM n WHERE NOT pending GROUP BY x HAVING bool_and(vague);
+    ALTER TABLE sp_bridgevague ADD PRIMARY KEY (x);
     ANALYZE sp_bridgevague;
+    -- Vague nodes linked to each other form one group (labelled by its lowest node).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgevv AS
+        SELECT e.a, e.b
+        FROM sp_gedges e
+        JOIN sp_bridgevague va ON va.x = e.a
+        JOIN sp_bridgevague vb ON vb.x = e.b;
+    INSERT INTO sp_bridgevv SELECT b, a FROM sp_bridgevv;
+    PERFORM syncpipe_internal.merge_small_components('sp_bridgevv', 'sp_bridgegroup');
+    -- Each group's links to the nodes that are not vague, where it has two such neighbours
+    -- or more.
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgehops AS
-        SELECT v.x, e.y
+        SELECT coalesce(g.label, v.x) AS g, v.x, e.y
         FROM sp_bridgevague v
         JOIN (SELECT a AS x, b AS y FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges) e
-          ON e.x = v.x;
+          ON e.x = v.x
+        LEFT JOIN sp_bridgegroup g ON g.node = v.x
+        WHERE NOT EXISTS (SELECT 1 FROM sp_bridgevague w WHERE w.x = e.y);
     DELETE FROM sp_bridgehops
-    WHERE x IN (SELECT x FROM sp_bridgehops GROUP BY x HAVING count(*) = 1);
+    WHERE g IN (SELECT g FROM sp_bridgehops GROUP BY g HAVING count(DISTINCT y) = 1);
     ANALYZE sp_bridgehops;
+    -- The pairs of a group's neighbours whose names say "two people": names_conflict(),
+    -- unless the words of one name are all in the other ("Robert Smith" in "James Robert
+    -- Smith", "Teresa Johnson" in "Teresa Johnson-Logan", "Smith John").
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgepair AS
     WITH named AS (
-        SELECT h.x, h.y, n.first_name, n.suffix, coalesce(c.canons, ARRAY[n.first_name]) AS canons
+        SELECT DISTINCT h.g, h.y, n.first_name AS f, n.last_name AS l, n.suffix,
+               string_to_array(n.name_key, ' ') AS words,
+               coalesce(c.canons, ARRAY[n.first_name]) AS canons
         FROM sp_bridgehops h
         JOIN sp_names n ON n.node = h.y
         LEFT JOIN sp_canon c ON c.variant = n.first_name
-        -- (a neighbour's name says something only with a given and a family name)
-        WHERE length(n.first_name) > 1 AND length(n.last_name) > 1
     )
-    SELECT DISTINCT p.x, p.y, q.y AS z
+    SELECT DISTINCT p.g, p.y, q.y AS z
     FROM named p
-    JOIN named q ON q.x = p.x AND q.y > p.y
+    JOIN named q ON q.g = p.g AND q.y > p.y
     WHERE p.suffix IS DISTINCT FROM q.suffix
-       OR syncpipe_internal.given_names_differ(p.first_name, q.first_name, p.canons, q.canons);
+       OR (NOT (p.words <@ q.words OR q.words <@ p.words)
+           AND (syncpipe_internal.given_names_differ(p.f, q.f, p.canons, q.canons)
+                OR syncpipe_internal.family_names_differ(p.l, q.l))
+           AND (syncpipe_internal.given_names_differ(p.f, q.l, p.canons, ARRAY[q.l])
+                OR syncpipe_internal.family_names_differ(p.l, q.f)));
     IF NOT EXISTS (SELECT 1 FROM sp_bridgepair) THEN
         CREATE UNLOGGED TABLE syncpipe_work.sp_bridgecut (a bigint, b bigint);
         RETURN 0;
     END IF;
-    -- Their components without the links of any vague node of such a pair: are the two
-    -- parts still one? (labels pushed one hop a round: these components are small)
+    -- Their components without any vague node: are the two parts still one? (labels pushed
+    -- one hop a round: these components are small)
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgeedges AS
         SELECT e.a, e.b
         FROM sp_gedges e JOIN sp_cc c ON c.node = e.a
-        WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN sp_bridgepair p ON p.x = c2.node)
-          AND e.a NOT IN (SELECT x FROM sp_bridgepair)
-          AND e.b NOT IN (SELECT x FROM sp_bridgepair);
+        WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN sp_bridgepair p ON p.y = c2.node)
+          AND NOT EXISTS (SELECT 1 FROM sp_bridgevague v WHERE v.x = e.a)
+          AND NOT EXISTS (SELECT 1 FROM sp_bridgevague v WHERE v.x = e.b);
     INSERT INTO sp_bridgeedges SELECT b, a FROM sp_bridgeedges;
     PERFORM syncpipe_internal.merge_small_components('sp_bridgeedges', 'sp_bridgelabel');
-    -- The links of a vague node into two parts that stay apart without it are cut.
+    -- The links of a group into two parts that stay apart without it are cut.
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgecut AS
-        SELECT DISTINCT least(p.x, v.y) AS a, greatest(p.x, v.y) AS b
+        SELECT DISTINCT least(h.x, h.y) AS a, greatest(h.x, h.y) AS b
         FROM sp_bridgepair p
         LEFT JOIN sp_bridgelabel ly ON ly.node = p.y
         LEFT JOIN sp_bridgelabel lz ON lz.node = p.z
-        CROSS JOIN LATERAL (VALUES (p.y), (p.z)) v(y)
+        JOIN sp_bridgehops h ON h.g = p.g AND h.y IN (p.y, p.z)
         WHERE coalesce(ly.label, p.y) <> coalesce(lz.label, p.z);
     DELETE FROM sp_gedges g USING sp_bridgecut c WHERE g.a = c.a AND g.b = c.b;
     GET DIAGNOSTICS v_cut = ROW_COUNT;
