@@ -5,7 +5,7 @@
 -- takes the smallest of itself and its neighbours; then only a frontier moves on, the nodes
 -- holding a label a neighbour lacks, pushing it one hop a round until no edge joins two labels
 -- (most components are pairs and settle in the first step; a round costs what its frontier
--- touches, not a pass over every edge).
+-- touches, not a pass over every edge; a long chain is finished by merge_small_components()).
 -- Result: sp_cc(node, label), label = the smallest node of the component.
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_label_components()
 RETURNS integer
@@ -32,6 +32,24 @@ BEGIN
     LOOP
         v_rounds := v_rounds + 1;
         EXIT WHEN NOT EXISTS (SELECT 1 FROM sp_cc_front);
+        -- A long chain (records linked one by one) would take a round per link: after 32
+        -- rounds the components still unsettled (two labels or more: every label of such a
+        -- component borders another) are contracted instead, in about log n rounds.
+        IF v_rounds > 32 THEN
+            PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cc_long', 'sp_cc_longlabel']);
+            CREATE UNLOGGED TABLE syncpipe_work.sp_cc_long AS
+                SELECT e.a, e.b
+                FROM sp_cc_edges e JOIN sp_cc c ON c.node = e.a
+                WHERE c.label IN (SELECT ca.label
+                                  FROM sp_cc_edges x
+                                  JOIN sp_cc ca ON ca.node = x.a
+                                  JOIN sp_cc cb ON cb.node = x.b
+                                  WHERE ca.label <> cb.label);
+            PERFORM syncpipe_internal.merge_small_components('sp_cc_long', 'sp_cc_longlabel');
+            UPDATE sp_cc c SET label = l.label
+            FROM sp_cc_longlabel l WHERE l.node = c.node AND l.label <> c.label;
+            EXIT;
+        END IF;
         ANALYZE sp_cc_front;
         TRUNCATE sp_cc_next;
         WITH pushed AS (
@@ -255,10 +273,16 @@ BEGIN
 END;
 $$;
 
--- Connected components of a small edge table (both directions), into p_out(node, label),
--- label = the smallest node of the component: every node takes the smallest label of its
--- neighbours until none changes (one round per hop of the longest path; for the few small
--- components merge_split_bridges() looks at, not for the whole graph).
+-- Connected components of an edge table (both directions), into p_out(node, label), label =
+-- the smallest node of the component. Each round maps every node of the graph to the
+-- smallest of itself and its neighbours, follows those maps to their ends (a node that is
+-- the smallest of its neighbourhood; pointer jumping, about log n steps), and contracts the
+-- graph onto those nodes (the links between two of them, each once); every node's label
+-- follows. The ends are never neighbours of each other, so a round leaves at most half of a
+-- component's nodes, and a chain of n records numbered in any order takes a few rounds (one
+-- hop a round took n). A component's smallest node always maps to itself: it is what is
+-- left. (Work tables made once and refilled: a table made and dropped per round would hold
+-- a lock per round until the transaction ends.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_small_components(p_edges text, p_out text)
 RETURNS void
 LANGUAGE plpgsql
@@ -267,18 +291,39 @@ AS $$
 DECLARE
     v_moved bigint;
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY[p_out]);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY[p_out, 'sp_sc_edges', 'sp_sc_next',
+        'sp_sc_min']);
     EXECUTE format('CREATE UNLOGGED TABLE syncpipe_work.%I AS
-                    SELECT a AS node, least(a, min(b)) AS label FROM %I GROUP BY a',
-                   p_out, p_edges);
+                    SELECT DISTINCT a AS node, a AS label FROM %I', p_out, p_edges);
+    EXECUTE format('CREATE UNLOGGED TABLE syncpipe_work.sp_sc_edges AS
+                    SELECT DISTINCT a, b FROM %I WHERE a <> b', p_edges);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_sc_next (a bigint, b bigint);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_sc_min (node bigint PRIMARY KEY, m bigint);
     LOOP
-        EXECUTE format('UPDATE %1$I l SET label = m.label
-                        FROM (SELECT e.a AS node, min(n.label) AS label
-                              FROM %2$I e JOIN %1$I n ON n.node = e.b GROUP BY e.a) m
-                        WHERE l.node = m.node AND m.label < l.label', p_out, p_edges);
-        GET DIAGNOSTICS v_moved = ROW_COUNT;
-        EXIT WHEN v_moved = 0;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM sp_sc_edges);
+        ANALYZE sp_sc_edges;
+        TRUNCATE sp_sc_min;
+        INSERT INTO sp_sc_min SELECT a, least(a, min(b)) FROM sp_sc_edges GROUP BY a;
+        ANALYZE sp_sc_min;
+        LOOP
+            UPDATE sp_sc_min x SET m = y.m
+            FROM sp_sc_min y WHERE y.node = x.m AND y.m < x.m;
+            GET DIAGNOSTICS v_moved = ROW_COUNT;
+            EXIT WHEN v_moved = 0;
+        END LOOP;
+        EXECUTE format('UPDATE %I o SET label = x.m FROM sp_sc_min x
+                        WHERE o.label = x.node AND x.m < x.node', p_out);
+        TRUNCATE sp_sc_next;
+        INSERT INTO sp_sc_next
+            SELECT DISTINCT xa.m, xb.m
+            FROM sp_sc_edges e
+            JOIN sp_sc_min xa ON xa.node = e.a
+            JOIN sp_sc_min xb ON xb.node = e.b
+            WHERE xa.m <> xb.m;
+        TRUNCATE sp_sc_edges;
+        INSERT INTO sp_sc_edges SELECT a, b FROM sp_sc_next;
     END LOOP;
+    DROP TABLE sp_sc_edges, sp_sc_next, sp_sc_min;
 END;
 $$;
 
