@@ -270,6 +270,32 @@ def test_vague_records_between_two_names(
     assert (a == b) is together
 
 
+def test_a_long_chain_of_vague_names_between_two_people(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """John Smith, 1,000 records named "Smith" or "J. Smith" each sharing a phone with the
+    next, then Jane Smith: the chain counts as one vague record and joins neither. (Labelling
+    it one link a round held a lock per round and ran out of lock memory at 800.)"""
+    src = Sources()
+    names = ["John Smith", *(("Smith", "J. Smith")[i % 2] for i in range(1000)), "Jane Smith"]
+    last = len(names) - 1
+    keys = [
+        src.agent(
+            name,
+            team=None,
+            emails=[f"c{i}@mail.com"],
+            phones=[f"2{k:09d}" for k in (i, i + 1) if (k > 0 or i > 0) and k <= last],
+        )
+        for i, name in enumerate(names)
+    ]
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert result["merge"]["review_items_added"] == 2
+    john, jane = (agent_of(deployed_db, "new_agents", k) for k in (keys[0], keys[-1]))
+    chain = agent_of(deployed_db, "new_agents", keys[1])
+    assert len({john, jane, chain}) == 3
+    assert agent_of(deployed_db, "new_agents", keys[-2]) == chain
+
+
 def test_a_vague_name_linked_to_one_person_twice_still_merges(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
