@@ -229,8 +229,7 @@ BEGIN
         CREATE UNLOGGED TABLE syncpipe_work.sp_bridgecut (a bigint, b bigint);
         RETURN 0;
     END IF;
-    -- Their components without any vague node: are the two parts still one? (labels pushed
-    -- one hop a round: these components are small)
+    -- Their components without any vague node: are the two parts still one?
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgeedges AS
         SELECT e.a, e.b
         FROM sp_gedges e JOIN sp_cc c ON c.node = e.a
@@ -278,8 +277,8 @@ $$;
 -- smallest of itself and its neighbours, follows those maps to their ends (a node that is
 -- the smallest of its neighbourhood; pointer jumping, about log n steps), and contracts the
 -- graph onto those nodes (the links between two of them, each once); every node's label
--- follows. The ends are never neighbours of each other, so a round leaves at most half of a
--- component's nodes, and a chain of n records numbered in any order takes a few rounds (one
+-- follows. The ends are never neighbours of each other (a chain keeps at most half of its
+-- nodes a round), so a chain of n records numbered in any order takes about log n rounds (one
 -- hop a round took n). A component's smallest node always maps to itself: it is what is
 -- left. (Work tables made once and refilled: a table made and dropped per round would hold
 -- a lock per round until the transaction ends.)
