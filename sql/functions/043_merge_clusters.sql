@@ -71,6 +71,47 @@ BEGIN
 END;
 $$;
 
+-- Links that stop being automatic (p_cut(a, b), a < b): out of sp_gedges and sp_cc_edges,
+-- their conf in sp_links set to the threshold (under review), and the components they split
+-- labelled again (a node left with no link leaves sp_cc). Only those components are read
+-- again, not the whole graph.
+--   returns: the links cut
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_cut_links(p_cut text, p_auto integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_cut integer;
+BEGIN
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cut_edges', 'sp_cut_labels']);
+    EXECUTE format('DELETE FROM sp_gedges g USING %I c WHERE g.a = c.a AND g.b = c.b', p_cut);
+    GET DIAGNOSTICS v_cut = ROW_COUNT;
+    IF v_cut = 0 THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('UPDATE sp_links l SET conf = $1
+                    FROM %I c WHERE l.a = c.a AND l.b = c.b AND l.conf > $1', p_cut)
+    USING p_auto;
+    EXECUTE format('DELETE FROM sp_cc_edges e USING %I c
+                    WHERE (e.a = c.a AND e.b = c.b) OR (e.a = c.b AND e.b = c.a)', p_cut);
+    EXECUTE format('CREATE UNLOGGED TABLE syncpipe_work.sp_cut_edges AS
+                    SELECT e.a, e.b
+                    FROM sp_gedges e JOIN sp_cc c ON c.node = e.a
+                    WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN %I x ON x.a = c2.node)',
+                   p_cut);
+    INSERT INTO sp_cut_edges SELECT b, a FROM sp_cut_edges;
+    PERFORM syncpipe_internal.merge_small_components('sp_cut_edges', 'sp_cut_labels');
+    EXECUTE format('DELETE FROM sp_cc c
+                    WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN %I x ON x.a = c2.node)
+                      AND NOT EXISTS (SELECT 1 FROM sp_cut_labels l WHERE l.node = c.node)',
+                   p_cut);
+    UPDATE sp_cc c SET label = l.label FROM sp_cut_labels l
+    WHERE l.node = c.node AND l.label <> c.label;
+    RETURN v_cut;
+END;
+$$;
+
 -- Agents a person rejected as two people stay apart, whatever links a later run finds
 -- between them (a record holding both one's e-mail and the other's). In a component that holds
 -- both agents of a rejected pair, each such agent is a seed; every other node goes to the
@@ -79,8 +120,8 @@ $$;
 -- never proposes a rejected pair again.
 --   reads:   sp_gedges, sp_cc; merge_decisions_now()
 --   writes:  sp_apart(node, seed): the nodes of such components and their seed;
---            sp_gedges (the links between two parts removed), sp_links (their conf set to
---            the threshold: under review, not automatic), sp_cc (labelled again)
+--            the links between two parts cut (merge_cut_links(): sp_gedges, sp_cc_edges,
+--            sp_links, sp_cc)
 --   returns: the links cut
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_keep_apart(p_auto integer)
 RETURNS integer
@@ -88,7 +129,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
-    v_cut   integer;
     v_moved integer;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_apart', 'sp_apart_cut']);
@@ -124,15 +164,7 @@ BEGIN
         JOIN sp_apart pa ON pa.node = g.a
         JOIN sp_apart pb ON pb.node = g.b
         WHERE pa.seed <> pb.seed;
-    DELETE FROM sp_gedges g USING sp_apart_cut c WHERE g.a = c.a AND g.b = c.b;
-    GET DIAGNOSTICS v_cut = ROW_COUNT;
-    UPDATE sp_links l SET conf = p_auto
-    FROM sp_apart_cut c WHERE l.a = c.a AND l.b = c.b AND l.conf > p_auto;
-    DROP TABLE sp_cc_edges;
-    CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
-        SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
-    PERFORM syncpipe_internal.merge_label_components();
-    RETURN v_cut;
+    RETURN syncpipe_internal.merge_cut_links('sp_apart_cut', p_auto);
 END;
 $$;
 
@@ -149,18 +181,14 @@ $$;
 -- anything else stay one agent.
 -- (The same guard within one key is merge_contact_evidence()'s.)
 --   reads:   sp_gedges, sp_cc, sp_names, sp_canon
---   writes:  sp_bridgecut(a, b): the links cut; sp_gedges and sp_cc_edges (those links
---            removed), sp_links (their conf set to the threshold: under review, not
---            automatic), sp_cc (the components they split labelled again); sp_bridge*,
---            scratch
+--   writes:  sp_bridgecut(a, b): the links cut (merge_cut_links(): sp_gedges, sp_cc_edges,
+--            sp_links, sp_cc); sp_bridge*, scratch
 --   returns: the links cut
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_split_bridges(p_auto integer)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
-DECLARE
-    v_cut integer;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_bridgecut', 'sp_bridgevague',
         'sp_bridgevv', 'sp_bridgegroup', 'sp_bridgehops', 'sp_bridgepair', 'sp_bridgeedges',
@@ -246,29 +274,7 @@ BEGIN
         LEFT JOIN sp_bridgelabel lz ON lz.node = p.z
         JOIN sp_bridgehops h ON h.g = p.g AND h.y IN (p.y, p.z)
         WHERE coalesce(ly.label, p.y) <> coalesce(lz.label, p.z);
-    DELETE FROM sp_gedges g USING sp_bridgecut c WHERE g.a = c.a AND g.b = c.b;
-    GET DIAGNOSTICS v_cut = ROW_COUNT;
-    IF v_cut = 0 THEN
-        RETURN 0;
-    END IF;
-    UPDATE sp_links l SET conf = p_auto
-    FROM sp_bridgecut c WHERE l.a = c.a AND l.b = c.b AND l.conf > p_auto;
-    DELETE FROM sp_cc_edges e USING sp_bridgecut c
-    WHERE (e.a = c.a AND e.b = c.b) OR (e.a = c.b AND e.b = c.a);
-    -- The components they split, labelled again (a node left with no link leaves sp_cc).
-    DROP TABLE sp_bridgeedges;
-    CREATE UNLOGGED TABLE syncpipe_work.sp_bridgeedges AS
-        SELECT e.a, e.b
-        FROM sp_gedges e JOIN sp_cc c ON c.node = e.a
-        WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN sp_bridgecut x ON x.a = c2.node);
-    INSERT INTO sp_bridgeedges SELECT b, a FROM sp_bridgeedges;
-    PERFORM syncpipe_internal.merge_small_components('sp_bridgeedges', 'sp_bridgelabel');
-    DELETE FROM sp_cc c
-    WHERE c.label IN (SELECT c2.label FROM sp_cc c2 JOIN sp_bridgecut x ON x.a = c2.node)
-      AND NOT EXISTS (SELECT 1 FROM sp_bridgelabel l WHERE l.node = c.node);
-    UPDATE sp_cc c SET label = l.label FROM sp_bridgelabel l
-    WHERE l.node = c.node AND l.label <> c.label;
-    RETURN v_cut;
+    RETURN syncpipe_internal.merge_cut_links('sp_bridgecut', p_auto);
 END;
 $$;
 

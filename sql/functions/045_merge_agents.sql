@@ -160,8 +160,8 @@ $$;
 
 -- Golden records, from sp_grecs(agent_id, source, full_name, name_norm, name_key, team_id,
 -- single) and sp_gkeys(agent_id, kind, value) (tables or views), into sp_golden(agent_id,
--- full_name, emails, phones, team_id, sources): the most frequent (then most complete) name variant, written the
--- cleanest way it was seen; the union of normalized e-mails and phones; the team most
+-- full_name, emails, phones, team_id, sources): the most frequent (then most complete) name
+-- variant, written the cleanest way it was seen; the union of normalized e-mails and phones; the team most
 -- supported by the sources (the feed breaks ties); the number of sources. An agent with one
 -- source takes it as it is; "single" marks the agents the caller knows to have one record,
 -- which then skip the ranking (a first run: 600k of 1.3M agents).
