@@ -46,7 +46,7 @@
 --     links            merge_name_links                                 sp_namelinks (weights)
 --                      merge_links                                      sp_links
 --     clusters         merge_clusters           043_merge_clusters.sql  sp_comp, sp_compconf
---     review           merge_review_candidates  044_merge_review.sql    sp_cnames0, sp_cnames, sp_cands
+--     review           merge_review_candidates  044_merge_review.sql    sp_cnames, sp_cands
 --                      merge_candidate_weights                          sp_candkeys, sp_candw
 --                      merge_review_pairs                               sp_review
 --   merge_apply: write it
@@ -113,9 +113,11 @@ BEGIN
     PERFORM syncpipe_internal.merge_review_pairs(p_options);
 
     v_offset := (SELECT node_offset FROM sp_meta);
+    -- (a component's label is its smallest node, itself in sp_comp: one row per component
+    -- has node = label, so the components are counted without a sort)
     SELECT count(*), count(*) FILTER (WHERE label >= v_offset)
     INTO v_components, v_components_new
-    FROM (SELECT DISTINCT label FROM sp_comp) d;
+    FROM sp_comp WHERE node = label;
     RETURN (SELECT jsonb_build_object(
                 'pending', count(*),
                 'pending_new_agents', count(*) FILTER (WHERE source = 'new_agents'),

@@ -44,9 +44,11 @@ BEGIN
 
     -- The agent of each component: its lowest existing agent; else the agent a changed
     -- record leaves empty; else a new one.
+    -- (a component's label is its smallest node: its lowest existing agent is the label, if
+    -- the label is an agent at all; one row per component has node = label, no sort needed)
     CREATE UNLOGGED TABLE syncpipe_work.sp_target0 AS
-        SELECT label, min(node) FILTER (WHERE node < v_offset) AS survivor
-        FROM sp_comp GROUP BY label;
+        SELECT label, CASE WHEN label < v_offset THEN label END AS survivor
+        FROM sp_comp WHERE node = label;
     UPDATE sp_target0 t SET survivor = x.old_agent
     FROM (
         SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
@@ -450,9 +452,11 @@ BEGIN
         WHERE status = 'open' AND created_at = now()
         UNION SELECT candidate_agent_id FROM public.merge_review_queue
         WHERE status = 'open' AND created_at = now();
+    -- (an agent this transaction created has created_at = now(): no join with the run's
+    -- 1.3M targets to find out)
     UPDATE public.new_unified_agents a SET needs_review = true
-    FROM sp_reviewed r JOIN sp_target t ON t.survivor = r.agent_id AND t.created
-    WHERE a.agent_id = r.agent_id AND NOT a.needs_review
+    FROM sp_reviewed r
+    WHERE a.agent_id = r.agent_id AND a.created_at = now() AND NOT a.needs_review
       AND NOT EXISTS (SELECT 1 FROM public.merge_dirty_agents d WHERE d.agent_id = r.agent_id);
     GET DIAGNOSTICS v_flagged = ROW_COUNT;
 
