@@ -3,8 +3,7 @@
 
 -- Phase "review", first part: candidate pairs of names across components.
 --   reads:   sp_names, sp_comp, sp_canon, sp_bigteams
---   writes:  sp_cnames0: the same without the counts and buckets (on the way);
---            sp_cnames(label, team_id, name_norm, name_key, first_name, last_name, suffix,
+--   writes:  sp_cnames(label, team_id, name_norm, name_key, first_name, last_name, suffix,
 --                      middle, node, pending, lcode, canons, key_n, last_n, big, fbucket,
 --                      lbucket, cbucket): one row per name of a component in a team;
 --            sp_cands(a_label, a_node, a_team, a_norm, a_key, a_first, a_last, a_suffix,
@@ -21,7 +20,7 @@ AS $$
 DECLARE
     v_big boolean := EXISTS (SELECT 1 FROM sp_bigteams);
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cnames0', 'sp_cnames', 'sp_cands']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_cnames', 'sp_cands']);
     -- Doubtful pairs, only between different components, each with a weight (its parts in
     -- words) that ranks the queue:
     --   * any link under the threshold, and name links whose personal phones conflict;
@@ -37,24 +36,21 @@ BEGIN
     -- name), then pairs of such names across components, at least one side new.
     -- (buckets: in a team of more than 64 records each block is cut into buckets of 8 in its
     -- sort order; a smaller team's blocks are compared whole, bucket 0, without a sort)
-    -- (three statements, not one with a CTE read twice: a materialized CTE of 1.5M wide rows
-    -- and joins above a Gather cost twice what these do at 1M persons)
-    CREATE UNLOGGED TABLE syncpipe_work.sp_cnames0 AS
-    SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
-           n.first_name, n.last_name, n.suffix, min(n.middle) AS middle,
-           min(n.node) AS node, bool_or(n.pending) AS pending
-    FROM sp_names n
-    LEFT JOIN sp_comp c ON c.node = n.node
-    WHERE n.name_key IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5, 6, 7;
-    ANALYZE sp_cnames0;
+    -- (the names grouped in a subquery, not in a table of their own: written and read back,
+    -- 1.5M wide rows cost a second at 1M persons)
     CREATE UNLOGGED TABLE syncpipe_work.sp_cnames AS
     SELECT x.*,
            -- how the family name sounds (a typo mostly keeps it)
            ln_.lcode, coalesce(k.canons, ARRAY[x.first_name]) AS canons,
            kn.n AS key_n, ln_.n AS last_n, coalesce(t.big, false) AS big,
            0::bigint AS fbucket, 0::bigint AS lbucket, 0::bigint AS cbucket
-    FROM sp_cnames0 x
+    FROM (SELECT coalesce(c.label, n.node) AS label, n.team_id, n.name_norm, n.name_key,
+                 n.first_name, n.last_name, n.suffix, min(n.middle) AS middle,
+                 min(n.node) AS node, bool_or(n.pending) AS pending
+          FROM sp_names n
+          LEFT JOIN sp_comp c ON c.node = n.node
+          WHERE n.name_key IS NOT NULL
+          GROUP BY 1, 2, 3, 4, 5, 6, 7) x
     LEFT JOIN sp_canon k ON k.variant = x.first_name
     -- (how many records carry the name, and the family name: hashed, not sorted)
     LEFT JOIN (SELECT name_key, count(*) AS n FROM sp_names
