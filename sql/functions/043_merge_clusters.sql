@@ -339,6 +339,8 @@ $$;
 --                        joined to one, label = the smallest node of its component;
 --            sp_compconf(label, low, high, conf): conf = the lowest link that holds the
 --                        component together (components of mixed links cut level by level);
+--            sp_mixnodes(node, label), sp_mixedges(a, b, conf, label): the nodes and links
+--                        of the components of mixed links;
 --            sp_cc_edges, sp_cc (merge_label_components(), scratch);
 --            sp_apart, and links cut in sp_gedges and sp_links (merge_keep_apart(): agents
 --            a person rejected as two people stay apart);
@@ -360,7 +362,7 @@ DECLARE
     v_rounds  integer := 0;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_gedges', 'sp_cc_edges', 'sp_comp',
-        'sp_compconf']);
+        'sp_compconf', 'sp_mixnodes', 'sp_mixedges']);
     -- One (strongest) automatic link per pair of nodes, both directions.
     CREATE UNLOGGED TABLE syncpipe_work.sp_gedges AS
         SELECT a, b, max(conf) AS conf FROM sp_links WHERE conf > v_auto GROUP BY a, b;
@@ -386,20 +388,31 @@ BEGIN
                CASE WHEN min(e.conf) = max(e.conf) THEN min(e.conf) END AS conf
         FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
         GROUP BY c.label;
+    -- (the nodes and links of those components, taken out once: a few hundred at 1M
+    -- persons, where each level joined all the links and all the nodes again)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_mixnodes AS
+        SELECT c.node, c.label
+        FROM sp_comp c JOIN sp_compconf f ON f.label = c.label
+        WHERE f.conf IS NULL;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_mixedges AS
+        SELECT e.a, e.b, e.conf, m.label
+        FROM sp_gedges e JOIN sp_mixnodes m ON m.node = e.a;
+    ANALYZE sp_mixnodes;
+    ANALYZE sp_mixedges;
     FOR v_level IN
         SELECT DISTINCT high FROM sp_compconf WHERE conf IS NULL ORDER BY high DESC
     LOOP
         DROP TABLE sp_cc_edges;
         CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
             SELECT e.a, e.b
-            FROM sp_gedges e JOIN sp_comp c ON c.node = e.a
-            JOIN sp_compconf f ON f.label = c.label AND f.conf IS NULL
+            FROM sp_mixedges e
+            JOIN sp_compconf f ON f.label = e.label AND f.conf IS NULL
             WHERE e.conf >= v_level;
         INSERT INTO sp_cc_edges SELECT b, a FROM sp_cc_edges;
         v_rounds := v_rounds + syncpipe_internal.merge_label_components();
         UPDATE sp_compconf f SET conf = v_level
         FROM (SELECT c.label
-              FROM sp_comp c
+              FROM sp_mixnodes c
               JOIN sp_compconf f2 ON f2.label = c.label AND f2.conf IS NULL
               LEFT JOIN sp_cc l ON l.node = c.node
               GROUP BY c.label

@@ -167,11 +167,13 @@ BEGIN
     SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
     -- Personal contacts of the components in those pairs (shared keys left out).
     CREATE UNLOGGED TABLE syncpipe_work.sp_candkeys AS
+    -- (the held-back name links' labels looked up one by one: a few ten thousand probes of
+    -- sp_comp's key, where a join hashed all its two million rows, twice)
     WITH labels AS (SELECT a_label AS label FROM sp_cands UNION SELECT b_label FROM sp_cands
-                    UNION SELECT coalesce(ca.label, l.a) FROM sp_namelinks l
-                          LEFT JOIN sp_comp ca ON ca.node = l.a WHERE l.conflict
-                    UNION SELECT coalesce(cb.label, l.b) FROM sp_namelinks l
-                          LEFT JOIN sp_comp cb ON cb.node = l.b WHERE l.conflict),
+                    UNION SELECT coalesce((SELECT c.label FROM sp_comp c WHERE c.node = x.node),
+                                          x.node)
+                          FROM (SELECT a AS node FROM sp_namelinks WHERE conflict
+                                UNION ALL SELECT b FROM sp_namelinks WHERE conflict) x),
     nodes AS MATERIALIZED (
         SELECT c.label, c.node FROM sp_comp c WHERE c.label IN (SELECT label FROM labels)
     ),
@@ -325,9 +327,11 @@ BEGIN
                                      ELSE '[]' END) AS evidence
     FROM sp_links l
     LEFT JOIN sp_bridgecut x ON x.a = l.a AND x.b = l.b
-    LEFT JOIN sp_comp ca ON ca.node = l.a
-    LEFT JOIN sp_comp cb ON cb.node = l.b
-    WHERE l.conf <= v_auto AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
+    -- (labels looked up by sp_comp's key for the few rows that need one: joins hashed all
+    -- its two million rows, four times)
+    WHERE l.conf <= v_auto
+      AND coalesce((SELECT c.label FROM sp_comp c WHERE c.node = l.a), l.a)
+          <> coalesce((SELECT c.label FROM sp_comp c WHERE c.node = l.b), l.b)
     UNION ALL
     -- Name links held back by conflicting personal phones.
     SELECT l.a, l.b, l.rule, v_fuzzy,
@@ -338,9 +342,9 @@ BEGIN
                                   END || ': +' || l.weight,
                                   'different personal phones or e-mails, or a common one-word name: -6'))
     FROM sp_namelinks l
-    LEFT JOIN sp_comp ca ON ca.node = l.a
-    LEFT JOIN sp_comp cb ON cb.node = l.b
-    WHERE l.conflict AND coalesce(ca.label, l.a) <> coalesce(cb.label, l.b)
+    WHERE l.conflict
+      AND coalesce((SELECT c.label FROM sp_comp c WHERE c.node = l.a), l.a)
+          <> coalesce((SELECT c.label FROM sp_comp c WHERE c.node = l.b), l.b)
     UNION ALL
     SELECT least(a_node, b_node), greatest(a_node, b_node), 'fuzzy_name', v_fuzzy,
            jsonb_build_object('a_name', CASE WHEN a_node < b_node THEN a_norm ELSE b_norm END,
