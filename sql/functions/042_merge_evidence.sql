@@ -37,8 +37,9 @@ $$;
 -- Phase "shared_contacts": contact evidence, judged per pair of holders (the guard: an office
 -- line or an info@ mailbox held by different people never chains them).
 --   reads:   sp_keyrecs, sp_names, sp_canon, sp_freq
---   writes:  sp_keynames(vid, kind, value, name_key, first_name, last_name, suffix, holders,
---                        canons, weak): the name variants on each key held by several nodes;
+--   writes:  sp_keynames_all(vid, kind, value, name_key, first_name, last_name, suffix,
+--                        holders, canons, weak): the name variants on each key held by several
+--                        nodes; sp_keynames: the same, of the keys in sp_keygroups;
 --            sp_keygroups(kind, value, names, records): keys with several names or very many
 --                        holders;
 --            sp_keycompat(kind, value, va, vb, fits): whether two variants fit one person;
@@ -61,7 +62,7 @@ DECLARE
     v_total   bigint;
     v_hashagg text := current_setting('enable_hashagg');
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keynames', 'sp_keygroups', 'sp_keycompat',
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keynames_all', 'sp_keynames', 'sp_keygroups', 'sp_keycompat',
         'sp_keymixed', 'sp_keyallow', 'sp_shared', 'sp_keyholders']);
     SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
 
@@ -72,9 +73,11 @@ BEGIN
     -- twice), and none where a name fits two names that do not fit each other ("J. Smith"
     -- with "John Smith" and "Jane Smith": no chain through the ambiguous one). A key with
     -- very many holders or names is no evidence at all.
-    -- sp_keynames: one row per name variant (vid) on a key held by several nodes.
+    -- sp_keynames_all: one row per name variant (vid) on a key held by several nodes; the
+    -- keys that can be shared are taken out of it into sp_keynames below (a third of its rows
+    -- at 1M persons), which every statement after reads.
     -- (weak: a one-word name that many records carry, "Lily": it fits nobody else on a key)
-    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames_all AS
         SELECT row_number() OVER () AS vid, g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons,
                (g.last_name IS NULL AND coalesce(f.n, 0) > greatest(20, v_total / 1000.0))
                    AS weak
@@ -87,16 +90,19 @@ BEGIN
         LEFT JOIN sp_canon c ON c.variant = g.first_name
         LEFT JOIN (SELECT value, sum(n) AS n FROM sp_freq GROUP BY value) f
                ON f.value = g.first_name AND g.last_name IS NULL;
-    ANALYZE sp_keynames;
     -- The keys that can be shared at all: several names, or very many holders.
     -- (grouped by a sort: hashed, a million keys spill to disk in batches, twice as slow)
     PERFORM set_config('enable_hashagg', 'off', true);
     CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
         SELECT kind, value, count(*)::integer AS names, sum(holders)::integer AS records
-        FROM sp_keynames GROUP BY kind, value
+        FROM sp_keynames_all GROUP BY kind, value
         HAVING count(*) > 1 OR sum(holders) > 20;
     PERFORM set_config('enable_hashagg', v_hashagg, true);
     ANALYZE sp_keygroups;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
+        SELECT * FROM sp_keynames_all
+        WHERE (kind, value) IN (SELECT kind, value FROM sp_keygroups);
+    ANALYZE sp_keynames;
     -- Every two variants of a key with a few names: do they fit one person?
     -- (each unordered pair judged once, both orders written: names_compatible() is
     -- symmetric, and a plpgsql call per pair is most of this statement's time)
@@ -306,10 +312,16 @@ BEGIN
       AND n.name_key <> p.name_key
       AND position(' ' IN p.name_key) > 0 AND position(' ' IN n.name_key) > 0 %4$s
     $q$;
+    -- (DISTINCT only where a known agent's lineage can give a node several rows: with
+    -- pending records alone, a first run, each pair comes once and the sort is 0.6 s wasted
+    -- at 1M persons)
     EXECUTE 'CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS '
-        || format(v_pairs, 'sp_names', '', '',
-                  'AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)',
-                  'sp_names');
+        || replace(format(v_pairs, 'sp_names', '', '',
+                          'AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)',
+                          'sp_names'),
+                   'SELECT DISTINCT',
+                   CASE WHEN EXISTS (SELECT 1 FROM sp_names WHERE node < v_offset)
+                        THEN 'SELECT DISTINCT' ELSE 'SELECT' END);
     IF EXISTS (SELECT 1 FROM sp_bigteams) THEN
         -- (ordered by node and then by every name column: a known agent's lineage may give
         -- one node several rows, and the buckets must be the same in every run)
