@@ -34,13 +34,19 @@ DECLARE
     v_retired  integer;
     v_bulk_a   boolean;
     v_bulk_k   boolean;
+    v_changed  boolean;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire',
         'sp_place', 'sp_grecs', 'sp_gkeys']);
+    -- A record can have an old agent only where the lineage holds records (not in a first
+    -- run: the two statements on changed records below would read 2M pending records for none).
+    v_changed := EXISTS (SELECT 1 FROM public.unified_agent_sources);
     -- Agents that lose a changed record are refreshed below.
-    INSERT INTO public.merge_dirty_agents (agent_id)
-    SELECT DISTINCT old_agent FROM sp_pend WHERE old_agent IS NOT NULL
-    ON CONFLICT DO NOTHING;
+    IF v_changed THEN
+        INSERT INTO public.merge_dirty_agents (agent_id)
+        SELECT DISTINCT old_agent FROM sp_pend WHERE old_agent IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    END IF;
 
     -- The agent of each component: its lowest existing agent; else the agent a changed
     -- record leaves empty; else a new one.
@@ -49,21 +55,23 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_target0 AS
         SELECT label, CASE WHEN label < v_offset THEN label END AS survivor
         FROM sp_comp WHERE node = label;
-    UPDATE sp_target0 t SET survivor = x.old_agent
-    FROM (
-        SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
-        FROM sp_pend p
-        JOIN sp_comp c ON c.node = v_offset + p.pid
-        WHERE p.old_agent IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
-                          WHERE s.agent_id = p.old_agent
-                            AND NOT EXISTS (SELECT 1 FROM sp_pend q
-                                            WHERE q.source = s.source
-                                              AND q.source_id = s.source_id))
-          AND p.old_agent NOT IN (SELECT survivor FROM sp_target0 WHERE survivor IS NOT NULL)
-        ORDER BY p.old_agent, c.label
-    ) x
-    WHERE t.label = x.label AND t.survivor IS NULL;
+    IF v_changed THEN
+        UPDATE sp_target0 t SET survivor = x.old_agent
+        FROM (
+            SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
+            FROM sp_pend p
+            JOIN sp_comp c ON c.node = v_offset + p.pid
+            WHERE p.old_agent IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
+                              WHERE s.agent_id = p.old_agent
+                                AND NOT EXISTS (SELECT 1 FROM sp_pend q
+                                                WHERE q.source = s.source
+                                                  AND q.source_id = s.source_id))
+              AND p.old_agent NOT IN (SELECT survivor FROM sp_target0 WHERE survivor IS NOT NULL)
+            ORDER BY p.old_agent, c.label
+        ) x
+        WHERE t.label = x.label AND t.survivor IS NULL;
+    END IF;
     v_first := syncpipe_internal.merge_allocate_ids('public.new_unified_agents', 'agent_id',
         (SELECT count(*) FROM sp_target0 WHERE survivor IS NULL));
     -- New agents take the allocated ids in label order.
@@ -465,8 +473,8 @@ BEGIN
         SELECT survivor AS agent_id FROM sp_target WHERE NOT created
         UNION SELECT agent_id FROM public.merge_dirty_agents
         UNION SELECT r.agent_id FROM sp_reviewed r
-              WHERE NOT EXISTS (SELECT 1 FROM sp_target t
-                                WHERE t.survivor = r.agent_id AND t.created);
+              WHERE NOT EXISTS (SELECT 1 FROM public.new_unified_agents a
+                                WHERE a.agent_id = r.agent_id AND a.created_at = now());
     ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
     v_golden := syncpipe_internal.merge_refresh_agents();
     DELETE FROM public.merge_dirty_agents;
