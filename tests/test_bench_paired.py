@@ -18,7 +18,10 @@ def test_paired_bench_compares_two_codes_on_copies_of_one_database(
 ) -> None:
     before = tmp_path / "before"
     (before / ".venv" / "bin").mkdir(parents=True)
-    (before / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    # (a script, not a symlink: a venv's interpreter finds its packages by its own path)
+    python = before / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
     env["SYNCPIPE_BENCH_DATABASE_URL"] = pg_server
     done = subprocess.run(
