@@ -282,9 +282,10 @@ BEGIN
     ALTER TABLE sp_bigteams ADD PRIMARY KEY (team_id);
     ANALYZE sp_bigteams;
     -- (one query for both: %1$s the names, %5$s the names they are compared with, %2$s / %3$s
-    -- the bucket conditions of the two branches, %4$s the teams left out)
+    -- the bucket conditions of the two branches, %4$s the teams left out, %6$s DISTINCT or
+    -- nothing)
     v_pairs := $q$
-    SELECT DISTINCT least(p.node, n.node) AS a, greatest(p.node, n.node) AS b,
+    SELECT %6$s least(p.node, n.node) AS a, greatest(p.node, n.node) AS b,
            CASE WHEN n.name_key = p.name_key THEN 'name_team' ELSE 'nickname_team' END AS rule,
            CASE WHEN n.name_key = p.name_key THEN p.name_norm
                 ELSE least(p.first_name, n.first_name) || ' ~ '
@@ -297,7 +298,7 @@ BEGIN
                    AND (n.middle = p.middle OR n.middle IS NULL OR p.middle IS NULL)
     WHERE p.pending AND n.node <> p.node AND (NOT n.pending OR n.node < p.node) %4$s
     UNION ALL
-    SELECT DISTINCT least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
+    SELECT %6$s least(p.node, n.node), greatest(p.node, n.node), 'nickname_team',
            (least(p.first_name, n.first_name) || ' ~ ' || greatest(p.first_name, n.first_name)
             || ' ' || p.last_name) COLLATE "C",
            p.first_name, p.last_name, p.team_id
@@ -316,12 +317,11 @@ BEGIN
     -- pending records alone, a first run, each pair comes once and the sort is 0.6 s wasted
     -- at 1M persons)
     EXECUTE 'CREATE UNLOGGED TABLE syncpipe_work.sp_namepairs AS '
-        || replace(format(v_pairs, 'sp_names', '', '',
-                          'AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)',
-                          'sp_names'),
-                   'SELECT DISTINCT',
-                   CASE WHEN EXISTS (SELECT 1 FROM sp_names WHERE node < v_offset)
-                        THEN 'SELECT DISTINCT' ELSE 'SELECT' END);
+        || format(v_pairs, 'sp_names', '', '',
+                  'AND NOT EXISTS (SELECT 1 FROM sp_bigteams t WHERE t.team_id = p.team_id)',
+                  'sp_names',
+                  CASE WHEN EXISTS (SELECT 1 FROM sp_names WHERE node < v_offset)
+                       THEN 'DISTINCT' ELSE '' END);
     IF EXISTS (SELECT 1 FROM sp_bigteams) THEN
         -- (ordered by node and then by every name column: a known agent's lineage may give
         -- one node several rows, and the buckets must be the same in every run)
@@ -341,7 +341,8 @@ BEGIN
         EXECUTE 'INSERT INTO sp_namepairs '
             || format(v_pairs, 'sp_bignames', 'AND n.near_kb = p.kb', 'AND n.near_lb = p.lb', '',
                       '(SELECT b.*, b.kb + d.k AS near_kb, b.lb + d.k AS near_lb
-                        FROM sp_bignames b CROSS JOIN (VALUES (-1), (0), (1)) d(k))');
+                        FROM sp_bignames b CROSS JOIN (VALUES (-1), (0), (1)) d(k))',
+                      'DISTINCT');
     END IF;
     -- Personal phones and e-mails of the nodes of those pairs (shared ones left out): two
     -- records of one name in one team whose personal phones, or whose e-mails, all differ are
