@@ -37,11 +37,10 @@ $$;
 -- Phase "shared_contacts": contact evidence, judged per pair of holders (the guard: an office
 -- line or an info@ mailbox held by different people never chains them).
 --   reads:   sp_keyrecs, sp_names, sp_canon, sp_freq
---   writes:  sp_keynames_all(vid, kind, value, name_key, first_name, last_name, suffix,
---                        holders, canons, weak): the name variants on each key held by several
---                        nodes; sp_keynames: the same, of the keys in sp_keygroups;
---            sp_keygroups(kind, value, names, records): keys with several names or very many
---                        holders;
+--   writes:  sp_keynames(vid, kind, value, name_key, first_name, last_name, suffix, holders,
+--                        canons, weak, names, records): the name variants on each key held
+--                        under several names or by very many records;
+--            sp_keygroups(kind, value, names, records): those keys;
 --            sp_keycompat(kind, value, va, vb, fits): whether two variants fit one person;
 --            sp_keymixed(kind, value, va, vb, fits, conflict): the pairs of the keys whose
 --                        variants do not all fit, and whether two say "two people";
@@ -60,9 +59,8 @@ SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_total   bigint;
-    v_hashagg text := current_setting('enable_hashagg');
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keynames_all', 'sp_keynames', 'sp_keygroups', 'sp_keycompat',
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keynames', 'sp_keygroups', 'sp_keycompat',
         'sp_keymixed', 'sp_keyallow', 'sp_shared', 'sp_keyholders']);
     SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
 
@@ -73,36 +71,38 @@ BEGIN
     -- twice), and none where a name fits two names that do not fit each other ("J. Smith"
     -- with "John Smith" and "Jane Smith": no chain through the ambiguous one). A key with
     -- very many holders or names is no evidence at all.
-    -- sp_keynames_all: one row per name variant (vid) on a key held by several nodes; the
-    -- keys that can be shared are taken out of it into sp_keynames below (a third of its rows
-    -- at 1M persons), which every statement after reads.
+    -- sp_keynames: one row per name variant (vid) on a key that can be shared at all: held
+    -- under several names, or by very many records (a third of the variants on keys held
+    -- by several nodes at 1M persons); every statement after reads these.
+    -- (the names and records of a key counted by windows over the grouped variants, which
+    -- come out in key order: no second sort of all variants to count them, and the other
+    -- two thirds are never written)
     -- (weak: a one-word name that many records carry, "Lily": it fits nobody else on a key)
-    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames_all AS
-        SELECT row_number() OVER () AS vid, g.*, coalesce(c.canons, ARRAY[g.first_name]) AS canons,
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
+        SELECT row_number() OVER () AS vid, g.kind, g.value, g.name_key, g.first_name,
+               g.last_name, g.suffix, g.holders,
+               coalesce(c.canons, ARRAY[g.first_name]) AS canons,
                (g.last_name IS NULL AND coalesce(f.n, 0) > greatest(20, v_total / 1000.0))
-                   AS weak
-        FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
-                     count(*) AS holders
-              FROM sp_keyrecs k
-              JOIN sp_names n ON n.node = k.node
-              WHERE n.name_key IS NOT NULL
-              GROUP BY 1, 2, 3, 4, 5, 6) g
+                   AS weak,
+               g.names::integer AS names, g.records::integer AS records
+        FROM (SELECT g.*, count(*) OVER w AS names, sum(g.holders) OVER w AS records
+              FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
+                           count(*) AS holders
+                    FROM sp_keyrecs k
+                    JOIN sp_names n ON n.node = k.node
+                    WHERE n.name_key IS NOT NULL
+                    GROUP BY 1, 2, 3, 4, 5, 6) g
+              WINDOW w AS (PARTITION BY g.kind, g.value)) g
         LEFT JOIN sp_canon c ON c.variant = g.first_name
         LEFT JOIN (SELECT value, sum(n) AS n FROM sp_freq GROUP BY value) f
-               ON f.value = g.first_name AND g.last_name IS NULL;
-    -- The keys that can be shared at all: several names, or very many holders.
-    -- (grouped by a sort: hashed, a million keys spill to disk in batches, twice as slow)
-    PERFORM set_config('enable_hashagg', 'off', true);
-    CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
-        SELECT kind, value, count(*)::integer AS names, sum(holders)::integer AS records
-        FROM sp_keynames_all GROUP BY kind, value
-        HAVING count(*) > 1 OR sum(holders) > 20;
-    PERFORM set_config('enable_hashagg', v_hashagg, true);
-    ANALYZE sp_keygroups;
-    CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
-        SELECT * FROM sp_keynames_all
-        WHERE (kind, value) IN (SELECT kind, value FROM sp_keygroups);
+               ON f.value = g.first_name AND g.last_name IS NULL
+        WHERE g.names > 1 OR g.records > 20;
     ANALYZE sp_keynames;
+    -- The keys that can be shared at all, with their counts.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
+        SELECT kind, value, min(names) AS names, min(records) AS records
+        FROM sp_keynames GROUP BY kind, value;
+    ANALYZE sp_keygroups;
     -- Every two variants of a key with a few names: do they fit one person?
     -- (each unordered pair judged once, both orders written: names_compatible() is
     -- symmetric, and a plpgsql call per pair is most of this statement's time)
