@@ -54,7 +54,12 @@ SELECT (SELECT md5(string_agg(s.skey || '>' || c.c, ',' ORDER BY s.skey))
         FROM public.merge_review_queue q
         JOIN canon a ON a.agent_id = q.agent_id
         JOIN canon b ON b.agent_id = q.candidate_agent_id) AS review,
-       (SELECT count(*) FROM public.merge_review_queue) AS review_items
+       (SELECT count(*) FROM public.merge_review_queue) AS review_items,
+       (SELECT md5(string_agg(concat_ws('|', c.c, a.full_name, a.emails::text,
+                                        a.phone_numbers::text, a.source_team_id, a.source_count,
+                                        a.confidence_score, a.needs_review), ',' ORDER BY c.c))
+        FROM public.new_unified_agents a JOIN canon c USING (agent_id)
+        WHERE a.merged_into IS NULL) AS golden
 """
 
 

@@ -12,7 +12,8 @@
 --            sp_place(pid, agent_id, created, rule, conf, weight, source, source_id, old_agent,
 --                     version, team_id, full_name, name_norm, name_key, first_name, last_name,
 --                     middle, suffix): where each pending record goes and by which rule;
---            sp_grecs, sp_gkeys (views over sp_place and sp_pkeys, dropped after use),
+--            sp_grecs, sp_gkeys, sp_gconf (views over sp_place, sp_pkeys and sp_target,
+--            dropped after use),
 --            sp_golden (merge_golden(), the new agents);
 --            sp_retire(agent_id, survivor);
 --            public.new_unified_agents, public.merge_agent_contacts, public.merge_dirty_agents
@@ -37,7 +38,7 @@ DECLARE
     v_changed  boolean;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire',
-        'sp_place', 'sp_grecs', 'sp_gkeys']);
+        'sp_place', 'sp_grecs', 'sp_gkeys', 'sp_gconf']);
     -- A record can have an old agent only where the lineage holds records (not in a first
     -- run: the two statements on changed records below would read 2M pending records for none).
     v_changed := EXISTS (SELECT 1 FROM public.unified_agent_sources);
@@ -114,23 +115,25 @@ BEGIN
         SELECT agent_id, source, source_id, full_name, name_norm, name_key, team_id,
                rule = 'single' AS single
         FROM sp_place WHERE created;
+    -- (the confidence of the components that have links; the others' is 100)
+    CREATE VIEW syncpipe_work.sp_gconf AS
+        SELECT t.survivor AS agent_id, f.conf
+        FROM sp_target t JOIN sp_compconf f ON f.label = t.label
+        WHERE t.created;
     CREATE VIEW syncpipe_work.sp_gkeys AS
         SELECT x.agent_id, k.kind, k.value
         FROM sp_pkeys k JOIN sp_place x ON x.pid = k.pid
         WHERE x.created;
     PERFORM syncpipe_internal.merge_golden();
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_gconf']);
     v_bulk_a := syncpipe_internal.merge_bulk_begin('public.new_unified_agents',
                                         (SELECT count(*) FROM sp_golden));
+    -- (sp_golden is written in agent_id order, and an INSERT's SELECT reads it in that
+    -- order, one process: the key's index takes each new id at its right edge)
     INSERT INTO public.new_unified_agents (agent_id, full_name, emails, phone_numbers,
         source_team_id, source_count, confidence_score) OVERRIDING SYSTEM VALUE
-    SELECT t.survivor, g.full_name, g.emails, g.phones, g.team_id, g.sources,
-           coalesce(f.conf, 100)
-    FROM sp_target t
-    JOIN sp_golden g ON g.agent_id = t.survivor
-    LEFT JOIN sp_compconf f ON f.label = t.label
-    WHERE t.created
-    ORDER BY t.survivor;
+    SELECT agent_id, full_name, emails, phones, team_id, sources, coalesce(conf, 100)
+    FROM sp_golden;
     GET DIAGNOSTICS v_created = ROW_COUNT;
     -- Their contact keys (sp_golden holds exactly the new agents).
     v_bulk_k := syncpipe_internal.merge_bulk_begin('public.merge_agent_contacts',
@@ -169,12 +172,14 @@ END;
 $$;
 
 -- Golden records, from sp_grecs(agent_id, source, full_name, name_norm, name_key, team_id,
--- single) and sp_gkeys(agent_id, kind, value) (tables or views), into sp_golden(agent_id,
--- full_name, emails, phones, team_id, sources): the most frequent (then most complete) name
+-- single), sp_gkeys(agent_id, kind, value) and sp_gconf(agent_id, conf) (tables or views),
+-- into sp_golden(agent_id, full_name, emails, phones, team_id, sources, conf), written in
+-- agent_id order: the most frequent (then most complete) name
 -- variant, written the cleanest way it was seen; the union of normalized e-mails and phones; the team most
 -- supported by the sources (the feed breaks ties); the number of sources. An agent with one
 -- source takes it as it is; "single" marks the agents the caller knows to have one record,
--- which then skip the ranking (a first run: 600k of 1.3M agents).
+-- which then skip the ranking (a first run: 600k of 1.3M agents); conf: the agent's
+-- confidence where sp_gconf has one (the caller inserts the rows as they are).
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_golden()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -245,9 +250,13 @@ BEGIN
                THEN split_part(h.full_name, ',', 2) || ' ' || split_part(h.full_name, ',', 1)
                ELSE h.full_name END), '\s+', ' ', 'g') AS full_name,
            coalesce(k.emails, '{}') AS emails, coalesce(k.phones, '{}') AS phones,
-           h.team_id, h.sources::integer AS sources
+           h.team_id, h.sources::integer AS sources, f.conf
     FROM heads h
-    LEFT JOIN contacts k ON k.agent_id = h.agent_id;
+    LEFT JOIN contacts k ON k.agent_id = h.agent_id
+    LEFT JOIN sp_gconf f ON f.agent_id = h.agent_id
+    -- (in agent_id order: the heads, sorted, meet the contacts as they come out of their
+    -- grouping, no hash of 1.3M arrays; and the caller inserts them in key order)
+    ORDER BY h.agent_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END;
@@ -285,12 +294,16 @@ AS $$
 DECLARE
     v_count integer;
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_contacts_in']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_gconf',
+        'sp_contacts_in']);
     ANALYZE sp_refresh;
     CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
         SELECT s.agent_id, s.source, s.source_id, s.full_name, s.name_norm, s.name_key,
                s.team_id, false AS single
         FROM public.unified_agent_sources s JOIN sp_refresh f ON f.agent_id = s.agent_id;
+    -- (their confidence is not recomputed here)
+    CREATE VIEW syncpipe_work.sp_gconf AS
+        SELECT NULL::bigint AS agent_id, NULL::integer AS conf WHERE false;
     CREATE UNLOGGED TABLE syncpipe_work.sp_contacts_in AS
         SELECT r.agent_id AS uid, f.kind, x.v AS raw
         FROM sp_grecs r
