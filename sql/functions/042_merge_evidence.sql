@@ -246,10 +246,10 @@ $$;
 --                        known nickname in a team (name_team, nickname_team);
 --            sp_nodephones(node, phones, emails): the personal contacts of every pending
 --                        record and of the known agents in those pairs;
---            sp_namelinks(a, b, rule, detail, conflict, weight): each pair weighed (rarer
---                        names weigh more), conflict = held back for review (personal
---                        contacts differ, a name two people in the team hold, a common
---                        one-word name)
+--            sp_namelinks(a, b, rule, detail, team_id, contacts_differ, conflict, weight):
+--                        each pair weighed (rarer names weigh more), conflict = held back
+--                        for review (personal contacts differ, a name two people in the team
+--                        hold, a common one-word name)
 --   options: none
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_name_links()
 RETURNS void
@@ -373,25 +373,12 @@ BEGIN
     ANALYZE sp_nodephones;
     -- The weight of a name link: the given and the family name, each worth more the rarer
     -- it is (log2 of m / u, u the share of records holding it), and the team.
+    -- (each pair in one pass, every join in the parallel workers; the names two people hold
+    -- are marked after, from the table: a CTE read twice would be written out and joined
+    -- in one process)
     CREATE UNLOGGED TABLE syncpipe_work.sp_namelinks AS
-    WITH pairs AS (
-        SELECT n.*,
-           (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
-           OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
-               AND NOT pa.emails && pb.emails) AS contacts_differ
-        FROM sp_namepairs n
-        LEFT JOIN sp_nodephones pa ON pa.node = n.a
-        LEFT JOIN sp_nodephones pb ON pb.node = n.b
-    ),
-    -- one name in one team held by two people (two records whose contacts differ): no record
-    -- of that name joins another by the name alone (a record without contacts would chain
-    -- them)
-    split AS (
-        SELECT DISTINCT team_id, detail FROM pairs WHERE rule = 'name_team' AND contacts_differ
-    )
-    SELECT n.a, n.b, n.rule, n.detail,
+    SELECT n.a, n.b, n.rule, n.detail, n.team_id, n.contacts_differ,
            n.contacts_differ
-           OR (n.rule = 'name_team' AND sp.team_id IS NOT NULL)
            -- a one-word name that many records carry ("Smith") is no evidence on its own
            OR (n.last_name IS NULL
                AND coalesce(ff.n, 0) + coalesce(fw.n, 0) > v_total / 1000.0) AS conflict,
@@ -400,11 +387,26 @@ BEGIN
                        ELSE 3 END
                   + least(10, (ln((0.9 * v_total / greatest(coalesce(fl.n, 1), 1))::float8) / ln(2.0::float8)))
                   + 10)::numeric, 1)::real AS weight
-    FROM pairs n
-    LEFT JOIN split sp ON sp.team_id = n.team_id AND sp.detail = n.detail
+    FROM (
+        SELECT n.*,
+           (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
+           OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
+               AND NOT pa.emails && pb.emails) AS contacts_differ
+        FROM sp_namepairs n
+        LEFT JOIN sp_nodephones pa ON pa.node = n.a
+        LEFT JOIN sp_nodephones pb ON pb.node = n.b
+    ) n
     LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = n.first_name
     LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = n.last_name
     LEFT JOIN sp_freq fw ON fw.part = 'l' AND fw.value = n.first_name AND n.last_name IS NULL;
+    -- One name in one team held by two people (two records whose contacts differ): no record
+    -- of that name joins another by the name alone (a record without contacts would chain
+    -- them).
+    UPDATE sp_namelinks l SET conflict = true
+    FROM (SELECT DISTINCT team_id, detail FROM sp_namelinks
+          WHERE rule = 'name_team' AND contacts_differ) s
+    WHERE l.team_id = s.team_id AND l.detail = s.detail AND l.rule = 'name_team'
+      AND NOT l.conflict;
 END;
 $$;
 

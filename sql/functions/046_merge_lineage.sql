@@ -39,7 +39,7 @@ BEGIN
     SELECT source, source_id, agent_id, rule, conf, weight, version, team_id, full_name,
            name_norm, name_key, first_name, last_name, middle, suffix
     FROM sp_place
-    WHERE old_agent IS NULL AND source_id !~ '^pending:';
+    WHERE old_agent IS NULL AND source_id NOT LIKE 'pending:%';
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_matched := v_matched + v_count;
     IF v_bulk_s THEN
@@ -67,7 +67,7 @@ BEGIN
     -- Members are matched in their current version (the feed is tracked by source_version).
     UPDATE public.unified_company_member m SET processed = true
     FROM sp_pend p
-    WHERE p.source = 'company_member' AND p.source_id !~ '^pending:'
+    WHERE p.source = 'company_member' AND p.source_id NOT LIKE 'pending:%'
       AND m.id = p.source_id::bigint AND NOT m.processed;
     RETURN jsonb_build_object('records_matched', v_matched, 'bulk', v_bulk_s);
 END;
