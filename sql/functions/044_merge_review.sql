@@ -144,7 +144,9 @@ $$;
 -- Phase "review", second part: each candidate weighed.
 --   reads:   sp_meta, sp_cands, sp_comp, sp_nodephones, sp_namelinks, sp_shared, sp_freq;
 --            public.merge_agent_contacts, public.merge_shared_contacts
---   writes:  sp_candkeys(label, emails, phones): personal contacts of the candidates'
+--   writes:  sp_candlabels(label): the candidates' components and those of the held-back
+--                        name links;
+--            sp_candkeys(label, emails, phones): personal contacts of the candidates'
 --                        components (shared keys left out);
 --            sp_candw: one row per pair of components (its strongest pair of names): the
 --                        columns of sp_cands, given / family ('same', 'nickname', 'typo',
@@ -163,19 +165,23 @@ DECLARE
     v_offset  bigint := (SELECT node_offset FROM sp_meta);
     v_total   bigint;
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_candkeys', 'sp_candw']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_candlabels', 'sp_candkeys',
+        'sp_candw']);
     SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
     -- Personal contacts of the components in those pairs (shared keys left out).
+    -- (the components' labels first, a table: their nodes are then joined in the parallel
+    -- workers, not in one process from a CTE; the held-back name links' labels looked up
+    -- one by one: a few ten thousand probes of sp_comp's key, where a join hashed all its
+    -- two million rows, twice)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_candlabels AS
+        SELECT a_label AS label FROM sp_cands UNION SELECT b_label FROM sp_cands
+        UNION SELECT coalesce((SELECT c.label FROM sp_comp c WHERE c.node = x.node), x.node)
+              FROM (SELECT a AS node FROM sp_namelinks WHERE conflict
+                    UNION ALL SELECT b FROM sp_namelinks WHERE conflict) x;
+    ANALYZE sp_candlabels;
     CREATE UNLOGGED TABLE syncpipe_work.sp_candkeys AS
-    -- (the held-back name links' labels looked up one by one: a few ten thousand probes of
-    -- sp_comp's key, where a join hashed all its two million rows, twice)
-    WITH labels AS (SELECT a_label AS label FROM sp_cands UNION SELECT b_label FROM sp_cands
-                    UNION SELECT coalesce((SELECT c.label FROM sp_comp c WHERE c.node = x.node),
-                                          x.node)
-                          FROM (SELECT a AS node FROM sp_namelinks WHERE conflict
-                                UNION ALL SELECT b FROM sp_namelinks WHERE conflict) x),
-    nodes AS MATERIALIZED (
-        SELECT c.label, c.node FROM sp_comp c WHERE c.label IN (SELECT label FROM labels)
+    WITH nodes AS NOT MATERIALIZED (
+        SELECT c.label, c.node FROM sp_comp c JOIN sp_candlabels l ON l.label = c.label
     ),
     keys AS (
         -- (every pending record is in sp_comp, alone or not; its personal keys are in
@@ -192,7 +198,7 @@ BEGIN
         SELECT e.label, m.kind, m.value
         FROM (SELECT c.label, c.node FROM nodes c WHERE c.node < v_offset
               UNION
-              SELECT l.label, l.label FROM labels l
+              SELECT l.label, l.label FROM sp_candlabels l
               WHERE l.label < v_offset
                 AND NOT EXISTS (SELECT 1 FROM sp_comp c WHERE c.node = l.label)) e
         JOIN public.merge_agent_contacts m ON m.agent_id = e.node

@@ -9,6 +9,7 @@
 --   writes:  sp_target0, sp_target(label, survivor, created): each component's agent (its
 --                        lowest existing agent, else the agent a changed record leaves empty,
 --                        else a new id);
+--            sp_best(node, rule, conf, weight): each pending record's strongest automatic link;
 --            sp_place(pid, agent_id, created, rule, conf, weight, source, source_id, old_agent,
 --                     version, team_id, full_name, name_norm, name_key, first_name, last_name,
 --                     middle, suffix): where each pending record goes and by which rule;
@@ -38,7 +39,7 @@ DECLARE
     v_changed  boolean;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire',
-        'sp_place', 'sp_grecs', 'sp_gkeys', 'sp_gconf']);
+        'sp_best', 'sp_place', 'sp_grecs', 'sp_gkeys', 'sp_gconf']);
     -- A record can have an old agent only where the lineage holds records (not in a first
     -- run: the two statements on changed records below would read 2M pending records for none).
     v_changed := EXISTS (SELECT 1 FROM public.unified_agent_sources);
@@ -86,15 +87,17 @@ BEGIN
 
     -- Where each pending record goes, by which rule, with what confidence; with what the
     -- lineage keeps of it (one join here, read by the golden records and the lineage below).
-    CREATE UNLOGGED TABLE syncpipe_work.sp_place AS
-    WITH best AS (
+    -- (each record's strongest automatic link, a table: the join below then runs in the
+    -- parallel workers, where a hash of it built by one process kept them waiting)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_best AS
         SELECT DISTINCT ON (node) node, rule, conf, weight
         FROM (SELECT a AS node, rule, conf, weight FROM sp_links WHERE conf > v_auto
               UNION ALL
               SELECT b, rule, conf, weight FROM sp_links WHERE conf > v_auto) l
         WHERE node >= v_offset
-        ORDER BY node, conf DESC, weight DESC, rule
-    )
+        ORDER BY node, conf DESC, weight DESC, rule;
+    ANALYZE sp_best;
+    CREATE UNLOGGED TABLE syncpipe_work.sp_place AS
     SELECT p.pid, t.survivor AS agent_id, t.created, coalesce(b.rule, 'single') AS rule,
            coalesce(b.conf, 100)::smallint AS conf, b.weight, p.source, p.source_id, p.old_agent,
            p.version, p.team_id, p.full_name, n.name_norm, n.name_key, n.first_name,
@@ -103,7 +106,7 @@ BEGIN
     JOIN sp_person_names n ON n.uid = p.pid
     JOIN sp_comp c ON c.node = v_offset + p.pid
     JOIN sp_target t ON t.label = c.label
-    LEFT JOIN best b ON b.node = v_offset + p.pid;
+    LEFT JOIN sp_best b ON b.node = v_offset + p.pid;
     ALTER TABLE sp_place ADD PRIMARY KEY (pid);
     ANALYZE sp_place;
 
