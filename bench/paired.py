@@ -13,8 +13,9 @@ should run meanwhile. Each run is the service behind `syncpipe merge`, as `bench
 times it: the first run (member pipeline + merge batch), a CHECKPOINT, a further 1% of
 records loaded, a CHECKPOINT, the incremental run. Printed per run: seconds and phases; and a
 digest of the result (agents, lineage and review items compared by the records' own keys, not
-by ids), so that a speed-up can be shown to give the same answer: identical digests on the
-two sides mean identical clusters and review queue.
+by ids; and each active agent's golden record: name, e-mails, phones, team, sources,
+confidence, review flag), so that a speed-up can be shown to give the same answer: identical
+digests on the two sides mean identical clusters, golden records and review queue.
 
 Each side runs in a subprocess of its own interpreter (PATH/.venv/bin/python), which imports
 its own syncpipe; this file is the worker too (--worker).
