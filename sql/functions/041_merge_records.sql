@@ -245,7 +245,9 @@ BEGIN
         $q$;
     END IF;
     ALTER TABLE sp_pend ADD PRIMARY KEY (pid);
-    ANALYZE sp_pend;
+    -- (the columns later statements join, filter or group on: a wide table's other
+    -- columns, names and contact arrays, cost most of its ANALYZE and steer no plan)
+    ANALYZE sp_pend (pid, source, source_id, team_id, old_agent);
     RETURN (SELECT count(*) FROM sp_pend);
 END;
 $$;
@@ -291,7 +293,7 @@ BEGIN
     INSERT INTO sp_person_names
         SELECT pid, name_norm, name_key, first_name, last_name, middle, suffix
         FROM sp_pend WHERE source = 'company_member';
-    ANALYZE sp_person_names;
+    ANALYZE sp_person_names (uid);
 END;
 $$;
 

@@ -369,7 +369,7 @@ BEGIN
                           WHERE s.kind = c.kind AND s.value = c.value)
         GROUP BY c.agent_id;
     ALTER TABLE sp_nodephones ADD PRIMARY KEY (node);
-    ANALYZE sp_namepairs;
+    ANALYZE sp_namepairs (a, b, first_name, last_name, team_id);
     ANALYZE sp_nodephones;
     -- The weight of a name link: the given and the family name, each worth more the rarer
     -- it is (log2 of m / u, u the share of records holding it), and the team.
@@ -459,7 +459,7 @@ BEGIN
     ) c
     UNION ALL
     SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict;
-    ANALYZE sp_links;
+    ANALYZE sp_links (a, b, conf);
 END;
 $$;
 

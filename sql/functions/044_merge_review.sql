@@ -72,7 +72,8 @@ BEGIN
                                      ORDER BY first_name, node) - 1) / 8 AS cbucket
           FROM sp_cnames WHERE big AND team_id IS NOT NULL) b
     WHERE x.node = b.node;
-    ANALYZE sp_cnames;
+    ANALYZE sp_cnames (label, node, team_id, name_key, first_name, last_name, lcode, suffix,
+                       pending, key_n, last_n, big, fbucket, lbucket, cbucket);
     -- (the block joins in a team: %1$s the names compared with, %2$s, %3$s and %4$s the
     -- bucket conditions; with big teams each of their names is listed once for its own bucket
     -- and once for the one before, so that the bucket is part of the join's equality and a
@@ -137,7 +138,7 @@ BEGIN
     CASE WHEN v_big THEN 'n.near_f = p.fbucket' ELSE 'n.fbucket IN (p.fbucket, p.fbucket + 1)' END,
     CASE WHEN v_big THEN 'n.near_l = p.lbucket' ELSE 'n.lbucket IN (p.lbucket, p.lbucket + 1)' END,
     CASE WHEN v_big THEN 'n.near_c = p.cbucket' ELSE 'n.cbucket IN (p.cbucket, p.cbucket + 1)' END);
-    ANALYZE sp_cands;
+    ANALYZE sp_cands (a_label, b_label, a_first, a_last);
 END;
 $$;
 
@@ -294,7 +295,7 @@ BEGIN
     ) z
     ORDER BY least(a_label, b_label), greatest(a_label, b_label), weight DESC, a_norm, b_norm,
              a_node, b_node;  -- (ties broken the same way every run)
-    ANALYZE sp_candw;
+    ANALYZE sp_candw (a_label, b_label, weight);
 END;
 $$;
 

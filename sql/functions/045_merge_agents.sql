@@ -96,7 +96,7 @@ BEGIN
               SELECT b, rule, conf, weight FROM sp_links WHERE conf > v_auto) l
         WHERE node >= v_offset
         ORDER BY node, conf DESC, weight DESC, rule;
-    ANALYZE sp_best;
+    ANALYZE sp_best (node);
     CREATE UNLOGGED TABLE syncpipe_work.sp_place AS
     SELECT p.pid, t.survivor AS agent_id, t.created, coalesce(b.rule, 'single') AS rule,
            coalesce(b.conf, 100)::smallint AS conf, b.weight, p.source, p.source_id, p.old_agent,
@@ -108,7 +108,7 @@ BEGIN
     JOIN sp_target t ON t.label = c.label
     LEFT JOIN sp_best b ON b.node = v_offset + p.pid;
     ALTER TABLE sp_place ADD PRIMARY KEY (pid);
-    ANALYZE sp_place;
+    ANALYZE sp_place (pid, agent_id, created, rule, old_agent, source, source_id);
 
     -- New agents are written once, complete: their golden record comes from this run.
     -- (a new agent's record without an automatic link is the agent's only record; views,
