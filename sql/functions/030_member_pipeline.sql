@@ -121,7 +121,7 @@ BEGIN
                    array_agg(value) FILTER (WHERE kind = 'p') AS phones
             FROM (SELECT uid, kind, value FROM sp_contacts ORDER BY uid, kind, value) o
             GROUP BY uid;
-        ANALYZE sp_member_contacts;
+        ANALYZE sp_member_contacts (uid);
         CREATE UNLOGGED TABLE syncpipe_work.sp_members AS
         SELECT e.eid, e.research_uuid, e.team_id, e.pos, e.raw, n.raw AS name_raw,
                pn.name_norm, pn.name_key, pn.first_name, pn.last_name, pn.middle, pn.suffix,

@@ -97,7 +97,7 @@ BEGIN
         LEFT JOIN (SELECT value, sum(n) AS n FROM sp_freq GROUP BY value) f
                ON f.value = g.first_name AND g.last_name IS NULL
         WHERE g.names > 1 OR g.records > 20;
-    ANALYZE sp_keynames;
+    ANALYZE sp_keynames (vid, kind, value, name_key, first_name, last_name, suffix);
     -- The keys that can be shared at all, with their counts.
     CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
         SELECT kind, value, min(names) AS names, min(records) AS records
@@ -370,7 +370,7 @@ BEGIN
         GROUP BY c.agent_id;
     ALTER TABLE sp_nodephones ADD PRIMARY KEY (node);
     ANALYZE sp_namepairs (a, b, first_name, last_name, team_id);
-    ANALYZE sp_nodephones;
+    ANALYZE sp_nodephones (node);
     -- The weight of a name link: the given and the family name, each worth more the rarer
     -- it is (log2 of m / u, u the share of records holding it), and the team.
     -- (each pair in one pass, every join in the parallel workers; the names two people hold
