@@ -368,7 +368,8 @@ BEGIN
           AND NOT EXISTS (SELECT 1 FROM public.merge_shared_contacts s
                           WHERE s.kind = c.kind AND s.value = c.value)
         GROUP BY c.agent_id;
-    ALTER TABLE sp_nodephones ADD PRIMARY KEY (node);
+    -- (no key: both readers hash it, and its 2M-row index took longer to build than
+    -- any probe saves)
     ANALYZE sp_namepairs (a, b, first_name, last_name, team_id);
     ANALYZE sp_nodephones (node);
     -- The weight of a name link: the given and the family name, each worth more the rarer
