@@ -244,7 +244,8 @@ BEGIN
                           WHERE m.record_hash = s.record_hash)
         $q$;
     END IF;
-    ALTER TABLE sp_pend ADD PRIMARY KEY (pid);
+    -- (no key: every reader joins or scans it whole; the review queue finds its few records
+    -- in sp_place)
     -- (the columns later statements join, filter or group on: a wide table's other
     -- columns, names and contact arrays, cost most of its ANALYZE and steer no plan)
     ANALYZE sp_pend (pid, source, source_id, team_id, old_agent);

@@ -2,7 +2,7 @@
 
 -- Phase "review_queue": the run's doubtful pairs between different agents, queued with each
 -- side as a person needs it to decide, unless a person already decided about the two agents.
---   reads:   sp_meta, sp_review, sp_pkeys, sp_place, sp_pend, sp_comp, sp_target;
+--   reads:   sp_meta, sp_review, sp_pkeys, sp_place, sp_comp, sp_target;
 --            public.new_unified_agents, public.merge_decisions
 --   writes:  public.merge_review_queue
 --   options: none
@@ -40,12 +40,11 @@ BEGIN
         -- in one query every end probed the agents too, two seconds at 1M persons)
         SELECT e.node, x.agent_id,
                jsonb_strip_nulls(jsonb_build_object(
-                   'agent_id', x.agent_id, 'source', coalesce(p.source, 'agent'),
-                   'source_id', p.source_id, 'name', p.full_name, 'team_id', p.team_id,
+                   'agent_id', x.agent_id, 'source', coalesce(x.source, 'agent'),
+                   'source_id', x.source_id, 'name', x.full_name, 'team_id', x.team_id,
                    'emails', to_jsonb(k.emails), 'phones', to_jsonb(k.phones))) AS doc
         FROM ends e
         LEFT JOIN sp_place x ON x.pid = e.node - v_offset
-        LEFT JOIN sp_pend p ON p.pid = e.node - v_offset
         LEFT JOIN pkeys k ON k.pid = e.node - v_offset
         WHERE e.node >= v_offset
         UNION ALL
