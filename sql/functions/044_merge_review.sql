@@ -77,25 +77,22 @@ BEGIN
     -- (the block joins in a team: %1$s the names compared with, %2$s, %3$s and %4$s the
     -- bucket conditions; with big teams each of their names is listed once for its own bucket
     -- and once for the one before, so that the bucket is part of the join's equality and a
-    -- block of thousands of one name is hashed, not compared with itself whole)
+    -- block of thousands of one name is hashed, not compared with itself whole; %5$s the
+    -- columns of both sides, taken in each branch: joining the pairs' nodes back to sp_cnames
+    -- hashed its 1.5M wide rows twice, a second at 1M persons)
     EXECUTE format($q$
     CREATE UNLOGGED TABLE syncpipe_work.sp_cands AS
-    SELECT p.label AS a_label, p.node AS a_node, p.team_id AS a_team, p.name_norm AS a_norm,
-           p.name_key AS a_key, p.first_name AS a_first, p.last_name AS a_last,
-           p.suffix AS a_suffix, p.middle AS a_middle, p.canons AS a_canons,
-           n.label AS b_label, n.node AS b_node, n.team_id AS b_team, n.name_norm AS b_norm,
-           n.name_key AS b_key, n.first_name AS b_first, n.last_name AS b_last,
-           n.suffix AS b_suffix, n.middle AS b_middle, n.canons AS b_canons
+    SELECT *
     FROM (
         -- in a team, the same given name: this bucket and the next
-        SELECT p.node AS pn, n.node AS nn
+        SELECT %5$s
         FROM sp_cnames p JOIN %1$s n
           ON n.team_id = p.team_id AND n.first_name = p.first_name
          AND %2$s AND n.label <> p.label
         WHERE (p.pending OR n.pending) AND (n.fbucket > p.fbucket OR n.node > p.node)
         UNION ALL
         -- in a team, the same family name, another given name
-        SELECT p.node, n.node
+        SELECT %5$s
         FROM sp_cnames p JOIN %1$s n
           ON n.team_id = p.team_id AND n.last_name = p.last_name
          AND %3$s AND n.label <> p.label
@@ -104,7 +101,7 @@ BEGIN
         UNION ALL
         -- in a team, family names that sound alike, another family name (a nickname and a
         -- typo: "Chris Johnsno" / "Christopher Johnson")
-        SELECT p.node, n.node
+        SELECT %5$s
         FROM sp_cnames p JOIN %1$s n
           ON n.team_id = p.team_id AND n.lcode = p.lcode
          AND %4$s AND n.label <> p.label
@@ -113,22 +110,20 @@ BEGIN
         UNION ALL
         -- beyond the team: the same rare name (key_n and last_n belong to the name: the
         -- condition on both sides lets the join hash the few rare ones only)
-        SELECT p.node, n.node
+        SELECT %5$s
         FROM sp_cnames p JOIN sp_cnames n
           ON n.name_key = p.name_key AND n.node > p.node AND n.label <> p.label
         WHERE (p.pending OR n.pending) AND p.key_n <= 6 AND n.key_n <= 6
           AND (n.team_id = p.team_id) IS NOT TRUE
         UNION ALL
         -- beyond the team: a rare family name and another, fitting, given name
-        SELECT p.node, n.node
+        SELECT %5$s
         FROM sp_cnames p JOIN sp_cnames n
           ON n.last_name = p.last_name AND n.node > p.node AND n.label <> p.label
         WHERE (p.pending OR n.pending) AND p.last_n <= 12 AND n.last_n <= 12
           AND (n.team_id = p.team_id) IS NOT TRUE AND n.name_key <> p.name_key
     ) b
-    JOIN sp_cnames p ON p.node = b.pn
-    JOIN sp_cnames n ON n.node = b.nn
-    WHERE p.suffix IS NOT DISTINCT FROM n.suffix
+    WHERE a_suffix IS NOT DISTINCT FROM b_suffix
     $q$,
     CASE WHEN v_big THEN
         '(SELECT x.*, x.fbucket - d.k AS near_f, x.lbucket - d.k AS near_l,
@@ -137,7 +132,13 @@ BEGIN
     ELSE 'sp_cnames' END,
     CASE WHEN v_big THEN 'n.near_f = p.fbucket' ELSE 'n.fbucket IN (p.fbucket, p.fbucket + 1)' END,
     CASE WHEN v_big THEN 'n.near_l = p.lbucket' ELSE 'n.lbucket IN (p.lbucket, p.lbucket + 1)' END,
-    CASE WHEN v_big THEN 'n.near_c = p.cbucket' ELSE 'n.cbucket IN (p.cbucket, p.cbucket + 1)' END);
+    CASE WHEN v_big THEN 'n.near_c = p.cbucket' ELSE 'n.cbucket IN (p.cbucket, p.cbucket + 1)' END,
+    'p.label AS a_label, p.node AS a_node, p.team_id AS a_team, p.name_norm AS a_norm,
+     p.name_key AS a_key, p.first_name AS a_first, p.last_name AS a_last,
+     p.suffix AS a_suffix, p.middle AS a_middle, p.canons AS a_canons,
+     n.label AS b_label, n.node AS b_node, n.team_id AS b_team, n.name_norm AS b_norm,
+     n.name_key AS b_key, n.first_name AS b_first, n.last_name AS b_last,
+     n.suffix AS b_suffix, n.middle AS b_middle, n.canons AS b_canons');
     ANALYZE sp_cands (a_label, b_label, a_first, a_last);
 END;
 $$;
