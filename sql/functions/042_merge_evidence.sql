@@ -78,6 +78,8 @@ BEGIN
     -- come out in key order: no second sort of all variants to count them, and the other
     -- two thirds are never written)
     -- (weak: a one-word name that many records carry, "Lily": it fits nobody else on a key)
+    -- (grouped by the value first: a sort takes a short prefix of its first column into its
+    -- comparisons, which a one-byte kind first throws away; 2 s of 7.5 at 1M persons)
     CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
         SELECT row_number() OVER () AS vid, g.kind, g.value, g.name_key, g.first_name,
                g.last_name, g.suffix, g.holders,
@@ -86,13 +88,13 @@ BEGIN
                    AS weak,
                g.names::integer AS names, g.records::integer AS records
         FROM (SELECT g.*, count(*) OVER w AS names, sum(g.holders) OVER w AS records
-              FROM (SELECT k.kind, k.value, n.name_key, n.first_name, n.last_name, n.suffix,
+              FROM (SELECT k.value, k.kind, n.name_key, n.first_name, n.last_name, n.suffix,
                            count(*) AS holders
                     FROM sp_keyrecs k
                     JOIN sp_names n ON n.node = k.node
                     WHERE n.name_key IS NOT NULL
                     GROUP BY 1, 2, 3, 4, 5, 6) g
-              WINDOW w AS (PARTITION BY g.kind, g.value)) g
+              WINDOW w AS (PARTITION BY g.value, g.kind)) g
         LEFT JOIN sp_canon c ON c.variant = g.first_name
         LEFT JOIN (SELECT value, sum(n) AS n FROM sp_freq GROUP BY value) f
                ON f.value = g.first_name AND g.last_name IS NULL
@@ -224,7 +226,7 @@ BEGIN
     -- The holders of the shared keys that are still evidence between some of them, with
     -- their variants (a known agent may hold several).
     CREATE UNLOGGED TABLE syncpipe_work.sp_keyholders AS
-        SELECT DISTINCT k.kind, k.value, k.node, v.vid
+        SELECT DISTINCT k.value, k.kind, k.node, v.vid  -- (the value first: see sp_keynames)
         FROM sp_shared s
         JOIN sp_keyrecs k ON k.kind = s.kind AND k.value = s.value
         JOIN sp_names n ON n.node = k.node
@@ -246,6 +248,7 @@ $$;
 --                        known nickname in a team (name_team, nickname_team);
 --            sp_nodephones(node, phones, emails): the personal contacts of every pending
 --                        record and of the known agents in those pairs;
+--            sp_namediffer(a, b): the pairs whose personal phones, or e-mails, all differ;
 --            sp_namelinks(a, b, rule, detail, team_id, contacts_differ, conflict, weight):
 --                        each pair weighed (rarer names weigh more), conflict = held back
 --                        for review (personal contacts differ, a name two people in the team
@@ -264,7 +267,7 @@ DECLARE
     v_pairs   text;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_namepairs', 'sp_nodephones',
-        'sp_namelinks', 'sp_bigteams', 'sp_bignames']);
+        'sp_namediffer', 'sp_namelinks', 'sp_bigteams', 'sp_bignames']);
     SELECT greatest(coalesce(sum(n), 0), 2) INTO v_total FROM sp_freq WHERE part = 'l';
 
     -- Name links within a team: the same name (name_team), or a known nickname with the same
@@ -372,6 +375,19 @@ BEGIN
     -- any probe saves)
     ANALYZE sp_namepairs (a, b, first_name, last_name, team_id);
     ANALYZE sp_nodephones (node);
+    -- The pairs whose personal phones, or whose e-mails, all differ.
+    -- (inner joins, the pairs hashed and every node's contacts probed once: the left joins
+    -- of all pairs below hashed the contacts of all two million nodes, twice; 0.7 s at 1M
+    -- persons)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_namediffer AS
+        SELECT DISTINCT n.a, n.b
+        FROM sp_namepairs n
+        JOIN sp_nodephones pa ON pa.node = n.a
+        JOIN sp_nodephones pb ON pb.node = n.b
+        WHERE (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
+           OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
+               AND NOT pa.emails && pb.emails);
+    ANALYZE sp_namediffer;
     -- The weight of a name link: the given and the family name, each worth more the rarer
     -- it is (log2 of m / u, u the share of records holding it), and the team.
     -- (each pair in one pass, every join in the parallel workers; the names two people hold
@@ -389,13 +405,9 @@ BEGIN
                   + least(10, (ln((0.9 * v_total / greatest(coalesce(fl.n, 1), 1))::float8) / ln(2.0::float8)))
                   + 10)::numeric, 1)::real AS weight
     FROM (
-        SELECT n.*,
-           (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
-           OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
-               AND NOT pa.emails && pb.emails) AS contacts_differ
+        SELECT n.*, d.a IS NOT NULL AS contacts_differ
         FROM sp_namepairs n
-        LEFT JOIN sp_nodephones pa ON pa.node = n.a
-        LEFT JOIN sp_nodephones pb ON pb.node = n.b
+        LEFT JOIN sp_namediffer d ON d.a = n.a AND d.b = n.b
     ) n
     LEFT JOIN sp_freq ff ON ff.part = 'f' AND ff.value = n.first_name
     LEFT JOIN sp_freq fl ON fl.part = 'l' AND fl.value = n.last_name
@@ -450,12 +462,13 @@ BEGIN
               UNION ALL
               -- keys held by different people: the holders whose names fit
               SELECT x.kind, x.value, x.node, y.node, 1
+              -- (a join, not EXISTS: a subplan kept this branch, and so the sort of all
+              -- pairs, out of the parallel workers; 0.6 s at 1M persons)
               FROM sp_keyholders x
               JOIN sp_keyholders y ON y.kind = x.kind AND y.value = x.value AND y.node > x.node
-              WHERE x.vid = y.vid
-                 OR EXISTS (SELECT 1 FROM sp_keyallow w
-                            WHERE w.kind = x.kind AND w.value = x.value
-                              AND w.va = x.vid AND w.vb = y.vid)) x
+              LEFT JOIN sp_keyallow w ON w.kind = x.kind AND w.value = x.value
+                                     AND w.va = x.vid AND w.vb = y.vid
+              WHERE x.vid = y.vid OR w.va IS NOT NULL) x
         ORDER BY x.node, x.ynode, 4 DESC, x.value  -- (the same detail in every run)
     ) c
     UNION ALL
