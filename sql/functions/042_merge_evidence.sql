@@ -47,7 +47,7 @@ $$;
 --            sp_keyallow(kind, value, va, vb): the pairs of variants that are evidence;
 --            sp_shared(kind, value, records, names): the shared keys (not evidence between
 --                        every two holders);
---            sp_keyholders(kind, value, node, vid): the holders of the shared keys that are
+--            sp_keyholders(value, kind, node, vid): the holders of the shared keys that are
 --                        still evidence between some of them
 --   options: none
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_contact_evidence()
@@ -81,8 +81,9 @@ BEGIN
     -- (weak: a one-word name that many records carry, "Lily": it fits nobody else on a key)
     -- (grouped by the value first: a sort takes a short prefix of its first column into its
     -- comparisons, which a one-byte kind first throws away; 2 s of 7.5 at 1M persons)
-    -- (the workers join and sort, the leader only merges, groups and counts: a leader that
-    -- sorted its share too started later; 0.4 s at 1M persons on 2 cores)
+    -- (the workers join and sort, the leader only merges, groups and counts: with the
+    -- leader sorting a share too, three busy processes shared 2 cores; 0.4 s less at 1M
+    -- persons)
     PERFORM set_config('parallel_leader_participation', 'off', true);
     CREATE UNLOGGED TABLE syncpipe_work.sp_keynames AS
         SELECT row_number() OVER () AS vid, g.kind, g.value, g.name_key, g.first_name,

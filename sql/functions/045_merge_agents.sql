@@ -98,8 +98,8 @@ BEGIN
         WHERE node >= v_offset
         ORDER BY node, conf DESC, weight DESC, rule;
     ANALYZE sp_best (node);
-    -- (the workers join, the leader only writes the 2M wide rows: a leader that joined too
-    -- wrote later; 0.5 s of 6.5 at 1M persons on 2 cores)
+    -- (the workers join, the leader only writes the 2M wide rows: with the leader joining
+    -- a share too, three busy processes shared 2 cores; 0.5 s of 6.5 less at 1M persons)
     PERFORM set_config('parallel_leader_participation', 'off', true);
     CREATE UNLOGGED TABLE syncpipe_work.sp_place AS
     SELECT p.pid, t.survivor AS agent_id, t.created, coalesce(b.rule, 'single') AS rule,
@@ -194,8 +194,8 @@ LANGUAGE plpgsql
 -- (no hash aggregates: see the sorts below; undone when the function returns)
 SET enable_hashagg = off
 -- (the workers scan and sort, the leader only merges, ranks and writes: most of this
--- statement runs in the leader, and a leader that also took a share of the workers' part
--- started its own work later; 1.5 s of 12.5 at 1M persons on 2 cores)
+-- statement runs in the leader, and with the leader taking a share of the workers' part
+-- too, three busy processes shared 2 cores; 1.5 s of 12.5 less at 1M persons)
 SET parallel_leader_participation = off
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
