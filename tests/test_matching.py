@@ -286,6 +286,78 @@ def test_review_decision_on_an_item_whose_agents_changed_is_refused_clearly(
     assert "settled already" in out.stderr or "changed since it was queued" in out.stderr
 
 
+def test_review_decision_on_an_agent_that_gained_records_waits_for_a_second_look(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A later merge matched a record to one side of an open item: the first decision is not
+    taken and says what changed; the same decision again, after a look, is."""
+    src = Sources()
+    src.agent("Christopher Johnson", emails=["cj@mail.com"])
+    src.page("team-1", [{"name": "Chris Johnsno", "email": "chris.j@work.com"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    item = invoke(["review", "--json"], dsn=deployed_db).json()["items"][0]
+    ids = {item["a"]["agent_id"], item["b"]["agent_id"]}
+    # a later run matches one more record to Christopher Johnson's agent (his e-mail)
+    more = Sources(_serial=100)
+    more.agent("Christopher Johnson", emails=["cj@mail.com"], phones=["(617) 555-0101"])
+    load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    grown = fetch(
+        deployed_db,
+        "SELECT agent_id FROM unified_agent_sources WHERE agent_id = ANY(%s) "
+        "GROUP BY agent_id HAVING count(*) = 2",
+        (sorted(ids),),
+    )[0][0]
+    out = invoke(["review", "accept", str(item["id"])], dsn=deployed_db, code=1)
+    assert "changed since it was queued" in out.stderr
+    assert f"agent {grown} has 1 record(s) matched to it since" in out.stderr
+    assert fetch(
+        deployed_db, "SELECT status FROM merge_review_queue WHERE id = %s", (item["id"],)
+    ) == [("open",)]
+    out = invoke(["review", "accept", str(item["id"])], dsn=deployed_db)
+    assert "accepted" in out.stdout
+    assert fetch(
+        deployed_db,
+        "SELECT count(*) FROM new_unified_agents WHERE agent_id = ANY(%s) AND merged_into IS NULL",
+        (sorted(ids),),
+    ) == [(1,)]
+
+
+def test_review_decision_on_an_item_whose_agent_was_retired_waits_for_a_second_look(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Accepting one item retires an agent that another open item names: that item now
+    compares the survivor, and the first decision on it says so instead of deciding."""
+    src = Sources()
+    src.agent("Christopher Johnson", emails=["cj@mail.com"])
+    src.page(
+        "team-1",
+        [
+            {"name": "Chris Johnsno", "email": "chris.j@work.com"},
+            {"name": "Christopher Jonson", "email": "c.jonson@else.com"},
+        ],
+    )
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    item = invoke(["review", "--json"], dsn=deployed_db).json()["items"][0]
+    pair = {item["a"]["agent_id"], item["b"]["agent_id"]}
+    retired = max(pair)
+    with psycopg.connect(deployed_db) as conn:
+        # (a second open item naming the agent the first decision will retire, and the third
+        # agent: as a merge queues one for a pair it doubts)
+        other = conn.execute(
+            "SELECT agent_id FROM new_unified_agents WHERE NOT agent_id = ANY(%s)", (sorted(pair),)
+        ).fetchone()[0]  # type: ignore[index]
+        second = conn.execute(
+            "INSERT INTO merge_review_queue (agent_id, candidate_agent_id, rule, confidence) "
+            "VALUES (%s, %s, 'fuzzy_name', 60) RETURNING id",
+            (retired, other),
+        ).fetchone()[0]  # type: ignore[index]
+    invoke(["review", "accept", str(item["id"])], dsn=deployed_db)
+    out = invoke(["review", "reject", str(second)], dsn=deployed_db, code=1)
+    assert f"agent {retired} was merged into agent {min(pair)}" in out.stderr
+    out = invoke(["review", "reject", str(second)], dsn=deployed_db)
+    assert "rejected" in out.stdout
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 

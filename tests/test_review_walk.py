@@ -83,3 +83,53 @@ def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) ->
             proc.kill()
         os.close(leader)
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 0
+
+
+def test_walk_shows_a_changed_item_again(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
+    """An item whose agent gained a record since it was queued: the first answer is not taken,
+    the walk says what changed and shows the item again; the second answer is taken."""
+    src = Sources()
+    src.agent("Christopher Johnson", emails=["cj@mail.com"])
+    src.page("team-1", [{"name": "Chris Johnsno", "email": "chris.j@work.com"}])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    more = Sources(_serial=100)
+    more.agent("Christopher Johnson", emails=["cj@mail.com"], phones=["(617) 555-0101"])
+    more.write(tmp_path / "d2")
+    invoke(["load", str(tmp_path / "d2")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 1
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
+    env.update(
+        {"SYNCPIPE_DATABASE_URL": deployed_db, "COLUMNS": "160", "TERM": "xterm", "NO_COLOR": "1"}
+    )
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "review", "walk", "--by", "tester"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
+        env=env,
+        close_fds=True,
+    )
+    os.close(follower)
+    try:
+        first = _read_until(leader, r"\(s\):")
+        assert "1 of 1" in first
+        os.write(leader, b"a\n")
+        again = _read_until(leader, r"\(s\):")
+        assert "changed since it was queued" in again and "record(s) matched to it since" in again
+        assert "1 of 1" in again and "+16175550101" in again
+        os.write(leader, b"a\n")
+        rest = _read_until(leader, r"decision\(s\) recorded")
+        assert re.search(r"Review item \d+ accepted", rest)
+        assert "1 decision(s) recorded; 0 item(s) skipped." in rest
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 0

@@ -259,6 +259,9 @@ $$;
 
 -- A person's decision on a review item: accept merges the two agents (the lower id survives),
 -- reject records that they are different people. Either is kept for every later run.
+-- An item whose agents changed since it was queued (or since the last refusal) is not
+-- decided: the answer is {"refused": true, "changes": [what changed, in words], ...} and the
+-- same call again, once a person has looked at the item in its new state, decides it.
 CREATE OR REPLACE FUNCTION public.review_decide(p_review_id bigint, p_decision text,
                                                p_decided_by text)
 RETURNS jsonb
@@ -275,6 +278,8 @@ DECLARE
     v_a        bigint;
     v_b        bigint;
     v_survivor bigint;
+    v_seen     jsonb;
+    v_changes  text[];
 BEGIN
     IF p_decision NOT IN ('accept', 'reject') THEN
         RAISE EXCEPTION 'a review decision is accept or reject, not %', p_decision
@@ -305,6 +310,38 @@ BEGIN
     IF v_a IS DISTINCT FROM v_item.agent_id OR v_b IS DISTINCT FROM v_item.candidate_agent_id THEN
         RAISE EXCEPTION 'review item % changed since it was queued: its agents are now % and %; list the queue again (syncpipe review) and decide on what it shows now',
             p_review_id, v_a, v_b USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- What changed since the item was queued (or since a person was last told): an agent a
+    -- later merge retired into another (the item then names the survivor), records matched
+    -- to either agent since. A decision on a changed item is not taken: the item is marked
+    -- as seen in its new state, and the answer says what changed, so that a person looks at
+    -- it again (syncpipe review) and decides again.
+    v_seen := coalesce(v_item.evidence -> 'confirmed_for', v_item.evidence -> 'queued_for',
+                       jsonb_build_array(v_a, v_b));
+    SELECT array_agg(change ORDER BY ord) INTO v_changes
+    FROM (
+        SELECT 1 AS ord, format('agent %s was merged into agent %s', v_seen ->> 0, v_a) AS change
+        WHERE (v_seen ->> 0)::bigint IS DISTINCT FROM v_a
+        UNION ALL
+        SELECT 2, format('agent %s was merged into agent %s', v_seen ->> 1, v_b)
+        WHERE (v_seen ->> 1)::bigint IS DISTINCT FROM v_b
+        UNION ALL
+        SELECT 3 + (s.agent_id = v_b)::integer,
+               format('agent %s has %s record(s) matched to it since', s.agent_id, count(*))
+        FROM public.unified_agent_sources s
+        WHERE s.agent_id IN (v_a, v_b)
+          AND s.matched_at > coalesce((v_item.evidence ->> 'as_of')::timestamptz,
+                                      v_item.created_at)
+        GROUP BY s.agent_id
+    ) c;
+    IF v_changes IS NOT NULL THEN
+        UPDATE public.merge_review_queue
+        SET evidence = evidence || jsonb_build_object('as_of', now(),
+                                                      'confirmed_for', jsonb_build_array(v_a, v_b))
+        WHERE id = p_review_id;
+        RETURN jsonb_build_object('id', p_review_id, 'decision', p_decision, 'refused', true,
+                                  'changes', to_jsonb(v_changes),
+                                  'agent_id', v_a, 'candidate_agent_id', v_b);
     END IF;
 
     UPDATE public.merge_review_queue

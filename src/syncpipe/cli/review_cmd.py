@@ -126,7 +126,11 @@ def walk(
         syncpipe review walk --by alice
     """
     from syncpipe.core.errors import ConfigError, JobFailedError
-    from syncpipe.services.merge.review import ReviewService, default_reviewer
+    from syncpipe.services.merge.review import (
+        ReviewItemChangedError,
+        ReviewService,
+        default_reviewer,
+    )
 
     app_ctx: AppContext = ctx.find_root().obj
     if not app_ctx.console.is_terminal:
@@ -161,6 +165,13 @@ def walk(
         decision = _CHOICES[answer]
         try:
             outcome = service.decide(item.id, decision, who)
+        except ReviewItemChangedError as exc:
+            from rich.markup import escape
+
+            # (nothing decided: the item is shown again as it is now, and asked again)
+            app_ctx.console.print(f"[bold yellow]changed[/]: {escape(str(exc))}", highlight=False)
+            position -= 1
+            continue
         except JobFailedError as exc:
             from rich.markup import escape
 

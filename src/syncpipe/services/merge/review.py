@@ -182,6 +182,11 @@ def default_reviewer() -> str:
         return "unknown"
 
 
+class ReviewItemChangedError(JobFailedError):
+    """The item's agents changed since it was queued: nothing was decided; the same decision
+    again, once a person has looked at the item's new state, is taken."""
+
+
 class ReviewService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -223,4 +228,13 @@ class ReviewService:
                 raise JobFailedError(
                     f"Cannot {decision} review item {review_id}: {message}."
                 ) from None
-        return dict(row[0]) if row and row[0] else {}
+        outcome = dict(row[0]) if row and row[0] else {}
+        if outcome.get("refused"):
+            changes = "; ".join(outcome.get("changes") or [])
+            raise ReviewItemChangedError(
+                f"Cannot {decision} review item {review_id}: it changed since it was queued "
+                f"({changes}); it now compares agents {outcome.get('agent_id')} and "
+                f"{outcome.get('candidate_agent_id')}: look at it again (syncpipe review) "
+                f"and {decision} it again if it still holds."
+            )
+        return outcome
