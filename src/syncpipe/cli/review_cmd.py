@@ -88,6 +88,8 @@ def accept(
 ) -> None:
     """Accept review items: the two agents of each become one (the lower id survives).
 
+    An item whose agents changed since it was queued is not decided: look again, decide again.
+
     Example:
         syncpipe review accept 1
         syncpipe review accept 1 2 --by alice   # exit 1 if an item is not open (decided, unknown)
@@ -101,6 +103,8 @@ def reject(
     by: Annotated[str | None, _BY] = None,
 ) -> None:
     """Reject review items: the two agents stay apart, and the pair never comes back.
+
+    An item whose agents changed since it was queued is not decided: look again, decide again.
 
     Example:
         syncpipe review reject 1
