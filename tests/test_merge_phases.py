@@ -569,6 +569,17 @@ def test_namesakes_with_different_personal_contacts_are_held_for_review(
     assert rows(work, "SELECT rule, conflict FROM sp_namelinks") == [("name_team", conflict)]
 
 
+def test_name_link_weight_of_an_initial_or_a_missing_family_name(
+    work: psycopg.Connection[Any],
+) -> None:
+    """A one-letter given name is an initial (+1 however few records carry it) and a missing
+    family name adds nothing: "J." twice in a team weighs the team and the initial only."""
+    insert(work, "sp_freq", [{"part": "l", "value": "other", "n": 1000}])
+    insert(work, "sp_names", [person(101, "j"), person(102, "j")])
+    phase(work, "merge_name_links()")
+    assert rows(work, "SELECT rule, weight FROM sp_namelinks") == [("name_team", 11.0)]
+
+
 def test_name_link_weight_rarer_names_weigh_more(work: psycopg.Connection[Any]) -> None:
     """A name link weighs log2(0.9 * total / records holding it) for the given name (at most
     8) and the family name (at most 10), plus 10 for the team: a rare family name more."""
@@ -812,6 +823,14 @@ WEIGHTS = [
         [],
         [],
         15.2,
+    ),
+    (
+        "the same initial twice: +1, not the rarity of the letter",
+        person(101, "j nowak"),
+        person(102, "j nowak"),
+        [],
+        [],
+        17.6,
     ),
     (
         "middle initials differ: -3",

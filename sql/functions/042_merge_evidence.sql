@@ -405,10 +405,16 @@ BEGIN
            -- a one-word name that many records carry ("Smith") is no evidence on its own
            OR (n.last_name IS NULL
                AND coalesce(ff.n, 0) + coalesce(fw.n, 0) > v_total / 1000.0) AS conflict,
-           round((CASE WHEN n.rule = 'name_team'
-                       THEN least(8, (ln((0.9 * v_total / greatest(coalesce(ff.n, 1), 1))::float8) / ln(2.0::float8)))
-                       ELSE 3 END
-                  + least(10, (ln((0.9 * v_total / greatest(coalesce(fl.n, 1), 1))::float8) / ln(2.0::float8)))
+           -- (a one-letter name is an initial, +1 or +0.5 whatever its count; a missing
+           -- family name adds nothing)
+           round((CASE WHEN n.rule <> 'name_team' THEN 3
+                       WHEN length(n.first_name) = 1 THEN 1
+                       ELSE least(8, (ln((0.9 * v_total / greatest(coalesce(ff.n, 1), 1))::float8) / ln(2.0::float8)))
+                       END
+                  + CASE WHEN n.last_name IS NULL THEN 0
+                         WHEN length(n.last_name) = 1 THEN 0.5
+                         ELSE least(10, (ln((0.9 * v_total / greatest(coalesce(fl.n, 1), 1))::float8) / ln(2.0::float8)))
+                    END
                   + 10)::numeric, 1)::real AS weight
     FROM (
         SELECT n.*, d.a IS NOT NULL AS contacts_differ

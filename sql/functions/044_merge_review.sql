@@ -245,9 +245,11 @@ BEGIN
             SELECT x.*, ff.n AS given_n, fl.n AS family_n
             FROM (
                 SELECT c.*,
-                       CASE WHEN c.a_key = c.b_key AND c.a_first IS NOT NULL AND c.b_first IS NOT NULL THEN 'same' WHEN c.a_first IS NULL OR
+                       -- (two equal one-letter names are initials: "J." says as little
+                       -- beside "J." as beside "John")
+                       CASE WHEN c.a_key = c.b_key AND length(c.a_first) > 1 AND length(c.b_first) > 1 THEN 'same' WHEN c.a_first IS NULL OR
                            c.b_first IS NULL OR c.a_first = '' OR c.b_first = '' THEN 'missing'
-                           WHEN c.a_first = c.b_first THEN 'same' WHEN least(length(c.a_first),
+                           WHEN c.a_first = c.b_first AND length(c.a_first) > 1 THEN 'same' WHEN least(length(c.a_first),
                            length(c.b_first)) = 1 THEN CASE WHEN left(c.a_first, 1) =
                            left(c.b_first, 1) THEN 'initial' ELSE 'different' END WHEN
                            c.a_canons && c.b_canons THEN 'nickname' WHEN (CASE WHEN
@@ -262,9 +264,9 @@ BEGIN
                            length(c.b_first)) = 2 AND greatest(length(c.a_first),
                            length(c.b_first)) = 3 AND left(c.a_first, 2) = left(c.b_first, 2))
                            THEN 'typo' ELSE 'different' END AS given,
-                       CASE WHEN c.a_key = c.b_key AND c.a_last IS NOT NULL AND c.b_last IS NOT NULL THEN 'same' WHEN c.a_last IS NULL OR c.b_last
+                       CASE WHEN c.a_key = c.b_key AND length(c.a_last) > 1 AND length(c.b_last) > 1 THEN 'same' WHEN c.a_last IS NULL OR c.b_last
                            IS NULL OR c.a_last = '' OR c.b_last = '' THEN 'missing' WHEN
-                           c.a_last = c.b_last THEN 'same' WHEN least(length(c.a_last),
+                           c.a_last = c.b_last AND length(c.a_last) > 1 THEN 'same' WHEN least(length(c.a_last),
                            length(c.b_last)) = 1 THEN CASE WHEN left(c.a_last, 1) =
                            left(c.b_last, 1) THEN 'initial' ELSE 'different' END WHEN (CASE WHEN
                            least(length(c.a_last), length(c.b_last)) >= 7 THEN
