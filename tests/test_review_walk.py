@@ -35,6 +35,25 @@ def _read_until(fd: int, pattern: str, timeout: float = 60.0) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
+def _start_walk(dsn: str, cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`syncpipe review walk --by tester` on a pseudo-terminal: the process and the terminal's
+    side to read and type on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
+    env.update({"SYNCPIPE_DATABASE_URL": dsn, "COLUMNS": "160", "TERM": "xterm", "NO_COLOR": "1"})
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "review", "walk", "--by", "tester"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=cwd,
+        env=env,
+        close_fds=True,
+    )
+    os.close(follower)
+    return proc, leader
+
+
 def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
     """Two open items: the first accepted, the second rejected, each confirmed."""
     src = Sources()
@@ -48,21 +67,7 @@ def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) ->
     invoke(["merge"], dsn=deployed_db)
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 2
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
-    env.update(
-        {"SYNCPIPE_DATABASE_URL": deployed_db, "COLUMNS": "160", "TERM": "xterm", "NO_COLOR": "1"}
-    )
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "syncpipe", "review", "walk", "--by", "tester"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        cwd=tmp_path,
-        env=env,
-        close_fds=True,
-    )
-    os.close(follower)
+    proc, leader = _start_walk(deployed_db, tmp_path)
     try:
         first = _read_until(leader, r"\(s\):")
         assert "[a]ccept, [r]eject, [s]kip, [q]uit [a/r/s/q] (s):" in first
@@ -101,21 +106,7 @@ def test_walk_shows_a_changed_item_again(invoke: Invoke, deployed_db: str, tmp_p
     invoke(["merge"], dsn=deployed_db)
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 1
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
-    env.update(
-        {"SYNCPIPE_DATABASE_URL": deployed_db, "COLUMNS": "160", "TERM": "xterm", "NO_COLOR": "1"}
-    )
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "syncpipe", "review", "walk", "--by", "tester"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        cwd=tmp_path,
-        env=env,
-        close_fds=True,
-    )
-    os.close(follower)
+    proc, leader = _start_walk(deployed_db, tmp_path)
     try:
         first = _read_until(leader, r"\(s\):")
         assert "1 of 1" in first
