@@ -89,24 +89,62 @@ AS $$
 DECLARE
     v_count bigint;
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_person_names']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_person_names', 'sp_name_spellings',
+                                                    'sp_name_parts', 'sp_name_cores',
+                                                    'sp_name_forms']);
+    -- Each spelling is normalized once, then given to every record that has it: people share
+    -- names, and the regular expressions below cost more than finding the repeats.
+    CREATE UNLOGGED TABLE syncpipe_work.sp_name_spellings AS
+        SELECT DISTINCT raw FROM sp_names_in WHERE raw IS NOT NULL;
+    -- Spellings other than two plain words (those are settled below): accents, punctuation,
+    -- "Last, First", initials, suffixes, honorifics. In two steps, each run by the parallel
+    -- workers: a value read several times is computed once in the step before (in a subquery
+    -- with OFFSET 0, the other way to compute it once, the leader alone did the work).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_name_parts AS
+    SELECT raw,
+           nullif(btrim(regexp_replace(regexp_replace(lower(
+                  CASE WHEN raw ~ '[^\x01-\x7f]' THEN extensions.unaccent(raw) ELSE raw END),
+                  '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g')), '') AS norm,
+           position(',' IN raw) > 0
+               AND raw !~* ',\s*(jr|sr|ii|iii|iv|md|phd|esq)\.?\s*$' AS comma
+    FROM sp_name_spellings
+    WHERE raw !~ '^[A-Za-z]+ [A-Za-z]+$'
+       OR raw ~* '^(mr|mrs|ms|miss|dr) | (jr|sr|ii|iii|iv|md|phd|esq)$';
+    CREATE UNLOGGED TABLE syncpipe_work.sp_name_cores AS
+    SELECT raw, norm,
+           substring(' ' || norm || ' ' FROM ' (jr|sr|ii|iii|iv) ') AS suffix,
+           CASE WHEN norm ~ '(^| )(jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)( |$)'
+                THEN nullif(btrim(regexp_replace(regexp_replace(' ' || norm || ' ',
+                     ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
+                     ' +', ' ', 'g')), '')
+                ELSE norm END AS core,
+           CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
+                btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
+                    split_part(raw, ',', 1))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
+                || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
+                ' +', ' ', 'g')), '') END AS before_core,
+           CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
+                btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
+                    split_part(raw, ',', 2))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
+                || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
+                ' +', ' ', 'g')), '') END AS after_core
+    FROM sp_name_parts;
     -- Most names are two plain words ("Jane Doe"): a few string functions settle them.
-    CREATE UNLOGGED TABLE syncpipe_work.sp_person_names AS
-    SELECT uid, f || ' ' || l AS name_norm,
+    CREATE UNLOGGED TABLE syncpipe_work.sp_name_forms AS
+    SELECT raw, f || ' ' || l AS name_norm,
            CASE WHEN f <= l THEN f || ' ' || l ELSE l || ' ' || f END AS name_key,
            f AS first_name, l AS last_name, NULL::text AS middle, NULL::text AS suffix
     FROM (
-        SELECT uid, lower(split_part(raw, ' ', 1)) AS f, lower(split_part(raw, ' ', 2)) AS l
-        FROM sp_names_in
+        SELECT raw, lower(split_part(raw, ' ', 1)) AS f, lower(split_part(raw, ' ', 2)) AS l
+        FROM sp_name_spellings
         WHERE raw ~ '^[A-Za-z]+ [A-Za-z]+$'
           AND raw !~* '^(mr|mrs|ms|miss|dr) | (jr|sr|ii|iii|iv|md|phd|esq)$'
         OFFSET 0
     ) s
-    -- The others: accents, punctuation, "Last, First", initials, suffixes, honorifics. (One
-    -- CREATE TABLE AS for both, not an INSERT: PostgreSQL runs no part of an INSERT in
-    -- parallel.)
+    -- (one CREATE TABLE AS for both, not an INSERT: PostgreSQL runs no part of an INSERT in
+    -- parallel)
     UNION ALL
-    SELECT uid, norm AS name_norm,
+    SELECT raw, norm AS name_norm,
            CASE WHEN core IS NULL THEN NULL
                 WHEN position(' ' IN core) = 0 THEN core
                 WHEN core !~ ' .* ' THEN least(split_part(core, ' ', 1), split_part(core, ' ', 2))
@@ -128,43 +166,18 @@ BEGIN
                 THEN substring(after_core || ' ' FROM ' ([a-z]) ')
                 ELSE substring(core FROM ' ([a-z]) ') END AS middle,
            suffix
-    FROM (
-        SELECT uid, norm, suffix,
-               CASE WHEN norm ~ '(^| )(jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)( |$)'
-                    THEN nullif(btrim(regexp_replace(regexp_replace(' ' || norm || ' ',
-                         ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
-                         ' +', ' ', 'g')), '')
-                    ELSE norm END AS core,
-               CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
-                    btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                        split_part(raw, ',', 1))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
-                    || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
-                    ' +', ' ', 'g')), '') END AS before_core,
-               CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
-                    btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                        split_part(raw, ',', 2))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
-                    || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
-                    ' +', ' ', 'g')), '') END AS after_core
-        FROM (
-            SELECT uid, raw, norm,
-                   substring(' ' || norm || ' ' FROM ' (jr|sr|ii|iii|iv) ') AS suffix,
-                   position(',' IN raw) > 0
-                       AND raw !~* ',\s*(jr|sr|ii|iii|iv|md|phd|esq)\.?\s*$' AS comma
-            FROM (
-                SELECT uid, raw,
-                       nullif(btrim(regexp_replace(regexp_replace(lower(
-                              CASE WHEN raw ~ '[^\x01-\x7f]' THEN extensions.unaccent(raw) ELSE raw END),
-                              '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g')), '') AS norm
-                FROM sp_names_in
-                WHERE raw IS NULL OR raw !~ '^[A-Za-z]+ [A-Za-z]+$'
-                   OR raw ~* '^(mr|mrs|ms|miss|dr) | (jr|sr|ii|iii|iv|md|phd|esq)$'
-                OFFSET 0
-            ) a
-            OFFSET 0
-        ) b
-        OFFSET 0
-    ) c;
+    FROM sp_name_cores;
+    -- (its size and its distinct spellings: without them the planner sorted both sides of
+    -- the join below)
+    ANALYZE sp_name_forms (raw);
+    -- (a record without a name gets a row of NULLs, as every caller expects a row per uid)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_person_names AS
+    SELECT i.uid, f.name_norm, f.name_key, f.first_name, f.last_name, f.middle, f.suffix
+    FROM sp_names_in i
+    LEFT JOIN sp_name_forms f ON f.raw = i.raw;
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_name_spellings', 'sp_name_parts',
+                                                    'sp_name_cores', 'sp_name_forms']);
     RETURN v_count;
 END;
 $$;
