@@ -159,8 +159,12 @@ BEGIN
             $q$,
             -- (OFFSET 0 keeps the subquery per page; without it, it is a plain join)
             -- (the table's size from the statistics system when it was never analyzed:
-            -- reltuples is then -1, and a few pages would read every member)
-            CASE WHEN v_pages < 0.05 * (SELECT greatest(reltuples, pg_stat_get_live_tuples(oid))
+            -- reltuples is then -1, and a few pages would read every member; and where that
+            -- knows nothing either, as in a copy made by CREATE DATABASE ... TEMPLATE or a
+            -- restored dump with autovacuum off, its blocks: a row per block at least)
+            CASE WHEN v_pages < 0.05 * (SELECT greatest(reltuples, pg_stat_get_live_tuples(oid),
+                                                        pg_relation_size(oid)
+                                                        / current_setting('block_size')::bigint)
                                         FROM pg_class
                                         WHERE oid = 'bronze.company_info_raw'::regclass)
                  THEN 'OFFSET 0' ELSE '' END);
