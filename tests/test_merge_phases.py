@@ -1043,3 +1043,36 @@ def test_review_write_and_golden_records(planned: psycopg.Connection[Any]) -> No
     assert rows(
         planned, "SELECT full_name, needs_review FROM new_unified_agents ORDER BY 1, 2"
     ) == [("Ann Lee", False), ("Maria Garcia", True), ("Maria Garcia", True)]
+
+
+def _bulk_probe(conn: psycopg.Connection[Any], name: str, rows_in: int) -> None:
+    """A table never analyzed (reltuples -1, as in a restored dump) with an index, in the
+    transaction: only its blocks tell its size."""
+    table = sql.Identifier("syncpipe_work", name)
+    conn.execute(sql.SQL("CREATE TABLE {} (id integer PRIMARY KEY, v text)").format(table))
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (v)").format(sql.Identifier(f"{name}_v"), table))
+    conn.execute(
+        sql.SQL("INSERT INTO {} SELECT g, 'value ' || g FROM generate_series(1, %s) g").format(
+            table
+        ),
+        (rows_in,),
+    )
+
+
+def _has_index(conn: psycopg.Connection[Any], name: str) -> bool:
+    return bool(rows(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"syncpipe_work.{name}",))[0][0])
+
+
+def test_bulk_mode_sizes_a_table_never_analyzed(work: psycopg.Connection[Any]) -> None:
+    """A batch small next to a big table that was never analyzed writes row by row: its size
+    comes from the planner, not reltuples (-1 there). By reltuples alone, 60,000 records into
+    400,000 rows dropped and rebuilt every index. An empty table still takes a big write in
+    bulk."""
+    _bulk_probe(work, "bulk_big", 400_000)
+    assert rows(work, "SELECT reltuples FROM pg_class WHERE relname = 'bulk_big'") == [(-1.0,)]
+    call = "SELECT syncpipe_internal.merge_bulk_begin(%s::regclass, %s)"
+    assert rows(work, call, ("syncpipe_work.bulk_big", 60_000)) == [(False,)]
+    assert _has_index(work, "bulk_big_v")
+    _bulk_probe(work, "bulk_empty", 0)
+    assert rows(work, call, ("syncpipe_work.bulk_empty", 60_000)) == [(True,)]
+    assert not _has_index(work, "bulk_empty_v")
