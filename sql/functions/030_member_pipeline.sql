@@ -161,7 +161,9 @@ BEGIN
             -- (the table's size from the statistics system when it was never analyzed:
             -- reltuples is then -1, and a few pages would read every member; and where that
             -- knows nothing either, as in a copy made by CREATE DATABASE ... TEMPLATE or a
-            -- restored dump with autovacuum off, its blocks: a row per block at least)
+            -- restored dump with autovacuum off, its blocks: a row per block at least; not
+            -- syncpipe_internal.table_rows(), whose guess from the column types makes this
+            -- table of wide rows nine times its size, where bulk mode wants a size erring high)
             CASE WHEN v_pages < 0.05 * (SELECT greatest(reltuples, pg_stat_get_live_tuples(oid),
                                                         pg_relation_size(oid)
                                                         / current_setting('block_size')::bigint)
