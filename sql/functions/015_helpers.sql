@@ -94,7 +94,10 @@ $$;
 -- (rows written in this database since its statistics began: none in a copy made by CREATE
 -- DATABASE ... TEMPLATE) and the planner's estimate (the table's current size at the density
 -- ANALYZE last saw, or at one guessed from its column types: often several times too many
--- for wide rows). The caller needs SELECT on the table.
+-- for wide rows). The caller needs SELECT on the table. (Where a row level security policy
+-- applies to the caller, as with FORCE ROW LEVEL SECURITY, the planner counts only the rows
+-- it lets through, and the result may err low: syncpipe's tables are read by their owner,
+-- whom their policies do not bind.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.table_rows(p_table regclass)
 RETURNS double precision
 LANGUAGE plpgsql
