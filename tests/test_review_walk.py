@@ -10,6 +10,8 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.agents import Sources
@@ -35,9 +37,10 @@ def _read_until(fd: int, pattern: str, timeout: float = 60.0) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
-def _start_walk(dsn: str, cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
+@contextmanager
+def _walk(dsn: str, cwd: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`syncpipe review walk --by tester` on a pseudo-terminal: the process and the terminal's
-    side to read and type on."""
+    side to read and type on; the process is killed and the terminal closed afterwards."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCPIPE_")}
     env.update({"SYNCPIPE_DATABASE_URL": dsn, "COLUMNS": "160", "TERM": "xterm", "NO_COLOR": "1"})
     leader, follower = pty.openpty()
@@ -51,7 +54,12 @@ def _start_walk(dsn: str, cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
         close_fds=True,
     )
     os.close(follower)
-    return proc, leader
+    try:
+        yield proc, leader
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
 
 
 def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:
@@ -67,8 +75,7 @@ def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) ->
     invoke(["merge"], dsn=deployed_db)
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 2
 
-    proc, leader = _start_walk(deployed_db, tmp_path)
-    try:
+    with _walk(deployed_db, tmp_path) as (proc, leader):
         first = _read_until(leader, r"\(s\):")
         assert "[a]ccept, [r]eject, [s]kip, [q]uit [a/r/s/q] (s):" in first
         assert "1 of 2" in first
@@ -83,10 +90,6 @@ def test_walk_on_a_terminal(invoke: Invoke, deployed_db: str, tmp_path: Path) ->
         assert re.search(r"Review item \d+ rejected", rest)
         assert "2 decision(s) recorded; 0 item(s) skipped." in rest
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(leader)
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 0
 
 
@@ -106,8 +109,7 @@ def test_walk_shows_a_changed_item_again(invoke: Invoke, deployed_db: str, tmp_p
     invoke(["merge"], dsn=deployed_db)
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 1
 
-    proc, leader = _start_walk(deployed_db, tmp_path)
-    try:
+    with _walk(deployed_db, tmp_path) as (proc, leader):
         first = _read_until(leader, r"\(s\):")
         assert "1 of 1" in first
         os.write(leader, b"a\n")
@@ -119,8 +121,4 @@ def test_walk_shows_a_changed_item_again(invoke: Invoke, deployed_db: str, tmp_p
         assert re.search(r"Review item \d+ accepted", rest)
         assert "1 decision(s) recorded; 0 item(s) skipped." in rest
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(leader)
     assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 0
