@@ -447,7 +447,8 @@ $$;
 -- agents this run touched, and their review flags.
 --   reads:   sp_meta, sp_target, sp_compconf, sp_comp; public.merge_dirty_agents,
 --            public.merge_review_queue (the items queued by this transaction)
---   writes:  sp_reviewed(agent_id): the agents given a review item by this run;
+--   writes:  sp_reviewed(agent_id, created): the agents given a review item by this run,
+--            and whether it created them;
 --            sp_refresh(agent_id), and what merge_refresh_agents() writes;
 --            public.new_unified_agents; public.merge_dirty_agents emptied
 --   options: none
@@ -480,16 +481,23 @@ BEGIN
     -- The agents given a review item by this run. Those this run created were written
     -- complete from all their records (merge_agents()): only their flag is set here, not
     -- their golden record computed again (a first run: 28k agents at 1M persons).
+    -- (and whether this transaction created them: created_at = now(), read by the key one
+    -- agent at a time; the planner, whose statistics hold no agent created "now", took the
+    -- run's new agents for one row and compared each with every reviewed agent: 28 s for a
+    -- batch of 62k records at 200k persons)
     CREATE UNLOGGED TABLE syncpipe_work.sp_reviewed AS
-        SELECT agent_id FROM public.merge_review_queue
-        WHERE status = 'open' AND created_at = now()
-        UNION SELECT candidate_agent_id FROM public.merge_review_queue
-        WHERE status = 'open' AND created_at = now();
-    -- (an agent this transaction created has created_at = now(): no join with the run's
-    -- 1.3M targets to find out)
+        SELECT r.agent_id, x.created
+        FROM (SELECT agent_id FROM public.merge_review_queue
+              WHERE status = 'open' AND created_at = now()
+              UNION SELECT candidate_agent_id FROM public.merge_review_queue
+              WHERE status = 'open' AND created_at = now()) r
+        CROSS JOIN LATERAL (SELECT a.created_at = now() AS created
+                            FROM public.new_unified_agents a
+                            WHERE a.agent_id = r.agent_id OFFSET 0) x;
+    ANALYZE sp_reviewed;
     UPDATE public.new_unified_agents a SET needs_review = true
     FROM sp_reviewed r
-    WHERE a.agent_id = r.agent_id AND a.created_at = now() AND NOT a.needs_review
+    WHERE a.agent_id = r.agent_id AND r.created AND NOT a.needs_review
       AND NOT EXISTS (SELECT 1 FROM public.merge_dirty_agents d WHERE d.agent_id = r.agent_id);
     GET DIAGNOSTICS v_flagged = ROW_COUNT;
 
@@ -497,9 +505,7 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
         SELECT survivor AS agent_id FROM sp_target WHERE NOT created
         UNION SELECT agent_id FROM public.merge_dirty_agents
-        UNION SELECT r.agent_id FROM sp_reviewed r
-              WHERE NOT EXISTS (SELECT 1 FROM public.new_unified_agents a
-                                WHERE a.agent_id = r.agent_id AND a.created_at = now());
+        UNION SELECT agent_id FROM sp_reviewed WHERE NOT created;
     ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
     v_golden := syncpipe_internal.merge_refresh_agents();
     DELETE FROM public.merge_dirty_agents;
