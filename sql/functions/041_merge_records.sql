@@ -328,15 +328,25 @@ BEGIN
     -- text; a collision only keeps a key that then links nothing).
     CREATE UNLOGGED TABLE syncpipe_work.sp_keyknown (kind "char", value text COLLATE "C",
                                                      node bigint);
-    IF v_known THEN
-        -- (a probe of the key index per value: the planner, misjudging the join, would
-        -- rather read the whole key table)
+    -- (few keys next to the key table: a probe of its index per value, where the planner,
+    -- misjudging the join, would rather read the whole table; many, as in a batch a third
+    -- the size of the database: that read, in parallel, and a hash join, where 862k probes
+    -- took 8.7 s at 1M persons; table_rows() errs high, towards the probes)
+    IF v_known AND (SELECT count(*) FROM sp_pkeys) * 32
+                   < syncpipe_internal.table_rows('public.merge_agent_contacts') THEN
         INSERT INTO sp_keyknown
         SELECT d.kind, d.value, k.agent_id
         FROM (SELECT DISTINCT kind, value FROM sp_pkeys) d
         CROSS JOIN LATERAL (SELECT c.agent_id FROM public.merge_agent_contacts c
                             WHERE c.kind = d.kind AND c.value = d.value OFFSET 0) k
         JOIN public.new_unified_agents a ON a.agent_id = k.agent_id AND a.merged_into IS NULL;
+    ELSIF v_known THEN
+        INSERT INTO sp_keyknown
+        SELECT c.kind, c.value, c.agent_id
+        FROM public.merge_agent_contacts c
+        JOIN (SELECT DISTINCT kind, value FROM sp_pkeys) d
+          ON d.kind = c.kind AND d.value = c.value
+        JOIN public.new_unified_agents a ON a.agent_id = c.agent_id AND a.merged_into IS NULL;
     END IF;
     -- (the hashes held more than once in a table of their own: counted, the join below
     -- reads the keys in parallel instead of probing an estimate a hundred times too small)
