@@ -319,6 +319,7 @@ DECLARE
     v_offset  bigint := (SELECT node_offset FROM sp_meta);
     v_known   boolean := EXISTS (SELECT 1 FROM public.unified_agent_sources);
     v_workers text := current_setting('max_parallel_workers_per_gather');
+    v_probe   boolean;
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_keyknown', 'sp_keydups', 'sp_keyrecs',
         'sp_names']);
@@ -330,10 +331,12 @@ BEGIN
                                                      node bigint);
     -- (few keys next to the key table: a probe of its index per value, where the planner,
     -- misjudging the join, would rather read the whole table; many, as in a batch a third
-    -- the size of the database: that read, in parallel, and a hash join, where 862k probes
-    -- took 8.7 s at 1M persons; table_rows() errs high, towards the probes)
-    IF v_known AND (SELECT count(*) FROM sp_pkeys) * 32
-                   < syncpipe_internal.table_rows('public.merge_agent_contacts') THEN
+    -- the size of the database: that read and a hash join, where 862k probes took 8.7 s at
+    -- 1M persons; table_rows() errs high, towards the probes. The same for the known
+    -- agents' lineage below.)
+    v_probe := (SELECT count(*) FROM sp_pkeys) * 32
+               < syncpipe_internal.table_rows('public.merge_agent_contacts');
+    IF v_known AND v_probe THEN
         INSERT INTO sp_keyknown
         SELECT d.kind, d.value, k.agent_id
         FROM (SELECT DISTINCT kind, value FROM sp_pkeys) d
@@ -381,25 +384,30 @@ BEGIN
                n.middle COLLATE "C" AS middle, n.suffix COLLATE "C" AS suffix, true AS pending
         FROM sp_pend p JOIN sp_person_names n ON n.uid = p.pid;
     IF v_known THEN
+        EXECUTE format($q$
         INSERT INTO sp_names
         SELECT s.agent_id, s.team_id, s.name_norm, s.name_key, s.first_name, s.last_name,
                s.middle, s.suffix, false
         FROM (
-            -- Each condition by its own index (an OR of the two reads the whole lineage), the
-            -- agents probed one by one; the second branch leaves out what the first found.
+            -- Each condition by its own index (an OR of the two reads the whole lineage); the
+            -- second branch leaves out what the first found.
             SELECT * FROM public.unified_agent_sources
             WHERE team_id IN (SELECT team_id COLLATE "C" FROM sp_pend)
             UNION ALL
             SELECT l.*
-            FROM (SELECT DISTINCT node FROM sp_keyrecs WHERE node < v_offset) k
-            CROSS JOIN LATERAL (SELECT * FROM public.unified_agent_sources
-                                WHERE agent_id = k.node OFFSET 0) l
+            FROM (SELECT DISTINCT node FROM sp_keyrecs WHERE node < $1) k
+            %s
             WHERE (l.team_id IS NULL
                    OR l.team_id NOT IN (SELECT team_id COLLATE "C" FROM sp_pend
                                         WHERE team_id IS NOT NULL))
         ) s
         WHERE NOT EXISTS (SELECT 1 FROM sp_pend p
-                          WHERE p.source = s.source AND p.source_id = s.source_id);
+                          WHERE p.source = s.source AND p.source_id = s.source_id)
+        $q$, CASE WHEN v_probe
+                  THEN 'CROSS JOIN LATERAL (SELECT * FROM public.unified_agent_sources
+                                            WHERE agent_id = k.node OFFSET 0) l'
+                  ELSE 'JOIN public.unified_agent_sources l ON l.agent_id = k.node' END)
+        USING v_offset;
     END IF;
     CREATE INDEX ON sp_names (node);
     ANALYZE sp_names;
