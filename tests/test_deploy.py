@@ -73,6 +73,16 @@ def test_deploy_from_scratch_creates_everything(invoke: Invoke, fresh_db: str) -
         " 'public.unified_company_member'::regclass, 'public.new_unified_agents'::regclass)",
     )
     assert len(collations) == 5 and all(name == "C" for _, name in collations), collations
+    # Contact values in byte order wherever the merge keeps them: a probe of the shared
+    # contacts' key by a value of the contact keys (byte order) can then use the whole key
+    contact_collations = fetch(
+        fresh_db,
+        "SELECT attrelid::regclass::text, collname FROM pg_attribute a "
+        "JOIN pg_collation c ON c.oid = a.attcollation WHERE attname = 'value'"
+        " AND attrelid IN ('public.merge_agent_contacts'::regclass,"
+        " 'public.merge_shared_contacts'::regclass) ORDER BY 1",
+    )
+    assert contact_collations == [("merge_agent_contacts", "C"), ("merge_shared_contacts", "C")]
     # The pages the member pipeline has still to read are found by a partial index
     assert (
         one(

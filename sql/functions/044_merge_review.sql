@@ -206,7 +206,7 @@ BEGIN
         JOIN public.merge_agent_contacts m ON m.agent_id = e.node
         WHERE NOT EXISTS (SELECT 1 FROM sp_shared s WHERE s.kind = m.kind AND s.value = m.value)
           AND NOT EXISTS (SELECT 1 FROM public.merge_shared_contacts s
-                          WHERE s.kind = m.kind AND s.value = m.value COLLATE "C")
+                          WHERE s.kind = m.kind AND s.value = m.value)
     )
     SELECT label, array_agg(DISTINCT value) FILTER (WHERE kind = 'e') AS emails,
            array_agg(DISTINCT value) FILTER (WHERE kind = 'p') AS phones

@@ -57,7 +57,7 @@ BEGIN
     -- Shared contacts, as now known for every key the run touched.
     DELETE FROM public.merge_shared_contacts s
     WHERE EXISTS (SELECT 1 FROM sp_keyrecs k
-                  WHERE k.kind = s.kind AND k.value = s.value COLLATE "C");
+                  WHERE k.kind = s.kind AND k.value = s.value);
     -- (in the key's order: each page of the key's index is then written once, not once
     -- per row)
     INSERT INTO public.merge_shared_contacts (kind, value, records, names)
