@@ -188,6 +188,13 @@ def test_every_kind_of_bad_row_is_rejected_with_line_column_and_reason(
     f = result.json()["files"][0]
     assert f["status"] == "loaded_with_rejects"
     assert f["rejected"] == len(BAD_ROWS) + 1
+    # the summary names the column a reason is about; rows refused whole stand alone
+    by_reason = f["rejected_by_reason"]
+    assert by_reason["supabase_uuid is not a UUID"] == 1
+    assert by_reason["email_clean is not valid JSON"] == 1
+    assert by_reason["full_name is empty but required"] == 1
+    assert by_reason["empty line"] == 1
+    assert by_reason["duplicate key in this file"] == 1
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == good
     rejects = {int(r["line"]): r for r in reject_rows()}
     assert set(rejects) == set(BAD_ROWS) | {1102}

@@ -159,7 +159,7 @@ class _Tally:
             self.updated += work.row.updated
             self.unchanged += work.row.unchanged
             for r in work.rejects:
-                key = reason_key(r.reason)
+                key = reason_key(r.reason, r.column)
                 self.by_reason[key] = self.by_reason.get(key, 0) + 1
                 raw = r.raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
                 self.rejects.append((r.line, r.column, r.value, r.reason, raw))
@@ -617,6 +617,6 @@ def _around(
 def _by_reason(rows: list[tuple[int, str, str, str, str]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for row in rows:
-        key = reason_key(row[3])
+        key = reason_key(row[3], row[1])
         out[key] = out.get(key, 0) + 1
     return out

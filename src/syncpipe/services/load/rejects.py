@@ -37,9 +37,10 @@ def write_rejects(path: Path, source: Path, rows: Iterable[tuple[int, str, str, 
     return path
 
 
-def reason_key(reason: str) -> str:
+def reason_key(reason: str, column: str = "") -> str:
     """Group reasons for the summary: the text before the first detail (a repeated key's
-    reason without the key, so they group as one)."""
+    reason without the key, so they group as one), after the column it is about ("team_id is
+    501 characters long"; a key's columns are in its reason already)."""
     if reason.startswith("duplicate key "):
         words = reason.split(" (")[0].split()
         return " ".join(["duplicate key", *words[3:]])
@@ -47,5 +48,5 @@ def reason_key(reason: str) -> str:
         reason = reason.split(sep)[0]
     words = reason.split()
     if words and words[0].startswith("'"):
-        return " ".join(words[1:]) or reason
-    return reason
+        reason = " ".join(words[1:]) or reason
+    return f"{column} {reason}" if column else reason
