@@ -389,8 +389,8 @@ BEGIN
         SELECT s.agent_id, s.team_id, s.name_norm, s.name_key, s.first_name, s.last_name,
                s.middle, s.suffix, false
         FROM (
-            -- Each condition by its own index (an OR of the two reads the whole lineage); the
-            -- second branch leaves out what the first found.
+            -- Each condition apart (an OR of the two reads the whole lineage, where the
+            -- teams' index serves the first); the second leaves out what the first found.
             SELECT * FROM public.unified_agent_sources
             WHERE team_id IN (SELECT team_id COLLATE "C" FROM sp_pend)
             UNION ALL

@@ -40,7 +40,7 @@ def write_rejects(path: Path, source: Path, rows: Iterable[tuple[int, str, str, 
 def reason_key(reason: str, column: str = "") -> str:
     """Group reasons for the summary: the text before the first detail (a repeated key's
     reason without the key, so they group as one), after the column it is about ("team_id is
-    501 characters long"; a key's columns are in its reason already)."""
+    501 characters long"; a duplicate key's stays without its columns)."""
     if reason.startswith("duplicate key "):
         words = reason.split(" (")[0].split()
         return " ".join(["duplicate key", *words[3:]])
