@@ -196,6 +196,12 @@ NORMALIZE = [
         (("john q public", "john public", "john", "public", "q", None), [], ["+15552010100"]),
     ),
     (("Brown", [], []), (("brown", "brown", "brown", None, None, None), [], [])),
+    # other scripts than Latin keep their letters (case-folded where the database can)
+    (
+        ("Петров, Иван", [], []),
+        (("петров иван", "иван петров", "иван", "петров", None, None), [], []),
+    ),
+    (("李小龙", [], []), (("李小龙", "李小龙", "李小龙", None, None, None), [], [])),
 ]
 
 

@@ -2,7 +2,8 @@
 --   e-mails  trimmed, lower-cased, "mailto:" dropped, invalid ones dropped;
 --   phones   to E.164: +1 for North American numbers without a country code, extensions
 --            dropped, too short (or of unknown country) dropped;
---   names    case-folded, accents and punctuation removed, whitespace collapsed.
+--   names    case-folded, accents and punctuation removed, whitespace collapsed; letters of
+--            other scripts than Latin kept as they are.
 --
 -- Set-based on purpose: each function turns a whole input work table into a whole output
 -- table with one statement of built-in expressions. A per-row call of a user function costs
@@ -88,6 +89,15 @@ SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
     v_count bigint;
+    -- What a name keeps besides a-z and 0-9 (after unaccent, which leaves Latin letters
+    -- ASCII): the letters of the other scripts people write names in (Greek, Cyrillic,
+    -- Armenian, Hebrew, Arabic, the Indic scripts, Thai, Georgian, Hangul, kana, CJK), named
+    -- by code point so that every database, whatever its locale, keeps the same. Without them
+    -- "李小龙" and "王小明" were both no name at all, and five such people on one office
+    -- line became one agent.
+    v_strip constant text := '[^a-z0-9\u0370-\u03ff\u0400-\u052f\u0531-\u058f\u0590-\u05ff'
+        '\u0600-\u06ff\u0900-\u0dff\u0e00-\u0e7f\u10a0-\u10ff\u1100-\u11ff'
+        '\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+';
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_person_names', 'sp_name_spellings',
                                                     'sp_name_parts', 'sp_name_cores',
@@ -104,7 +114,7 @@ BEGIN
     SELECT raw,
            nullif(btrim(regexp_replace(regexp_replace(lower(
                   CASE WHEN raw ~ '[^\x01-\x7f]' THEN extensions.unaccent(raw) ELSE raw END),
-                  '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g')), '') AS norm,
+                  '[''’`]', '', 'g'), v_strip, ' ', 'g')), '') AS norm,
            position(',' IN raw) > 0
                AND raw !~* ',\s*(jr|sr|ii|iii|iv|md|phd|esq)\.?\s*$' AS comma
     FROM sp_name_spellings
@@ -120,12 +130,12 @@ BEGIN
                 ELSE norm END AS core,
            CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
                 btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                    split_part(raw, ',', 1))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
+                    split_part(raw, ',', 1))), '[''’`]', '', 'g'), v_strip, ' ', 'g'))
                 || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                 ' +', ' ', 'g')), '') END AS before_core,
            CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
                 btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                    split_part(raw, ',', 2))), '[''’`]', '', 'g'), '[^a-z0-9]+', ' ', 'g'))
+                    split_part(raw, ',', 2))), '[''’`]', '', 'g'), v_strip, ' ', 'g'))
                 || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                 ' +', ' ', 'g')), '') END AS after_core
     FROM sp_name_parts;

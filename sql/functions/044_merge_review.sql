@@ -55,7 +55,11 @@ BEGIN
     -- (how many records carry the name, and the family name: hashed, not sorted)
     LEFT JOIN (SELECT name_key, count(*) AS n FROM sp_names
                WHERE name_key IS NOT NULL GROUP BY name_key) kn ON kn.name_key = x.name_key
-    LEFT JOIN (SELECT last_name, count(*) AS n, extensions.dmetaphone(last_name) AS lcode
+    -- (a sound for Latin letters only: dmetaphone() gives other scripts nothing or noise,
+    -- "петров" and "иванов" both "NN", which would make every such pair sound alike)
+    LEFT JOIN (SELECT last_name, count(*) AS n,
+                      CASE WHEN last_name !~ '[^a-z0-9]' THEN extensions.dmetaphone(last_name)
+                      END AS lcode
                FROM sp_names WHERE last_name IS NOT NULL GROUP BY last_name) ln_
            ON ln_.last_name = x.last_name
     -- (the teams of more than 64 names, counted for the name links: merge_name_links())
