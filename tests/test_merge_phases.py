@@ -202,6 +202,12 @@ NORMALIZE = [
         (("петров иван", "иван петров", "иван", "петров", None, None), [], []),
     ),
     (("李小龙", [], []), (("李小龙", "李小龙", "李小龙", None, None, None), [], [])),
+    # (their punctuation separates words; Hebrew and Arabic vowel points are dropped)
+    (
+        ("דָּוִד כֹּהֵן", [], []),
+        (("דוד כהן", "דוד כהן", "דוד", "כהן", None, None), [], []),
+    ),
+    (("山田・太郎", [], []), (("山田 太郎", "太郎 山田", "山田", "太郎", None, None), [], [])),
 ]
 
 

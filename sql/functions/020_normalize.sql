@@ -91,13 +91,27 @@ DECLARE
     v_count bigint;
     -- What a name keeps besides a-z and 0-9 (after unaccent, which leaves Latin letters
     -- ASCII): the letters of the other scripts people write names in (Greek, Cyrillic,
-    -- Armenian, Hebrew, Arabic, the Indic scripts, Thai, Georgian, Hangul, kana, CJK), named
-    -- by code point so that every database, whatever its locale, keeps the same. Without them
-    -- "李小龙" and "王小明" were both no name at all, and five such people on one office
-    -- line became one agent.
-    v_strip constant text := '[^a-z0-9\u0370-\u03ff\u0400-\u052f\u0531-\u058f\u0590-\u05ff'
-        '\u0600-\u06ff\u0900-\u0dff\u0e00-\u0e7f\u10a0-\u10ff\u1100-\u11ff'
-        '\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+';
+    -- Armenian, Hebrew, Arabic, Syriac, the Indic scripts, Thai, Lao, Myanmar, Georgian,
+    -- Hangul, Ethiopic, Khmer, kana, CJK), named by code point: a character class such as
+    -- [[:alpha:]] would depend on the database's locale. Their punctuation (the Arabic comma,
+    -- the danda, the katakana middle dot...) separates words as a space does. Without these
+    -- letters "Иван Петров" and "Сергей Смирнов" were both no name at all, and people of one
+    -- team on its office line became one agent. (Case is folded by lower(), as the
+    -- database's locale knows how: in one of LC_CTYPE C, "ИВАН" stays as it is.)
+    v_strip constant text := '(?:[^a-z0-9\u0370-\u03ff\u0400-\u052f\u0531-\u058f'
+        '\u0590-\u05ff\u0600-\u06ff\u0700-\u074f\u0900-\u0dff\u0e00-\u0eff'
+        '\u1000-\u109f\u10a0-\u10ff\u1100-\u11ff\u1200-\u137f\u1780-\u17ff'
+        '\u1c90-\u1cbf\u3005\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff'
+        '\uac00-\ud7af\uff66-\uff9f\U00020000-\U0003134f]'
+        '|[\u037e\u0387\u055a-\u055f\u0589\u05be\u05c0\u05c3\u05c6\u05f3\u05f4'
+        '\u060c\u061b\u061f\u066a-\u066d\u06d4\u0700-\u070d\u0964\u0965\u0970'
+        '\u0e2f\u0e4f\u0e5a\u0e5b\u104a\u104b\u1361-\u1368\u17d4-\u17da\u30fb])+';
+    -- What a name loses inside its words: apostrophes ("O'Neil"), and the vowel points of
+    -- Hebrew and Arabic and the Arabic stretching line, which one source writes and another
+    -- leaves out ("דָּוִד" is "דוד").
+    v_drop constant text := '[''’`\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7'
+        '\u0610-\u061a\u0640\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e8'
+        '\u06ea-\u06ed]';
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_person_names', 'sp_name_spellings',
                                                     'sp_name_parts', 'sp_name_cores',
@@ -114,7 +128,7 @@ BEGIN
     SELECT raw,
            nullif(btrim(regexp_replace(regexp_replace(lower(
                   CASE WHEN raw ~ '[^\x01-\x7f]' THEN extensions.unaccent(raw) ELSE raw END),
-                  '[''’`]', '', 'g'), v_strip, ' ', 'g')), '') AS norm,
+                  v_drop, '', 'g'), v_strip, ' ', 'g')), '') AS norm,
            position(',' IN raw) > 0
                AND raw !~* ',\s*(jr|sr|ii|iii|iv|md|phd|esq)\.?\s*$' AS comma
     FROM sp_name_spellings
@@ -130,12 +144,12 @@ BEGIN
                 ELSE norm END AS core,
            CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
                 btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                    split_part(raw, ',', 1))), '[''’`]', '', 'g'), v_strip, ' ', 'g'))
+                    split_part(raw, ',', 1))), v_drop, '', 'g'), v_strip, ' ', 'g'))
                 || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                 ' +', ' ', 'g')), '') END AS before_core,
            CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
                 btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                    split_part(raw, ',', 2))), '[''’`]', '', 'g'), v_strip, ' ', 'g'))
+                    split_part(raw, ',', 2))), v_drop, '', 'g'), v_strip, ' ', 'g'))
                 || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                 ' +', ' ', 'g')), '') END AS after_core
     FROM sp_name_parts;
@@ -329,7 +343,10 @@ AS $$
 BEGIN
     RETURN coalesce(length(p_a) >= 2 AND length(p_b) >= 2 AND p_a <> p_b
                     AND extensions.levenshtein(p_a, p_b) > 2
-                    AND extensions.dmetaphone(p_a) <> extensions.dmetaphone(p_b),
+                    -- (a sound for Latin letters only: dmetaphone() makes "петров" and
+                    -- "смирнов" both "NN")
+                    AND (p_a ~ '[^a-z0-9]' OR p_b ~ '[^a-z0-9]'
+                         OR extensions.dmetaphone(p_a) <> extensions.dmetaphone(p_b)),
                     false);
 END;
 $$;

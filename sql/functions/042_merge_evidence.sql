@@ -154,7 +154,8 @@ BEGIN
                                  AND (starts_with(a.first_name, b.first_name) OR starts_with(b.first_name, a.first_name))), false)
                     OR coalesce(length(a.last_name) >= 2 AND length(b.last_name) >= 2 AND a.last_name <> b.last_name
                         AND extensions.levenshtein(a.last_name, b.last_name) > 2
-                        AND extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.last_name), false))
+                        AND (a.last_name ~ '[^a-z0-9]' OR b.last_name ~ '[^a-z0-9]'
+                             OR extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.last_name)), false))
                    AND (coalesce(length(a.first_name) >= 2 AND length(b.last_name) >= 2 AND a.first_name <> b.last_name
                         AND NOT coalesce(a.canons && ARRAY[b.last_name], false)
                         AND NOT (CASE WHEN least(length(a.first_name), length(b.last_name)) >= 7
@@ -170,7 +171,8 @@ BEGIN
                                  AND (starts_with(a.first_name, b.last_name) OR starts_with(b.last_name, a.first_name))), false)
                         OR coalesce(length(a.last_name) >= 2 AND length(b.first_name) >= 2 AND a.last_name <> b.first_name
                         AND extensions.levenshtein(a.last_name, b.first_name) > 2
-                        AND extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.first_name), false))) AS conflict
+                        AND (a.last_name ~ '[^a-z0-9]' OR b.first_name ~ '[^a-z0-9]'
+                             OR extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.first_name)), false))) AS conflict
         FROM sp_keycompat c
         JOIN sp_keynames a ON a.vid = c.va
         JOIN sp_keynames b ON b.vid = c.vb
