@@ -170,6 +170,11 @@ CONFLICT = [
     ("Helen Ward", "Ryan Cole", True),
     ("John Davis Jr.", "John Davis", True),
     ("Maria Lopez", "Maria Brennan", True),
+    # other scripts: compared among themselves, never with Latin letters
+    ("Иван Петров", "Иван Смирнов", True),
+    ("Иван Петров", "Сергей Смирнов", True),
+    ("Иван Петров", "Ivan Petrov", False),
+    ("李小龙", "Bruce Lee", False),
 ]
 
 

@@ -98,6 +98,18 @@ def test_names_in_other_scripts_are_names_on_an_office_line(
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE full_name = ''") == 0
 
 
+def test_one_person_in_two_scripts_merges_on_a_personal_email(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """"Bruce Lee" in the feed and "李小龙" on a team page, on one personal e-mail: names in
+    two scripts cannot be compared, so the e-mail decides, as it would with no name."""
+    src = Sources()
+    bruce = src.agent("Bruce Lee", emails=["bruce.lee@mail.com"], team="dragon-realty")
+    page = src.page("dragon-realty", [{"name": "李小龙", "email": "bruce.lee@mail.com"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert agent_of(deployed_db, "new_agents", bruce) == member_agent(deployed_db, page, 1)
+
+
 def test_personal_email_with_name_variants_still_merges(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

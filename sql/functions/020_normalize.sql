@@ -296,8 +296,11 @@ $$;
 -- that are neither the same, a nickname, a typo apart nor one the start of the other, or
 -- family names that neither sound alike nor are two edits apart, or a different
 -- generational suffix; in both orders of the words (a name written "Last First").
--- A missing part never conflicts. The merge writes the same test out in
--- merge_contact_evidence() (no function call per pair); this one is for tests and people.
+-- A missing part never conflicts, and a name in Latin letters never conflicts with one in
+-- another script ("Ivan Petrov" and "Иван Петров", "Bruce Lee" and "李小龙" may be one person,
+-- and the words cannot be compared). The merge writes the same test out in
+-- merge_contact_evidence() and merge_split_bridges() (no function call per pair); this one
+-- is for tests and people.
 -- (A double surname is normalized to its last word, so
 -- "Ward-Snyder" conflicts with "Ward": a shared key stays shared, the safe side.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.names_conflict(
@@ -308,6 +311,9 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, extensions
 AS $$
 BEGIN
+    IF (concat(a_first, a_last) ~ '[^a-z0-9]') <> (concat(b_first, b_last) ~ '[^a-z0-9]') THEN
+        RETURN false;
+    END IF;
     IF a_suffix IS DISTINCT FROM b_suffix THEN
         RETURN true;
     END IF;
