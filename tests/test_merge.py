@@ -101,7 +101,7 @@ def test_names_in_other_scripts_are_names_on_an_office_line(
 def test_one_person_in_two_scripts_merges_on_a_personal_email(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """"Bruce Lee" in the feed and "李小龙" on a team page, on one personal e-mail: names in
+    """ "Bruce Lee" in the feed and "李小龙" on a team page, on one personal e-mail: names in
     two scripts cannot be compared, so the e-mail decides, as it would with no name."""
     src = Sources()
     bruce = src.agent("Bruce Lee", emails=["bruce.lee@mail.com"], team="dragon-realty")
