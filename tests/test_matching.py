@@ -175,6 +175,12 @@ CONFLICT = [
     ("Иван Петров", "Сергей Смирнов", True),
     ("Иван Петров", "Ivan Petrov", False),
     ("李小龙", "Bruce Lee", False),
+    # Chinese, Japanese, Korean: the name whole, by its letters (no typos, no initials)
+    ("李小龙", "王小明", True),
+    ("李小龙", "李小明", True),
+    ("佐藤 健", "佐藤 翼", True),
+    ("김민준", "김민지", True),
+    ("山田 太郎", "山田太郎", False),
 ]
 
 

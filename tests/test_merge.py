@@ -98,6 +98,26 @@ def test_names_in_other_scripts_are_names_on_an_office_line(
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE full_name = ''") == 0
 
 
+def test_chinese_japanese_and_korean_names_on_an_office_line(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Names written as one word each, a letter apart, or with a one-letter given name: each
+    is a person of their own on the office line; the same name with a space in it is not."""
+    src = Sources()
+    office = "(617) 555-0100"
+    names = ["李小龙", "李小明", "王小明", "佐藤 健", "佐藤 翼", "김민준"]
+    page = src.page(
+        "dragon-realty",
+        [{"name": n, "email": f"p{i}@dragon.com", "phone": office} for i, n in enumerate(names)],
+    )
+    yamada = src.agent("山田太郎", emails=["yamada@dragon.com"], phones=[office])
+    page2 = src.page("team-1", [{"name": "山田 太郎", "email": "yamada@dragon.com"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    members = [member_agent(deployed_db, page, i + 1) for i in range(len(names))]
+    assert len(set(members)) == len(names)
+    assert agent_of(deployed_db, "new_agents", yamada) == member_agent(deployed_db, page2, 1)
+
+
 def test_one_person_in_two_scripts_merges_on_a_personal_email(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

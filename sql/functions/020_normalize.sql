@@ -292,13 +292,36 @@ BEGIN
 END;
 $$;
 
+-- The letters of a name written in Chinese, Japanese or Korean (Han, kana, Hangul), in code
+-- point order, spaces left out; NULL for any other name. Such a name is compared whole by
+-- its letters (names_conflict()).
+CREATE OR REPLACE FUNCTION syncpipe_internal.cjk_letters(p_name text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF p_name IS NULL OR p_name !~ ('[\u3005\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf'
+                                    '\u4e00-\u9fff\uac00-\ud7af\uff66-\uff9f'
+                                    '\U00020000-\U0003134f]') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT string_agg(c, '' ORDER BY c COLLATE "C")
+            FROM regexp_split_to_table(replace(p_name, ' ', ''), '') AS c);
+END;
+$$;
+
 -- Do two names on one key say "two different people"? Given names (two letters or more)
 -- that are neither the same, a nickname, a typo apart nor one the start of the other, or
 -- family names that neither sound alike nor are two edits apart, or a different
 -- generational suffix; in both orders of the words (a name written "Last First").
 -- A missing part never conflicts, and a name in Latin letters never conflicts with one in
 -- another script ("Ivan Petrov" and "Иван Петров", "Bruce Lee" and "李小龙" may be one person,
--- and the words cannot be compared). The merge writes the same test out in
+-- and the words cannot be compared). Two names in Chinese, Japanese or Korean are compared
+-- whole, by their letters (cjk_letters(); here of the given and family names, the merge's
+-- copies take every word): their letters are words, so neither a typo nor an initial
+-- applies, and a name is often written as one word ("李小龙" and "王小明" conflict, "山田 太郎"
+-- and "山田太郎" do not). The merge writes the same test out in
 -- merge_contact_evidence() and merge_split_bridges() (no function call per pair); this one
 -- is for tests and people.
 -- (A double surname is normalized to its last word, so
@@ -313,6 +336,11 @@ AS $$
 BEGIN
     IF (concat(a_first, a_last) ~ '[^a-z0-9]') <> (concat(b_first, b_last) ~ '[^a-z0-9]') THEN
         RETURN false;
+    END IF;
+    IF syncpipe_internal.cjk_letters(concat(a_first, a_last)) IS NOT NULL
+       AND syncpipe_internal.cjk_letters(concat(b_first, b_last)) IS NOT NULL THEN
+        RETURN syncpipe_internal.cjk_letters(concat(a_first, a_last))
+               <> syncpipe_internal.cjk_letters(concat(b_first, b_last));
     END IF;
     IF a_suffix IS DISTINCT FROM b_suffix THEN
         RETURN true;

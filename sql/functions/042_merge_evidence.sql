@@ -137,10 +137,16 @@ BEGIN
     -- and whether the two say "two different people" (only asked here: most keys fit).
     CREATE UNLOGGED TABLE syncpipe_work.sp_keymixed AS
         SELECT c.*,
-               -- (syncpipe_internal.names_conflict(), written out: no function call per pair;
-               -- a name in Latin letters and one in another script are not compared)
-               (a.name_key ~ '[^a-z0-9 ]') = (b.name_key ~ '[^a-z0-9 ]')
-               AND (a.suffix IS DISTINCT FROM b.suffix
+               -- (syncpipe_internal.names_conflict(), written out: no function call per pair
+               -- of names in Latin letters; one in Latin letters and one in another script
+               -- are not compared; two in Chinese, Japanese or Korean by their letters)
+               CASE WHEN (a.name_key ~ '[^a-z0-9 ]') <> (b.name_key ~ '[^a-z0-9 ]') THEN false
+                    WHEN a.name_key ~ '[^a-z0-9 ]'
+                         AND syncpipe_internal.cjk_letters(a.name_key) IS NOT NULL
+                         AND syncpipe_internal.cjk_letters(b.name_key) IS NOT NULL
+                    THEN syncpipe_internal.cjk_letters(a.name_key)
+                         <> syncpipe_internal.cjk_letters(b.name_key)
+               ELSE (a.suffix IS DISTINCT FROM b.suffix
                OR ((coalesce(length(a.first_name) >= 2 AND length(b.first_name) >= 2 AND a.first_name <> b.first_name
                         AND NOT coalesce(a.canons && b.canons, false)
                         AND NOT (CASE WHEN least(length(a.first_name), length(b.first_name)) >= 7
@@ -174,7 +180,7 @@ BEGIN
                         OR coalesce(length(a.last_name) >= 2 AND length(b.first_name) >= 2 AND a.last_name <> b.first_name
                         AND extensions.levenshtein(a.last_name, b.first_name) > 2
                         AND (a.last_name ~ '[^a-z0-9]' OR b.first_name ~ '[^a-z0-9]'
-                             OR extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.first_name)), false)))) AS conflict
+                             OR extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.first_name)), false)))) END AS conflict
         FROM sp_keycompat c
         JOIN sp_keynames a ON a.vid = c.va
         JOIN sp_keynames b ON b.vid = c.vb
