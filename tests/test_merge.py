@@ -118,16 +118,28 @@ def test_chinese_japanese_and_korean_names_on_an_office_line(
     assert agent_of(deployed_db, "new_agents", yamada) == member_agent(deployed_db, page2, 1)
 
 
-def test_one_person_in_two_scripts_merges_on_a_personal_email(
+def test_names_in_two_scripts_never_switch_the_name_check_off(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """ "Bruce Lee" in the feed and "李小龙" on a team page, on one personal e-mail: names in
-    two scripts cannot be compared, so the e-mail decides, as it would with no name."""
+    """One Cyrillic letter in a Latin name ("Mariа Lopez") leaves an office line an office
+    line; a Latin name holding a key of each of two people named in Cyrillic does not chain
+    them into one."""
     src = Sources()
-    bruce = src.agent("Bruce Lee", emails=["bruce.lee@mail.com"], team="dragon-realty")
-    page = src.page("dragon-realty", [{"name": "李小龙", "email": "bruce.lee@mail.com"}])
+    office = "(555) 201-0100"
+    maria = src.agent("Mari\u0430 Lopez", phones=[office])
+    tom = src.agent("Tom Becker", phones=[office])
+    ivan = src.agent("Ivan Petrov", emails=["ivan.petrov@mail.com"], phones=["(555) 201-0177"])
+    page = src.page(
+        "team-2",
+        [
+            {"name": "Иван Петров", "email": "ivan.petrov@mail.com"},
+            {"name": "Сергей Смирнов", "phone": "(555) 201-0177"},
+        ],
+    )
     load_and_merge(invoke, deployed_db, src, tmp_path / "data")
-    assert agent_of(deployed_db, "new_agents", bruce) == member_agent(deployed_db, page, 1)
+    assert agent_of(deployed_db, "new_agents", maria) != agent_of(deployed_db, "new_agents", tom)
+    assert member_agent(deployed_db, page, 1) != member_agent(deployed_db, page, 2)
+    assert agent_of(deployed_db, "new_agents", ivan) != member_agent(deployed_db, page, 2)
 
 
 def test_personal_email_with_name_variants_still_merges(

@@ -315,9 +315,10 @@ $$;
 -- that are neither the same, a nickname, a typo apart nor one the start of the other, or
 -- family names that neither sound alike nor are two edits apart, or a different
 -- generational suffix; in both orders of the words (a name written "Last First").
--- A missing part never conflicts, and a name in Latin letters never conflicts with one in
--- another script ("Ivan Petrov" and "Иван Петров", "Bruce Lee" and "李小龙" may be one person,
--- and the words cannot be compared). Two names in Chinese, Japanese or Korean are compared
+-- A missing part never conflicts. (Names in two scripts are compared as they are, and so
+-- nearly always conflict: "Ivan Petrov" and "Иван Петров" stay apart, the safe side; read as
+-- no conflict, one Cyrillic letter in a Latin name switched the test off, and a Latin name
+-- chained two people named in Cyrillic.) Two names in Chinese, Japanese or Korean are compared
 -- whole, by their letters (cjk_letters(); here of the given and family names, the merge's
 -- copies take every word): their letters are words, so neither a typo nor an initial
 -- applies, and a name is often written as one word ("李小龙" and "王小明" conflict, "山田 太郎"
@@ -334,9 +335,6 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, extensions
 AS $$
 BEGIN
-    IF (concat(a_first, a_last) ~ '[^a-z0-9]') <> (concat(b_first, b_last) ~ '[^a-z0-9]') THEN
-        RETURN false;
-    END IF;
     IF syncpipe_internal.cjk_letters(concat(a_first, a_last)) IS NOT NULL
        AND syncpipe_internal.cjk_letters(concat(b_first, b_last)) IS NOT NULL THEN
         RETURN syncpipe_internal.cjk_letters(concat(a_first, a_last))

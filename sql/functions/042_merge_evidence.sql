@@ -138,10 +138,8 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_keymixed AS
         SELECT c.*,
                -- (syncpipe_internal.names_conflict(), written out: no function call per pair
-               -- of names in Latin letters; one in Latin letters and one in another script
-               -- are not compared; two in Chinese, Japanese or Korean by their letters)
-               CASE WHEN (a.name_key ~ '[^a-z0-9 ]') <> (b.name_key ~ '[^a-z0-9 ]') THEN false
-                    WHEN a.name_key ~ '[^a-z0-9 ]'
+               -- of names in Latin letters; two in Chinese, Japanese or Korean by their letters)
+               CASE WHEN a.name_key ~ '[^a-z0-9 ]' AND b.name_key ~ '[^a-z0-9 ]'
                          AND syncpipe_internal.cjk_letters(a.name_key) IS NOT NULL
                          AND syncpipe_internal.cjk_letters(b.name_key) IS NOT NULL
                     THEN syncpipe_internal.cjk_letters(a.name_key)

@@ -234,15 +234,13 @@ BEGIN
     ANALYZE sp_bridgehops;
     -- The pairs of a group's neighbours whose names say "two people": names_conflict(),
     -- unless the words of one name are all in the other ("Robert Smith" in "James Robert
-    -- Smith", "Teresa Johnson" in "Teresa Johnson-Logan", "Smith John"); a name in Latin
-    -- letters and one in another script are not compared, two in Chinese, Japanese or
-    -- Korean by their letters.
+    -- Smith", "Teresa Johnson" in "Teresa Johnson-Logan", "Smith John"); two in Chinese,
+    -- Japanese or Korean by their letters.
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgepair AS
     WITH named AS (
         SELECT DISTINCT h.g, h.y, n.first_name AS f, n.last_name AS l, n.suffix,
                string_to_array(n.name_key, ' ') AS words,
                coalesce(c.canons, ARRAY[n.first_name]) AS canons,
-               coalesce(n.name_key ~ '[^a-z0-9 ]', false) AS other_script,
                CASE WHEN n.name_key ~ '[^a-z0-9 ]'
                     THEN syncpipe_internal.cjk_letters(n.name_key) END AS cjk
         FROM sp_bridgehops h
@@ -252,8 +250,7 @@ BEGIN
     SELECT DISTINCT p.g, p.y, q.y AS z
     FROM named p
     JOIN named q ON q.g = p.g AND q.y > p.y
-    WHERE CASE WHEN p.other_script <> q.other_script THEN false
-               WHEN p.cjk IS NOT NULL AND q.cjk IS NOT NULL THEN p.cjk <> q.cjk
+    WHERE CASE WHEN p.cjk IS NOT NULL AND q.cjk IS NOT NULL THEN p.cjk <> q.cjk
                ELSE (p.suffix IS DISTINCT FROM q.suffix
        OR (NOT (p.words <@ q.words OR q.words <@ p.words)
            AND (syncpipe_internal.given_names_differ(p.f, q.f, p.canons, q.canons)
