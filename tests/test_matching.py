@@ -170,12 +170,15 @@ CONFLICT = [
     ("Helen Ward", "Ryan Cole", True),
     ("John Davis Jr.", "John Davis", True),
     ("Maria Lopez", "Maria Brennan", True),
-    # other scripts: compared as they are (two scripts: apart, the safe side; one Cyrillic
-    # letter in a Latin name switches nothing off)
+    # Cyrillic and Greek are judged in Latin letters, as passports write them; a Cyrillic
+    # letter in a Latin name switches nothing off
     ("Иван Петров", "Иван Смирнов", True),
     ("Иван Петров", "Сергей Смирнов", True),
-    ("Иван Петров", "Ivan Petrov", True),
+    ("Иван Петров", "Ivan Petrov", False),
+    ("Сергей Смирнов", "Sergey Smirnov", False),
     ("Mariа Lopez", "Tom Becker", True),
+    # other scripts against Latin letters: compared as they are, so apart (the safe side)
+    ("李小龙", "Bruce Lee", True),
     # Chinese, Japanese, Korean: the name whole, by its letters (no typos, no initials)
     ("李小龙", "王小明", True),
     ("李小龙", "李小明", True),

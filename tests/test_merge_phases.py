@@ -196,10 +196,14 @@ NORMALIZE = [
         (("john q public", "john public", "john", "public", "q", None), [], ["+15552010100"]),
     ),
     (("Brown", [], []), (("brown", "brown", "brown", None, None, None), [], [])),
-    # other scripts than Latin keep their letters (case-folded where the database can)
+    # Cyrillic and Greek in Latin letters; other scripts keep their letters
     (
-        ("Петров, Иван", [], []),
-        (("петров иван", "иван петров", "иван", "петров", None, None), [], []),
+        ("ПЕТРОВ, Иван", [], []),
+        (("petrov ivan", "ivan petrov", "ivan", "petrov", None, None), [], []),
+    ),
+    (
+        ("Ελένη Παπαδοπούλου", [], []),
+        (("eleni papadopoulou", "eleni papadopoulou", "eleni", "papadopoulou", None, None), [], []),
     ),
     (("李小龙", [], []), (("李小龙", "李小龙", "李小龙", None, None, None), [], [])),
     # (their punctuation separates words; Hebrew and Arabic vowel points are dropped)

@@ -2,8 +2,8 @@
 --   e-mails  trimmed, lower-cased, "mailto:" dropped, invalid ones dropped;
 --   phones   to E.164: +1 for North American numbers without a country code, extensions
 --            dropped, too short (or of unknown country) dropped;
---   names    case-folded, accents and punctuation removed, whitespace collapsed; letters of
---            other scripts than Latin kept as they are.
+--   names    case-folded, accents and punctuation removed, whitespace collapsed; Cyrillic
+--            and Greek written in Latin letters (romanize()), other scripts' letters kept.
 --
 -- Set-based on purpose: each function turns a whole input work table into a whole output
 -- table with one statement of built-in expressions. A per-row call of a user function costs
@@ -72,6 +72,37 @@ BEGIN
 END;
 $$;
 
+-- A name in Cyrillic or Greek letters written in Latin ones, as passports and most people do
+-- ("Иван Петров" is "Ivan Petrov", "Ελένη" is "Eleni"): the name rules, written for Latin
+-- letters (typos, nicknames, sounds), then judge it, and the same person written in both
+-- scripts is one name. Case is folded by code point on the way, whatever the database's
+-- locale. Any other text is returned as it is.
+CREATE OR REPLACE FUNCTION syncpipe_internal.romanize(p_name text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    v text := p_name;
+BEGIN
+    IF v IS NULL OR v !~ '[\u0370-\u03ff\u0400-\u04ff]' THEN
+        RETURN v;
+    END IF;
+    v := translate(v, 'АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯІЇЄҐЎ',
+                      'абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґў');
+    v := translate(v, 'ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩΆΈΉΊΌΎΏΪΫς',
+                      'αβγδεζηθικλμνξοπρστυφχψωάέήίόύώϊϋσ');
+    v := replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
+         replace(replace(replace(v, 'щ', 'shch'), 'ж', 'zh'), 'х', 'kh'), 'ц', 'ts'),
+         'ч', 'ch'), 'ш', 'sh'), 'ю', 'yu'), 'я', 'ya'), 'ї', 'yi'), 'є', 'ye'), 'θ', 'th'),
+         'χ', 'ch'), 'ψ', 'ps');
+    v := replace(replace(v, 'ου', 'ou'), 'ού', 'ou');
+    -- (the hard and soft signs, last and without a letter of their own, are dropped)
+    RETURN translate(v, 'абвгдеёзийклмнопрстуфыэіґўαβγδεζηικλμνξοπρστυφωάέήίόύώϊϋΐΰъь',
+                        'abvgdeeziiklmnoprstufyeiguavgdeziiklmnxoprstyfoaeiioyoiyiy');
+END;
+$$;
+
 -- In:  sp_names_in     (uid bigint, raw text)
 -- Out: sp_person_names (uid, name_norm, name_key, first_name, last_name, middle, suffix):
 --   name_norm  the normalized name;
@@ -127,7 +158,8 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_name_parts AS
     SELECT raw,
            nullif(btrim(regexp_replace(regexp_replace(lower(
-                  CASE WHEN raw ~ '[^\x01-\x7f]' THEN extensions.unaccent(raw) ELSE raw END),
+                  CASE WHEN raw ~ '[^\x01-\x7f]'
+                       THEN syncpipe_internal.romanize(extensions.unaccent(raw)) ELSE raw END),
                   v_drop, '', 'g'), v_strip, ' ', 'g')), '') AS norm,
            position(',' IN raw) > 0
                AND raw !~* ',\s*(jr|sr|ii|iii|iv|md|phd|esq)\.?\s*$' AS comma
@@ -143,13 +175,13 @@ BEGIN
                      ' +', ' ', 'g')), '')
                 ELSE norm END AS core,
            CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
-                btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                    split_part(raw, ',', 1))), v_drop, '', 'g'), v_strip, ' ', 'g'))
+                btrim(regexp_replace(regexp_replace(lower(syncpipe_internal.romanize(
+                    extensions.unaccent(split_part(raw, ',', 1)))), v_drop, '', 'g'), v_strip, ' ', 'g'))
                 || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                 ' +', ' ', 'g')), '') END AS before_core,
            CASE WHEN comma THEN nullif(btrim(regexp_replace(regexp_replace(' ' ||
-                btrim(regexp_replace(regexp_replace(lower(extensions.unaccent(
-                    split_part(raw, ',', 2))), v_drop, '', 'g'), v_strip, ' ', 'g'))
+                btrim(regexp_replace(regexp_replace(lower(syncpipe_internal.romanize(
+                    extensions.unaccent(split_part(raw, ',', 2)))), v_drop, '', 'g'), v_strip, ' ', 'g'))
                 || ' ', ' (jr|sr|ii|iii|iv|mr|mrs|ms|miss|dr|md|phd|esq)(?= )', ' ', 'g'),
                 ' +', ' ', 'g')), '') END AS after_core
     FROM sp_name_parts;
