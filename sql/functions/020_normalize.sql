@@ -126,9 +126,11 @@ DECLARE
     -- Hangul, Ethiopic, Khmer, kana, CJK), named by code point: a character class such as
     -- [[:alpha:]] would depend on the database's locale. Their punctuation (the Arabic comma,
     -- the danda, the katakana middle dot...) separates words as a space does. Without these
-    -- letters "Иван Петров" and "Сергей Смирнов" were both no name at all, and people of one
-    -- team on its office line became one agent. (Case is folded by lower(), as the
-    -- database's locale knows how: in one of LC_CTYPE C, "ИВАН" stays as it is.)
+    -- letters such names were no name at all, and people of one team on its office line
+    -- became one agent. (Russian, Ukrainian, Belarusian and Greek letters are written in
+    -- Latin ones before this, by romanize(); the other letters of those blocks stay. Case
+    -- is folded by lower(), as the database's locale knows how: in one of LC_CTYPE C,
+    -- Armenian or Georgian capitals stay as they are.)
     v_strip constant text := '(?:[^a-z0-9\u0370-\u03ff\u0400-\u052f\u0531-\u058f'
         '\u0590-\u05ff\u0600-\u06ff\u0700-\u074f\u0900-\u0dff\u0e00-\u0eff'
         '\u1000-\u109f\u10a0-\u10ff\u1100-\u11ff\u1200-\u137f\u1780-\u17ff'
@@ -348,9 +350,10 @@ $$;
 -- family names that neither sound alike nor are two edits apart, or a different
 -- generational suffix; in both orders of the words (a name written "Last First").
 -- A missing part never conflicts. (Names in two scripts are compared as they are, and so
--- nearly always conflict: "Ivan Petrov" and "Иван Петров" stay apart, the safe side; read as
--- no conflict, one Cyrillic letter in a Latin name switched the test off, and a Latin name
--- chained two people named in Cyrillic.) Two names in Chinese, Japanese or Korean are compared
+-- nearly always conflict: "李小龙" and "Bruce Lee" stay apart, the safe side; read as no
+-- conflict, one Cyrillic letter in a Latin name switched the test off, and a Latin name
+-- chained two people named in Cyrillic. Cyrillic and Greek are in Latin letters by then:
+-- romanize().) Two names in Chinese, Japanese or Korean are compared
 -- whole, by their letters (cjk_letters(); here of the given and family names, the merge's
 -- copies take every word): their letters are words, so neither a typo nor an initial
 -- applies, and a name is often written as one word ("李小龙" and "王小明" conflict, "山田 太郎"
