@@ -88,8 +88,8 @@ BEGIN
     IF v IS NULL OR v !~ '[\u0370-\u03ff\u0400-\u04ff]' THEN
         RETURN v;
     END IF;
-    v := translate(v, 'АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯІЇЄҐЎ',
-                      'абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґў');
+    v := translate(v, 'АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯІЇЄҐЎЂЋЏЉЊЈЃЌЅ',
+                      'абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґўђћџљњјѓќѕ');
     v := translate(v, 'ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩΆΈΉΊΌΎΏΪΫς',
                       'αβγδεζηθικλμνξοπρστυφχψωάέήίόύώϊϋσ');
     v := replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
@@ -97,9 +97,13 @@ BEGIN
          'ч', 'ch'), 'ш', 'sh'), 'ю', 'yu'), 'я', 'ya'), 'ї', 'yi'), 'є', 'ye'), 'θ', 'th'),
          'χ', 'ch'), 'ψ', 'ps');
     v := replace(replace(v, 'ου', 'ou'), 'ού', 'ou');
+    -- (Serbian and Macedonian letters as those languages write them in Latin letters, less
+    -- their accents, as unaccent() leaves those: "Ђорђе Ђокић" is "Đorđe Đokić", "dorde
+    -- dokic")
+    v := replace(replace(replace(replace(v, 'џ', 'dz'), 'љ', 'lj'), 'њ', 'nj'), 'ѕ', 'dz');
     -- (the hard and soft signs, last and without a letter of their own, are dropped)
-    RETURN translate(v, 'абвгдеёзийклмнопрстуфыэіґўαβγδεζηικλμνξοπρστυφωάέήίόύώϊϋΐΰъь',
-                        'abvgdeeziiklmnoprstufyeiguavgdeziiklmnxoprstyfoaeiioyoiyiy');
+    RETURN translate(v, 'абвгдеёзийклмнопрстуфыэіґўћјђѓќαβγδεζηικλμνξοπρστυφωάέήίόύώϊϋΐΰъь',
+                        'abvgdeeziiklmnoprstufyeigucjdgkavgdeziiklmnxoprstyfoaeiioyoiyiy');
 END;
 $$;
 
@@ -326,9 +330,10 @@ BEGIN
 END;
 $$;
 
--- The letters of a name written in Chinese, Japanese or Korean (Han, kana, Hangul), in code
--- point order, spaces left out; NULL for any other name. Such a name is compared whole by
--- its letters (names_conflict()).
+-- The letters of a name written in Chinese, Japanese or Korean (Han, kana, Hangul), in
+-- their order, spaces left out ("山田 太郎" is "山田太郎"); NULL for any other name. Such a
+-- name is compared whole by its letters (names_conflict(); in their order: "김민수" and
+-- "김수민" are two people).
 CREATE OR REPLACE FUNCTION syncpipe_internal.cjk_letters(p_name text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -340,8 +345,7 @@ BEGIN
                                     '\U00020000-\U0003134f]') THEN
         RETURN NULL;
     END IF;
-    RETURN (SELECT string_agg(c, '' ORDER BY c COLLATE "C")
-            FROM regexp_split_to_table(replace(p_name, ' ', ''), '') AS c);
+    RETURN replace(p_name, ' ', '');
 END;
 $$;
 
@@ -354,8 +358,8 @@ $$;
 -- conflict, one Cyrillic letter in a Latin name switched the test off, and a Latin name
 -- chained two people named in Cyrillic. Cyrillic and Greek are in Latin letters by then:
 -- romanize().) Two names in Chinese, Japanese or Korean are compared
--- whole, by their letters (cjk_letters(); here of the given and family names, the merge's
--- copies take every word): their letters are words, so neither a typo nor an initial
+-- whole, by the letters of their given and family names (cjk_letters()): their letters are
+-- words, so neither a typo nor an initial
 -- applies, and a name is often written as one word ("李小龙" and "王小明" conflict, "山田 太郎"
 -- and "山田太郎" do not). The merge writes the same test out in
 -- merge_contact_evidence() and merge_split_bridges() (no function call per pair); this one

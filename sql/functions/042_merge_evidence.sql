@@ -140,10 +140,12 @@ BEGIN
                -- (syncpipe_internal.names_conflict(), written out: no function call per pair
                -- of names in Latin letters; two in Chinese, Japanese or Korean by their letters)
                CASE WHEN a.name_key ~ '[^a-z0-9 ]' AND b.name_key ~ '[^a-z0-9 ]'
-                         AND syncpipe_internal.cjk_letters(a.name_key) IS NOT NULL
-                         AND syncpipe_internal.cjk_letters(b.name_key) IS NOT NULL
-                    THEN syncpipe_internal.cjk_letters(a.name_key)
-                         <> syncpipe_internal.cjk_letters(b.name_key)
+                         AND syncpipe_internal.cjk_letters(concat(a.first_name, a.last_name))
+                             IS NOT NULL
+                         AND syncpipe_internal.cjk_letters(concat(b.first_name, b.last_name))
+                             IS NOT NULL
+                    THEN syncpipe_internal.cjk_letters(concat(a.first_name, a.last_name))
+                         <> syncpipe_internal.cjk_letters(concat(b.first_name, b.last_name))
                ELSE (a.suffix IS DISTINCT FROM b.suffix
                OR ((coalesce(length(a.first_name) >= 2 AND length(b.first_name) >= 2 AND a.first_name <> b.first_name
                         AND NOT coalesce(a.canons && b.canons, false)

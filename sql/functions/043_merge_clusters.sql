@@ -242,7 +242,8 @@ BEGIN
                string_to_array(n.name_key, ' ') AS words,
                coalesce(c.canons, ARRAY[n.first_name]) AS canons,
                CASE WHEN n.name_key ~ '[^a-z0-9 ]'
-                    THEN syncpipe_internal.cjk_letters(n.name_key) END AS cjk
+                    THEN syncpipe_internal.cjk_letters(concat(n.first_name, n.last_name))
+               END AS cjk
         FROM sp_bridgehops h
         JOIN sp_names n ON n.node = h.y
         LEFT JOIN sp_canon c ON c.variant = n.first_name
