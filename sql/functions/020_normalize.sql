@@ -414,8 +414,8 @@ AS $$
 BEGIN
     RETURN coalesce(length(p_a) >= 2 AND length(p_b) >= 2 AND p_a <> p_b
                     AND extensions.levenshtein(p_a, p_b) > 2
-                    -- (a sound for Latin letters only: dmetaphone() makes "петров" and
-                    -- "смирнов" both "NN")
+                    -- (a sound for Latin letters only: to dmetaphone() the names of other
+                    -- scripts sound alike; Cyrillic and Greek are romanized before)
                     AND (p_a ~ '[^a-z0-9]' OR p_b ~ '[^a-z0-9]'
                          OR extensions.dmetaphone(p_a) <> extensions.dmetaphone(p_b)),
                     false);

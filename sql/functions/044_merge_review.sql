@@ -56,7 +56,8 @@ BEGIN
     LEFT JOIN (SELECT name_key, count(*) AS n FROM sp_names
                WHERE name_key IS NOT NULL GROUP BY name_key) kn ON kn.name_key = x.name_key
     -- (a sound for Latin letters only: dmetaphone() gives other scripts nothing or noise,
-    -- "петров" and "иванов" both "NN", which would make every such pair sound alike)
+    -- which would make every such pair sound alike; Cyrillic and Greek are in Latin letters
+    -- by then, romanize())
     LEFT JOIN (SELECT last_name, count(*) AS n,
                       CASE WHEN last_name !~ '[^a-z0-9]' THEN extensions.dmetaphone(last_name)
                       END AS lcode
