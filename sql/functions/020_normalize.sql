@@ -373,11 +373,12 @@ RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, extensions
 AS $$
+DECLARE
+    a_cjk text := syncpipe_internal.cjk_letters(concat(a_first, a_last));
+    b_cjk text := syncpipe_internal.cjk_letters(concat(b_first, b_last));
 BEGIN
-    IF syncpipe_internal.cjk_letters(concat(a_first, a_last)) IS NOT NULL
-       AND syncpipe_internal.cjk_letters(concat(b_first, b_last)) IS NOT NULL THEN
-        RETURN syncpipe_internal.cjk_letters(concat(a_first, a_last))
-               <> syncpipe_internal.cjk_letters(concat(b_first, b_last));
+    IF a_cjk IS NOT NULL AND b_cjk IS NOT NULL THEN
+        RETURN a_cjk <> b_cjk;
     END IF;
     IF a_suffix IS DISTINCT FROM b_suffix THEN
         RETURN true;
