@@ -152,6 +152,8 @@ def test_lineage_deleted_or_edited_by_hand_or_a_member_set_unprocessed_is_matche
     assert (again["pending_new_agents"], again["pending_members"]) == (2, 1)
     assert again["changed_records"] == 2  # the stale one and the unprocessed member
     assert agent_of(deployed_db, "new_agents", lost) > 0
+    # the member matched again is processed again (and so not pending in the next run)
+    assert one(deployed_db, "SELECT count(*) FROM unified_company_member WHERE NOT processed") == 0
     assert one(deployed_db, "SELECT count(*) FROM syncpipe_internal.merge_requeue") == 0
 
     with psycopg.connect(deployed_db, autocommit=True) as conn:

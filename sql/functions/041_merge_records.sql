@@ -85,7 +85,8 @@ $$;
 --            when one is stored), sp_canon(variant, canons),
 --            sp_pend(pid, source, source_id, team_id, full_name, version, email_json,
 --                    phone_json, emails, phones, old_agent, name_norm, name_key, first_name,
---                    last_name, middle, suffix)
+--                    last_name, middle, suffix, unprocessed, sort_key) (unprocessed: a member
+--                    whose processed flag is false)
 --   options: limit (pending records taken by this batch), dry_run, rescan (look at every
 --            source row, not only those changed since the stored mark)
 --   returns: the number of pending records
@@ -188,6 +189,7 @@ BEGIN
                NULL::text[] AS emails, NULL::text[] AS phones, l.agent_id AS old_agent,
                NULL::text AS name_norm, NULL::text AS name_key, NULL::text AS first_name,
                NULL::text AS last_name, NULL::text AS middle, NULL::text AS suffix,
+               false AS unprocessed,
                ('0' || a.supabase_uuid::text) COLLATE "C" AS sort_key
         FROM %1$s a
         LEFT JOIN public.unified_agent_sources l
@@ -197,7 +199,7 @@ BEGIN
         SELECT 'company_member', m.id::text, m.team_id, m.member_name, m.updated_at,
                NULL, NULL, m.email_normalized, m.phone_normalized, l.agent_id,
                m.name_normalized, m.name_key, m.name_first, m.name_last, m.name_middle,
-               m.name_suffix,
+               m.name_suffix, NOT m.processed,
                -- (a member's id depends on the order its page was read in; its hash does not)
                '1' || m.record_hash
         FROM %2$s m
@@ -248,7 +250,7 @@ BEGIN
     -- in sp_place)
     -- (the columns later statements join, filter or group on: a wide table's other
     -- columns, names and contact arrays, cost most of its ANALYZE and steer no plan)
-    ANALYZE sp_pend (pid, source, source_id, team_id, old_agent);
+    ANALYZE sp_pend (pid, source, source_id, team_id, old_agent, unprocessed);
     RETURN (SELECT count(*) FROM sp_pend);
 END;
 $$;

@@ -65,9 +65,12 @@ BEGIN
     ORDER BY kind, value;
 
     -- Members are matched in their current version (the feed is tracked by source_version).
+    -- (by the pending records read unprocessed: a merge that follows the member pipeline in
+    -- its transaction finds its members processed already, and a first run would otherwise
+    -- read all 1M of them for nothing, 1.7 s)
     UPDATE public.unified_company_member m SET processed = true
     FROM sp_pend p
-    WHERE p.source = 'company_member' AND p.source_id NOT LIKE 'pending:%'
+    WHERE p.unprocessed AND p.source = 'company_member' AND p.source_id NOT LIKE 'pending:%'
       AND m.id = p.source_id::bigint AND NOT m.processed;
     RETURN jsonb_build_object('records_matched', v_matched, 'bulk', v_bulk_s);
 END;
