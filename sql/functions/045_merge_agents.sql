@@ -78,11 +78,14 @@ BEGIN
     v_first := syncpipe_internal.merge_allocate_ids('public.new_unified_agents', 'agent_id',
         (SELECT count(*) FROM sp_target0 WHERE survivor IS NULL));
     -- New agents take the allocated ids in label order.
+    -- (numbered apart from the others: a sort by (survivor IS NULL, label) compares the
+    -- boolean first and cannot take a short prefix of the label into its comparisons)
     CREATE UNLOGGED TABLE syncpipe_work.sp_target AS
-        SELECT label, coalesce(survivor, v_first - 1 + row_number() OVER (
-                   PARTITION BY survivor IS NULL ORDER BY label)) AS survivor,
-               survivor IS NULL AS created
-        FROM sp_target0;
+        SELECT label, survivor, false AS created
+        FROM sp_target0 WHERE survivor IS NOT NULL
+        UNION ALL
+        SELECT label, v_first - 1 + row_number() OVER (ORDER BY label), true
+        FROM sp_target0 WHERE survivor IS NULL;
     ALTER TABLE sp_target ADD PRIMARY KEY (label);
     ANALYZE sp_target;
 
@@ -146,8 +149,9 @@ BEGIN
     -- Their contact keys (sp_golden holds exactly the new agents).
     v_bulk_k := syncpipe_internal.merge_bulk_begin('public.merge_agent_contacts',
                                         (SELECT count(*) FROM sp_pkeys), true);
-    -- (into the key's index in its order, so that each of its pages is written once, not
-    -- once per row; a bulk write builds the index afterwards and needs no sort)
+    -- (into the key's index, (value, kind, agent_id), in its order, so that each of its pages
+    -- is written once, not once per row; a bulk write builds the index afterwards and needs
+    -- no sort)
     EXECUTE format($q$
     INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
     SELECT * FROM (
@@ -157,7 +161,7 @@ BEGIN
         SELECT 'p', unnest(phones), agent_id FROM sp_golden WHERE phones <> '{}'
     ) k
     %s
-    $q$, CASE WHEN v_bulk_k THEN '' ELSE 'ORDER BY kind, value COLLATE "C", agent_id' END);
+    $q$, CASE WHEN v_bulk_k THEN '' ELSE 'ORDER BY value COLLATE "C", kind, agent_id' END);
     IF v_bulk_k THEN
         PERFORM syncpipe_internal.merge_bulk_end('public.merge_agent_contacts');
     END IF;
