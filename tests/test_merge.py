@@ -606,6 +606,46 @@ def test_agent_record_changed_after_merge_is_matched_again(
     assert_contact_keys_in_step(deployed_db)
 
 
+def test_record_that_leaves_its_agent_empty_retires_it_into_the_one_it_joins(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A changed record that shares nothing with its old agent any more (its e-mail replaced,
+    no name link across teams) joins another agent; the old one, left without records, is
+    retired into it: its id stays resolvable, and its open review item is answered."""
+    src = Sources()
+    a = src.agent("Nina Petrova", emails=["nina@mail.com"])
+    b = src.agent("Nina Petrova", team="team-9", emails=["nina.p@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    old_b = agent_of(deployed_db, "new_agents", b)
+    assert agent_of(deployed_db, "new_agents", a) != old_b
+
+    src.agents[1]["email_clean"] = '["nina@mail.com"]'
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
+    assert result["merge"]["changed_records"] == 1
+    survivor = agent_of(deployed_db, "new_agents", a)
+    assert agent_of(deployed_db, "new_agents", b) == survivor
+    assert fetch(
+        deployed_db,
+        "SELECT merged_into, needs_review FROM new_unified_agents WHERE agent_id = %s",
+        (old_b,),
+    ) == [(survivor, False)]
+    empty = (
+        "SELECT count(*) FROM new_unified_agents a WHERE merged_into IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM unified_agent_sources s WHERE s.agent_id = a.agent_id)"
+    )
+    assert one(deployed_db, empty) == 0
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(*) FROM merge_review_queue WHERE status = 'open' "
+            "AND %s IN (agent_id, candidate_agent_id)",
+            (old_b,),
+        )
+        == 0
+    )
+    assert_contact_keys_in_step(deployed_db)
+
+
 def test_records_without_email_phone_or_team(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

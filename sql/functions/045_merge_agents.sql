@@ -16,7 +16,8 @@
 --            sp_grecs, sp_gkeys, sp_gconf (views over sp_place, sp_pkeys and sp_target,
 --            dropped after use),
 --            sp_golden (merge_golden(), the new agents);
---            sp_retire(agent_id, survivor);
+--            sp_retire(agent_id, survivor): agents joined by new evidence, and agents whose
+--                        changed records all went to other agents;
 --            public.new_unified_agents, public.merge_agent_contacts, public.merge_dirty_agents
 --            (and what merge_retire_agents() writes)
 --   options: auto_threshold (70)
@@ -171,6 +172,27 @@ BEGIN
         SELECT c.node AS agent_id, t.survivor
         FROM sp_comp c JOIN sp_target t ON t.label = c.label
         WHERE c.node < v_offset AND c.node <> t.survivor;
+    -- Agents whose changed records all went to other agents (a record that shares nothing
+    -- with its old agent any more): nothing is left of them, and they are retired into the
+    -- agent their records joined (the lowest, where they went to several), so that their ids
+    -- stay resolvable and no agent without a record stays active. (One that a component
+    -- took as its agent is in sp_target; one in a component is retired above.)
+    IF v_changed THEN
+        INSERT INTO sp_retire (agent_id, survivor)
+        SELECT DISTINCT ON (p.old_agent) p.old_agent, t.survivor
+        FROM sp_pend p
+        JOIN sp_comp c ON c.node = v_offset + p.pid
+        JOIN sp_target t ON t.label = c.label
+        WHERE p.old_agent IS NOT NULL AND p.old_agent <> t.survivor
+          AND NOT EXISTS (SELECT 1 FROM sp_target u WHERE u.survivor = p.old_agent)
+          AND NOT EXISTS (SELECT 1 FROM sp_comp k WHERE k.node = p.old_agent)
+          AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
+                          WHERE s.agent_id = p.old_agent
+                            AND NOT EXISTS (SELECT 1 FROM sp_pend q
+                                            WHERE q.source = s.source
+                                              AND q.source_id = s.source_id))
+        ORDER BY p.old_agent, t.survivor;
+    END IF;
     v_retired := syncpipe_internal.merge_retire_agents();
     IF v_bulk_a THEN
         PERFORM syncpipe_internal.merge_bulk_end('public.new_unified_agents');
