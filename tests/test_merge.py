@@ -646,6 +646,92 @@ def test_record_that_leaves_its_agent_empty_retires_it_into_the_one_it_joins(
     assert_contact_keys_in_step(deployed_db)
 
 
+def _edit(src: Sources, index: int, name: str, team: str, emails: list[str]) -> None:
+    src.agents[index].update(full_name=name, team_id=team, email_clean=json.dumps(emails))
+
+
+def test_an_emptied_agent_is_reused_by_its_records_new_component_not_retired(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An agent whose two records both change: one joins another agent, the other starts a
+    person of its own. The emptied agent's id goes on with the second (it is not retired into
+    the first one's agent while a component of its records has no agent)."""
+    src = Sources()
+    a1 = src.agent("Anna Berg", team="team-1", emails=["anna@mail.com"])
+    a2 = src.agent("Anna Berg", team="team-2", emails=["anna@mail.com"])
+    b = src.agent("Anna Berg", team="team-8", emails=["anna.y@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    x = agent_of(deployed_db, "new_agents", a1)
+    assert agent_of(deployed_db, "new_agents", a2) == x != agent_of(deployed_db, "new_agents", b)
+
+    _edit(src, 0, "Anna Berg", "team-8", ["anna.y@mail.com"])
+    _edit(src, 1, "Zed Quinn", "team-5", ["zed@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
+    assert agent_of(deployed_db, "new_agents", a1) == agent_of(deployed_db, "new_agents", b)
+    assert agent_of(deployed_db, "new_agents", a2) == x
+    assert fetch(
+        deployed_db,
+        "SELECT full_name, merged_into FROM new_unified_agents WHERE agent_id = %s",
+        (x,),
+    ) == [("Zed Quinn", None)]
+    assert_contact_keys_in_step(deployed_db)
+
+
+def test_an_agent_joined_by_new_evidence_is_not_also_reused_for_its_changed_record(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A new record links to an agent through a contact its only record has since dropped, so
+    that agent is retired into another; its changed record then needs an agent of its own,
+    not the retired one (no lineage may point at a retired agent)."""
+    src = Sources()
+    w = src.agent("Lou Fox", team="team-5", emails=["w5@mail.com"])
+    r = src.agent("Lou Fox", team="team-4", emails=["lou@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    old_r = agent_of(deployed_db, "new_agents", r)
+    assert old_r != agent_of(deployed_db, "new_agents", w)
+
+    _edit(src, 1, "Ray Park", "team-6", ["ray@mail.com"])
+    src.agent("Lou Fox", team="team-5", emails=["lou@mail.com", "w5@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
+    on_retired = (
+        "SELECT count(*) FROM unified_agent_sources s JOIN new_unified_agents a USING (agent_id) "
+        "WHERE a.merged_into IS NOT NULL"
+    )
+    assert one(deployed_db, on_retired) == 0
+    ray = agent_of(deployed_db, "new_agents", r)
+    assert ray not in (old_r, agent_of(deployed_db, "new_agents", w))
+    assert fetch(
+        deployed_db,
+        "SELECT full_name, merged_into FROM new_unified_agents WHERE agent_id = %s",
+        (ray,),
+    ) == [("Ray Park", None)]
+    assert one(
+        deployed_db, "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s", (old_r,)
+    ) == agent_of(deployed_db, "new_agents", w)
+    assert_contact_keys_in_step(deployed_db)
+
+
+def test_an_emptied_agent_is_not_retired_into_an_agent_a_person_told_apart_from_it(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    src = Sources()
+    a = src.agent("William Carter", emails=["wcarter@mail.com"])
+    b = src.agent("Bill Carter", emails=["billc@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    (item,) = invoke(["review", "--json"], dsn=deployed_db).json()["items"]
+    invoke(["review", "reject", str(item["id"])], dsn=deployed_db)
+    old_b = agent_of(deployed_db, "new_agents", b)
+
+    src.agents[1]["email_clean"] = '["wcarter@mail.com"]'
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
+    assert agent_of(deployed_db, "new_agents", b) == agent_of(deployed_db, "new_agents", a)
+    assert (
+        one(deployed_db, "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s", (old_b,))
+        is None
+    )
+    assert_contact_keys_in_step(deployed_db)
+
+
 def test_records_without_email_phone_or_team(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

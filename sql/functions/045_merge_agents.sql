@@ -59,20 +59,29 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_target0 AS
         SELECT label, CASE WHEN label < v_offset THEN label END AS survivor
         FROM sp_comp WHERE node = label;
+    -- (an emptied agent goes to the lowest of its records' components that have no agent
+    -- yet, and such a component takes the lowest of the agents offered to it; an agent that
+    -- is a node of a component already is that component's agent or retired into it, and
+    -- cannot be reused for another)
     IF v_changed THEN
         UPDATE sp_target0 t SET survivor = x.old_agent
         FROM (
-            SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
-            FROM sp_pend p
-            JOIN sp_comp c ON c.node = v_offset + p.pid
-            WHERE p.old_agent IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
-                              WHERE s.agent_id = p.old_agent
-                                AND NOT EXISTS (SELECT 1 FROM sp_pend q
-                                                WHERE q.source = s.source
-                                                  AND q.source_id = s.source_id))
-              AND p.old_agent NOT IN (SELECT survivor FROM sp_target0 WHERE survivor IS NOT NULL)
-            ORDER BY p.old_agent, c.label
+            SELECT DISTINCT ON (y.label) y.old_agent, y.label
+            FROM (
+                SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
+                FROM sp_pend p
+                JOIN sp_comp c ON c.node = v_offset + p.pid
+                JOIN sp_target0 n ON n.label = c.label AND n.survivor IS NULL
+                WHERE p.old_agent IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
+                                  WHERE s.agent_id = p.old_agent
+                                    AND NOT EXISTS (SELECT 1 FROM sp_pend q
+                                                    WHERE q.source = s.source
+                                                      AND q.source_id = s.source_id))
+                  AND NOT EXISTS (SELECT 1 FROM sp_comp k WHERE k.node = p.old_agent)
+                ORDER BY p.old_agent, c.label
+            ) y
+            ORDER BY y.label, y.old_agent
         ) x
         WHERE t.label = x.label AND t.survivor IS NULL;
     END IF;
@@ -177,8 +186,13 @@ BEGIN
     -- agent their records joined (the lowest, where they went to several), so that their ids
     -- stay resolvable and no agent without a record stays active. (One that a component
     -- took as its agent is in sp_target; one in a component is retired above.)
+    -- (not into an agent a person told apart from it: such an agent stays as it was)
     IF v_changed THEN
         INSERT INTO sp_retire (agent_id, survivor)
+        WITH rejected AS MATERIALIZED (
+            SELECT agent_low, agent_high FROM syncpipe_internal.merge_decisions_now()
+            WHERE decision = 'rejected'
+        )
         SELECT DISTINCT ON (p.old_agent) p.old_agent, t.survivor
         FROM sp_pend p
         JOIN sp_comp c ON c.node = v_offset + p.pid
@@ -191,6 +205,9 @@ BEGIN
                             AND NOT EXISTS (SELECT 1 FROM sp_pend q
                                             WHERE q.source = s.source
                                               AND q.source_id = s.source_id))
+          AND NOT EXISTS (SELECT 1 FROM rejected r
+                          WHERE r.agent_low = least(p.old_agent, t.survivor)
+                            AND r.agent_high = greatest(p.old_agent, t.survivor))
         ORDER BY p.old_agent, t.survivor;
     END IF;
     v_retired := syncpipe_internal.merge_retire_agents();
