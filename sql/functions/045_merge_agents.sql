@@ -16,8 +16,9 @@
 --            sp_grecs, sp_gkeys, sp_gconf (views over sp_place, sp_pkeys and sp_target,
 --            dropped after use),
 --            sp_golden (merge_golden(), the new agents);
---            sp_retire(agent_id, survivor): agents joined by new evidence, and agents whose
---                        changed records all went to other agents;
+--            sp_emptied(agent_id): the agents changed records leave without a record;
+--            sp_retire(agent_id, survivor): agents joined by new evidence, and emptied agents
+--                        whose records all went to other agents;
 --            public.new_unified_agents, public.merge_agent_contacts, public.merge_dirty_agents
 --            (and what merge_retire_agents() writes)
 --   options: auto_threshold (70)
@@ -41,7 +42,7 @@ DECLARE
     v_leader   text := current_setting('parallel_leader_participation');
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire',
-        'sp_best', 'sp_place', 'sp_grecs', 'sp_gkeys', 'sp_gconf']);
+        'sp_emptied', 'sp_best', 'sp_place', 'sp_grecs', 'sp_gkeys', 'sp_gconf']);
     -- A record can have an old agent only where the lineage holds records (not in a first
     -- run: the two statements on changed records below would read 2M pending records for none).
     v_changed := EXISTS (SELECT 1 FROM public.unified_agent_sources);
@@ -59,10 +60,21 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_target0 AS
         SELECT label, CASE WHEN label < v_offset THEN label END AS survivor
         FROM sp_comp WHERE node = label;
+    -- The agents changed records leave empty: every record of theirs is pending, and none
+    -- took a link to them (an agent that is a node of a component is that component's agent
+    -- or retired into it, below, and cannot be reused for another).
+    CREATE UNLOGGED TABLE syncpipe_work.sp_emptied AS
+        SELECT DISTINCT p.old_agent AS agent_id
+        FROM sp_pend p
+        WHERE v_changed AND p.old_agent IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
+                          WHERE s.agent_id = p.old_agent
+                            AND NOT EXISTS (SELECT 1 FROM sp_pend q
+                                            WHERE q.source = s.source
+                                              AND q.source_id = s.source_id))
+          AND NOT EXISTS (SELECT 1 FROM sp_comp k WHERE k.node = p.old_agent);
     -- (an emptied agent goes to the lowest of its records' components that have no agent
-    -- yet, and such a component takes the lowest of the agents offered to it; an agent that
-    -- is a node of a component already is that component's agent or retired into it, and
-    -- cannot be reused for another)
+    -- yet, and such a component takes the lowest of the agents offered to it)
     IF v_changed THEN
         UPDATE sp_target0 t SET survivor = x.old_agent
         FROM (
@@ -70,15 +82,9 @@ BEGIN
             FROM (
                 SELECT DISTINCT ON (p.old_agent) p.old_agent, c.label
                 FROM sp_pend p
+                JOIN sp_emptied e ON e.agent_id = p.old_agent
                 JOIN sp_comp c ON c.node = v_offset + p.pid
                 JOIN sp_target0 n ON n.label = c.label AND n.survivor IS NULL
-                WHERE p.old_agent IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
-                                  WHERE s.agent_id = p.old_agent
-                                    AND NOT EXISTS (SELECT 1 FROM sp_pend q
-                                                    WHERE q.source = s.source
-                                                      AND q.source_id = s.source_id))
-                  AND NOT EXISTS (SELECT 1 FROM sp_comp k WHERE k.node = p.old_agent)
                 ORDER BY p.old_agent, c.label
             ) y
             ORDER BY y.label, y.old_agent
@@ -181,12 +187,11 @@ BEGIN
         SELECT c.node AS agent_id, t.survivor
         FROM sp_comp c JOIN sp_target t ON t.label = c.label
         WHERE c.node < v_offset AND c.node <> t.survivor;
-    -- Agents whose changed records all went to other agents (a record that shares nothing
-    -- with its old agent any more): nothing is left of them, and they are retired into the
-    -- agent their records joined (the lowest, where they went to several), so that their ids
-    -- stay resolvable and no agent without a record stays active. (One that a component
-    -- took as its agent is in sp_target; one in a component is retired above.)
-    -- (not into an agent a person told apart from it: such an agent stays as it was)
+    -- Emptied agents that no component took as its agent (a record that shares nothing with
+    -- its old agent any more went to another): they are retired into the agent their records
+    -- joined (the lowest, where they went to several), so that their ids stay resolvable and
+    -- no agent without a record stays active; not into an agent a person told apart from
+    -- it (such an agent stays as it was).
     IF v_changed THEN
         INSERT INTO sp_retire (agent_id, survivor)
         WITH rejected AS MATERIALIZED (
@@ -195,16 +200,10 @@ BEGIN
         )
         SELECT DISTINCT ON (p.old_agent) p.old_agent, t.survivor
         FROM sp_pend p
+        JOIN sp_emptied e ON e.agent_id = p.old_agent
         JOIN sp_comp c ON c.node = v_offset + p.pid
         JOIN sp_target t ON t.label = c.label
-        WHERE p.old_agent IS NOT NULL AND p.old_agent <> t.survivor
-          AND NOT EXISTS (SELECT 1 FROM sp_target u WHERE u.survivor = p.old_agent)
-          AND NOT EXISTS (SELECT 1 FROM sp_comp k WHERE k.node = p.old_agent)
-          AND NOT EXISTS (SELECT 1 FROM public.unified_agent_sources s
-                          WHERE s.agent_id = p.old_agent
-                            AND NOT EXISTS (SELECT 1 FROM sp_pend q
-                                            WHERE q.source = s.source
-                                              AND q.source_id = s.source_id))
+        WHERE NOT EXISTS (SELECT 1 FROM sp_target u WHERE u.survivor = p.old_agent)
           AND NOT EXISTS (SELECT 1 FROM rejected r
                           WHERE r.agent_low = least(p.old_agent, t.survivor)
                             AND r.agent_high = greatest(p.old_agent, t.survivor))
