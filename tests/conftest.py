@@ -8,8 +8,10 @@ a template (deployed or empty) and dropped afterwards.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,12 +30,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-    except Exception:
+    """Whether a Docker engine answers; a refused connection leaves no socket open."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
         return False
+    with warnings.catch_warnings():
+        # docker-py leaves the socket of a refused connection to the garbage collector.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            import docker
+
+            client = docker.from_env(timeout=2)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except Exception:
+            return False
+        finally:
+            gc.collect()
     return True
 
 

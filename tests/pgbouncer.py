@@ -8,7 +8,9 @@ server connections, which is what a session-bound client gets wrong. Session mod
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -18,43 +20,69 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-#: PgBouncer's own default port (not Supabase's 6543), one per test process.
-BASE_PORT = {"transaction": 6432, "session": 6452}
 
-
-def worker_offset() -> int:
-    """0 for the first pytest-xdist worker (or no xdist), 1 for the next, ..."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class PgBouncer:
     """A running pgbouncer process for ``server_dsn``'s server; ``stop()`` ends it."""
 
-    def __init__(self, server_dsn: str, mode: str, port: int, pool_size: int = 4) -> None:
+    def __init__(self, server_dsn: str, mode: str, pool_size: int = 4) -> None:
         self.mode = mode
-        self.port = port
+        self.port = 0
         params: dict[str, Any] = conninfo_to_dict(server_dsn)
         self.user = str(params.get("user") or "postgres")
         self.folder = Path(tempfile.mkdtemp(prefix=f"pgbouncer-{mode}-"))
         self.folder.chmod(0o755)
         (self.folder / "userlist.txt").write_text(f'"{self.user}" ""\n')
-        host = params.get("host") or "127.0.0.1"
-        server_port = params.get("port") or "5432"
+        # A Unix socket folder (the embedded server's) serves as host as well as an address.
+        host = str(params.get("host") or "127.0.0.1")
+        self.server = f"host={host} port={params.get('port') or 5432}"
+        # Run as root, PgBouncer drops to a system user: the one that may open the socket.
+        self.system_user = (
+            pwd.getpwuid(Path(host).stat().st_uid).pw_name if host.startswith("/") else "postgres"
+        )
+        self.pool_size = pool_size
+        self.process = self._start(server_dsn)
+
+    def _start(self, server_dsn: str) -> subprocess.Popen[bytes]:
+        """Start pgbouncer on a free port, again on another if one is taken meanwhile."""
+        for attempt in range(5):
+            self.port = free_port()
+            self._write_config()
+            process = self._spawn()
+            try:
+                self._wait_ready(process, server_dsn)
+            except _PortTaken:
+                if attempt == 4:
+                    raise
+                continue
+            except BaseException:
+                _end(process)
+                raise
+            return process
+        raise AssertionError("unreachable")
+
+    def _write_config(self) -> None:
+        (self.folder / "pgbouncer.log").unlink(missing_ok=True)  # an earlier attempt's
         (self.folder / "pgbouncer.ini").write_text(
             f"""[databases]
-* = host={host} port={server_port}
+* = {self.server}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = {port}
+listen_port = {self.port}
 unix_socket_dir =
 auth_type = trust
 auth_file = {self.folder}/userlist.txt
 admin_users = {self.user}
-pool_mode = {mode}
+pool_mode = {self.mode}
 server_round_robin = 1
-default_pool_size = {pool_size}
+default_pool_size = {self.pool_size}
 min_pool_size = 0
 max_client_conn = 200
 ignore_startup_parameters = extra_float_digits
@@ -62,16 +90,17 @@ logfile = {self.folder}/pgbouncer.log
 pidfile = {self.folder}/pgbouncer.pid
 """
         )
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         command = [binary, "-q", str(self.folder / "pgbouncer.ini")]
         if os.geteuid() == 0:
-            # PgBouncer will not run as root: it drops to the postgres system user.
-            shutil.chown(self.folder, "postgres")
+            # PgBouncer will not run as root.
+            shutil.chown(self.folder, self.system_user)
             for child in self.folder.iterdir():
-                shutil.chown(child, "postgres")
-            command[1:1] = ["-u", "postgres"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_ready(server_dsn)
+                shutil.chown(child, self.system_user)
+            command[1:1] = ["-u", self.system_user]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def dsn(self, server_dsn: str) -> str:
         """``server_dsn`` (its database and user) through this pooler."""
@@ -79,12 +108,15 @@ pidfile = {self.folder}/pgbouncer.pid
         params.update(host="127.0.0.1", port=str(self.port))
         return make_conninfo(**params)
 
-    def _wait_ready(self, server_dsn: str) -> None:
+    def _wait_ready(self, process: subprocess.Popen[bytes], server_dsn: str) -> None:
         deadline = time.monotonic() + 15
         while True:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+            if process.poll() is not None:
+                err = process.stderr.read().decode() if process.stderr else ""
+                _end(process)
                 log = (self.folder / "pgbouncer.log").read_text(errors="replace")[-2000:]
+                if "Address already in use" in log:
+                    raise _PortTaken(log)
                 raise RuntimeError(f"pgbouncer exited: {err} {log}")
             try:
                 with psycopg.connect(self.dsn(server_dsn), connect_timeout=2) as conn:
@@ -97,11 +129,20 @@ pidfile = {self.folder}/pgbouncer.pid
 
     def stop(self) -> None:
         """Stop the pooler and remove its folder."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        _end(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _PortTaken(RuntimeError):
+    """Another process took the free port before pgbouncer listened on it."""
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr is not None:
+        process.stderr.close()

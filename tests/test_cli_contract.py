@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from syncpipe.db.locks import LOCK_NAMESPACE, LockKind
 from tests.helpers import Invoke
@@ -155,7 +157,16 @@ def test_exit_codes(
         dsn = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
     query = env.pop("dsn_query", None)
     if query:
-        dsn += ("&" if "?" in dsn else "?") + query
+        # As a URL's query, whatever form the test server's DSN has (a socket's too).
+        params = conninfo_to_dict(dsn)
+        host, port = params.pop("host", ""), params.pop("port", "")
+        user, dbname = params.pop("user", ""), params.pop("dbname", "")
+        if str(host).startswith("/"):
+            params["host"] = host
+            host = ""
+        params.update(dict([query.split("=", 1)]))
+        where = f"{host}:{port}" if host and port else str(host)
+        dsn = f"postgresql://{user}@{where}/{dbname}?{urlencode(params)}"
     drop = env.pop("drop", None)
     if drop:
         with psycopg.connect(deployed_db, autocommit=True) as conn:

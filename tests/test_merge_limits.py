@@ -365,10 +365,26 @@ def test_boundary_names_the_setting_for_any_command(deployed_db: str) -> None:
             "1024kB reached): raise temp_file_limit, or free disk space on the server, and run "
             "it again; nothing was changed.",
         ),
+        (  # PostgreSQL 17 and later quote the setting's name
+            "53400",
+            'temporary file size exceeds "temp_file_limit" (0kB)',
+            None,
+            'The merge ran out of temporary disk space in phase "review" (temp_file_limit = '
+            "0kB reached): raise temp_file_limit, or free disk space on the server, and run "
+            "it again; nothing was changed.",
+        ),
         (
             "53200",
             "out of shared memory",
             "You might need to increase max_pred_locks_per_transaction.",
+            'The merge ran out of shared memory for locks in phase "review" (out of shared '
+            "memory): raise max_pred_locks_per_transaction on the server (it takes a restart), "
+            "and run it again; nothing was changed.",
+        ),
+        (  # PostgreSQL 17 and later quote the setting's name
+            "53200",
+            "out of shared memory",
+            'You might need to increase "max_pred_locks_per_transaction".',
             'The merge ran out of shared memory for locks in phase "review" (out of shared '
             "memory): raise max_pred_locks_per_transaction on the server (it takes a restart), "
             "and run it again; nothing was changed.",

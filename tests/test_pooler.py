@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import create_database, drop_database
 from tests.helpers import Invoke, fetch, one
-from tests.pgbouncer import BASE_PORT, PgBouncer, worker_offset
+from tests.pgbouncer import PgBouncer
 from tests.supabase import make_supabase_like
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 def pooler(request: pytest.FixtureRequest, pg_server: str) -> Iterator[PgBouncer]:
     """A PgBouncer in front of the test server, in each pool mode."""
     mode = str(request.param)
-    bouncer = PgBouncer(pg_server, mode, BASE_PORT[mode] + worker_offset())
+    bouncer = PgBouncer(pg_server, mode)
     try:
         yield bouncer
     finally:
@@ -43,7 +43,7 @@ def pooler(request: pytest.FixtureRequest, pg_server: str) -> Iterator[PgBouncer
 @pytest.fixture
 def transaction_pooler(pg_server: str) -> Iterator[PgBouncer]:
     """A transaction-mode PgBouncer of its own (round robin over 4 server connections)."""
-    bouncer = PgBouncer(pg_server, "transaction", BASE_PORT["transaction"] + 10 + worker_offset())
+    bouncer = PgBouncer(pg_server, "transaction")
     try:
         yield bouncer
     finally:

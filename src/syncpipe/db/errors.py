@@ -144,7 +144,7 @@ def resource_error(
     reason = redact(message).strip().splitlines()[0].strip().rstrip(".") if message.strip() else ""
     lowered = f"{message} {hint or ''}".lower()
     if sqlstate == _LIMIT_EXCEEDED and "temp_file_limit" in lowered:
-        limit = re.search(r"temp_file_limit \(([^)]+)\)", message)
+        limit = re.search(r"temp_file_limit\"? \(([^)]+)\)", message)  # quoted since PG 17
         what = "temporary disk space"
         reason = f"temp_file_limit = {limit.group(1) if limit else 'its limit'} reached"
         remedy = "raise temp_file_limit, or free disk space on the server"
@@ -152,7 +152,7 @@ def resource_error(
         what = "disk space on the server"
         remedy = "free disk space on the server (or give it a larger disk)"
     elif sqlstate == _OUT_OF_MEMORY and "shared memory" in lowered:
-        setting = re.search(r"increase (max_\w+)", hint or "")
+        setting = re.search(r'increase "?(max_\w+)', hint or "")
         what = "shared memory for locks"
         remedy = (
             f"raise {setting.group(1) if setting else 'max_locks_per_transaction'} on the "
