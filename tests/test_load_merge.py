@@ -144,3 +144,68 @@ def test_pipeline_does_not_mark_a_page_changed_while_it_ran(
         )
         == 1
     )
+
+
+def _unsynced_lookup(dsn: str) -> dict[str, int]:
+    """What finding the unsynced pages costs, as the member pipeline finds them: the index
+    entries it walks and the table blocks it reads to learn they are dead versions."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET enable_seqscan = off")
+        row = conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+            "SELECT research_uuid FROM bronze.company_info_raw WHERE NOT members_synced"
+        ).fetchone()
+    assert row is not None
+    plan = row[0][0]["Plan"]
+    return {"rows": plan["Actual Rows"], "table_blocks": plan.get("Exact Heap Blocks", 0)}
+
+
+def test_a_merge_that_synced_most_pages_vacuums_them(deployed_db: str, tmp_path: Path) -> None:
+    """Marking 1,500 pages synced leaves 1,500 dead page versions behind the index of unsynced
+    pages; the merge vacuums them after its commit, so the next run reads none of them back
+    (on a server without autovacuum, every later run did). A merge that synced few does not."""
+    _run(deployed_db, "load", str(_pages(tmp_path / "raw_company_info.csv", extra=False)))
+    proc = _cli(deployed_db, "merge", "--json")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    assert json.loads(out)["pages_vacuumed"] is True
+    assert _unsynced_lookup(deployed_db) == {"rows": 0, "table_blocks": 0}
+    assert (
+        one(
+            deployed_db,
+            "SELECT vacuum_count FROM pg_stat_user_tables "
+            "WHERE relid = 'bronze.company_info_raw'::regclass",
+        )
+        == 1
+    )
+
+    # One page changed of 1,500: no vacuum (autovacuum's threshold is 50 + 20%).
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute(
+            "UPDATE bronze.company_info_raw SET team_members = team_members || "
+            """'[{"name": "Late Joiner", "email": "late@x0.com"}]'::jsonb """
+            "WHERE research_uuid = %s",
+            (str(uuid.UUID(int=1, version=4)),),
+        )
+    proc = _cli(deployed_db, "merge", "--json")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    result = json.loads(out)
+    assert (result["pipeline"]["pages"], result["pages_vacuumed"]) == (1, False)
+    assert _unsynced_lookup(deployed_db)["rows"] == 0
+
+
+def test_a_merge_skips_the_vacuum_it_cannot_have_and_still_succeeds(
+    deployed_db: str, tmp_path: Path
+) -> None:
+    """Another vacuum (here a lock of the same strength) holding the pages: the merge does
+    not wait for it, says so in its log, and exits 0 with everything committed."""
+    _run(deployed_db, "load", str(_pages(tmp_path / "raw_company_info.csv", extra=False)))
+    with psycopg.connect(deployed_db) as holder:
+        holder.execute("LOCK TABLE bronze.company_info_raw IN SHARE UPDATE EXCLUSIVE MODE")
+        proc = _cli(deployed_db, "merge", "--json")
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    assert json.loads(out)["pages_vacuumed"] is False
+    assert "merge.vacuum_skipped" in err and "lock not available" in err, err
+    assert one(deployed_db, "SELECT count(*) FROM public.unified_company_member") == PAGES * 3

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from syncpipe.core.errors import (
@@ -70,6 +71,8 @@ class MergeResult:
     existing_agents: dict[str, Any] = field(default_factory=dict)
     pairs_exported: int | None = None
     pairs_output: str | None = None
+    #: whether the team pages were vacuumed after the commit (a run that synced most of them)
+    pages_vacuumed: bool = False
     seconds: float = 0.0
 
     @property
@@ -90,6 +93,7 @@ class MergeResult:
             "existing_agents": self.existing_agents,
             "pairs_exported": self.pairs_exported,
             "pairs_output": self.pairs_output,
+            "pages_vacuumed": self.pages_vacuumed,
         }
 
 
@@ -108,6 +112,51 @@ _SUMMED = (
     "review_items_added",
     "shared_contacts",
 )
+
+
+#: The team pages' table: the member pipeline marks every page it read synced, which leaves
+#: the old version of each (its members' document inline) behind.
+_PAGES = ("bronze", "company_info_raw")
+
+
+def _vacuum_pages(conn: psycopg.Connection[Any], pages: int, phases: _Phases) -> bool:
+    """After the commit of a run that marked as many pages synced as autovacuum waits for (50
+    and a fifth of the table), VACUUM the team pages, so the next run does not read the dead
+    versions back through the index of unsynced pages (without autovacuum, every later run
+    read a first run's 100k of them again). Skipped, with a log line, where another VACUUM
+    holds the table, this role may not vacuum it, or anything fails: the merge is committed."""
+    if pages <= 50:
+        return False
+    table = sql.Identifier(*_PAGES)
+    notices: list[str] = []
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(diag.message_primary or "")
+
+    try:
+        row = conn.execute(
+            sql.SQL("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = {}::regclass").format(
+                sql.Literal(".".join(_PAGES))
+            )
+        ).fetchone()
+        conn.commit()
+        if pages < 50 + 0.2 * float(row[0] if row else 0):
+            return False
+        phases.start("vacuum_pages")
+        conn.autocommit = True
+        conn.add_notice_handler(keep)
+        try:
+            conn.execute(sql.SQL("VACUUM (SKIP_LOCKED) {}").format(table))
+        finally:
+            conn.remove_notice_handler(keep)
+            conn.autocommit = False
+    except psycopg.Error as exc:
+        log.warning("merge.vacuum_skipped", table=".".join(_PAGES), reason=first_line(exc))
+        return False
+    skipped = [text for text in notices if text.startswith("skipping")]
+    if skipped:
+        log.warning("merge.vacuum_skipped", table=".".join(_PAGES), reason=skipped[0])
+    return not skipped
 
 
 def sum_counts(batches: list[dict[str, Any]]) -> dict[str, Any]:
@@ -354,6 +403,7 @@ class MergeService:
                     _canceled(exc, phases.last, self.settings, committed)
                 ) from None
             raise
+        result.pages_vacuumed = _vacuum_pages(conn, int(result.pipeline.get("pages", 0)), phases)
 
     def _collect_pairs(
         self,
@@ -387,8 +437,6 @@ class MergeService:
         takes_counts: bool,
         result: MergeResult,
     ) -> dict[str, Any]:
-        from psycopg import sql
-
         phases.start(f"step:{name}")
         started = time.perf_counter()
         function = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
@@ -472,8 +520,6 @@ class MergeService:
 
 
 def _call(conn: psycopg.Connection[Any], function: str, options: dict[str, Any]) -> dict[str, Any]:
-    from psycopg import sql
-
     row = conn.execute(
         sql.SQL("SELECT public.{}(%s)").format(sql.Identifier(function)), (Jsonb(options),)
     ).fetchone()
