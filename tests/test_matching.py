@@ -409,3 +409,21 @@ def test_bad_names_and_a_big_team_neither_crash_nor_chain(
         "JOIN new_unified_agents a ON a.agent_id = s.agent_id WHERE s.full_name = 'Smith'",
     )[0][0]
     assert smiths >= 2  # the feed's Smith (odd-team) apart from the members
+
+
+def test_a_name_word_longer_than_levenshtein_takes_fails_nothing(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """levenshtein() refuses words of more than 255 letters; a hostile name of that kind on a
+    shared e-mail, a team block and a page used to fail the whole merge. Now it is compared by
+    its first 255 letters: the typo merges, the different given name stays apart."""
+    src = Sources()
+    word = "Z" + "a" * 299
+    a = src.agent(f"{word} Smith", emails=["same@mail.com"])
+    b = src.agent(f"{word[:-1]}b Smith", emails=["same@mail.com"])  # a typo of it
+    c = src.agent(f"Bob {word}", emails=["same@mail.com"])
+    page = src.page("team-1", [{"name": f"{word} Smith", "phone": "2125550101"}])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    assert agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b)
+    assert agent_of(deployed_db, "new_agents", c) != agent_of(deployed_db, "new_agents", a)
+    assert member_agent(deployed_db, page, 1) == agent_of(deployed_db, "new_agents", a)

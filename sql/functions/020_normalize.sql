@@ -265,7 +265,9 @@ DROP FUNCTION IF EXISTS syncpipe_internal.names_compatible_sql(
 DROP FUNCTION IF EXISTS syncpipe_internal.near_spelling_sql(text, text);
 
 -- A typo apart: one edit (or two swapped letters) for words of 3+ letters, two edits for
--- words of 7+.
+-- words of 7+. (levenshtein() refuses a word of more than 255 letters and would fail the
+-- whole merge over one hostile name: every call of it, here and written out in the merge's
+-- statements, compares the first 255.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.near_spelling(p_a text, p_b text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -274,10 +276,10 @@ AS $$
 BEGIN
     -- (plpgsql, not SQL: a SQL function with a SET clause is planned again on every call)
     RETURN CASE
-        WHEN least(length(p_a), length(p_b)) >= 7 THEN extensions.levenshtein(p_a, p_b) <= 2
+        WHEN least(length(p_a), length(p_b)) >= 7 THEN extensions.levenshtein(left(p_a, 255), left(p_b, 255)) <= 2
         WHEN least(length(p_a), length(p_b)) >= 3 THEN
-            extensions.levenshtein(p_a, p_b) <= 1
-            OR (length(p_a) = length(p_b) AND extensions.levenshtein(p_a, p_b) = 2
+            extensions.levenshtein(left(p_a, 255), left(p_b, 255)) <= 1
+            OR (length(p_a) = length(p_b) AND extensions.levenshtein(left(p_a, 255), left(p_b, 255)) = 2
                 AND translate(p_a, p_b, '') = '' AND translate(p_b, p_a, '') = '')
         ELSE false
     END;
@@ -414,7 +416,7 @@ SET search_path = pg_catalog, extensions
 AS $$
 BEGIN
     RETURN coalesce(length(p_a) >= 2 AND length(p_b) >= 2 AND p_a <> p_b
-                    AND extensions.levenshtein(p_a, p_b) > 2
+                    AND extensions.levenshtein(left(p_a, 255), left(p_b, 255)) > 2
                     -- (a sound for Latin letters only: to dmetaphone() the names of other
                     -- scripts sound alike; Cyrillic and Greek are romanized before)
                     AND (p_a ~ '[^a-z0-9]' OR p_b ~ '[^a-z0-9]'

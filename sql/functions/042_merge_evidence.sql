@@ -150,35 +150,35 @@ BEGIN
                OR ((coalesce(length(a.first_name) >= 2 AND length(b.first_name) >= 2 AND a.first_name <> b.first_name
                         AND NOT coalesce(a.canons && b.canons, false)
                         AND NOT (CASE WHEN least(length(a.first_name), length(b.first_name)) >= 7
-                               THEN extensions.levenshtein(a.first_name, b.first_name) <= 2
+                               THEN extensions.levenshtein(left(a.first_name, 255), left(b.first_name, 255)) <= 2
                                WHEN least(length(a.first_name), length(b.first_name)) >= 3
-                               THEN extensions.levenshtein(a.first_name, b.first_name) <= 1
+                               THEN extensions.levenshtein(left(a.first_name, 255), left(b.first_name, 255)) <= 1
                                     OR (length(a.first_name) = length(b.first_name)
-                                        AND extensions.levenshtein(a.first_name, b.first_name) = 2
+                                        AND extensions.levenshtein(left(a.first_name, 255), left(b.first_name, 255)) = 2
                                         AND translate(a.first_name, b.first_name, '') = ''
                                         AND translate(b.first_name, a.first_name, '') = '')
                                ELSE false END)
                         AND NOT (least(length(a.first_name), length(b.first_name)) >= 3
                                  AND (starts_with(a.first_name, b.first_name) OR starts_with(b.first_name, a.first_name))), false)
                     OR coalesce(length(a.last_name) >= 2 AND length(b.last_name) >= 2 AND a.last_name <> b.last_name
-                        AND extensions.levenshtein(a.last_name, b.last_name) > 2
+                        AND extensions.levenshtein(left(a.last_name, 255), left(b.last_name, 255)) > 2
                         AND (a.last_name ~ '[^a-z0-9]' OR b.last_name ~ '[^a-z0-9]'
                              OR extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.last_name)), false))
                    AND (coalesce(length(a.first_name) >= 2 AND length(b.last_name) >= 2 AND a.first_name <> b.last_name
                         AND NOT coalesce(a.canons && ARRAY[b.last_name], false)
                         AND NOT (CASE WHEN least(length(a.first_name), length(b.last_name)) >= 7
-                               THEN extensions.levenshtein(a.first_name, b.last_name) <= 2
+                               THEN extensions.levenshtein(left(a.first_name, 255), left(b.last_name, 255)) <= 2
                                WHEN least(length(a.first_name), length(b.last_name)) >= 3
-                               THEN extensions.levenshtein(a.first_name, b.last_name) <= 1
+                               THEN extensions.levenshtein(left(a.first_name, 255), left(b.last_name, 255)) <= 1
                                     OR (length(a.first_name) = length(b.last_name)
-                                        AND extensions.levenshtein(a.first_name, b.last_name) = 2
+                                        AND extensions.levenshtein(left(a.first_name, 255), left(b.last_name, 255)) = 2
                                         AND translate(a.first_name, b.last_name, '') = ''
                                         AND translate(b.last_name, a.first_name, '') = '')
                                ELSE false END)
                         AND NOT (least(length(a.first_name), length(b.last_name)) >= 3
                                  AND (starts_with(a.first_name, b.last_name) OR starts_with(b.last_name, a.first_name))), false)
                         OR coalesce(length(a.last_name) >= 2 AND length(b.first_name) >= 2 AND a.last_name <> b.first_name
-                        AND extensions.levenshtein(a.last_name, b.first_name) > 2
+                        AND extensions.levenshtein(left(a.last_name, 255), left(b.first_name, 255)) > 2
                         AND (a.last_name ~ '[^a-z0-9]' OR b.first_name ~ '[^a-z0-9]'
                              OR extensions.dmetaphone(a.last_name) <> extensions.dmetaphone(b.first_name)), false)))) END AS conflict
         FROM sp_keycompat c

@@ -259,11 +259,11 @@ BEGIN
                            left(c.b_first, 1) THEN 'initial' ELSE 'different' END WHEN
                            c.a_canons && c.b_canons THEN 'nickname' WHEN (CASE WHEN
                            least(length(c.a_first), length(c.b_first)) >= 7 THEN
-                           extensions.levenshtein(c.a_first, c.b_first) <= 2 WHEN
+                           extensions.levenshtein(left(c.a_first, 255), left(c.b_first, 255)) <= 2 WHEN
                            least(length(c.a_first), length(c.b_first)) >= 3 THEN
-                           extensions.levenshtein(c.a_first, c.b_first) <= 1 OR
+                           extensions.levenshtein(left(c.a_first, 255), left(c.b_first, 255)) <= 1 OR
                            (length(c.a_first) = length(c.b_first) AND
-                           extensions.levenshtein(c.a_first, c.b_first) = 2 AND
+                           extensions.levenshtein(left(c.a_first, 255), left(c.b_first, 255)) = 2 AND
                            translate(c.a_first, c.b_first, '') = '' AND translate(c.b_first,
                            c.a_first, '') = '') ELSE false END) OR (least(length(c.a_first),
                            length(c.b_first)) = 2 AND greatest(length(c.a_first),
@@ -275,10 +275,10 @@ BEGIN
                            length(c.b_last)) = 1 THEN CASE WHEN left(c.a_last, 1) =
                            left(c.b_last, 1) THEN 'initial' ELSE 'different' END WHEN (CASE WHEN
                            least(length(c.a_last), length(c.b_last)) >= 7 THEN
-                           extensions.levenshtein(c.a_last, c.b_last) <= 2 WHEN
+                           extensions.levenshtein(left(c.a_last, 255), left(c.b_last, 255)) <= 2 WHEN
                            least(length(c.a_last), length(c.b_last)) >= 3 THEN
-                           extensions.levenshtein(c.a_last, c.b_last) <= 1 OR (length(c.a_last)
-                           = length(c.b_last) AND extensions.levenshtein(c.a_last, c.b_last) = 2
+                           extensions.levenshtein(left(c.a_last, 255), left(c.b_last, 255)) <= 1 OR (length(c.a_last)
+                           = length(c.b_last) AND extensions.levenshtein(left(c.a_last, 255), left(c.b_last, 255)) = 2
                            AND translate(c.a_last, c.b_last, '') = '' AND translate(c.b_last,
                            c.a_last, '') = '') ELSE false END) OR (least(length(c.a_last),
                            length(c.b_last)) = 2 AND greatest(length(c.a_last),
