@@ -59,10 +59,12 @@ class PgBouncer:
                 self._wait_ready(process, server_dsn)
             except _PortTaken:
                 if attempt == 4:
+                    shutil.rmtree(self.folder, ignore_errors=True)
                     raise
                 continue
-            except BaseException:
+            except BaseException:  # (its log is in the message)
                 _end(process)
+                shutil.rmtree(self.folder, ignore_errors=True)
                 raise
             return process
         raise AssertionError("unreachable")
