@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -52,7 +54,7 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """An admin DSN for a real PostgreSQL server (see the module docstring), with Supabase's
     roles present (as on every Supabase project)."""
     dsn = os.environ.get("SYNCPIPE_TEST_DATABASE_URL")
@@ -69,13 +71,17 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from syncpipe.db.embedded import EmbeddedServer
 
-    server = EmbeddedServer(tmp_path_factory.mktemp("embedded") / "pgdata")
+    # (not under pytest's own temporary folder: run as root, the server runs as a user of its
+    # own, and any other pytest of the same user makes that folder private again)
+    folder = Path(tempfile.mkdtemp(prefix="syncpipe-tests-pg-"))
+    server = EmbeddedServer(folder / "pgdata")
     try:
         dsn = server.start()
         ensure_roles(dsn)
         yield dsn
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def dsn_for(admin_dsn: str, dbname: str) -> str:

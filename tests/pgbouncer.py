@@ -123,6 +123,8 @@ pidfile = {self.folder}/pgbouncer.pid
             try:
                 with psycopg.connect(self.dsn(server_dsn), connect_timeout=2) as conn:
                     conn.execute("SELECT 1")
+                if process.poll() is not None:  # another server answered on its port
+                    continue
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

@@ -209,3 +209,24 @@ def test_a_merge_skips_the_vacuum_it_cannot_have_and_still_succeeds(
     assert json.loads(out)["pages_vacuumed"] is False
     assert "merge.vacuum_skipped" in err and "lock not available" in err, err
     assert one(deployed_db, "SELECT count(*) FROM public.unified_company_member") == PAGES * 3
+
+
+def test_a_vacuum_the_role_may_not_run_counts_as_skipped(deployed_db: str) -> None:
+    """A role that may not vacuum the pages gets a warning, not an error, in words that
+    changed with PostgreSQL 16 ("skipping ... only table or database owner can vacuum it",
+    then "permission denied to vacuum ..., skipping it"): either is a skipped vacuum."""
+    from syncpipe.services.merge.service import _Phases, _vacuum_pages
+
+    role = f"syncpipe_novacuum_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(deployed_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT USAGE ON SCHEMA bronze TO {role}")
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(deployed_db)
+        params["user"] = role
+        with psycopg.connect(make_conninfo(**params)) as conn:
+            assert _vacuum_pages(conn, 100_000, _Phases(None)) is False
+    finally:
+        with psycopg.connect(deployed_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")

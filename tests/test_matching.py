@@ -4,6 +4,7 @@ the real CLI."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import psycopg
@@ -414,10 +415,16 @@ def test_bad_names_and_a_big_team_neither_crash_nor_chain(
 def test_a_name_word_longer_than_levenshtein_takes_fails_nothing(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """levenshtein() refuses words of more than 255 letters; a hostile name of that kind on a
-    shared e-mail, a team block and a page used to fail the whole merge. Now it is compared by
-    its first 255 letters: the typo merges, the different given name stays apart."""
+    """levenshtein() refuses words of more than 255 letters, and a B-tree an index row of more
+    than 2,704 bytes; hostile names of that kind on a shared e-mail, a team block and a page
+    used to fail the whole merge. Names are cut at 200 letters a part, compared by their first
+    255: the typo merges, the different given name stays apart."""
     src = Sources()
+    rnd = random.Random(7)  # (CJK letters at random: 3,000 bytes that do not compress)
+    huge = "".join(chr(rnd.randrange(0x4E00, 0x9FFF)) for _ in range(1000))
+    src.agent(f"{huge} Smith", team="t1", emails=["huge@mail.com"])
+    src.agent("John Smith", team="t1")
+    src.page("team-1", [{"name": f"Ann {huge}", "email": "ann@mail.com"}])
     word = "Z" + "a" * 299
     a = src.agent(f"{word} Smith", emails=["same@mail.com"])
     b = src.agent(f"{word[:-1]}b Smith", emails=["same@mail.com"])  # a typo of it

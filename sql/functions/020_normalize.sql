@@ -233,8 +233,12 @@ BEGIN
     -- the join below)
     ANALYZE sp_name_forms (raw);
     -- (a record without a name gets a row of NULLs, as every caller expects a row per uid)
+    -- (each part cut at 200 letters: no person's name is longer, and a hostile one of a few
+    -- thousand letters made an index row larger than a B-tree takes, failing every merge)
     CREATE UNLOGGED TABLE syncpipe_work.sp_person_names AS
-    SELECT i.uid, f.name_norm, f.name_key, f.first_name, f.last_name, f.middle, f.suffix
+    SELECT i.uid, left(f.name_norm, 200) AS name_norm, left(f.name_key, 200) AS name_key,
+           left(f.first_name, 200) AS first_name, left(f.last_name, 200) AS last_name,
+           f.middle, f.suffix
     FROM sp_names_in i
     LEFT JOIN sp_name_forms f ON f.raw = i.raw;
     GET DIAGNOSTICS v_count = ROW_COUNT;
