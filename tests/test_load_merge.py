@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -230,3 +231,24 @@ def test_a_vacuum_the_role_may_not_run_counts_as_skipped(deployed_db: str) -> No
         with psycopg.connect(deployed_db, autocommit=True) as admin:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
+
+
+def test_ctrl_c_during_the_vacuum_is_a_skipped_vacuum(deployed_db: str, tmp_path: Path) -> None:
+    """SIGINT while the pages are vacuumed (after the merge's commit): the statement is
+    canceled, the vacuum counts as skipped, and the connection is usable for what follows."""
+    from syncpipe.services.merge.service import _Phases, _vacuum_pages
+
+    _run(deployed_db, "load", str(_pages(tmp_path / "raw_company_info.csv", extra=False)))
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET vacuum_cost_delay = 100")  # a few seconds for these 1,500 pages
+        conn.execute("SET vacuum_cost_limit = 1")
+        conn.commit()
+        timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        try:
+            assert _vacuum_pages(conn, 100_000, _Phases(None)) is False
+        finally:
+            timer.cancel()
+        assert time.monotonic() - started < 10
+        assert conn.execute("SELECT 1").fetchone() == (1,)
