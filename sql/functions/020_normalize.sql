@@ -281,10 +281,12 @@ AS $$
 BEGIN
     -- (plpgsql, not SQL: a SQL function with a SET clause is planned again on every call)
     RETURN CASE
-        WHEN least(length(p_a), length(p_b)) >= 7 THEN extensions.levenshtein(left(p_a, 255), left(p_b, 255)) <= 2
+        WHEN least(length(p_a), length(p_b)) >= 7
+            THEN extensions.levenshtein(left(p_a, 255), left(p_b, 255)) <= 2
         WHEN least(length(p_a), length(p_b)) >= 3 THEN
             extensions.levenshtein(left(p_a, 255), left(p_b, 255)) <= 1
-            OR (length(p_a) = length(p_b) AND extensions.levenshtein(left(p_a, 255), left(p_b, 255)) = 2
+            OR (length(p_a) = length(p_b)
+                AND extensions.levenshtein(left(p_a, 255), left(p_b, 255)) = 2
                 AND translate(p_a, p_b, '') = '' AND translate(p_b, p_a, '') = '')
         ELSE false
     END;
