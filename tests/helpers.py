@@ -81,3 +81,33 @@ def one(dsn: str, query: str, params: Any = None) -> Any:
     rows = fetch(dsn, query, params)
     assert len(rows) == 1, rows
     return rows[0][0]
+
+
+def plans_of(dsn: str, statements: list[str]) -> list[str]:
+    """Run ``statements`` on one connection and return the plan of every statement they ran,
+    nested ones included, as auto_explain writes them (sent to this client as notices).
+    Skips the test where the server has no auto_explain, or the role may not load it."""
+    plans: list[str] = []
+    with psycopg.connect(dsn) as conn:
+        try:
+            conn.execute("LOAD 'auto_explain'")
+        except psycopg.Error:
+            pytest.skip("auto_explain cannot be loaded on this server")
+        for setting, value in (
+            ("auto_explain.log_min_duration", "0"),
+            ("auto_explain.log_nested_statements", "on"),
+            ("auto_explain.log_level", "notice"),
+        ):
+            conn.execute("SELECT set_config(%s, %s, false)", (setting, value))
+        conn.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+        for statement in statements:
+            conn.execute(statement.encode())
+    return plans
+
+
+def plan_of(plans: list[str], statement: str) -> str:
+    """The plan (from ``plans_of``) of the first statement that starts with ``statement``."""
+    for plan in plans:
+        if "Query Text: " + statement in plan:
+            return plan
+    raise AssertionError(f"no plan of a statement starting with {statement!r}")
