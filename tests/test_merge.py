@@ -589,6 +589,52 @@ def test_new_evidence_joins_two_agents_and_the_retired_id_stays_resolvable(
     assert_contact_keys_in_step(deployed_db)
 
 
+def test_an_agent_retired_or_deleted_by_hand_loses_its_contact_keys(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The merge reads known agents by their contact keys and trusts them to be active ones'.
+    An agent retired or deleted through the API loses its keys at once (triggers), and a new
+    record with its e-mail joins no retired agent."""
+    src = Sources()
+    sam = src.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"])
+    kim = src.agent("Kim Boyd", team="team-2", emails=["kim.boyd@mail.com"])
+    dana = src.agent("Dana Lee", team="team-3", phones=["3055550199"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    sam_agent, kim_agent, dana_agent = (
+        agent_of(deployed_db, "new_agents", key) for key in (sam, kim, dana)
+    )
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s",
+            (kim_agent, sam_agent),
+        )
+        conn.execute("DELETE FROM new_agents WHERE supabase_uuid = %s", (dana,))
+        conn.commit()
+        # the emptied agent, deleted by its owner (the merge marked it for a refresh)
+        conn.execute("RESET ROLE")
+        conn.execute("DELETE FROM merge_dirty_agents WHERE agent_id = %s", (dana_agent,))
+        conn.execute("DELETE FROM new_unified_agents WHERE agent_id = %s", (dana_agent,))
+        conn.commit()
+    assert_contact_keys_in_step(deployed_db)
+    assert fetch(deployed_db, "SELECT DISTINCT agent_id FROM merge_agent_contacts") == [
+        (kim_agent,)
+    ]
+
+    again = Sources(_serial=100)
+    back = again.agent("Sam Ortiz", team="team-7", emails=["sam.ortiz@mail.com"])
+    load_and_merge(invoke, deployed_db, again, tmp_path / "d2")
+    joined = agent_of(deployed_db, "new_agents", back)
+    assert joined != sam_agent
+    assert (
+        one(
+            deployed_db, "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s", (joined,)
+        )
+        is None
+    )
+    assert_contact_keys_in_step(deployed_db)
+
+
 def test_agent_record_changed_after_merge_is_matched_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -337,6 +337,31 @@ BEGIN
 END;
 $$;
 
+-- An agent retired or deleted outside a merge (by hand, through the API) loses its contact
+-- keys, as merge_contacts_sync() takes them from one the merge retires: a key then never
+-- leads a new record to an agent that is no longer there, and the merge's probe of the keys
+-- need not read the agents to check. (Runs as its owner: service_role has no right on the
+-- internal key table.) One function for the triggers of sql/triggers/030_agent_contacts.sql:
+-- per row on an UPDATE that retires, per statement on DELETE (the gone rows) and TRUNCATE.
+CREATE OR REPLACE FUNCTION syncpipe_internal.agent_contacts_forget()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM public.merge_agent_contacts;
+    ELSIF TG_OP = 'UPDATE' THEN
+        DELETE FROM public.merge_agent_contacts WHERE agent_id = NEW.agent_id;
+    ELSE
+        DELETE FROM public.merge_agent_contacts c USING gone_agents g
+        WHERE c.agent_id = g.agent_id;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- Recompute the stored golden records of the agents in sp_refresh(agent_id) from their
 -- lineage (names, teams) and their sources (contacts, normalized again), and whether a
 -- review is open for them.
