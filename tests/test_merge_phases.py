@@ -1100,3 +1100,40 @@ def test_bulk_mode_sizes_a_table_never_analyzed(work: psycopg.Connection[Any]) -
     _bulk_probe(work, "bulk_empty", 0)
     assert rows(work, call, ("syncpipe_work.bulk_empty", 60_000)) == [(True,)]
     assert not _has_index(work, "bulk_empty_v")
+
+
+def _histogram_bounds(conn: psycopg.Connection[Any], table: str, column: str) -> int | None:
+    row = conn.execute(
+        "SELECT cardinality(histogram_bounds::text::text[]) FROM pg_stats"
+        " WHERE schemaname = 'syncpipe_work' AND tablename = %s AND attname = %s",
+        (table, column),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def test_a_work_table_is_analyzed_on_a_sample_of_its_size(
+    work: psycopg.Connection[Any],
+) -> None:
+    """work_analyze() samples a tenth of a work table's rows, at least 3,000 (statistics
+    target 10, at most 11 histogram bounds) and at most the server's sample: a 1% incremental
+    run's tables of 10k-50k rows cost 0.12 s to analyze, not 0.56 s. Only the columns asked
+    for get statistics, and the caller's target is the same after the call."""
+    work.execute("SET default_statistics_target = 100")
+    for name, count in (("wa_small", 12_000), ("wa_large", 600_000)):
+        work.execute(
+            sql.SQL(
+                "CREATE UNLOGGED TABLE {} AS"
+                " SELECT g AS id, md5(g::text) AS name FROM generate_series(1, %s) g"
+            ).format(sql.Identifier("syncpipe_work", name)),
+            (count,),
+        )
+    phase(work, "work_analyze('wa_small')")
+    phase(work, "work_analyze('wa_large', ARRAY['name'])")
+    assert rows(work, "SHOW default_statistics_target") == [("100",)]
+    small = _histogram_bounds(work, "wa_small", "name")
+    assert small is not None and small <= 11
+    # 600,000 rows: a tenth is above the server's 30,000, which it keeps (101 bounds)
+    assert _histogram_bounds(work, "wa_large", "name") == 101
+    assert _histogram_bounds(work, "wa_large", "id") is None
+    reltuples = rows(work, "SELECT reltuples FROM pg_class WHERE relname = 'wa_small'")
+    assert reltuples == [(12_000.0,)]

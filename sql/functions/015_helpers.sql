@@ -113,6 +113,37 @@ BEGIN
 END;
 $$;
 
+-- ANALYZE a work table (schema syncpipe_work), or only p_columns of it, on a sample of a
+-- tenth of its rows: at least 3,000 (statistics target 10), at most the server's sample
+-- (300 rows per unit of default_statistics_target: 30,000 by default). The server's sample
+-- is the whole of a small table: 20-80 ms a table, 0.56 s of the 46 tables a 1% incremental
+-- run analyzes at 1M persons (10k-50k rows each), 0.12 s at 3,000 rows; a first run's tables
+-- of 300,000 rows or more keep the server's sample. (The row count: the rows this
+-- transaction wrote, as the table was made in it, else ANALYZE's last count.)
+CREATE OR REPLACE FUNCTION syncpipe_internal.work_analyze(p_table text,
+                                                          p_columns text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_table   regclass := format('syncpipe_work.%I', p_table)::regclass;
+    v_default integer := current_setting('default_statistics_target')::integer;
+    v_rows    double precision;
+BEGIN
+    v_rows := greatest(pg_stat_get_xact_tuples_inserted(v_table)
+                       - pg_stat_get_xact_tuples_deleted(v_table),
+                       (SELECT reltuples FROM pg_class WHERE oid = v_table));
+    PERFORM set_config('default_statistics_target',
+                       least(v_default, greatest(10, ceil(v_rows / 3000)))::text, true);
+    EXECUTE format('ANALYZE %s %s', v_table,
+                   (SELECT '(' || string_agg(quote_ident(c), ', ' ORDER BY i) || ')'
+                    FROM unnest(p_columns) WITH ORDINALITY AS u (c, i)));
+    -- (the caller's target back; an error undoes the change with its (sub)transaction)
+    PERFORM set_config('default_statistics_target', v_default::text, true);
+END;
+$$;
+
 -- Bulk mode. Before a very large write into p_table, drop its secondary indexes and its
 -- foreign keys; merge_bulk_end() builds them again, each in one pass (an index build and a
 -- set-based FK validation cost far less than maintaining them row by row for millions of rows).

@@ -231,7 +231,7 @@ BEGIN
     FROM sp_name_cores;
     -- (its size and its distinct spellings: without them the planner sorted both sides of
     -- the join below)
-    ANALYZE sp_name_forms (raw);
+    PERFORM syncpipe_internal.work_analyze('sp_name_forms', ARRAY['raw']);
     -- (a record without a name gets a row of NULLs, as every caller expects a row per uid)
     -- (each part cut at 200 letters: no person's name is longer, and a hostile one of a few
     -- thousand letters made an index row larger than a B-tree takes, failing every merge)

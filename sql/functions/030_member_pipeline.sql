@@ -84,7 +84,7 @@ BEGIN
         PERFORM set_config('enable_seqscan', v_seqscan, true);
         PERFORM set_config('enable_indexscan', v_indexscan, true);
         -- Its size, for the joins below (the JSON column left out: no need to read it).
-        ANALYZE sp_member_pages (research_uuid);
+        PERFORM syncpipe_internal.work_analyze('sp_member_pages', ARRAY['research_uuid']);
 
         CREATE UNLOGGED TABLE syncpipe_work.sp_member_elems AS
             SELECT row_number() OVER () AS eid, p.research_uuid, p.team_id,
@@ -132,7 +132,7 @@ BEGIN
                    array_agg(value) FILTER (WHERE kind = 'p') AS phones
             FROM (SELECT uid, kind, value FROM sp_contacts ORDER BY uid, kind, value) o
             GROUP BY uid;
-        ANALYZE sp_member_contacts (uid);
+        PERFORM syncpipe_internal.work_analyze('sp_member_contacts', ARRAY['uid']);
         CREATE UNLOGGED TABLE syncpipe_work.sp_members AS
         SELECT e.eid, e.research_uuid, e.team_id, e.pos, e.raw, n.raw AS name_raw,
                pn.name_norm, pn.name_key, pn.first_name, pn.last_name, pn.middle, pn.suffix,
@@ -154,7 +154,7 @@ BEGIN
             FROM sp_members GROUP BY record_hash HAVING count(*) > 1;
         SELECT count(*) INTO v_usable FROM sp_members;
         SELECT v_usable - coalesce(sum(n - 1), 0) INTO v_distinct FROM sp_member_dups;
-        ANALYZE sp_member_dups;
+        PERFORM syncpipe_internal.work_analyze('sp_member_dups');
 
         PERFORM syncpipe_internal.merge_phase('store_members');
         -- Members of the pages read that are no longer on them. (A few pages of many: their

@@ -161,8 +161,8 @@ BEGIN
             WHERE r.source = 'company_member';
         GET DIAGNOSTICS v_members = ROW_COUNT;
         PERFORM set_config('enable_seqscan', v_seqscan, true);
-        ANALYZE sp_changed_feed;
-        ANALYZE sp_changed_members;
+        PERFORM syncpipe_internal.work_analyze('sp_changed_feed');
+        PERFORM syncpipe_internal.work_analyze('sp_changed_members');
     END IF;
     -- Canonical given names of each known variant (Bob -> robert), for name comparisons.
     CREATE UNLOGGED TABLE syncpipe_work.sp_canon AS
@@ -250,7 +250,9 @@ BEGIN
     -- in sp_place)
     -- (the columns later statements join, filter or group on: a wide table's other
     -- columns, names and contact arrays, cost most of its ANALYZE and steer no plan)
-    ANALYZE sp_pend (pid, source, source_id, team_id, old_agent, unprocessed);
+    PERFORM syncpipe_internal.work_analyze('sp_pend', ARRAY['pid', 'source', 'source_id',
+                                                            'team_id', 'old_agent',
+                                                            'unprocessed']);
     RETURN (SELECT count(*) FROM sp_pend);
 END;
 $$;
@@ -288,7 +290,7 @@ BEGIN
         SELECT pid, 'e'::"char", unnest(emails) FROM sp_pend WHERE emails <> '{}'
         UNION ALL
         SELECT pid, 'p'::"char", unnest(phones) FROM sp_pend WHERE phones <> '{}';
-    ANALYZE sp_pkeys;
+    PERFORM syncpipe_internal.work_analyze('sp_pkeys');
     -- Feed names are normalized here; members' by the member pipeline.
     CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS
         SELECT pid AS uid, full_name AS raw FROM sp_pend WHERE source = 'new_agents';
@@ -296,7 +298,7 @@ BEGIN
     INSERT INTO sp_person_names
         SELECT pid, name_norm, name_key, first_name, last_name, middle, suffix
         FROM sp_pend WHERE source = 'company_member';
-    ANALYZE sp_person_names (uid);
+    PERFORM syncpipe_internal.work_analyze('sp_person_names', ARRAY['uid']);
 END;
 $$;
 
@@ -373,14 +375,14 @@ BEGIN
         GROUP BY h HAVING count(*) > 1;
     PERFORM set_config('max_parallel_workers_per_gather', v_workers, true);
     PERFORM set_config('enable_hashagg', v_hashagg, true);
-    ANALYZE sp_keydups;
+    PERFORM syncpipe_internal.work_analyze('sp_keydups');
     CREATE UNLOGGED TABLE syncpipe_work.sp_keyrecs AS
         SELECT k.kind, k.value, k.node
         FROM (SELECT kind, value, v_offset + pid AS node FROM sp_pkeys
               UNION ALL
               SELECT kind, value, node FROM sp_keyknown) k
         WHERE hashtextextended(k.value, ascii(k.kind)) IN (SELECT h FROM sp_keydups);
-    ANALYZE sp_keyrecs;
+    PERFORM syncpipe_internal.work_analyze('sp_keyrecs');
 
     -- Names: pending records, and the lineage of known agents in the same teams or holding
     -- the same keys (a changed record's old lineage row excluded).
@@ -420,7 +422,7 @@ BEGIN
         USING v_offset;
     END IF;
     CREATE INDEX ON sp_names (node);
-    ANALYZE sp_names;
+    PERFORM syncpipe_internal.work_analyze('sp_names');
 END;
 $$;
 

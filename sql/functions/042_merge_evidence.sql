@@ -30,7 +30,7 @@ BEGIN
               FROM sp_names WHERE pending AND last_name IS NOT NULL GROUP BY 2) x
         GROUP BY part, value;
     ALTER TABLE sp_freq ADD PRIMARY KEY (part, value);
-    ANALYZE sp_freq;
+    PERFORM syncpipe_internal.work_analyze('sp_freq');
 END;
 $$;
 
@@ -106,12 +106,14 @@ BEGIN
                ON f.value = g.first_name AND g.last_name IS NULL
         WHERE g.names > 1 OR g.records > 20;
     PERFORM set_config('parallel_leader_participation', v_leader, true);
-    ANALYZE sp_keynames (vid, kind, value, name_key, first_name, last_name, suffix);
+    PERFORM syncpipe_internal.work_analyze('sp_keynames', ARRAY['vid', 'kind', 'value',
+                                                                'name_key', 'first_name',
+                                                                'last_name', 'suffix']);
     -- The keys that can be shared at all, with their counts.
     CREATE UNLOGGED TABLE syncpipe_work.sp_keygroups AS
         SELECT kind, value, min(names) AS names, min(records) AS records
         FROM sp_keynames GROUP BY kind, value;
-    ANALYZE sp_keygroups;
+    PERFORM syncpipe_internal.work_analyze('sp_keygroups');
     -- Every two variants of a key with a few names: do they fit one person?
     -- (each unordered pair judged once, both orders written: names_compatible() is
     -- symmetric, and a plpgsql call per pair is most of this statement's time)
@@ -133,7 +135,7 @@ BEGIN
         SELECT kind, value, va, vb, fits FROM half
         UNION ALL
         SELECT kind, value, vb, va, fits FROM half;
-    ANALYZE sp_keycompat;
+    PERFORM syncpipe_internal.work_analyze('sp_keycompat');
     -- The keys whose names do not all fit each other ("mixed"), with their pairs of variants
     -- and whether the two say "two different people" (only asked here: most keys fit).
     CREATE UNLOGGED TABLE syncpipe_work.sp_keymixed AS
@@ -186,7 +188,7 @@ BEGIN
         JOIN sp_keynames a ON a.vid = c.va
         JOIN sp_keynames b ON b.vid = c.vb
         WHERE (c.kind, c.value) IN (SELECT kind, value FROM sp_keycompat WHERE NOT fits);
-    ANALYZE sp_keymixed;
+    PERFORM syncpipe_internal.work_analyze('sp_keymixed');
     -- Pairs of variants that are evidence: on a key whose names all fit, every pair; on a
     -- mixed key that is still one person's, every pair: one full name fits every other one
     -- (Robert Miller with Bob Miller and Robret Miller), or no two names say "two people"
@@ -244,7 +246,7 @@ BEGIN
            ON a.kind = g.kind AND a.value = g.value
     WHERE g.records > 20 OR g.names > 8 OR coalesce(a.n, 0) < g.names * (g.names - 1);
     ALTER TABLE sp_shared ADD PRIMARY KEY (kind, value);
-    ANALYZE sp_shared;
+    PERFORM syncpipe_internal.work_analyze('sp_shared');
     -- The holders of the shared keys that are still evidence between some of them, with
     -- their variants (a known agent may hold several).
     CREATE UNLOGGED TABLE syncpipe_work.sp_keyholders AS
@@ -257,7 +259,7 @@ BEGIN
              AND v.last_name IS NOT DISTINCT FROM n.last_name
              AND v.suffix IS NOT DISTINCT FROM n.suffix
         WHERE s.records <= 20 AND s.names <= 8;
-    ANALYZE sp_keyholders;
+    PERFORM syncpipe_internal.work_analyze('sp_keyholders');
 END;
 $$;
 
@@ -305,7 +307,7 @@ BEGIN
         SELECT team_id FROM sp_names WHERE team_id IS NOT NULL
         GROUP BY team_id HAVING count(*) > 64;
     ALTER TABLE sp_bigteams ADD PRIMARY KEY (team_id);
-    ANALYZE sp_bigteams;
+    PERFORM syncpipe_internal.work_analyze('sp_bigteams');
     -- (one query for both: %1$s the names, %5$s the names they are compared with, %2$s / %3$s
     -- the bucket conditions of the two branches, %4$s the teams left out, %6$s DISTINCT or
     -- nothing)
@@ -359,7 +361,7 @@ BEGIN
                                        ORDER BY n.node, n.name_norm, n.first_name, n.middle,
                                                 n.suffix) - 1) / 8 AS lb
             FROM sp_names n JOIN sp_bigteams t ON t.team_id = n.team_id;
-        ANALYZE sp_bignames;
+        PERFORM syncpipe_internal.work_analyze('sp_bignames');
         -- (each name once per bucket it is compared from, its own and the two next to it:
         -- the bucket is then part of the join's equality, and a block of thousands is hashed,
         -- not compared with itself whole)
@@ -395,8 +397,9 @@ BEGIN
         GROUP BY c.agent_id;
     -- (no key: both readers hash it, and its 2M-row index took longer to build than
     -- any probe saves)
-    ANALYZE sp_namepairs (a, b, first_name, last_name, team_id);
-    ANALYZE sp_nodephones (node);
+    PERFORM syncpipe_internal.work_analyze('sp_namepairs', ARRAY['a', 'b', 'first_name',
+                                                                 'last_name', 'team_id']);
+    PERFORM syncpipe_internal.work_analyze('sp_nodephones', ARRAY['node']);
     -- The pairs whose personal phones, or whose e-mails, all differ.
     -- (inner joins, the pairs hashed and every node's contacts probed once: the left joins
     -- of all pairs below hashed the contacts of all two million nodes, twice; 0.7 s at 1M
@@ -409,7 +412,7 @@ BEGIN
         WHERE (pa.phones IS NOT NULL AND pb.phones IS NOT NULL AND NOT pa.phones && pb.phones)
            OR (pa.emails IS NOT NULL AND pb.emails IS NOT NULL
                AND NOT pa.emails && pb.emails);
-    ANALYZE sp_namediffer;
+    PERFORM syncpipe_internal.work_analyze('sp_namediffer');
     -- The weight of a name link: the given and the family name, each worth more the rarer
     -- it is (log2 of m / u, u the share of records holding it), and the team.
     -- (each pair in one pass, every join in the parallel workers; the names two people hold
@@ -501,7 +504,7 @@ BEGIN
     ) c
     UNION ALL
     SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict;
-    ANALYZE sp_links (a, b, conf);
+    PERFORM syncpipe_internal.work_analyze('sp_links', ARRAY['a', 'b', 'conf']);
 END;
 $$;
 

@@ -21,8 +21,8 @@ BEGIN
         FROM sp_cc_edges GROUP BY a;
     ALTER TABLE sp_cc ADD PRIMARY KEY (node);
     CREATE INDEX ON sp_cc_edges (a);
-    ANALYZE sp_cc;
-    ANALYZE sp_cc_edges;
+    PERFORM syncpipe_internal.work_analyze('sp_cc');
+    PERFORM syncpipe_internal.work_analyze('sp_cc_edges');
     -- The first frontier: only a node with two or more neighbours can hold a label that a
     -- neighbour lacks (a node with one neighbour took the smaller of the two, and that
     -- neighbour holds it or a smaller one).
@@ -50,7 +50,7 @@ BEGIN
             FROM sp_cc_longlabel l WHERE l.node = c.node AND l.label <> c.label;
             EXIT;
         END IF;
-        ANALYZE sp_cc_front;
+        PERFORM syncpipe_internal.work_analyze('sp_cc_front');
         TRUNCATE sp_cc_next;
         WITH pushed AS (
             SELECT e.b AS node, min(f.label) AS label
@@ -211,7 +211,7 @@ BEGIN
         UNION ALL
         SELECT x FROM n WHERE NOT pending GROUP BY x HAVING bool_and(vague);
     ALTER TABLE sp_bridgevague ADD PRIMARY KEY (x);
-    ANALYZE sp_bridgevague;
+    PERFORM syncpipe_internal.work_analyze('sp_bridgevague');
     -- Vague nodes linked to each other form one group (labelled by its lowest node).
     CREATE UNLOGGED TABLE syncpipe_work.sp_bridgevv AS
         SELECT e.a, e.b
@@ -231,7 +231,7 @@ BEGIN
         WHERE NOT EXISTS (SELECT 1 FROM sp_bridgevague w WHERE w.x = e.y);
     DELETE FROM sp_bridgehops
     WHERE g IN (SELECT g FROM sp_bridgehops GROUP BY g HAVING count(DISTINCT y) = 1);
-    ANALYZE sp_bridgehops;
+    PERFORM syncpipe_internal.work_analyze('sp_bridgehops');
     -- The pairs of a group's neighbours whose names say "two people": names_conflict(),
     -- unless the words of one name are all in the other ("Robert Smith" in "James Robert
     -- Smith", "Teresa Johnson" in "Teresa Johnson-Logan", "Smith John"); two in Chinese,
@@ -311,10 +311,10 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_sc_min (node bigint PRIMARY KEY, m bigint);
     LOOP
         EXIT WHEN NOT EXISTS (SELECT 1 FROM sp_sc_edges);
-        ANALYZE sp_sc_edges;
+        PERFORM syncpipe_internal.work_analyze('sp_sc_edges');
         TRUNCATE sp_sc_min;
         INSERT INTO sp_sc_min SELECT a, least(a, min(b)) FROM sp_sc_edges GROUP BY a;
-        ANALYZE sp_sc_min;
+        PERFORM syncpipe_internal.work_analyze('sp_sc_min');
         LOOP
             UPDATE sp_sc_min x SET m = y.m
             FROM sp_sc_min y WHERE y.node = x.m AND y.m < x.m;
@@ -371,7 +371,7 @@ BEGIN
     -- One (strongest) automatic link per pair of nodes, both directions.
     CREATE UNLOGGED TABLE syncpipe_work.sp_gedges AS
         SELECT a, b, max(conf) AS conf FROM sp_links WHERE conf > v_auto GROUP BY a, b;
-    ANALYZE sp_gedges;
+    PERFORM syncpipe_internal.work_analyze('sp_gedges');
     CREATE UNLOGGED TABLE syncpipe_work.sp_cc_edges AS
         SELECT a, b FROM sp_gedges UNION ALL SELECT b, a FROM sp_gedges;
     v_rounds := syncpipe_internal.merge_label_components();
@@ -384,7 +384,7 @@ BEGIN
         UNION ALL
         SELECT node, label FROM sp_cc WHERE node < v_offset;
     ALTER TABLE sp_comp ADD PRIMARY KEY (node);
-    ANALYZE sp_comp;
+    PERFORM syncpipe_internal.work_analyze('sp_comp');
 
     -- Confidence of each component: the lowest link that holds it together. A component
     -- whose links share one confidence takes it; the others are cut level by level.
@@ -402,8 +402,8 @@ BEGIN
     CREATE UNLOGGED TABLE syncpipe_work.sp_mixedges AS
         SELECT e.a, e.b, e.conf, m.label
         FROM sp_gedges e JOIN sp_mixnodes m ON m.node = e.a;
-    ANALYZE sp_mixnodes;
-    ANALYZE sp_mixedges;
+    PERFORM syncpipe_internal.work_analyze('sp_mixnodes');
+    PERFORM syncpipe_internal.work_analyze('sp_mixedges');
     FOR v_level IN
         SELECT DISTINCT high FROM sp_compconf WHERE conf IS NULL ORDER BY high DESC
     LOOP

@@ -77,8 +77,9 @@ BEGIN
                                      ORDER BY first_name, node) - 1) / 8 AS cbucket
           FROM sp_cnames WHERE big AND team_id IS NOT NULL) b
     WHERE x.node = b.node;
-    ANALYZE sp_cnames (label, node, team_id, name_key, first_name, last_name, lcode, suffix,
-                       pending, key_n, last_n, big, fbucket, lbucket, cbucket);
+    PERFORM syncpipe_internal.work_analyze('sp_cnames', ARRAY[
+        'label', 'node', 'team_id', 'name_key', 'first_name', 'last_name', 'lcode', 'suffix',
+        'pending', 'key_n', 'last_n', 'big', 'fbucket', 'lbucket', 'cbucket']);
     -- (the block joins in a team: %1$s the names compared with, %2$s, %3$s and %4$s the
     -- bucket conditions; with big teams each of their names is listed once for its own bucket
     -- and once for the one before, so that the bucket is part of the join's equality and a
@@ -144,7 +145,8 @@ BEGIN
      n.label AS b_label, n.node AS b_node, n.team_id AS b_team, n.name_norm AS b_norm,
      n.name_key AS b_key, n.first_name AS b_first, n.last_name AS b_last,
      n.suffix AS b_suffix, n.middle AS b_middle, n.canons AS b_canons');
-    ANALYZE sp_cands (a_label, b_label, a_first, a_last);
+    PERFORM syncpipe_internal.work_analyze('sp_cands', ARRAY['a_label', 'b_label', 'a_first',
+                                                             'a_last']);
 END;
 $$;
 
@@ -185,7 +187,7 @@ BEGIN
         UNION SELECT coalesce((SELECT c.label FROM sp_comp c WHERE c.node = x.node), x.node)
               FROM (SELECT a AS node FROM sp_namelinks WHERE conflict
                     UNION ALL SELECT b FROM sp_namelinks WHERE conflict) x;
-    ANALYZE sp_candlabels;
+    PERFORM syncpipe_internal.work_analyze('sp_candlabels');
     CREATE UNLOGGED TABLE syncpipe_work.sp_candkeys AS
     WITH nodes AS NOT MATERIALIZED (
         SELECT c.label, c.node FROM sp_comp c JOIN sp_candlabels l ON l.label = c.label
@@ -303,7 +305,7 @@ BEGIN
     ) z
     ORDER BY least(a_label, b_label), greatest(a_label, b_label), weight DESC, a_norm, b_norm,
              a_node, b_node;  -- (ties broken the same way every run)
-    ANALYZE sp_candw (a_label, b_label, weight);
+    PERFORM syncpipe_internal.work_analyze('sp_candw', ARRAY['a_label', 'b_label', 'weight']);
 END;
 $$;
 

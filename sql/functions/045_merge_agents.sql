@@ -103,7 +103,7 @@ BEGIN
         SELECT label, v_first - 1 + row_number() OVER (ORDER BY label), true
         FROM sp_target0 WHERE survivor IS NULL;
     ALTER TABLE sp_target ADD PRIMARY KEY (label);
-    ANALYZE sp_target;
+    PERFORM syncpipe_internal.work_analyze('sp_target');
 
     -- Where each pending record goes, by which rule, with what confidence; with what the
     -- lineage keeps of it (one join here, read by the golden records and the lineage below).
@@ -116,7 +116,7 @@ BEGIN
               SELECT b, rule, conf, weight FROM sp_links WHERE conf > v_auto) l
         WHERE node >= v_offset
         ORDER BY node, conf DESC, weight DESC, rule;
-    ANALYZE sp_best (node);
+    PERFORM syncpipe_internal.work_analyze('sp_best', ARRAY['node']);
     -- (the workers join, the leader only writes the 2M wide rows: with the leader joining
     -- a share too, three busy processes shared 2 cores; 0.5 s of 6.5 less at 1M persons)
     PERFORM set_config('parallel_leader_participation', 'off', true);
@@ -132,7 +132,9 @@ BEGIN
     LEFT JOIN sp_best b ON b.node = v_offset + p.pid;
     PERFORM set_config('parallel_leader_participation', v_leader, true);
     ALTER TABLE sp_place ADD PRIMARY KEY (pid);
-    ANALYZE sp_place (pid, agent_id, created, rule, old_agent, source, source_id);
+    PERFORM syncpipe_internal.work_analyze('sp_place', ARRAY['pid', 'agent_id', 'created',
+                                                             'rule', 'old_agent', 'source',
+                                                             'source_id']);
 
     -- New agents are written once, complete: their golden record comes from this run.
     -- (a new agent's record without an automatic link is the agent's only record; views,
@@ -247,10 +249,10 @@ BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_golden']);
     -- (tables here are analyzed; views over analyzed tables need nothing)
     IF (SELECT relkind FROM pg_class WHERE oid = 'sp_grecs'::regclass) = 'r' THEN
-        ANALYZE sp_grecs;
+        PERFORM syncpipe_internal.work_analyze('sp_grecs');
     END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = 'sp_gkeys'::regclass) = 'r' THEN
-        ANALYZE sp_gkeys;
+        PERFORM syncpipe_internal.work_analyze('sp_gkeys');
     END IF;
     -- One sort of the records by agent and name variant ranks the variants (window counts),
     -- a second picks each agent's display name; single-source agents fall out of the same
@@ -375,7 +377,7 @@ DECLARE
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_gconf',
         'sp_contacts_in']);
-    ANALYZE sp_refresh;
+    PERFORM syncpipe_internal.work_analyze('sp_refresh');
     CREATE UNLOGGED TABLE syncpipe_work.sp_grecs AS
         SELECT s.agent_id, s.source, s.source_id, s.full_name, s.name_norm, s.name_key,
                s.team_id, false AS single
@@ -561,7 +563,7 @@ BEGIN
         CROSS JOIN LATERAL (SELECT a.created_at = now() AS created
                             FROM public.new_unified_agents a
                             WHERE a.agent_id = r.agent_id OFFSET 0) x;
-    ANALYZE sp_reviewed;
+    PERFORM syncpipe_internal.work_analyze('sp_reviewed');
     UPDATE public.new_unified_agents a SET needs_review = true
     FROM sp_reviewed r
     WHERE a.agent_id = r.agent_id AND r.created AND NOT a.needs_review
