@@ -635,6 +635,49 @@ def test_an_agent_retired_or_deleted_by_hand_loses_its_contact_keys(
     assert_contact_keys_in_step(deployed_db)
 
 
+def test_contact_keys_follow_an_agent_edited_by_hand(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An agent given another e-mail through the API, or retired and brought back, keeps
+    contact keys that are its contacts (trigger): a new record with the new e-mail joins it,
+    and one with the e-mail it no longer has does not."""
+    src = Sources()
+    sam = src.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"])
+    kim = src.agent("Kim Boyd", team="team-2", emails=["kim.boyd@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    sam_agent, kim_agent = (agent_of(deployed_db, "new_agents", key) for key in (sam, kim))
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute(
+            "UPDATE new_unified_agents SET emails = %s WHERE agent_id = %s",
+            (["s.ortiz@newmail.com"], sam_agent),
+        )
+        conn.commit()
+        assert_contact_keys_in_step(deployed_db)
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s",
+            (kim_agent, sam_agent),
+        )
+        conn.commit()
+        assert_contact_keys_in_step(deployed_db)
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = NULL WHERE agent_id = %s", (sam_agent,)
+        )
+        conn.commit()
+    assert_contact_keys_in_step(deployed_db)
+    assert fetch(
+        deployed_db, "SELECT value FROM merge_agent_contacts WHERE agent_id = %s", (sam_agent,)
+    ) == [("s.ortiz@newmail.com",)]
+
+    again = Sources(_serial=100)
+    new_mail = again.agent("Sam Ortiz", team="team-7", emails=["s.ortiz@newmail.com"])
+    old_mail = again.agent("Sam Ortiz", team="team-8", emails=["sam.ortiz@mail.com"])
+    load_and_merge(invoke, deployed_db, again, tmp_path / "d2")
+    assert agent_of(deployed_db, "new_agents", new_mail) == sam_agent
+    assert agent_of(deployed_db, "new_agents", old_mail) != sam_agent
+    assert_contact_keys_in_step(deployed_db)
+
+
 def test_agent_record_changed_after_merge_is_matched_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -202,6 +202,7 @@ DECLARE
     v_started timestamptz := clock_timestamp();
     v_plan    jsonb;
     v_apply   jsonb := '{}';
+    v_merging text := current_setting('syncpipe.merging', true);
 BEGIN
     IF NOT pg_try_advisory_xact_lock(1398361667, 2) THEN
         RAISE EXCEPTION 'another syncpipe merge or member pipeline is running on this database'
@@ -212,6 +213,11 @@ BEGIN
     PERFORM set_config('work_mem', coalesce(p_options ->> 'work_mem', '128MB'), true);
     PERFORM set_config('pg_trgm.similarity_threshold',
                        coalesce(p_options ->> 'fuzzy_similarity', '0.6'), true);
+    -- The merge keeps the agents' contact keys in step itself (merge_contacts_sync): the row
+    -- trigger that follows edits by hand (sql/triggers/030) stays off for its own updates of
+    -- hundreds of agents. (Set and put back here: a SET clause of a custom setting needs a
+    -- superuser to create the function.)
+    PERFORM set_config('syncpipe.merging', 'on', true);
     IF NOT v_dry THEN
         IF v_log IS NULL THEN
             INSERT INTO public.unified_merge_logs (run_kind) VALUES ('merge') RETURNING id INTO v_log;
@@ -243,6 +249,7 @@ BEGIN
         UPDATE public.unified_merge_logs
         SET status = 'failed', finished_at = clock_timestamp(), error_message = SQLERRM
         WHERE id = v_log;
+        PERFORM set_config('syncpipe.merging', coalesce(v_merging, ''), true);
         RETURN jsonb_build_object('status', 'failed', 'log_id', v_log, 'error', SQLERRM,
                                   'sqlstate', SQLSTATE);
     END;
@@ -250,6 +257,7 @@ BEGIN
     IF NOT v_keep THEN
         PERFORM syncpipe_internal.merge_work_clear();
     END IF;
+    PERFORM set_config('syncpipe.merging', coalesce(v_merging, ''), true);
     RETURN v_plan || v_apply || jsonb_build_object(
         'status', CASE WHEN v_dry THEN 'planned' ELSE 'success' END,
         'dry_run', v_dry, 'log_id', v_log,

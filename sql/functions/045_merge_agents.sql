@@ -339,12 +339,27 @@ BEGIN
 END;
 $$;
 
--- An agent retired or deleted outside a merge (by hand, through the API) loses its contact
--- keys, as merge_contacts_sync() takes them from one the merge retires: a key then never
--- leads a new record to an agent that is no longer there, and the merge's probe of the keys
--- need not read the agents to check. (Runs as its owner: service_role has no right on the
--- internal key table.) One function for the triggers of sql/triggers/030_agent_contacts.sql:
--- per row on an UPDATE that retires, per statement on DELETE (the gone rows) and TRUNCATE.
+-- Contact keys follow the agents edited outside a merge (by hand, through the API), as
+-- merge_contacts_sync() makes them follow the agents a merge changes: an active agent's keys
+-- are its e-mails and phones, a retired or deleted one has none. A key then never leads a new
+-- record to an agent that is no longer there (the merge's probe of the keys need not read the
+-- agents to check), and an agent brought back or given another e-mail is found by it.
+-- (Both run as their owner: service_role has no right on the internal key table.) For the
+-- triggers of sql/triggers/030_agent_contacts.sql: agent_contacts_follow() per row of an
+-- UPDATE of merged_into, emails or phone_numbers outside a merge; agent_contacts_forget() per
+-- statement on DELETE (the gone rows) and TRUNCATE.
+CREATE OR REPLACE FUNCTION syncpipe_internal.agent_contacts_follow()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    PERFORM syncpipe_internal.merge_contacts_sync(ARRAY[NEW.agent_id]);
+    RETURN NULL;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION syncpipe_internal.agent_contacts_forget()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -354,8 +369,6 @@ AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM public.merge_agent_contacts;
-    ELSIF TG_OP = 'UPDATE' THEN
-        DELETE FROM public.merge_agent_contacts WHERE agent_id = NEW.agent_id;
     ELSE
         DELETE FROM public.merge_agent_contacts c USING gone_agents g
         WHERE c.agent_id = g.agent_id;
