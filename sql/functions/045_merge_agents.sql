@@ -319,8 +319,12 @@ END;
 $$;
 
 -- Bring the contact keys (public.merge_agent_contacts) of the listed agents in step with
--- their emails and phone_numbers: an active agent's keys are its contacts, a retired one has
--- none. Called after the merge changed those agents.
+-- their emails and phone_numbers: an active agent's keys are its contacts, a retired or
+-- deleted one has none. The caller holds the listed agents' row locks (it has just updated
+-- them): an edit of the same agent in another session then waits for this transaction, and
+-- the statements here, each with a snapshot taken after the lock was had, see the keys such
+-- an edit committed before it. (Without the lock, the DELETE's snapshot missed the keys of an
+-- edit committed while it waited, and the INSERT then collided with them.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_contacts_sync(p_agents bigint[])
 RETURNS void
 LANGUAGE plpgsql
@@ -328,14 +332,14 @@ SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
     DELETE FROM public.merge_agent_contacts WHERE agent_id = ANY (p_agents);
+    -- (an element set NULL by hand is no contact)
     INSERT INTO public.merge_agent_contacts (kind, value, agent_id)
-    SELECT 'e', unnest(emails), agent_id
-    FROM public.new_unified_agents
-    WHERE agent_id = ANY (p_agents) AND merged_into IS NULL
-    UNION
-    SELECT 'p', unnest(phone_numbers), agent_id
-    FROM public.new_unified_agents
-    WHERE agent_id = ANY (p_agents) AND merged_into IS NULL;
+    SELECT DISTINCT k.kind, k.value, a.agent_id
+    FROM public.new_unified_agents a
+    CROSS JOIN LATERAL (SELECT 'e'::"char", unnest(a.emails)
+                        UNION ALL
+                        SELECT 'p'::"char", unnest(a.phone_numbers)) AS k(kind, value)
+    WHERE a.agent_id = ANY (p_agents) AND a.merged_into IS NULL AND k.value IS NOT NULL;
 END;
 $$;
 
@@ -343,11 +347,12 @@ $$;
 -- merge_contacts_sync() makes them follow the agents a merge changes: an active agent's keys
 -- are its e-mails and phones, a retired or deleted one has none. A key then never leads a new
 -- record to an agent that is no longer there (the merge's probe of the keys need not read the
--- agents to check), and an agent brought back or given another e-mail is found by it.
--- (Both run as their owner: service_role has no right on the internal key table.) For the
--- triggers of sql/triggers/030_agent_contacts.sql: agent_contacts_follow() per row of an
--- UPDATE of merged_into, emails or phone_numbers outside a merge; agent_contacts_forget() per
--- statement on DELETE (the gone rows) and TRUNCATE.
+-- agents to check), and an agent inserted, brought back or given another e-mail is found by
+-- it. Both run as their owner, so that a role allowed to edit agents needs no right on the
+-- key table. For the triggers of sql/triggers/030_agent_contacts.sql:
+-- agent_contacts_follow() per row of an INSERT, or of an UPDATE of agent_id, merged_into,
+-- emails or phone_numbers, outside a merge (the row is locked by the statement that fired
+-- it); agent_contacts_forget() per statement on DELETE (the gone rows) and TRUNCATE.
 CREATE OR REPLACE FUNCTION syncpipe_internal.agent_contacts_follow()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -355,7 +360,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
-    PERFORM syncpipe_internal.merge_contacts_sync(ARRAY[NEW.agent_id]);
+    IF TG_OP = 'UPDATE' AND OLD.agent_id <> NEW.agent_id THEN
+        PERFORM syncpipe_internal.merge_contacts_sync(ARRAY[OLD.agent_id, NEW.agent_id]);
+    ELSE
+        PERFORM syncpipe_internal.merge_contacts_sync(ARRAY[NEW.agent_id]);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -386,7 +395,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 DECLARE
-    v_count integer;
+    v_updated bigint[];
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_grecs', 'sp_gkeys', 'sp_gconf',
         'sp_contacts_in']);
@@ -421,6 +430,10 @@ BEGIN
         CROSS JOIN LATERAL unnest(f.vals) AS x(value);
     PERFORM syncpipe_internal.merge_golden();
 
+    -- (the agents updated are locked by this transaction; their keys follow them below. An
+    -- agent not updated keeps its contacts, and its keys, which are in step: an edit by hand
+    -- in another session brought them in step itself, by trigger)
+    WITH updated AS (
     UPDATE public.new_unified_agents a
     SET full_name = coalesce(g.full_name, a.full_name),
         emails = coalesce(g.emails, '{}'), phone_numbers = coalesce(g.phones, '{}'),
@@ -439,10 +452,12 @@ BEGIN
            a.needs_review)
           IS DISTINCT FROM (coalesce(g.full_name, a.full_name), coalesce(g.emails, '{}'),
                             coalesce(g.phones, '{}'), g.team_id, coalesce(g.sources, 0),
-                            r.agent_id IS NOT NULL);
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    PERFORM syncpipe_internal.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_refresh));
-    RETURN v_count;
+                            r.agent_id IS NOT NULL)
+    RETURNING a.agent_id
+    )
+    SELECT coalesce(array_agg(agent_id), '{}') INTO v_updated FROM updated;
+    PERFORM syncpipe_internal.merge_contacts_sync(v_updated);
+    RETURN cardinality(v_updated);
 END;
 $$;
 

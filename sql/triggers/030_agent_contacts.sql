@@ -1,15 +1,23 @@
--- Contact keys follow agents edited outside a merge: an agent retired, brought back, given
--- other e-mails or phones, deleted (syncpipe_internal.agent_contacts_follow and
--- agent_contacts_forget, sql/functions/045). A merge keeps them in step itself
--- (merge_contacts_sync) and sets syncpipe.merging for its duration: its own updates of
--- hundreds of agents do not fire the row trigger.
+-- Contact keys follow agents edited outside a merge: an agent inserted, retired, brought
+-- back, given other e-mails or phones or another id, deleted
+-- (syncpipe_internal.agent_contacts_follow and agent_contacts_forget, sql/functions/045). A
+-- merge keeps them in step itself (merge_contacts_sync) and sets syncpipe.merging for its
+-- duration: its own writes of up to millions of agents do not fire the row triggers.
 DROP TRIGGER IF EXISTS new_unified_agents_retired ON public.new_unified_agents;
 CREATE OR REPLACE TRIGGER new_unified_agents_contacts_edited
-    AFTER UPDATE OF merged_into, emails, phone_numbers ON public.new_unified_agents
+    AFTER UPDATE OF agent_id, merged_into, emails, phone_numbers ON public.new_unified_agents
     FOR EACH ROW
-    WHEN ((OLD.merged_into IS DISTINCT FROM NEW.merged_into
+    WHEN ((OLD.agent_id IS DISTINCT FROM NEW.agent_id
+           OR OLD.merged_into IS DISTINCT FROM NEW.merged_into
            OR OLD.emails IS DISTINCT FROM NEW.emails
            OR OLD.phone_numbers IS DISTINCT FROM NEW.phone_numbers)
+          AND current_setting('syncpipe.merging', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION syncpipe_internal.agent_contacts_follow();
+CREATE OR REPLACE TRIGGER new_unified_agents_contacts_inserted
+    AFTER INSERT ON public.new_unified_agents
+    FOR EACH ROW
+    WHEN (NEW.merged_into IS NULL
+          AND (NEW.emails <> '{}' OR NEW.phone_numbers <> '{}')
           AND current_setting('syncpipe.merging', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION syncpipe_internal.agent_contacts_follow();
 CREATE OR REPLACE TRIGGER new_unified_agents_deleted

@@ -30,6 +30,7 @@ from syncpipe.core.errors import (
     ConfigError,
     ConnectError,
     JobFailedError,
+    LockTimeoutError,
     NotDeployedError,
     ResourceError,
 )
@@ -346,6 +347,7 @@ class MergeService:
         try:
             self._begin_work(conn)
             result.pipeline = _call(conn, "run_unified_member_pipeline", options)
+            _limit_row_waits(conn, self.settings.lock_timeout)
             result.batches.append(_call(conn, "run_unified_merge_batch", options))
             self._collect_pairs(conn, result, phases, pairs_output, sample)
         finally:
@@ -371,14 +373,17 @@ class MergeService:
                 "run_unified_member_pipeline",
                 {**options, "log_id": logs["member_pipeline"], "merge_follows": True},
             )
-            _raise_if_failed("member pipeline", result.pipeline, phases.last, committed)
+            _raise_if_failed(
+                "member pipeline", result.pipeline, phases.last, committed, self.settings
+            )
             # The batch leaves its work tables for the pairs; they are dropped before commit.
             batch_options = {**options, "log_id": logs["merge"], "keep_work": True}
             if batch_limit:
                 batch_options["limit"] = batch_limit
             while True:
+                _limit_row_waits(conn, self.settings.lock_timeout)
                 counts = _call(conn, "run_unified_merge_batch", batch_options)
-                _raise_if_failed("merge", counts, phases.last, committed)
+                _raise_if_failed("merge", counts, phases.last, committed, self.settings)
                 result.batches.append(counts)
                 if not batch_limit or int(counts.get("pending", 0)) < batch_limit:
                     break
@@ -538,18 +543,39 @@ def _clear_work(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SELECT syncpipe_internal.merge_work_clear()")
 
 
-def _raise_if_failed(what: str, counts: dict[str, Any], phase: str | None, committed: int) -> None:
+def _limit_row_waits(conn: psycopg.Connection[Any], seconds: float) -> None:
+    """Wait at most ``seconds`` (SYNCPIPE_LOCK_TIMEOUT) for a row another session holds
+    locked, for the rest of the transaction: the merge batch writes only rows that a person
+    or the API may be editing (agents, lineage, review items), and gives up on an edit left
+    open rather than hang. (Not the member pipeline: it may wait out a load's transaction.)"""
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, true)", (f"{max(round(seconds * 1000), 1)}ms",)
+    )
+
+
+def _raise_if_failed(
+    what: str, counts: dict[str, Any], phase: str | None, committed: int, settings: Settings
+) -> None:
     """Raise when a function caught its own error and returned ``status = failed``."""
-    if counts.get("status") == "failed":
-        resource = resource_error(
-            counts.get("sqlstate"), str(counts.get("error") or ""), **_said(phase, committed)
+    if counts.get("status") != "failed":
+        return
+    if counts.get("sqlstate") == "55P03":  # lock_not_available: lock_timeout reached
+        where = f' in phase "{phase}"' if phase else ""
+        raise LockTimeoutError(
+            f"The {what} waited{where} more than {settings.lock_timeout:g} s for a row another "
+            "session holds locked (an agent, lineage row or review item edited in a "
+            f"transaction still open) and gave up; {_outcome(committed)} (setting "
+            "SYNCPIPE_LOCK_TIMEOUT)."
         )
-        if resource is not None:
-            raise resource
-        raise JobFailedError(
-            f"The {what} failed and was rolled back: {counts.get('error')} "
-            f"(SQLSTATE {counts.get('sqlstate')})."
-        )
+    resource = resource_error(
+        counts.get("sqlstate"), str(counts.get("error") or ""), **_said(phase, committed)
+    )
+    if resource is not None:
+        raise resource
+    raise JobFailedError(
+        f"The {what} failed and was rolled back: {counts.get('error')} "
+        f"(SQLSTATE {counts.get('sqlstate')})."
+    )
 
 
 #: Where the merge's work_mem is set (the functions take it from this setting).
