@@ -112,3 +112,23 @@ def live_agents(dsn: str) -> int:
     return int(
         fetch(dsn, "SELECT count(*) FROM public.new_unified_agents WHERE merged_into IS NULL")[0][0]
     )
+
+
+def assert_contact_keys_in_step(dsn: str) -> None:
+    """The merge's contact-key table lists exactly the active agents' e-mails and phones
+    (an element NULL is none)."""
+    keys = fetch(dsn, "SELECT kind, value, agent_id FROM merge_agent_contacts ORDER BY 1, 2, 3")
+    held = fetch(
+        dsn,
+        """
+        SELECT kind, value COLLATE "C", agent_id FROM (
+            SELECT 'e'::"char" AS kind, e AS value, agent_id
+            FROM new_unified_agents, unnest(emails) e WHERE merged_into IS NULL AND e IS NOT NULL
+            UNION
+            SELECT 'p'::"char", p, agent_id
+            FROM new_unified_agents, unnest(phone_numbers) p
+            WHERE merged_into IS NULL AND p IS NOT NULL
+        ) k ORDER BY 1, 2, 3
+        """,
+    )
+    assert keys == held and keys

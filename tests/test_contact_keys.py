@@ -1,0 +1,270 @@
+"""The merge's contact keys (merge_agent_contacts) stay the active agents' e-mails and phones:
+after agents edited by hand, and when a hand edit and a merge change one agent at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.agents import Sources, agent_of, assert_contact_keys_in_step
+from tests.helpers import Invoke, fetch, one
+
+
+def load_and_merge(invoke: Invoke, dsn: str, src: Sources, folder: Path) -> dict:
+    src.write(folder)
+    invoke(["load", str(folder)], dsn=dsn)
+    return invoke(["merge", "--json"], dsn=dsn).json()
+
+
+def merge_process(dsn: str, **env: str) -> subprocess.Popen[str]:
+    """``syncpipe merge --json`` in a process of its own (it runs while the test edits)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "merge", "--json"],
+        env={**os.environ, "SYNCPIPE_DATABASE_URL": dsn, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def waiting_on_a_lock(dsn: str, application: str) -> bool:
+    return bool(
+        fetch(
+            dsn,
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND application_name = %s",
+            (application,),
+        )
+    )
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_contact_keys_follow_an_agent_edited_by_hand(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An agent given another e-mail through the API, or retired and brought back, keeps
+    contact keys that are its contacts (trigger): a new record with the new e-mail joins it,
+    and one with the e-mail it no longer has does not."""
+    src = Sources()
+    sam = src.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"])
+    kim = src.agent("Kim Boyd", team="team-2", emails=["kim.boyd@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    sam_agent, kim_agent = (agent_of(deployed_db, "new_agents", key) for key in (sam, kim))
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute(
+            "UPDATE new_unified_agents SET emails = %s WHERE agent_id = %s",
+            (["s.ortiz@newmail.com"], sam_agent),
+        )
+        conn.commit()
+        assert_contact_keys_in_step(deployed_db)
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s",
+            (kim_agent, sam_agent),
+        )
+        conn.commit()
+        assert_contact_keys_in_step(deployed_db)
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = NULL WHERE agent_id = %s", (sam_agent,)
+        )
+        conn.commit()
+    assert_contact_keys_in_step(deployed_db)
+    assert fetch(
+        deployed_db, "SELECT value FROM merge_agent_contacts WHERE agent_id = %s", (sam_agent,)
+    ) == [("s.ortiz@newmail.com",)]
+
+    again = Sources(_serial=100)
+    new_mail = again.agent("Sam Ortiz", team="team-7", emails=["s.ortiz@newmail.com"])
+    old_mail = again.agent("Sam Ortiz", team="team-8", emails=["sam.ortiz@mail.com"])
+    load_and_merge(invoke, deployed_db, again, tmp_path / "d2")
+    assert agent_of(deployed_db, "new_agents", new_mail) == sam_agent
+    assert agent_of(deployed_db, "new_agents", old_mail) != sam_agent
+    assert_contact_keys_in_step(deployed_db)
+
+
+def test_contact_keys_follow_an_agent_inserted_or_renumbered_by_hand(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An agent inserted by hand has its contacts as keys, and a new record with its e-mail
+    joins it; an agent given a new id takes its keys along; a NULL in the e-mails is no key."""
+    src = Sources()
+    kim = src.agent("Kim Boyd", team="team-2", emails=["kim.boyd@mail.com"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    kim_agent = agent_of(deployed_db, "new_agents", kim)
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        row = conn.execute(
+            "INSERT INTO new_unified_agents (full_name, emails, phone_numbers) "
+            "VALUES ('Lee Hart', %s, %s) RETURNING agent_id",
+            (["lee.hart@mail.com", None], ["5550101234"]),
+        ).fetchone()
+        assert row is not None
+        lee_agent = int(row[0])
+        conn.commit()
+        assert_contact_keys_in_step(deployed_db)
+        assert (
+            one(
+                deployed_db,
+                "SELECT count(*) FROM merge_agent_contacts WHERE agent_id = %s",
+                (lee_agent,),
+            )
+            == 2
+        )
+        moved = conn.execute(
+            "UPDATE new_unified_agents SET agent_id = DEFAULT WHERE agent_id = %s "
+            "RETURNING agent_id",
+            (lee_agent,),
+        ).fetchone()
+        assert moved is not None
+        lee_agent = int(moved[0])
+        conn.commit()
+    assert_contact_keys_in_step(deployed_db)
+
+    again = Sources(_serial=100)
+    lee = again.agent("Lee Hart", team="team-7", emails=["lee.hart@mail.com"])
+    load_and_merge(invoke, deployed_db, again, tmp_path / "d2")
+    assert agent_of(deployed_db, "new_agents", lee) == lee_agent
+    assert agent_of(deployed_db, "new_agents", kim) == kim_agent
+    assert_contact_keys_in_step(deployed_db)
+
+
+def _sam_and_a_change(
+    invoke: Invoke, dsn: str, tmp_path: Path, change: str
+) -> tuple[int, str | None]:
+    """Sam Ortiz merged, then a load the next merge takes up: a new record that joins Sam (the
+    merge updates Sam's agent), or Sam's own record edited in a way that changes no field of
+    the agent (the merge matches it again and leaves the agent as it is). Returns Sam's agent
+    and the new record's key."""
+    src = Sources()
+    src.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"])
+    src.agent("Kim Boyd", team="team-2", emails=["kim.boyd@mail.com"])
+    load_and_merge(invoke, dsn, src, tmp_path / "d1")
+    sam_agent = agent_of(dsn, "new_agents", src.agents[0]["supabase_uuid"])
+    joined = None
+    if change == "joins":
+        src.agents = src.agents[:2]
+        joined = src.agent(
+            "Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"], phones=["5550109999"]
+        )
+    else:
+        src.agents[0]["social_links"] = '{"web": "https://x.example.com/sam"}'
+    src.write(tmp_path / "d2")
+    invoke(["load", str(tmp_path / "d2")], dsn=dsn)
+    return sam_agent, joined
+
+
+HAND_EDIT = (
+    "UPDATE new_unified_agents SET emails = emails || 'sam.o@work.com'::text, "
+    "phone_numbers = '{5550100000}' WHERE agent_id = %s"
+)
+
+
+@pytest.mark.parametrize("change", ["joins", "unchanged"])
+def test_a_merge_waits_for_a_hand_edit_of_its_agent_and_keeps_the_keys_in_step(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, change: str
+) -> None:
+    """An agent edited by hand in a transaction still open while a merge runs: the merge waits
+    for it where it writes that agent, and both commit; the keys are the agent's contacts
+    after both."""
+    sam_agent, joined = _sam_and_a_change(invoke, deployed_db, tmp_path, change)
+    with psycopg.connect(deployed_db) as editor:
+        editor.execute("SET ROLE service_role")
+        editor.execute(HAND_EDIT, (sam_agent,))
+        merge = merge_process(deployed_db, SYNCPIPE_APPLICATION_NAME="merge-under-test")
+        wait_for(
+            lambda: merge.poll() is not None or waiting_on_a_lock(deployed_db, "merge-under-test"),
+            "the merge to wait for the edit or to finish",
+        )
+        editor.commit()
+    out, err = merge.communicate(timeout=300)
+    assert merge.returncode == 0, out + err
+    assert_contact_keys_in_step(deployed_db)
+    if joined is not None:
+        assert agent_of(deployed_db, "new_agents", joined) == sam_agent
+
+
+@pytest.mark.parametrize("change", ["joins", "unchanged"])
+def test_a_hand_edit_during_a_merge_waits_for_it_and_keeps_the_keys_in_step(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, change: str
+) -> None:
+    """An agent edited by hand while a merge that wrote it is still open (held at a step of
+    SYNCPIPE_PIPELINE_STEPS): the edit waits for the merge, both commit, and the keys are the
+    edit's contacts."""
+    sam_agent, _ = _sam_and_a_change(invoke, deployed_db, tmp_path, change)
+    with psycopg.connect(deployed_db, autocommit=True) as admin:
+        admin.execute(
+            "CREATE FUNCTION public.hold_merge() RETURNS void LANGUAGE sql "
+            "AS 'SELECT pg_advisory_xact_lock(4242)'"
+        )
+    with psycopg.connect(deployed_db) as gate:
+        gate.execute("SELECT pg_advisory_xact_lock(4242)")
+        merge = merge_process(
+            deployed_db,
+            SYNCPIPE_APPLICATION_NAME="merge-under-test",
+            SYNCPIPE_PIPELINE_STEPS='["public.hold_merge"]',
+        )
+        wait_for(lambda: waiting_on_a_lock(deployed_db, "merge-under-test"), "the merge's step")
+        edit_done: list[BaseException | None] = []
+
+        def edit() -> None:
+            try:
+                with psycopg.connect(deployed_db, application_name="edit-under-test") as editor:
+                    editor.execute("SET ROLE service_role")
+                    editor.execute(HAND_EDIT, (sam_agent,))
+                edit_done.append(None)
+            except BaseException as exc:  # (reported by the assertion below)
+                edit_done.append(exc)
+
+        editor_thread = threading.Thread(target=edit)
+        editor_thread.start()
+        if change == "joins":  # the merge wrote Sam's agent: the edit waits for it
+            wait_for(lambda: waiting_on_a_lock(deployed_db, "edit-under-test"), "the edit")
+        gate.commit()
+        out, err = merge.communicate(timeout=300)
+        editor_thread.join(60)
+    assert merge.returncode == 0, out + err
+    assert edit_done == [None]
+    assert_contact_keys_in_step(deployed_db)
+    emails, phones = fetch(
+        deployed_db,
+        "SELECT emails, phone_numbers FROM new_unified_agents WHERE agent_id = %s",
+        (sam_agent,),
+    )[0]
+    assert emails == ["sam.ortiz@mail.com", "sam.o@work.com"] and phones == ["5550100000"]
+
+
+def test_a_merge_gives_up_on_an_agent_edit_left_open_after_the_lock_timeout(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A hand edit of an agent the merge must write, left open: the merge gives up after
+    SYNCPIPE_LOCK_TIMEOUT with one sentence naming it, exit 3, and writes nothing; once the
+    edit is committed the next merge takes the record up."""
+    sam_agent, joined = _sam_and_a_change(invoke, deployed_db, tmp_path, "joins")
+    assert joined is not None
+    with psycopg.connect(deployed_db) as editor:
+        editor.execute(HAND_EDIT, (sam_agent,))
+        merge = merge_process(deployed_db, SYNCPIPE_LOCK_TIMEOUT="1")
+        out, err = merge.communicate(timeout=300)
+        editor.commit()
+    assert merge.returncode == 3, out + err
+    assert "SYNCPIPE_LOCK_TIMEOUT" in err and "nothing was changed" in err, err
+    assert not fetch(
+        deployed_db, "SELECT 1 FROM unified_agent_sources WHERE source_id = %s", (joined,)
+    )
+    invoke(["merge"], dsn=deployed_db)
+    assert agent_of(deployed_db, "new_agents", joined) == sam_agent
+    assert_contact_keys_in_step(deployed_db)
