@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.agents import Sources, agent_of, member_agent
-from tests.helpers import Invoke, fetch, plan_of, plans_of
+from tests.helpers import Invoke, fetch, one, plan_of, plans_of
 
 
 def load_and_merge(invoke: Invoke, dsn: str, src: Sources, folder: Path, *args: str) -> dict:
@@ -279,9 +279,11 @@ def test_review_item_shows_both_sides_and_the_weight_in_words(
     assert "weight" in text and "nickname" in text
 
 
-def test_review_decision_on_an_item_whose_agents_changed_is_refused_clearly(
+def test_review_decision_on_an_item_whose_agents_are_one_now_settles_it(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
+    """An item left open between two agents a later merge joined: an accept says it was
+    settled already and takes it off the queue; nothing else changes."""
     src = Sources()
     src.agent("Christopher Johnson", emails=["cj@mail.com"])
     src.page("team-1", [{"name": "Chris Johnsno", "email": "chris.j@work.com"}])
@@ -300,8 +302,11 @@ def test_review_decision_on_an_item_whose_agents_changed_is_refused_clearly(
             (item["a"]["agent_id"], item["b"]["agent_id"], item["id"]),
         )
         review_id = conn.execute("SELECT max(id) FROM merge_review_queue").fetchone()[0]  # type: ignore[index]
-    out = invoke(["review", "accept", str(review_id)], dsn=deployed_db, code=1)
-    assert "settled already" in out.stderr or "changed since it was queued" in out.stderr
+    agents = fetch(deployed_db, "SELECT * FROM new_unified_agents ORDER BY agent_id")
+    out = invoke(["review", "accept", str(review_id)], dsn=deployed_db)
+    assert "settled already: both sides are one agent now" in out.stdout
+    assert not fetch(deployed_db, "SELECT 1 FROM merge_review_queue WHERE id = %s", (review_id,))
+    assert fetch(deployed_db, "SELECT * FROM new_unified_agents ORDER BY agent_id") == agents
 
 
 def test_review_decision_on_an_agent_that_gained_records_waits_for_a_second_look(
@@ -472,3 +477,81 @@ def test_the_pairs_allowed_on_mixed_keys_are_never_joined_by_a_nested_loop(
     assert agent_of(deployed_db, "new_agents", other) != agent_of(deployed_db, "new_agents", bob)
     allowed = plan_of(plans, "CREATE UNLOGGED TABLE syncpipe_work.sp_keyallow")
     assert "Nested Loop" not in allowed, allowed
+
+
+def _item_and_a_third_agent(invoke: Invoke, dsn: str, tmp_path: Path) -> tuple[dict, int]:
+    """An open item between Christopher Johnson and a member "Chris Johnsno", and the agent of
+    an unrelated third record."""
+    src = Sources()
+    src.agent("Christopher Johnson", emails=["cj@mail.com"])
+    src.page("team-1", [{"name": "Chris Johnsno", "email": "chris.j@work.com"}])
+    third = src.agent("Dana Whitfield", team="team-5", emails=["dana.w@mail.com"])
+    load_and_merge(invoke, dsn, src, tmp_path / "data")
+    item = invoke(["review", "--json"], dsn=dsn).json()["items"][0]
+    return item, agent_of(dsn, "new_agents", third)
+
+
+def test_review_decision_after_an_agent_was_retired_by_hand_is_refused_once_then_taken(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """One side of an open item retired by hand into a third agent (merged_into set through
+    the API): the first accept is refused, saying so, and the item names the survivor from
+    then on, the retired agent's records with it; the same accept again is taken."""
+    item, third = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    retired = item["b"]["agent_id"]
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (third, retired)
+        )
+    out = invoke(["review", "accept", str(item["id"])], dsn=deployed_db, code=1)
+    assert f"agent {retired} was merged into agent {third}" in out.stderr, out.stderr
+    assert (
+        one(
+            deployed_db,
+            "SELECT candidate_agent_id FROM merge_review_queue WHERE id = %s",
+            (item["id"],),
+        )
+        == third
+    )
+    assert not fetch(
+        deployed_db, "SELECT 1 FROM unified_agent_sources WHERE agent_id = %s", (retired,)
+    )
+    shown = invoke(["review", "--json"], dsn=deployed_db).json()["items"][0]
+    assert shown["b"]["agent_id"] == third and shown["b"]["current_agent_id"] == third
+    out = invoke(["review", "accept", str(item["id"])], dsn=deployed_db)
+    assert "accepted" in out.stdout
+    survivor = min(item["a"]["agent_id"], third)
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(DISTINCT coalesce(a.merged_into, a.agent_id)) FROM unified_agent_sources s "
+            "JOIN new_unified_agents a ON a.agent_id = s.agent_id",
+        )
+        == 1
+    )
+    assert (
+        one(
+            deployed_db,
+            "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s",
+            (retired,),
+        )
+        == survivor
+    )
+
+
+def test_review_reject_of_two_agents_joined_by_hand_is_refused_and_takes_the_item_off(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Both sides of an open item made one agent by hand: a reject cannot be taken (exit 1,
+    saying why), and the item, settled, leaves the queue rather than stay open for ever."""
+    item, _ = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    low, high = sorted((item["a"]["agent_id"], item["b"]["agent_id"]))
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (low, high)
+        )
+    out = invoke(["review", "reject", str(item["id"])], dsn=deployed_db, code=1)
+    assert "both sides are one agent now" in out.stderr and "nothing was decided" in out.stderr
+    assert invoke(["review", "--json"], dsn=deployed_db).json()["items"] == []
+    assert not fetch(deployed_db, "SELECT 1 FROM merge_decisions")

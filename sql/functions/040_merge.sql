@@ -306,18 +306,32 @@ BEGIN
         RAISE EXCEPTION 'review item % was already %: by % at %', p_review_id, v_item.status,
             v_item.decided_by, v_item.decided_at USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT coalesce(merged_into, agent_id) INTO v_a
-    FROM public.new_unified_agents WHERE agent_id = v_item.agent_id;
-    SELECT coalesce(merged_into, agent_id) INTO v_b
-    FROM public.new_unified_agents WHERE agent_id = v_item.candidate_agent_id;
-    -- The agents changed since the item was queued: say so rather than decide blindly.
-    IF v_a = v_b THEN
-        RAISE EXCEPTION 'review item % is settled already: both sides are now agent % (a later merge joined them); nothing to decide',
-            p_review_id, v_a USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    v_a := syncpipe_internal.agent_now(v_item.agent_id);
+    v_b := syncpipe_internal.agent_now(v_item.candidate_agent_id);
+    -- An agent of the item retired outside a merge (by hand, through the API: a merge moves
+    -- the items of the agents it retires itself) is retired now as a merge retires one: its
+    -- lineage and its open items follow it to its survivor. The item then names the survivor
+    -- (and the decision below is refused once, saying so), or it is settled: it joins an
+    -- agent to itself, or two agents a person told apart.
     IF v_a IS DISTINCT FROM v_item.agent_id OR v_b IS DISTINCT FROM v_item.candidate_agent_id THEN
-        RAISE EXCEPTION 'review item % changed since it was queued: its agents are now % and %; list the queue again (syncpipe review) and decide on what it shows now',
-            p_review_id, v_a, v_b USING ERRCODE = 'invalid_parameter_value';
+        PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_retire']);
+        CREATE UNLOGGED TABLE syncpipe_work.sp_retire AS
+            SELECT r.agent_id, r.survivor
+            FROM (VALUES (v_item.agent_id, v_a), (v_item.candidate_agent_id, v_b))
+                 AS r(agent_id, survivor)
+            WHERE r.agent_id <> r.survivor;
+        PERFORM syncpipe_internal.merge_retire_agents();
+        PERFORM syncpipe_internal.merge_work_clear();
+        SELECT * INTO v_item FROM public.merge_review_queue WHERE id = p_review_id;
+        IF NOT FOUND THEN
+            RETURN jsonb_build_object('id', p_review_id, 'decision', p_decision,
+                                      'settled', true, 'agent_id', v_a,
+                                      'candidate_agent_id', v_b,
+                                      'reason', CASE WHEN v_a = v_b
+                                                     THEN 'both sides are one agent now'
+                                                     ELSE 'a person told the two apart already'
+                                                END);
+        END IF;
     END IF;
     -- What changed since the item was queued (or since a person was last told): an agent a
     -- later merge retired into another (the item then names the survivor), records matched

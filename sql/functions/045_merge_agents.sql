@@ -461,6 +461,24 @@ BEGIN
 END;
 $$;
 
+-- The agent an id stands for now: itself while active, else the end of its merged_into
+-- chain (one hop after a merge; an agent retired by hand into a retired one makes more).
+CREATE OR REPLACE FUNCTION syncpipe_internal.agent_now(p_agent bigint)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog
+AS $$
+    WITH RECURSIVE chain (agent_id, next, depth) AS (
+        SELECT agent_id, merged_into, 0 FROM public.new_unified_agents WHERE agent_id = p_agent
+        UNION ALL
+        SELECT a.agent_id, a.merged_into, c.depth + 1
+        FROM chain c JOIN public.new_unified_agents a ON a.agent_id = c.next
+        WHERE c.depth < 100  -- (a cycle made by hand ends somewhere in it)
+    )
+    SELECT agent_id FROM chain ORDER BY depth DESC LIMIT 1;
+$$;
+
 -- Retire the agents listed in sp_retire(agent_id, survivor): they point to their survivor
 -- (merged_into, kept one hop), their lineage moves, and their open review items follow
 -- (an item that now joins an agent to itself is answered by the merge and removed, and so is

@@ -54,6 +54,12 @@ def review(
 
 def _outcome_sentence(review_id: int, decision: str, outcome: dict[str, object]) -> str:
     a, b = outcome.get("agent_id"), outcome.get("candidate_agent_id")
+    if outcome.get("settled"):
+        agents = f"agent {a}" if a == b else f"agents {a} and {b}"
+        return (
+            f"Review item {review_id} was settled already: {outcome.get('reason')} "
+            f"({agents}); it was taken off the queue."
+        )
     if decision == "accept":
         return (
             f"Review item {review_id} accepted: agents {a} and {b} are now agent "

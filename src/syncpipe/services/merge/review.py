@@ -229,6 +229,15 @@ class ReviewService:
                     f"Cannot {decision} review item {review_id}: {message}."
                 ) from None
         outcome = dict(row[0]) if row and row[0] else {}
+        if outcome.get("settled"):
+            one_agent = outcome.get("agent_id") == outcome.get("candidate_agent_id")
+            if one_agent != (decision == "accept"):
+                # (the item was taken off the queue: what it asked was answered otherwise)
+                raise JobFailedError(
+                    f"Cannot {decision} review item {review_id}: {outcome.get('reason')} "
+                    f"(agents {outcome.get('agent_id')} and {outcome.get('candidate_agent_id')},"
+                    " since it was queued); it was taken off the queue, nothing was decided."
+                )
         if outcome.get("refused"):
             changes = "; ".join(outcome.get("changes") or [])
             raise ReviewItemChangedError(
