@@ -16,9 +16,10 @@ CREATE OR REPLACE TRIGGER new_unified_agents_contacts_edited
 CREATE OR REPLACE TRIGGER new_unified_agents_contacts_inserted
     AFTER INSERT ON public.new_unified_agents
     FOR EACH ROW
-    WHEN (NEW.merged_into IS NULL
-          AND (NEW.emails <> '{}' OR NEW.phone_numbers <> '{}')
-          AND current_setting('syncpipe.merging', true) IS DISTINCT FROM 'on')
+    -- (one test per row of a merge's insert of up to millions of agents: 0.2 s in 1.3M)
+    WHEN (current_setting('syncpipe.merging', true) IS DISTINCT FROM 'on'
+          AND NEW.merged_into IS NULL
+          AND (NEW.emails <> '{}' OR NEW.phone_numbers <> '{}'))
     EXECUTE FUNCTION syncpipe_internal.agent_contacts_follow();
 CREATE OR REPLACE TRIGGER new_unified_agents_deleted
     AFTER DELETE ON public.new_unified_agents
