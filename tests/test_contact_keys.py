@@ -132,7 +132,25 @@ def test_contact_keys_follow_an_agent_inserted_or_renumbered_by_hand(
         assert moved is not None
         lee_agent = int(moved[0])
         conn.commit()
+        assert_contact_keys_in_step(deployed_db)
+        # deleted and inserted again by one statement (the row trigger of the INSERT fires
+        # before the statement trigger of the DELETE)
+        conn.execute(
+            "WITH gone AS (DELETE FROM new_unified_agents WHERE agent_id = %s RETURNING *) "
+            "INSERT INTO new_unified_agents (agent_id, full_name, emails) OVERRIDING SYSTEM VALUE "
+            "SELECT agent_id, full_name, emails || '{l.hart@mail.com}' FROM gone",
+            (lee_agent,),
+        )
+        conn.commit()
     assert_contact_keys_in_step(deployed_db)
+    assert (
+        one(
+            deployed_db,
+            "SELECT count(*) FROM merge_agent_contacts WHERE agent_id = %s",
+            (lee_agent,),
+        )
+        == 2
+    )
 
     again = Sources(_serial=100)
     lee = again.agent("Lee Hart", team="team-7", emails=["lee.hart@mail.com"])
@@ -265,6 +283,33 @@ def test_a_merge_gives_up_on_an_agent_edit_left_open_after_the_lock_timeout(
     assert not fetch(
         deployed_db, "SELECT 1 FROM unified_agent_sources WHERE source_id = %s", (joined,)
     )
-    invoke(["merge"], dsn=deployed_db)
+    # (a limit beyond PostgreSQL's largest lock_timeout is its largest)
+    invoke(["merge"], dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "inf"})
     assert agent_of(deployed_db, "new_agents", joined) == sam_agent
     assert_contact_keys_in_step(deployed_db)
+
+
+def test_the_merge_lock_timeout_does_not_bound_a_pipeline_step(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A step of SYNCPIPE_PIPELINE_STEPS that waits for another session longer than
+    SYNCPIPE_LOCK_TIMEOUT still runs: the limit is the merge batch's, put back after it."""
+    _sam_and_a_change(invoke, deployed_db, tmp_path, "joins")
+    with psycopg.connect(deployed_db, autocommit=True) as admin:
+        admin.execute(
+            "CREATE FUNCTION public.wait_a_little() RETURNS void LANGUAGE sql "
+            "AS 'SELECT pg_advisory_xact_lock(4343)'"
+        )
+    with psycopg.connect(deployed_db) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(4343)")
+        merge = merge_process(
+            deployed_db,
+            SYNCPIPE_APPLICATION_NAME="merge-under-test",
+            SYNCPIPE_LOCK_TIMEOUT="0.5",
+            SYNCPIPE_PIPELINE_STEPS='["public.wait_a_little"]',
+        )
+        wait_for(lambda: waiting_on_a_lock(deployed_db, "merge-under-test"), "the step")
+        time.sleep(1.5)
+        holder.commit()
+    out, err = merge.communicate(timeout=300)
+    assert merge.returncode == 0, out + err

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.agents import Sources, agent_of, member_agent
+from tests.agents import Sources, agent_of, assert_contact_keys_in_step, member_agent
 from tests.helpers import Invoke, fetch, one, plan_of, plans_of
 
 
@@ -517,6 +517,14 @@ def test_review_decision_after_an_agent_was_retired_by_hand_is_refused_once_then
     assert not fetch(
         deployed_db, "SELECT 1 FROM unified_agent_sources WHERE agent_id = %s", (retired,)
     )
+    # the survivor's stored record holds what it took: its records, their e-mails, the flag
+    sources, emails, flagged = fetch(
+        deployed_db,
+        "SELECT source_count, emails, needs_review FROM new_unified_agents WHERE agent_id = %s",
+        (third,),
+    )[0]
+    assert (sources, sorted(emails), flagged) == (2, ["chris.j@work.com", "dana.w@mail.com"], True)
+    assert_contact_keys_in_step(deployed_db)
     shown = invoke(["review", "--json"], dsn=deployed_db).json()["items"][0]
     assert shown["b"]["agent_id"] == third and shown["b"]["current_agent_id"] == third
     out = invoke(["review", "accept", str(item["id"])], dsn=deployed_db)
@@ -555,3 +563,86 @@ def test_review_reject_of_two_agents_joined_by_hand_is_refused_and_takes_the_ite
     assert "both sides are one agent now" in out.stderr and "nothing was decided" in out.stderr
     assert invoke(["review", "--json"], dsn=deployed_db).json()["items"] == []
     assert not fetch(deployed_db, "SELECT 1 FROM merge_decisions")
+
+
+def test_review_decision_on_an_item_that_became_the_same_pair_as_another_names_that_one(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Two open items from one agent to two others; the second other retired by hand into the
+    first: both items now compare the same agents. A decision on the one taken off the queue
+    says which item to decide on, and decides nothing."""
+    src = Sources()
+    src.agent("Christopher Johnson", emails=["cj@mail.com"])
+    src.page(
+        "team-1",
+        [
+            {"name": "Chris Johnsno", "email": "chris.j@work.com"},
+            {"name": "Christoper Jonson", "email": "c.jonson@work.com"},
+        ],
+    )
+    load_and_merge(invoke, deployed_db, src, tmp_path / "data")
+    items = invoke(["review", "--json"], dsn=deployed_db).json()["items"]
+    assert len(items) == 2, items
+    first, second = sorted(items, key=lambda i: i["id"])
+    hub = (
+        {first["a"]["agent_id"], first["b"]["agent_id"]}
+        & {second["a"]["agent_id"], second["b"]["agent_id"]}
+    ).pop()
+    one_other = ({first["a"]["agent_id"], first["b"]["agent_id"]} - {hub}).pop()
+    two_other = ({second["a"]["agent_id"], second["b"]["agent_id"]} - {hub}).pop()
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s",
+            (two_other, one_other),
+        )
+    out = invoke(["review", "reject", str(first["id"])], dsn=deployed_db, code=1)
+    assert f"same agents as review item {second['id']}" in out.stderr, out.stderr
+    assert f"decide on review item {second['id']}" in out.stderr
+    assert not fetch(deployed_db, "SELECT 1 FROM merge_decisions")
+    assert [i["id"] for i in invoke(["review", "--json"], dsn=deployed_db).json()["items"]] == [
+        second["id"]
+    ]
+
+
+def test_review_decision_refuses_a_merged_into_cycle_made_by_hand(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The two agents of an item pointed at each other by hand: no decision is taken (exit 1,
+    naming the cycle), and nothing changes."""
+    item, _ = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    a, b = item["a"]["agent_id"], item["b"]["agent_id"]
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (b, a))
+        conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (a, b))
+    for decision in ("accept", "reject"):
+        out = invoke(["review", decision, str(item["id"])], dsn=deployed_db, code=1)
+        assert "leads to no active agent (a cycle)" in out.stderr, out.stderr
+    assert not fetch(deployed_db, "SELECT 1 FROM merge_decisions")
+    assert (
+        one(deployed_db, "SELECT status FROM merge_review_queue WHERE id = %s", (item["id"],))
+        == "open"
+    )
+
+
+def test_review_decision_gives_up_on_an_agent_edit_left_open(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An agent of the item edited in a transaction left open: the decision waits up to
+    SYNCPIPE_LOCK_TIMEOUT, then exits 3 naming it; nothing is decided."""
+    item, _ = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    with psycopg.connect(deployed_db) as editor:
+        editor.execute(
+            "UPDATE new_unified_agents SET full_name = 'C. Johnson' WHERE agent_id = %s",
+            (item["a"]["agent_id"],),
+        )
+        out = invoke(
+            ["review", "accept", str(item["id"])],
+            dsn=deployed_db,
+            env={"SYNCPIPE_LOCK_TIMEOUT": "1"},
+            code=3,
+        )
+    assert "SYNCPIPE_LOCK_TIMEOUT" in out.stderr and "gave up after 1 s" in out.stderr
+    assert (
+        one(deployed_db, "SELECT status FROM merge_review_queue WHERE id = %s", (item["id"],))
+        == "open"
+    )

@@ -288,6 +288,7 @@ DECLARE
     v_survivor bigint;
     v_seen     jsonb;
     v_changes  text[];
+    v_same     bigint;
 BEGIN
     IF p_decision NOT IN ('accept', 'reject') THEN
         RAISE EXCEPTION 'a review decision is accept or reject, not %', p_decision
@@ -308,6 +309,12 @@ BEGIN
     END IF;
     v_a := syncpipe_internal.agent_now(v_item.agent_id);
     v_b := syncpipe_internal.agent_now(v_item.candidate_agent_id);
+    IF v_a IS NULL OR v_b IS NULL THEN
+        RAISE EXCEPTION 'review item % cannot be decided: the merged_into of agent % leads to no active agent (a cycle); set it to an active agent, or to NULL, first',
+            p_review_id, CASE WHEN v_a IS NULL THEN v_item.agent_id
+                              ELSE v_item.candidate_agent_id END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     -- An agent of the item retired outside a merge (by hand, through the API: a merge moves
     -- the items of the agents it retires itself) is retired now as a merge retires one: its
     -- lineage and its open items follow it to its survivor. The item then names the survivor
@@ -321,16 +328,30 @@ BEGIN
                  AS r(agent_id, survivor)
             WHERE r.agent_id <> r.survivor;
         PERFORM syncpipe_internal.merge_retire_agents();
+        -- (the survivors' stored records take their new records, contacts and review flags)
+        PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_refresh']);
+        CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
+            SELECT DISTINCT survivor AS agent_id FROM sp_retire;
+        PERFORM syncpipe_internal.merge_refresh_agents();
         PERFORM syncpipe_internal.merge_work_clear();
         SELECT * INTO v_item FROM public.merge_review_queue WHERE id = p_review_id;
         IF NOT FOUND THEN
+            -- (taken off the queue as a merge takes it: it joins an agent to itself, or two
+            -- agents a person told apart, or another open item holds the same pair)
+            SELECT min(q.id) INTO v_same
+            FROM public.merge_review_queue q
+            WHERE q.status = 'open' AND v_a <> v_b
+              AND least(q.agent_id, q.candidate_agent_id) = least(v_a, v_b)
+              AND greatest(q.agent_id, q.candidate_agent_id) = greatest(v_a, v_b);
             RETURN jsonb_build_object('id', p_review_id, 'decision', p_decision,
                                       'settled', true, 'agent_id', v_a,
-                                      'candidate_agent_id', v_b,
-                                      'reason', CASE WHEN v_a = v_b
-                                                     THEN 'both sides are one agent now'
-                                                     ELSE 'a person told the two apart already'
-                                                END);
+                                      'candidate_agent_id', v_b, 'same_as', v_same,
+                                      'reason', CASE
+                                          WHEN v_a = v_b THEN 'both sides are one agent now'
+                                          WHEN v_same IS NOT NULL THEN format(
+                                              'it compares the same agents as review item %s now',
+                                              v_same)
+                                          ELSE 'a person told the two apart already' END);
         END IF;
     END IF;
     -- What changed since the item was queued (or since a person was last told): an agent a

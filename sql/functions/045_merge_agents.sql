@@ -379,8 +379,12 @@ BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM public.merge_agent_contacts;
     ELSE
+        -- (not the keys of an id inserted again by the same statement: a DELETE ... RETURNING
+        -- feeding an INSERT fires the row trigger of the INSERT first)
         DELETE FROM public.merge_agent_contacts c USING gone_agents g
-        WHERE c.agent_id = g.agent_id;
+        WHERE c.agent_id = g.agent_id
+          AND NOT EXISTS (SELECT 1 FROM public.new_unified_agents a
+                          WHERE a.agent_id = g.agent_id);
     END IF;
     RETURN NULL;
 END;
@@ -461,8 +465,9 @@ BEGIN
 END;
 $$;
 
--- The agent an id stands for now: itself while active, else the end of its merged_into
--- chain (one hop after a merge; an agent retired by hand into a retired one makes more).
+-- The agent an id stands for now: itself while active, else the active agent at the end of
+-- its merged_into chain (one hop after a merge; an agent retired by hand into a retired one
+-- makes more). NULL when the chain reaches no active agent (a cycle made by hand).
 CREATE OR REPLACE FUNCTION syncpipe_internal.agent_now(p_agent bigint)
 RETURNS bigint
 LANGUAGE sql
@@ -474,9 +479,9 @@ AS $$
         UNION ALL
         SELECT a.agent_id, a.merged_into, c.depth + 1
         FROM chain c JOIN public.new_unified_agents a ON a.agent_id = c.next
-        WHERE c.depth < 100  -- (a cycle made by hand ends somewhere in it)
+        WHERE c.depth < 100
     )
-    SELECT agent_id FROM chain ORDER BY depth DESC LIMIT 1;
+    SELECT agent_id FROM chain WHERE next IS NULL;
 $$;
 
 -- Retire the agents listed in sp_retire(agent_id, survivor): they point to their survivor

@@ -25,6 +25,16 @@ from syncpipe.core.errors import LockTimeoutError
 LOCK_NAMESPACE = 0x53594E43
 
 
+#: PostgreSQL's largest lock_timeout, in milliseconds (about 24.8 days).
+_MAX_LOCK_TIMEOUT_MS = 2_147_483_647
+
+
+def lock_timeout_setting(seconds: float) -> str:
+    """SYNCPIPE_LOCK_TIMEOUT as a value of PostgreSQL's ``lock_timeout``: at least 1 ms (0 there
+    would mean no limit, where syncpipe's 0 means not to wait), at most its largest."""
+    return f"{max(int(min(seconds * 1000, _MAX_LOCK_TIMEOUT_MS)), 1)}ms"
+
+
 class LockKind(IntEnum):
     """The second key: what the lock protects (the SQL functions use the same numbers)."""
 

@@ -22,6 +22,7 @@ from syncpipe.core.errors import (
     NotDeployedError,
 )
 from syncpipe.db.database import Database
+from syncpipe.db.locks import lock_timeout_setting
 
 
 @dataclass(frozen=True)
@@ -212,15 +213,27 @@ class ReviewService:
             raise ConfigError(f"A decision is accept or reject, not {decision!r}.")
         with self.db.connection() as conn:
             self._require(conn)
+            # (an agent or the item edited in a transaction left open is waited for up to
+            # SYNCPIPE_LOCK_TIMEOUT, not for ever)
+            timeout = self.db.settings.lock_timeout
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, true)", (lock_timeout_setting(timeout),)
+            )
             try:
                 row = conn.execute(
                     "SELECT public.review_decide(%s, %s, %s)", (review_id, decision, decided_by)
                 ).fetchone()
             except psycopg.errors.LockNotAvailable as exc:
                 conn.rollback()
+                reason = exc.diag.message_primary or "a merge is running; try again"
+                if "lock timeout" in reason:
+                    reason = (
+                        f"another session holds its agents or the item locked (an edit in a "
+                        f"transaction still open); gave up after {timeout:g} s (setting "
+                        "SYNCPIPE_LOCK_TIMEOUT)"
+                    )
                 raise LockTimeoutError(
-                    f"Cannot {decision} review item {review_id} now: "
-                    f"{exc.diag.message_primary or 'a merge is running; try again'}."
+                    f"Cannot {decision} review item {review_id} now: {reason}."
                 ) from None
             except (psycopg.errors.NoDataFound, psycopg.errors.InvalidParameterValue) as exc:
                 conn.rollback()
@@ -231,12 +244,16 @@ class ReviewService:
         outcome = dict(row[0]) if row and row[0] else {}
         if outcome.get("settled"):
             one_agent = outcome.get("agent_id") == outcome.get("candidate_agent_id")
-            if one_agent != (decision == "accept"):
-                # (the item was taken off the queue: what it asked was answered otherwise)
+            same_as = outcome.get("same_as")
+            if same_as is not None or one_agent != (decision == "accept"):
+                # (the item was taken off the queue: what it asked is answered otherwise, or
+                # asked by another item)
+                then = f"; decide on review item {same_as}" if same_as is not None else ""
                 raise JobFailedError(
                     f"Cannot {decision} review item {review_id}: {outcome.get('reason')} "
                     f"(agents {outcome.get('agent_id')} and {outcome.get('candidate_agent_id')},"
-                    " since it was queued); it was taken off the queue, nothing was decided."
+                    f" since it was queued); it was taken off the queue, nothing was decided"
+                    f"{then}."
                 )
         if outcome.get("refused"):
             changes = "; ".join(outcome.get("changes") or [])

@@ -36,7 +36,7 @@ from syncpipe.core.errors import (
 )
 from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error, resource_error, resource_error_of
-from syncpipe.db.locks import LockKind, xact_lock
+from syncpipe.db.locks import LockKind, lock_timeout_setting, xact_lock
 from syncpipe.logs import get_logger
 from syncpipe.services.merge.pairs import (
     DEFAULT_SEED,
@@ -347,8 +347,7 @@ class MergeService:
         try:
             self._begin_work(conn)
             result.pipeline = _call(conn, "run_unified_member_pipeline", options)
-            _limit_row_waits(conn, self.settings.lock_timeout)
-            result.batches.append(_call(conn, "run_unified_merge_batch", options))
+            result.batches.append(_merge_batch(conn, options, self.settings.lock_timeout))
             self._collect_pairs(conn, result, phases, pairs_output, sample)
         finally:
             conn.rollback()  # a dry run writes nothing at all
@@ -381,8 +380,7 @@ class MergeService:
             if batch_limit:
                 batch_options["limit"] = batch_limit
             while True:
-                _limit_row_waits(conn, self.settings.lock_timeout)
-                counts = _call(conn, "run_unified_merge_batch", batch_options)
+                counts = _merge_batch(conn, batch_options, self.settings.lock_timeout)
                 _raise_if_failed("merge", counts, phases.last, committed, self.settings)
                 result.batches.append(counts)
                 if not batch_limit or int(counts.get("pending", 0)) < batch_limit:
@@ -543,14 +541,21 @@ def _clear_work(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SELECT syncpipe_internal.merge_work_clear()")
 
 
-def _limit_row_waits(conn: psycopg.Connection[Any], seconds: float) -> None:
-    """Wait at most ``seconds`` (SYNCPIPE_LOCK_TIMEOUT) for a row another session holds
-    locked, for the rest of the transaction: the merge batch writes only rows that a person
-    or the API may be editing (agents, lineage, review items), and gives up on an edit left
-    open rather than hang. (Not the member pipeline: it may wait out a load's transaction.)"""
+def _merge_batch(
+    conn: psycopg.Connection[Any], options: dict[str, Any], lock_timeout: float
+) -> dict[str, Any]:
+    """``run_unified_merge_batch(options)``, waiting at most ``lock_timeout`` seconds
+    (SYNCPIPE_LOCK_TIMEOUT) for a row another session holds locked: the batch writes only rows
+    that a person or the API may be editing (agents, lineage, review items), and gives up on an
+    edit left open rather than hang. (Not the member pipeline, which may wait out a load's
+    transaction, nor the steps of SYNCPIPE_PIPELINE_STEPS: the setting is put back after.)"""
+    row = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
     conn.execute(
-        "SELECT set_config('lock_timeout', %s, true)", (f"{max(round(seconds * 1000), 1)}ms",)
+        "SELECT set_config('lock_timeout', %s, true)", (lock_timeout_setting(lock_timeout),)
     )
+    counts = _call(conn, "run_unified_merge_batch", options)
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (row[0] if row else "0",))
+    return counts
 
 
 def _raise_if_failed(
