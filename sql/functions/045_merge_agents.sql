@@ -40,6 +40,7 @@ DECLARE
     v_bulk_k   boolean;
     v_changed  boolean;
     v_leader   text := current_setting('parallel_leader_participation');
+    v_merging  text := current_setting('syncpipe.merging', true);
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_target0', 'sp_target', 'sp_retire',
         'sp_emptied', 'sp_best', 'sp_place', 'sp_grecs', 'sp_gkeys', 'sp_gconf']);
@@ -158,12 +159,16 @@ BEGIN
     v_bulk_a := syncpipe_internal.merge_bulk_begin('public.new_unified_agents',
                                         (SELECT count(*) FROM sp_golden));
     -- (sp_golden is written in agent_id order, and an INSERT's SELECT reads it in that
-    -- order, one process: the key's index takes each new id at its right edge)
+    -- order, one process: the key's index takes each new id at its right edge. Their keys are
+    -- written below, not by the trigger that follows agents inserted by hand: the merge's
+    -- entry point turns it off for the run, and so does this phase when called on its own.)
+    PERFORM set_config('syncpipe.merging', 'on', true);
     INSERT INTO public.new_unified_agents (agent_id, full_name, emails, phone_numbers,
         source_team_id, source_count, confidence_score) OVERRIDING SYSTEM VALUE
     SELECT agent_id, full_name, emails, phones, team_id, sources, coalesce(conf, 100)
     FROM sp_golden;
     GET DIAGNOSTICS v_created = ROW_COUNT;
+    PERFORM set_config('syncpipe.merging', coalesce(v_merging, ''), true);
     -- Their contact keys (sp_golden holds exactly the new agents).
     v_bulk_k := syncpipe_internal.merge_bulk_begin('public.merge_agent_contacts',
                                         (SELECT count(*) FROM sp_pkeys), true);
