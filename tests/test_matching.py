@@ -4,7 +4,11 @@ the real CLI."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -616,7 +620,7 @@ def test_review_decision_refuses_a_merged_into_cycle_made_by_hand(
         conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (a, b))
     for decision in ("accept", "reject"):
         out = invoke(["review", decision, str(item["id"])], dsn=deployed_db, code=1)
-        assert "leads to no active agent (a cycle)" in out.stderr, out.stderr
+        assert "leads to no active agent (a cycle" in out.stderr, out.stderr
     assert not fetch(deployed_db, "SELECT 1 FROM merge_decisions")
     assert (
         one(deployed_db, "SELECT status FROM merge_review_queue WHERE id = %s", (item["id"],))
@@ -646,3 +650,119 @@ def test_review_decision_gives_up_on_an_agent_edit_left_open(
         one(deployed_db, "SELECT status FROM merge_review_queue WHERE id = %s", (item["id"],))
         == "open"
     )
+
+
+def test_a_merge_moves_the_records_of_an_agent_retired_by_hand_and_keeps_a_rejection(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Two agents told apart by a reject; one of them then retired by hand into a third agent,
+    through a chain of two. The next merge moves the retired agent's records and review items
+    to the end of the chain before it matches: a new record of the same name and team joins
+    the survivor, not the retired agent, and the rejected pair is not queued again."""
+    item, third = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    a, b = item["a"]["agent_id"], item["b"]["agent_id"]
+    invoke(["review", "reject", str(item["id"])], dsn=deployed_db)
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        middle = conn.execute(
+            "INSERT INTO new_unified_agents (full_name, merged_into) VALUES ('Go Between', %s) "
+            "RETURNING agent_id",
+            (third,),
+        ).fetchone()
+        assert middle is not None
+        conn.execute(
+            "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (middle[0], b)
+        )
+    more = Sources(_serial=100)
+    again = more.agent("Christopher Johnson", emails=["cj@mail.com", "chris.j@work.com"])
+    load_and_merge(invoke, deployed_db, more, tmp_path / "d2")
+    assert not fetch(
+        deployed_db,
+        "SELECT 1 FROM unified_agent_sources s JOIN new_unified_agents a USING (agent_id) "
+        "WHERE a.merged_into IS NOT NULL",
+    )
+    assert (
+        one(deployed_db, "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s", (b,))
+        == third
+    )
+    assert agent_of(deployed_db, "new_agents", again) in (a, third)
+    assert fetch(
+        deployed_db,
+        "SELECT agent_id FROM new_unified_agents WHERE agent_id IN (%s, %s) "
+        "AND merged_into IS NULL ORDER BY 1",
+        (a, third),
+    ) == sorted([(a,), (third,)])
+    open_pairs = fetch(
+        deployed_db,
+        "SELECT least(agent_id, candidate_agent_id), greatest(agent_id, candidate_agent_id) "
+        "FROM merge_review_queue WHERE status = 'open'",
+    )
+    assert (min(a, third), max(a, third)) not in open_pairs
+    assert_contact_keys_in_step(deployed_db)
+
+
+def test_review_decision_sees_a_hand_retirement_committed_while_it_waited(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A hand retirement of one side of the item, committed while a decision waits for its
+    row: the decision sees it and is refused once, saying so; nothing is overwritten."""
+    item, third = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    retired = item["b"]["agent_id"]
+    editor = psycopg.connect(deployed_db)
+    editor.execute(
+        "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (third, retired)
+    )
+    decision = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "review", "accept", str(item["id"])],
+        env={
+            **os.environ,
+            "SYNCPIPE_DATABASE_URL": deployed_db,
+            "SYNCPIPE_APPLICATION_NAME": "decision-under-test",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not fetch(
+        deployed_db,
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND application_name = 'decision-under-test'",
+    ):
+        assert time.monotonic() < deadline and decision.poll() is None
+        time.sleep(0.02)
+    editor.commit()
+    editor.close()
+    out, err = decision.communicate(timeout=120)
+    assert decision.returncode == 1, out + err
+    assert f"agent {retired} was merged into agent {third}" in err
+    assert (
+        one(
+            deployed_db,
+            "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s",
+            (retired,),
+        )
+        == third
+    )
+
+
+def test_review_decision_waits_for_another_decision_or_a_merge(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A decision while another decision or a merge holds the merge's lock waits for it (up
+    to SYNCPIPE_LOCK_TIMEOUT) rather than fail at once, then is taken."""
+    item, _ = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    with psycopg.connect(deployed_db) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(1398361667, 2)")
+        decision = subprocess.Popen(
+            [sys.executable, "-m", "syncpipe", "review", "accept", str(item["id"])],
+            env={**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.5)
+        assert decision.poll() is None
+    out, err = decision.communicate(timeout=120)
+    assert decision.returncode == 0, out + err
+    assert "accepted" in out

@@ -172,7 +172,7 @@ def test_two_merges_through_the_pooler_serialize(
         check=False,
     )
     assert impatient.returncode == 3, impatient.stderr
-    assert "Another syncpipe merge is running" in impatient.stderr
+    assert "Another syncpipe merge (or review decision) is running" in impatient.stderr
     assert "SYNCPIPE_LOCK_TIMEOUT" in impatient.stderr
     patient = subprocess.run(
         [sys.executable, "-m", "syncpipe", "merge", "--json"],

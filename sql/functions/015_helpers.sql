@@ -70,20 +70,31 @@ BEGIN
 END;
 $$;
 
--- The review decisions as the agents are now: a retired side stands for its survivor
--- (merged_into, kept one hop), each pair lower id first; a pair now one agent is left out.
+-- The review decisions as the agents are now: a retired side stands for the active agent at
+-- the end of its merged_into chain, each pair lower id first; a pair now one agent, or with a
+-- side in a cycle made by hand, is left out.
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_decisions_now()
 RETURNS TABLE (agent_low bigint, agent_high bigint, decision text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
-    SELECT least(a, b), greatest(a, b), decision
-    FROM (SELECT coalesce(x.merged_into, x.agent_id) AS a,
-                 coalesce(y.merged_into, y.agent_id) AS b, d.decision
-          FROM public.merge_decisions d
-          JOIN public.new_unified_agents x ON x.agent_id = d.agent_low
-          JOIN public.new_unified_agents y ON y.agent_id = d.agent_high) r
-    WHERE a <> b;
+    -- (one hop after a merge; more after agents retired by hand into retired ones)
+    WITH RECURSIVE chain (start, agent_id, next, depth) AS (
+        SELECT a.agent_id, a.agent_id, a.merged_into, 0
+        FROM public.new_unified_agents a
+        WHERE a.agent_id IN (SELECT agent_low FROM public.merge_decisions
+                             UNION SELECT agent_high FROM public.merge_decisions)
+        UNION ALL
+        SELECT c.start, a.agent_id, a.merged_into, c.depth + 1
+        FROM chain c JOIN public.new_unified_agents a ON a.agent_id = c.next
+        WHERE c.depth < 100
+    ),
+    now AS (SELECT start, agent_id FROM chain WHERE next IS NULL)
+    SELECT least(x.agent_id, y.agent_id), greatest(x.agent_id, y.agent_id), d.decision
+    FROM public.merge_decisions d
+    JOIN now x ON x.start = d.agent_low
+    JOIN now y ON y.start = d.agent_high
+    WHERE x.agent_id <> y.agent_id;
 $$;
 
 -- (the merge runs as its caller: service_role, by RPC, calls these too)

@@ -231,6 +231,12 @@ BEGIN
     END IF;
 
     BEGIN
+        -- (agents retired by hand take their records and review items to their survivor
+        -- first, so that the plan matches no record to them: not in a dry run, which writes
+        -- nothing)
+        IF NOT v_dry THEN
+            PERFORM syncpipe_internal.merge_adopt_retired();
+        END IF;
         v_plan := syncpipe_internal.merge_plan(p_options);
         IF NOT v_dry THEN
             v_apply := syncpipe_internal.merge_apply(p_options);
@@ -307,10 +313,15 @@ BEGIN
         RAISE EXCEPTION 'review item % was already %: by % at %', p_review_id, v_item.status,
             v_item.decided_by, v_item.decided_at USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- (the item's agents locked first: an edit of them in another session is waited for,
+    -- up to the caller's lock_timeout, and then seen by the statements below)
+    PERFORM 1 FROM public.new_unified_agents
+    WHERE agent_id IN (v_item.agent_id, v_item.candidate_agent_id)
+    ORDER BY agent_id FOR UPDATE;
     v_a := syncpipe_internal.agent_now(v_item.agent_id);
     v_b := syncpipe_internal.agent_now(v_item.candidate_agent_id);
     IF v_a IS NULL OR v_b IS NULL THEN
-        RAISE EXCEPTION 'review item % cannot be decided: the merged_into of agent % leads to no active agent (a cycle); set it to an active agent, or to NULL, first',
+        RAISE EXCEPTION 'review item % cannot be decided: the merged_into of agent % leads to no active agent (a cycle, or a chain of over 100 agents); set it to an active agent, or to NULL, first',
             p_review_id, CASE WHEN v_a IS NULL THEN v_item.agent_id
                               ELSE v_item.candidate_agent_id END
             USING ERRCODE = 'invalid_parameter_value';

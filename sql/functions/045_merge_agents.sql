@@ -370,6 +370,12 @@ BEGIN
     ELSE
         PERFORM syncpipe_internal.merge_contacts_sync(ARRAY[NEW.agent_id]);
     END IF;
+    -- (retired: its records and review items go to its survivor in the next merge)
+    IF NEW.merged_into IS NOT NULL
+       AND (TG_OP = 'INSERT' OR OLD.merged_into IS DISTINCT FROM NEW.merged_into) THEN
+        INSERT INTO syncpipe_internal.merge_retired_by_hand (agent_id) VALUES (NEW.agent_id)
+        ON CONFLICT DO NOTHING;
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -513,6 +519,8 @@ BEGIN
     UPDATE public.unified_agent_sources s SET agent_id = r.survivor
     FROM sp_retire r WHERE s.agent_id = r.agent_id;
     DELETE FROM public.merge_dirty_agents d USING sp_retire r WHERE d.agent_id = r.agent_id;
+    DELETE FROM syncpipe_internal.merge_retired_by_hand h USING sp_retire r
+    WHERE h.agent_id = r.agent_id;
     PERFORM syncpipe_internal.merge_contacts_sync(ARRAY(SELECT agent_id FROM sp_retire));
 
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_remap']);
@@ -564,6 +572,40 @@ BEGIN
                    END
     FROM sp_remap m
     WHERE q.id = m.id AND q.status = 'open';
+    RETURN v_count;
+END;
+$$;
+
+-- Agents retired by hand (syncpipe_internal.merge_retired_by_hand) retired as the merge
+-- retires agents, before a run plans: their records and open review items go to the active
+-- agent at the end of their merged_into chain, whose golden record takes them. (An agent in
+-- a cycle made by hand waits, and one brought back meanwhile is dropped from the list.)
+-- Returns how many were retired.
+CREATE OR REPLACE FUNCTION syncpipe_internal.merge_adopt_retired()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM syncpipe_internal.merge_retired_by_hand) THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM syncpipe_internal.merge_retired_by_hand h
+    USING public.new_unified_agents a
+    WHERE a.agent_id = h.agent_id AND a.merged_into IS NULL;
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_retire', 'sp_refresh']);
+    CREATE UNLOGGED TABLE syncpipe_work.sp_retire AS
+        SELECT agent_id, survivor
+        FROM (SELECT h.agent_id, syncpipe_internal.agent_now(h.agent_id) AS survivor
+              FROM syncpipe_internal.merge_retired_by_hand h) r
+        WHERE survivor IS NOT NULL;
+    v_count := syncpipe_internal.merge_retire_agents();
+    CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
+        SELECT DISTINCT survivor AS agent_id FROM sp_retire;
+    PERFORM syncpipe_internal.merge_refresh_agents();
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_retire', 'sp_refresh']);
     RETURN v_count;
 END;
 $$;

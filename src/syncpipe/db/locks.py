@@ -35,6 +35,10 @@ def lock_timeout_setting(seconds: float) -> str:
     return f"{max(int(min(seconds * 1000, _MAX_LOCK_TIMEOUT_MS)), 1)}ms"
 
 
+#: Who may hold LockKind.MERGE, as a LockTimeoutError names it.
+MERGE_OR_DECISION = "syncpipe merge (or review decision)"
+
+
 class LockKind(IntEnum):
     """The second key: what the lock protects (the SQL functions use the same numbers)."""
 

@@ -22,7 +22,7 @@ from syncpipe.core.errors import (
     NotDeployedError,
 )
 from syncpipe.db.database import Database
-from syncpipe.db.locks import lock_timeout_setting
+from syncpipe.db.locks import MERGE_OR_DECISION, LockKind, lock_timeout_setting, xact_lock
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ class ReviewItem:
         queued = e.get("queued_for")
         if isinstance(queued, list) and len(queued) == 2:
             lines.append(
-                f"queued for agents #{queued[0]} and #{queued[1]}; a later merge made them "
-                f"#{self.side_a.agent_id} and #{self.side_b.agent_id}"
+                f"queued for agents #{queued[0]} and #{queued[1]}, which are "
+                f"#{self.side_a.agent_id} and #{self.side_b.agent_id} now"
             )
         for label, side in (("A", e.get("a")), ("B", e.get("b"))):
             if isinstance(side, dict) and side.get("source"):
@@ -213,9 +213,11 @@ class ReviewService:
             raise ConfigError(f"A decision is accept or reject, not {decision!r}.")
         with self.db.connection() as conn:
             self._require(conn)
-            # (an agent or the item edited in a transaction left open is waited for up to
-            # SYNCPIPE_LOCK_TIMEOUT, not for ever)
+            # A merge or another decision is waited for, as an agent or the item edited in a
+            # transaction left open is: up to SYNCPIPE_LOCK_TIMEOUT (review_decide() itself
+            # only tries the lock, for its RPC callers; here it holds already).
             timeout = self.db.settings.lock_timeout
+            xact_lock(conn, LockKind.MERGE, timeout=timeout, what=MERGE_OR_DECISION)
             conn.execute(
                 "SELECT set_config('lock_timeout', %s, true)", (lock_timeout_setting(timeout),)
             )
@@ -249,11 +251,12 @@ class ReviewService:
                 # (the item was taken off the queue: what it asked is answered otherwise, or
                 # asked by another item)
                 then = f"; decide on review item {same_as}" if same_as is not None else ""
+                a, b = outcome.get("agent_id"), outcome.get("candidate_agent_id")
+                agents = f"agent {a}" if one_agent else f"agents {a} and {b}"
                 raise JobFailedError(
                     f"Cannot {decision} review item {review_id}: {outcome.get('reason')} "
-                    f"(agents {outcome.get('agent_id')} and {outcome.get('candidate_agent_id')},"
-                    f" since it was queued); it was taken off the queue, nothing was decided"
-                    f"{then}."
+                    f"({agents}, since it was queued); it was taken off the queue, nothing was "
+                    f"decided{then}."
                 )
         if outcome.get("refused"):
             changes = "; ".join(outcome.get("changes") or [])

@@ -36,7 +36,7 @@ from syncpipe.core.errors import (
 )
 from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error, resource_error, resource_error_of
-from syncpipe.db.locks import LockKind, lock_timeout_setting, xact_lock
+from syncpipe.db.locks import MERGE_OR_DECISION, LockKind, lock_timeout_setting, xact_lock
 from syncpipe.logs import get_logger
 from syncpipe.services.merge.pairs import (
     DEFAULT_SEED,
@@ -479,7 +479,7 @@ class MergeService:
         self.db.begin(conn)
         # A merge whose client went away stops on the server within seconds.
         conn.execute("SELECT set_config('client_connection_check_interval', '2s', true)")
-        xact_lock(conn, LockKind.MERGE, timeout=self.settings.lock_timeout, what="syncpipe merge")
+        xact_lock(conn, LockKind.MERGE, timeout=self.settings.lock_timeout, what=MERGE_OR_DECISION)
         if settle:
             # Holding the lock, an older row still 'running' is a run whose client was lost.
             conn.execute(
