@@ -118,10 +118,9 @@ EXIT_CASES = [
     (
         "review while a merge runs",
         ["review", "accept", "999999"],
-        {"lock": "merge"},
+        {"lock": "merge", "SYNCPIPE_LOCK_TIMEOUT": "0.5"},
         3,
-        "Cannot accept review item 999999 now: a merge is running; decide again when it has "
-        "finished.",
+        "Another syncpipe merge (or review decision) is running",
     ),
     (
         "review item id beyond bigint",
