@@ -9,7 +9,7 @@ import pytest
 
 from syncpipe.core.errors import ConfigError
 from syncpipe.core.redact import redact
-from syncpipe.settings import load_settings
+from syncpipe.settings import Settings, load_settings
 from tests.helpers import Invoke
 
 
@@ -63,6 +63,9 @@ def test_unknown_env_is_a_config_error(tmp_path: Path) -> None:
             "SYNCPIPE_DATABASE_URL is invalid",
         ),
         ({"SYNCPIPE_SSLMODE": "sometimes"}, "SYNCPIPE_SSLMODE is invalid"),
+        # (was an internal error: a float infinity has no integer)
+        ({"SYNCPIPE_CONNECT_TIMEOUT": "inf"}, "SYNCPIPE_CONNECT_TIMEOUT is invalid (got 'inf')"),
+        ({"SYNCPIPE_CONNECT_TIMEOUT": "1e12"}, "less than or equal to 2147483"),
     ],
 )
 def test_bad_settings_exit_2_with_one_sentence(
@@ -72,6 +75,30 @@ def test_bad_settings_exit_2_with_one_sentence(
     result = invoke(["verify"], code=2, env=variables)
     assert expected in result.stderr.replace("\n", " ")
     assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("seconds", ["inf", "1e10", "-0"])
+def test_statement_timeout_beyond_postgres_range_is_its_largest(
+    invoke: Invoke, deployed_db: str, seconds: str
+) -> None:
+    """SYNCPIPE_STATEMENT_TIMEOUT=inf, or more than PostgreSQL's largest (about 24.8 days), is
+    that largest, not an internal error or a rejected setting; -0 is 0 (no limit)."""
+    result = invoke(
+        ["report", "--format", "json"], dsn=deployed_db, env={"SYNCPIPE_STATEMENT_TIMEOUT": seconds}
+    )
+    assert json.loads(result.stdout)["report_version"] == 1
+
+
+def test_a_positive_timeout_never_becomes_no_limit() -> None:
+    """Below a millisecond a timeout is 1 ms (PostgreSQL's 0 would mean no limit); -0 is 0."""
+    from syncpipe.db.locks import lock_timeout_setting
+    from syncpipe.db.timeouts import MAX_TIMEOUT_MS, postgres_ms
+
+    assert postgres_ms(0.0001) == 1
+    assert postgres_ms(0) == 0
+    assert postgres_ms(float("inf")) == MAX_TIMEOUT_MS
+    assert lock_timeout_setting(0) == "1ms"
+    assert f"{Settings(lock_timeout='-0').lock_timeout:g}" == "0"  # type: ignore[arg-type]
 
 
 def test_unknown_env_via_cli_exits_2(invoke: Invoke) -> None:

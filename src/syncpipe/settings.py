@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from syncpipe.core.dsn import parse_dsn, password_of
 from syncpipe.core.errors import ConfigError
 from syncpipe.core.redact import redact, register_secret
+from syncpipe.db.timeouts import MAX_TIMEOUT_MS
 
 DEFAULT_ENV = "dev"
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -55,7 +56,9 @@ class Settings(BaseSettings):
     # Connection pool and sessions.
     pool_min_size: int = Field(default=1, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
-    connect_timeout: float = Field(default=10.0, gt=0)
+    # (seconds; the connection's at most PostgreSQL's largest timeout, about 24.8 days; the
+    # statement's and lock wait's "inf" is that largest: syncpipe.db.timeouts)
+    connect_timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_MS // 1000)
     statement_timeout: float = Field(default=0.0, ge=0)
     lock_timeout: float = Field(default=30.0, ge=0)
     application_name: str = "syncpipe"
@@ -115,6 +118,11 @@ class Settings(BaseSettings):
                     f"{name!r} is not a SQL function name (function or schema.function)"
                 )
         return value
+
+    @field_validator("connect_timeout", "statement_timeout", "lock_timeout")
+    @classmethod
+    def _no_negative_zero(cls, value: float) -> float:
+        return value + 0.0  # "-0" is 0 (and says "0 s" in messages)
 
     @field_validator("database_url", mode="before")
     @classmethod

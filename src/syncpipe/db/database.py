@@ -13,6 +13,7 @@ from syncpipe.core.dsn import DsnInfo, describe_dsn
 from syncpipe.core.errors import ConfigError, ConnectError, SyncpipeError
 from syncpipe.core.redact import redact
 from syncpipe.db.errors import Where, connect_error, first_line, is_connection_lost, lost_error
+from syncpipe.db.timeouts import postgres_ms
 from syncpipe.logs import get_logger
 
 if TYPE_CHECKING:
@@ -215,8 +216,8 @@ class Database:
         connection would inherit it. Call it at the start of every transaction that runs
         user-sized work (the pool's ``connection()`` does, for its first transaction).
         """
-        timeout_ms = int(self.settings.statement_timeout * 1000)
-        values: dict[str, str] = {"statement_timeout": f"{timeout_ms}ms", **more}
+        timeout = f"{postgres_ms(self.settings.statement_timeout)}ms"
+        values: dict[str, str] = {"statement_timeout": timeout, **more}
         calls = ", ".join("set_config(%s, %s, true)" for _ in values)
         params = [item for pair in values.items() for item in pair]
         conn.execute(f"SELECT {calls}", params)

@@ -20,19 +20,16 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from syncpipe.core.errors import LockTimeoutError
+from syncpipe.db.timeouts import postgres_ms
 
 #: First key of every syncpipe advisory lock ("SYNC"), so they are easy to find in pg_locks.
 LOCK_NAMESPACE = 0x53594E43
 
 
-#: PostgreSQL's largest lock_timeout, in milliseconds (about 24.8 days).
-_MAX_LOCK_TIMEOUT_MS = 2_147_483_647
-
-
 def lock_timeout_setting(seconds: float) -> str:
     """SYNCPIPE_LOCK_TIMEOUT as a value of PostgreSQL's ``lock_timeout``: at least 1 ms (0 there
     would mean no limit, where syncpipe's 0 means not to wait), at most its largest."""
-    return f"{max(int(min(seconds * 1000, _MAX_LOCK_TIMEOUT_MS)), 1)}ms"
+    return f"{max(postgres_ms(seconds), 1)}ms"
 
 
 #: Who may hold LockKind.MERGE, as a LockTimeoutError names it.
