@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -259,3 +262,28 @@ def test_full_run_table_names_no_internals(
     (load,) = [s for s in report["steps"] if s["name"] == "load"]
     assert load["error"].startswith("the data folder") and "_StepFailed" not in load["error"]
     assert "stopped at load: the data folder" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["review", "--help"], ["review", "--limit", "3"]])
+def test_output_cut_by_its_reader_is_not_a_failed_job(
+    deployed_db: str, tmp_path: Path, args: list[str]
+) -> None:
+    """`syncpipe review | head` whose reader stops early ends quietly with the shell's status
+    for SIGPIPE (141), not 1, which says that the job found failures (Click and rich both
+    ended with 1)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line is written
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOGS_DIR": str(tmp_path)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "syncpipe", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")

@@ -121,4 +121,15 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    from syncpipe.cli.errors import reader_gone, stdout_identity
+    from syncpipe.core.errors import EXIT_FAILED, EXIT_READER_GONE
+
+    stdout_was = stdout_identity()
+    try:
+        app()
+    except SystemExit as exc:
+        # (Click and rich end with exit 1 when standard output's reader is gone while they
+        # print, as for `syncpipe --help | head`: that is not a failed job)
+        if exc.code == EXIT_FAILED and reader_gone(stdout_was):
+            raise SystemExit(EXIT_READER_GONE) from None
+        raise

@@ -8,6 +8,8 @@ the exit code of the contract; every failure is also written to the log files.
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 import traceback
 from collections.abc import Iterator
@@ -16,12 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from syncpipe.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, SyncpipeError
+from syncpipe.core.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_READER_GONE,
+    EXIT_USAGE,
+    SyncpipeError,
+)
 
 if TYPE_CHECKING:
     from syncpipe.cli.context import AppContext
 
-__all__ = ["EXIT_INTERRUPTED", "boundary"]
+__all__ = ["EXIT_INTERRUPTED", "boundary", "reader_gone"]
 
 
 @contextmanager
@@ -44,10 +51,53 @@ def boundary(ctx: typer.Context) -> Iterator[None]:
     except KeyboardInterrupt:
         _fail(ctx.obj, "Interrupted; work in progress was rolled back.", EXIT_INTERRUPTED, None)
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and reader_gone():
+            raise typer.Exit(EXIT_READER_GONE) from None
         from syncpipe.db.errors import classify
 
         code, message = classify(exc)
         _fail(ctx.obj, message, code, exc)
+
+
+def stdout_identity() -> tuple[int, int] | None:
+    """What standard output is (device, inode), to tell later whether it was pointed elsewhere."""
+    try:
+        info = os.fstat(_stdout_fd())
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def reader_gone(started_as: tuple[int, int] | None = None) -> bool:
+    """True when standard output was a pipe whose reader closed it (``syncpipe review | head``,
+    ``syncpipe --help | head``); it then points to /dev/null, so that nothing more written or
+    flushed at exit fails again. rich, which prints the help, points it there itself when it
+    meets the closed pipe (and exits 1): ``started_as``, standard output's identity at start,
+    tells that apart. The caller ends with EXIT_READER_GONE, quietly."""
+    try:
+        fd = _stdout_fd()
+        now = stdout_identity()
+        if started_as is not None and now != started_as and now == _identity(os.devnull):
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poller.poll(0)):
+            return False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor, no poll (Windows)
+        return False
+    return True
+
+
+def _stdout_fd() -> int:
+    return sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
+
+
+def _identity(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def _record(app: AppContext | None, message: str, code: int) -> None:

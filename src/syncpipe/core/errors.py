@@ -12,6 +12,9 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 #: Interrupted by the user (Ctrl-C), as shells report a process ended by SIGINT.
 EXIT_INTERRUPTED = 130
+#: Standard output closed by its reader (``syncpipe review | head``), as shells report a
+#: process ended by SIGPIPE: the output was cut, which is not a failed job (1).
+EXIT_READER_GONE = 141
 
 
 class SyncpipeError(Exception):
