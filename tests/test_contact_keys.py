@@ -289,6 +289,48 @@ def test_a_merge_gives_up_on_an_agent_edit_left_open_after_the_lock_timeout(
     assert_contact_keys_in_step(deployed_db)
 
 
+def test_a_merge_in_a_deadlock_with_a_hand_edit_says_so_and_changes_nothing(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A merge waiting for an agent a session edits, while that session waits for a team page
+    the merge has marked synced: PostgreSQL breaks the deadlock by rolling the merge back. One
+    sentence says so (exit 3, like any lock not had), nothing is changed, and the next merge
+    takes everything up (it was a raw "deadlock detected" exit 1)."""
+    sam_agent, joined = _sam_and_a_change(invoke, deployed_db, tmp_path, "joins")
+    assert joined is not None
+    pages = Sources(_serial=500)
+    page = pages.page("team-3", [{"name": "Ann Lowe", "email": "ann.lowe@mail.com"}])
+    pages.write(tmp_path / "d3")
+    invoke(["load", str(tmp_path / "d3")], dsn=deployed_db)
+    with psycopg.connect(deployed_db) as editor:
+        # (the merge, waiting first, finds the deadlock: it checks after 1 s, the editor later)
+        editor.execute("SET deadlock_timeout = '60s'")
+        editor.execute(HAND_EDIT, (sam_agent,))
+        merge = merge_process(deployed_db, SYNCPIPE_APPLICATION_NAME="merge-under-test")
+        wait_for(
+            lambda: merge.poll() is not None or waiting_on_a_lock(deployed_db, "merge-under-test"),
+            "the merge to wait for the edit",
+        )
+        editor.execute(
+            "UPDATE bronze.company_info_raw SET website = website WHERE research_uuid = %s",
+            (page,),
+        )
+        out, err = merge.communicate(timeout=300)
+        editor.commit()
+    assert merge.returncode == 3, out + err
+    assert "rolled back" in err and "another session" in err and "nothing was changed" in err
+    assert "Traceback" not in err
+    assert not fetch(
+        deployed_db, "SELECT 1 FROM unified_agent_sources WHERE source_id = %s", (joined,)
+    )
+    invoke(["merge"], dsn=deployed_db)
+    assert agent_of(deployed_db, "new_agents", joined) == sam_agent
+    assert fetch(
+        deployed_db, "SELECT 1 FROM unified_company_member WHERE research_uuid = %s", (page,)
+    )
+    assert_contact_keys_in_step(deployed_db)
+
+
 def test_the_merge_lock_timeout_does_not_bound_a_pipeline_step(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

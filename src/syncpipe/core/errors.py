@@ -42,7 +42,8 @@ class ConnectError(SyncpipeError):
 
 
 class LockTimeoutError(SyncpipeError):
-    """Another syncpipe process held a lock for longer than the lock timeout."""
+    """Another session held a lock for longer than the lock timeout, or the job was rolled back
+    to break a deadlock with it: running it again is the remedy."""
 
     exit_code = EXIT_UNAVAILABLE
 

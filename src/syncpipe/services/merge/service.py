@@ -572,6 +572,13 @@ def _raise_if_failed(
             f"transaction still open) and gave up; {_outcome(committed)} (setting "
             "SYNCPIPE_LOCK_TIMEOUT)."
         )
+    if str(counts.get("sqlstate") or "").startswith("40"):  # deadlock, serialization failure
+        where = f' in phase "{phase}"' if phase else ""
+        raise LockTimeoutError(
+            f"The {what} was rolled back{where} to let another session go on: each was waiting "
+            f"for rows the other had changed ({counts.get('error')}); {_outcome(committed)}, "
+            "and running it again takes the records up."
+        )
     resource = resource_error(
         counts.get("sqlstate"), str(counts.get("error") or ""), **_said(phase, committed)
     )
