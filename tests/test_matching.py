@@ -652,6 +652,55 @@ def test_review_decision_gives_up_on_an_agent_edit_left_open(
     )
 
 
+def test_review_decision_in_a_deadlock_says_so_and_decides_nothing(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A decision waiting for an agent a session edits, while that session waits for the
+    merge's lock the decision holds: PostgreSQL rolls the decision back. One sentence says so
+    and to run it again, exit 3 (it said "Lost the database connection"); nothing is decided,
+    and the decision taken again goes through."""
+    item, _ = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    with psycopg.connect(deployed_db) as editor:
+        # (the decision, waiting first, finds the deadlock: it checks after 1 s, the editor later)
+        editor.execute("SET deadlock_timeout = '60s'")
+        editor.execute(
+            "UPDATE new_unified_agents SET full_name = 'C. Johnson' WHERE agent_id = %s",
+            (item["a"]["agent_id"],),
+        )
+        decision = subprocess.Popen(
+            [sys.executable, "-m", "syncpipe", "review", "accept", str(item["id"])],
+            env={
+                **os.environ,
+                "SYNCPIPE_DATABASE_URL": deployed_db,
+                "SYNCPIPE_APPLICATION_NAME": "decision-under-test",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not fetch(
+            deployed_db,
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND application_name = 'decision-under-test'",
+        ):
+            assert time.monotonic() < deadline and decision.poll() is None
+            time.sleep(0.02)
+        editor.execute("SELECT pg_advisory_xact_lock(1398361667, 2)")
+        out, err = decision.communicate(timeout=120)
+    assert decision.returncode == 3, out + err
+    assert "rolled back to let another session go on" in err and "Run it again" in err, err
+    assert (
+        one(deployed_db, "SELECT status FROM merge_review_queue WHERE id = %s", (item["id"],))
+        == "open"
+    )
+    invoke(["review", "accept", str(item["id"])], dsn=deployed_db)
+    assert (
+        one(deployed_db, "SELECT status FROM merge_review_queue WHERE id = %s", (item["id"],))
+        == "accepted"
+    )
+
+
 def test_a_merge_moves_the_records_of_an_agent_retired_by_hand_and_keeps_a_rejection(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

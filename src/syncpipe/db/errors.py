@@ -211,6 +211,14 @@ def classify(exc: BaseException) -> tuple[int, str]:
                 f"A lock was not had in time ({first_line(exc)}); another session holds it. "
                 "Try again, or raise SYNCPIPE_LOCK_TIMEOUT."
             )
+        # (deadlock, serialization failure: class 40, OperationalErrors to the driver, but the
+        # connection is still there)
+        if str(getattr(exc, "sqlstate", None) or "").startswith("40"):
+            return EXIT_UNAVAILABLE, (
+                f"The command's transaction was rolled back to let another session go on "
+                f"({first_line(exc)}): each was waiting for rows the other had changed. "
+                "Run it again."
+            )
         if isinstance(exc, PoolTimeout):
             return EXIT_UNAVAILABLE, "No database connection became available in time."
         # (class 53 is an OperationalError to the driver, but the connection is still there)
@@ -219,7 +227,11 @@ def classify(exc: BaseException) -> tuple[int, str]:
         )
         if resource is not None:
             return resource.exit_code, str(resource)
-        if isinstance(exc, psycopg.OperationalError):
+        sqlstate = str(getattr(exc, "sqlstate", None) or "")
+        # (a server error of another class that the driver calls operational, class 54 or 58
+        # say, left the connection as it was: it is said as any other database error)
+        lost = not sqlstate or sqlstate.startswith(("08", "57P")) or is_connection_lost(exc)
+        if isinstance(exc, psycopg.OperationalError) and lost:
             text = str(exc).lower()
             if any(marker in text for marker in _CONFIG_MARKERS):
                 return EXIT_USAGE, f"The connection settings are invalid: {first_line(exc)}."
