@@ -91,8 +91,8 @@ def test_statement_timeout_beyond_postgres_range_is_its_largest(
 
 def test_a_positive_timeout_never_becomes_no_limit() -> None:
     """Below a millisecond a timeout is 1 ms (PostgreSQL's 0 would mean no limit); -0 is 0."""
+    from syncpipe.core.timeouts import MAX_TIMEOUT_MS, postgres_ms
     from syncpipe.db.locks import lock_timeout_setting
-    from syncpipe.db.timeouts import MAX_TIMEOUT_MS, postgres_ms
 
     assert postgres_ms(0.0001) == 1
     assert postgres_ms(0) == 0

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from syncpipe.core.dsn import parse_dsn, password_of
 from syncpipe.core.errors import ConfigError
 from syncpipe.core.redact import redact, register_secret
-from syncpipe.db.timeouts import MAX_TIMEOUT_MS
+from syncpipe.core.timeouts import MAX_TIMEOUT_MS
 
 DEFAULT_ENV = "dev"
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
     # (seconds; the connection's at most PostgreSQL's largest timeout, about 24.8 days; the
-    # statement's and lock wait's "inf" is that largest: syncpipe.db.timeouts)
+    # statement's and lock wait's "inf" is that largest: syncpipe.core.timeouts)
     connect_timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_MS // 1000)
     statement_timeout: float = Field(default=0.0, ge=0)
     lock_timeout: float = Field(default=30.0, ge=0)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from syncpipe.core.dsn import DsnInfo, describe_dsn
 from syncpipe.core.errors import ConfigError, ConnectError, SyncpipeError
 from syncpipe.core.redact import redact
+from syncpipe.core.timeouts import postgres_ms
 from syncpipe.db.errors import Where, connect_error, first_line, is_connection_lost, lost_error
-from syncpipe.db.timeouts import postgres_ms
 from syncpipe.logs import get_logger
 
 if TYPE_CHECKING:

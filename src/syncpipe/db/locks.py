@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from syncpipe.core.errors import LockTimeoutError
-from syncpipe.db.timeouts import postgres_ms
+from syncpipe.core.timeouts import postgres_ms
 
 #: First key of every syncpipe advisory lock ("SYNC"), so they are easy to find in pg_locks.
 LOCK_NAMESPACE = 0x53594E43
