@@ -28,7 +28,7 @@ from syncpipe.core.errors import (
 if TYPE_CHECKING:
     from syncpipe.cli.context import AppContext
 
-__all__ = ["EXIT_INTERRUPTED", "boundary", "reader_gone"]
+__all__ = ["EXIT_INTERRUPTED", "boundary", "reader_gone", "stdout_identity"]
 
 
 @contextmanager
