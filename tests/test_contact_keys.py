@@ -331,6 +331,46 @@ def test_a_merge_in_a_deadlock_with_a_hand_edit_says_so_and_changes_nothing(
     assert_contact_keys_in_step(deployed_db)
 
 
+def test_a_source_record_deleted_while_a_merge_refreshes_is_refreshed_by_the_next(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """One of Yan's two records deleted while a merge is in its golden_records phase (held
+    there by a hand edit of another agent it refreshes): the deletion's mark for a refresh of
+    Yan outlives that merge, and the next one refreshes Yan (the merge took every mark off at
+    its end, read or not: Yan kept the deleted record's phone for good)."""
+    src = Sources()
+    src.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"])
+    src.agent("Yan Holt", team="team-2", emails=["yan.holt@mail.com"], phones=["3055550001"])
+    gone = src.agent("Yan Holt", team="team-2", emails=["yan.holt@mail.com"], phones=["3055550002"])
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    sam_agent = agent_of(deployed_db, "new_agents", src.agents[0]["supabase_uuid"])
+    yan_agent = agent_of(deployed_db, "new_agents", gone)
+    more = Sources(_serial=100)
+    more.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"], phones=["5550109999"])
+    more.write(tmp_path / "d2")
+    invoke(["load", str(tmp_path / "d2")], dsn=deployed_db)
+    with psycopg.connect(deployed_db) as editor:
+        editor.execute(HAND_EDIT, (sam_agent,))
+        merge = merge_process(deployed_db, SYNCPIPE_APPLICATION_NAME="merge-under-test")
+        wait_for(
+            lambda: merge.poll() is not None or waiting_on_a_lock(deployed_db, "merge-under-test"),
+            "the merge to wait for the edit",
+        )
+        with psycopg.connect(deployed_db, autocommit=True) as deleter:
+            deleter.execute("DELETE FROM new_agents WHERE supabase_uuid = %s", (gone,))
+        editor.commit()
+    out, err = merge.communicate(timeout=300)
+    assert merge.returncode == 0, out + err
+    invoke(["merge"], dsn=deployed_db)
+    phones, count = fetch(
+        deployed_db,
+        "SELECT phone_numbers, source_count FROM new_unified_agents WHERE agent_id = %s",
+        (yan_agent,),
+    )[0]
+    assert (phones, count) == (["+13055550001"], 1)
+    assert_contact_keys_in_step(deployed_db)
+
+
 def test_the_merge_lock_timeout_does_not_bound_a_pipeline_step(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

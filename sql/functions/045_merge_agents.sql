@@ -617,7 +617,8 @@ $$;
 --   writes:  sp_reviewed(agent_id, created): the agents given a review item by this run,
 --            and whether it created them;
 --            sp_refresh(agent_id), and what merge_refresh_agents() writes;
---            public.new_unified_agents; public.merge_dirty_agents emptied
+--            sp_dirty(agent_id): the marks of public.merge_dirty_agents taken off;
+--            public.new_unified_agents
 --   options: none
 --   returns: the number of agents refreshed
 CREATE OR REPLACE FUNCTION syncpipe_internal.merge_golden_records()
@@ -632,7 +633,7 @@ DECLARE
     v_golden   integer;
     v_flagged  integer;
 BEGIN
-    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_refresh', 'sp_reviewed']);
+    PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_refresh', 'sp_reviewed', 'sp_dirty']);
     -- Existing agents that took records: confidence is the lowest link holding the component
     -- together, never above what the agents it joined already had.
     UPDATE public.new_unified_agents a
@@ -669,13 +670,18 @@ BEGIN
     GET DIAGNOSTICS v_flagged = ROW_COUNT;
 
     -- Golden records of the existing agents this run touched, and review flags.
+    -- (the marks are taken off as they are read: a mark committed later by another session,
+    -- a source record deleted while this run refreshes, stays for the next run; deleting
+    -- every mark at the end took those off unread)
+    CREATE UNLOGGED TABLE syncpipe_work.sp_dirty (agent_id bigint);
+    WITH taken AS (DELETE FROM public.merge_dirty_agents RETURNING agent_id)
+    INSERT INTO sp_dirty SELECT agent_id FROM taken;
     CREATE UNLOGGED TABLE syncpipe_work.sp_refresh AS
         SELECT survivor AS agent_id FROM sp_target WHERE NOT created
-        UNION SELECT agent_id FROM public.merge_dirty_agents
+        UNION SELECT agent_id FROM sp_dirty
         UNION SELECT agent_id FROM sp_reviewed WHERE NOT created;
     ALTER TABLE sp_refresh ADD PRIMARY KEY (agent_id);
     v_golden := syncpipe_internal.merge_refresh_agents();
-    DELETE FROM public.merge_dirty_agents;
     RETURN v_golden + v_flagged;
 END;
 $$;
