@@ -371,6 +371,43 @@ def test_a_source_record_deleted_while_a_merge_refreshes_is_refreshed_by_the_nex
     assert_contact_keys_in_step(deployed_db)
 
 
+def test_a_source_record_deleted_after_a_merge_read_it_loses_its_lineage_in_the_next(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A record deleted while the merge that matched it is still open (held by a hand edit of
+    its agent, after it wrote the record's lineage): the delete's trigger found no lineage to
+    forget, so the next merge forgets it, and the agent's golden record loses the record's
+    phone (the lineage of the deleted row stayed for good, and its phone with the agent)."""
+    sam_agent, joined = _sam_and_a_change(invoke, deployed_db, tmp_path, "joins")
+    assert joined is not None
+    with psycopg.connect(deployed_db) as editor:
+        editor.execute(HAND_EDIT, (sam_agent,))
+        merge = merge_process(deployed_db, SYNCPIPE_APPLICATION_NAME="merge-under-test")
+        wait_for(
+            lambda: merge.poll() is not None or waiting_on_a_lock(deployed_db, "merge-under-test"),
+            "the merge to wait for the edit",
+        )
+        with psycopg.connect(deployed_db, autocommit=True) as deleter:
+            deleter.execute("DELETE FROM new_agents WHERE supabase_uuid = %s", (joined,))
+        editor.commit()
+    out, err = merge.communicate(timeout=300)
+    assert merge.returncode == 0, out + err
+    invoke(["merge"], dsn=deployed_db)
+    assert not fetch(
+        deployed_db, "SELECT 1 FROM unified_agent_sources WHERE source_id = %s", (joined,)
+    )
+    phones, count = fetch(
+        deployed_db,
+        "SELECT phone_numbers, source_count FROM new_unified_agents WHERE agent_id = %s",
+        (sam_agent,),
+    )[0]
+    assert (phones, count) == ([], 1)  # Sam's own record has no phone
+    assert_contact_keys_in_step(deployed_db)
+    # and the requests are gone after the runs that followed
+    invoke(["merge"], dsn=deployed_db)
+    assert not fetch(deployed_db, "SELECT 1 FROM syncpipe_internal.merge_requeue")
+
+
 def test_the_merge_lock_timeout_does_not_bound_a_pipeline_step(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -232,10 +232,11 @@ BEGIN
 
     BEGIN
         -- (agents retired by hand take their records and review items to their survivor
-        -- first, so that the plan matches no record to them: not in a dry run, which writes
-        -- nothing)
+        -- first, so that the plan matches no record to them, and the lineage of records
+        -- deleted while an earlier run wrote it goes: not in a dry run, which writes nothing)
         IF NOT v_dry THEN
             PERFORM syncpipe_internal.merge_adopt_retired();
+            PERFORM syncpipe_internal.merge_forget_gone();
         END IF;
         v_plan := syncpipe_internal.merge_plan(p_options);
         IF NOT v_dry THEN
