@@ -430,6 +430,9 @@ def test_database_going_away_mid_load(deployed_db: str, tmp_path: Path) -> None:
     assert "was lost while loading new_agents_big.csv" in err
     assert "run the load again" in err
     assert "Traceback" not in err
+    # (one sentence: not the pool's own "nothing was kept" inside it, which says the opposite)
+    sentence = next(line for line in err.splitlines() if line.startswith("Error:"))
+    assert sentence.count("was lost") == 1 and "nothing was kept" not in err, err
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") < 300_000
     rerun = _cli(deployed_db, str(path))
     _, err = rerun.communicate(timeout=120)

@@ -49,7 +49,13 @@ def boundary(ctx: typer.Context) -> Iterator[None]:
     except SyncpipeError as exc:
         _fail(ctx.obj, str(exc), exc.exit_code, exc)
     except KeyboardInterrupt:
-        _fail(ctx.obj, "Interrupted; work in progress was rolled back.", EXIT_INTERRUPTED, None)
+        _fail(
+            ctx.obj,
+            "Interrupted: work not yet committed was rolled back, and committed work stays "
+            "(`syncpipe report` shows the state).",
+            EXIT_INTERRUPTED,
+            None,
+        )
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) and reader_gone():
             raise typer.Exit(EXIT_READER_GONE) from None

@@ -39,6 +39,8 @@ class ConnectError(SyncpipeError):
     """The database server could not be reached or refused the login."""
 
     exit_code = EXIT_UNAVAILABLE
+    #: The driver's reason, for a caller that says the loss in its own words.
+    reason: str = ""
 
 
 class LockTimeoutError(SyncpipeError):

@@ -188,7 +188,8 @@ class Database:
             ) from None
         except psycopg.OperationalError as exc:
             if is_connection_lost(exc):
-                raise lost_error(self.target, f"({first_line(exc)})", "nothing was kept") from None
+                reason = first_line(exc)
+                raise lost_error(self.target, f"({reason})", "nothing was kept", reason) from None
             raise
 
     def close(self) -> None:

@@ -92,9 +92,12 @@ def connect_error(exc: BaseException, where: Where) -> SyncpipeError:
     )
 
 
-def lost_error(target: str, during: str, outcome: str) -> ConnectError:
-    """The connection to ``target`` went away ``during`` some work; ``outcome`` says what stays."""
-    return ConnectError(f"The connection to {target} was lost {during}; {outcome}.")
+def lost_error(target: str, during: str, outcome: str, reason: str = "") -> ConnectError:
+    """The connection to ``target`` went away ``during`` some work; ``outcome`` says what stays
+    (``reason``, the driver's, kept apart for a caller that says the loss in its own words)."""
+    error = ConnectError(f"The connection to {target} was lost {during}; {outcome}.")
+    error.reason = reason
+    return error
 
 
 def statement_error(exc: BaseException) -> str:

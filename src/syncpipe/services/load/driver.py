@@ -196,7 +196,10 @@ class FileLoad:
         """A lost database as one sentence naming the file (exit 3); anything else as is."""
         if not isinstance(exc, psycopg.Error | ConnectError):
             return exc
-        reason = str(exc).rstrip(".") if isinstance(exc, ConnectError) else first_line(exc)
+        if isinstance(exc, ConnectError):  # (its own reason, not its sentence about a batch)
+            reason = exc.reason or str(exc).rstrip(".")
+        else:
+            reason = first_line(exc)
         return lost_error(
             self.o.db.target,
             f"while loading {self.path.name} ({reason[:200]})",
