@@ -238,3 +238,38 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == count
     assert one(deployed_db, CHECKSUM) == checksum
     assert [p.name for p in (logs / "rejects").iterdir()] == [Path(f["reject_file"]).name]
+
+
+def test_a_resumed_file_says_its_counts_are_the_whole_files() -> None:
+    """The summary of a resumed load notes that the counts include the batches of the run
+    that was cut short, and shows no rate (the whole file's rows over this run's time was one
+    many times too high)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from syncpipe.cli.render import load_table
+    from syncpipe.services.load.driver import FileResult
+    from syncpipe.services.load.loader import LoadResult
+
+    def shown(resumed: int) -> str:
+        out = StringIO()
+        result = LoadResult(duration_s=0.5)
+        result.files.append(
+            FileResult(
+                path="agents.csv",
+                table="new_agents",
+                status="loaded",
+                rows_read=81_411,
+                inserted=81_411,
+                resumed_batches=resumed,
+                duration_s=0.5,
+            )
+        )
+        load_table(Console(file=out, width=200), result)
+        return out.getvalue()
+
+    fresh, resumed = shown(0), shown(172)
+    assert "162,822" in fresh and "resumed" not in fresh
+    assert "162,822" not in resumed
+    assert "resumed after the 172 batch(es) an earlier run committed" in resumed

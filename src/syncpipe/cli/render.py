@@ -142,10 +142,17 @@ def load_table(out: Console, result: LoadResult) -> None:
             f"{f.updated:,}",
             f"{f.unchanged:,}",
             f"[yellow]{f.rejected:,}[/]" if f.rejected else "0",
-            f"{f.rows_per_s:,.0f}" if f.rows_read else "",
+            # (a resumed file's counts are the whole file's, its time this run's: no rate)
+            f"{f.rows_per_s:,.0f}" if f.rows_read and not f.resumed_batches else "",
         )
     out.print(table)
     for f in result.files:
+        if f.resumed_batches:
+            out.print(
+                f"[dim]note: {escape(f.path)}: resumed after the {f.resumed_batches:,} "
+                "batch(es) an earlier run committed; its counts are the whole file's.[/]",
+                highlight=False,
+            )
         if f.message:
             level = "[bold red]error[/]" if f.status == "failed" else "[dim]note[/]"
             out.print(f"{level}: {escape(f.path)}: {escape(f.message)}", highlight=False)
