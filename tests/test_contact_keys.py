@@ -274,12 +274,15 @@ def test_a_merge_gives_up_on_an_agent_edit_left_open_after_the_lock_timeout(
     sam_agent, joined = _sam_and_a_change(invoke, deployed_db, tmp_path, "joins")
     assert joined is not None
     with psycopg.connect(deployed_db) as editor:
+        editor_pid = editor.info.backend_pid
         editor.execute(HAND_EDIT, (sam_agent,))
         merge = merge_process(deployed_db, SYNCPIPE_LOCK_TIMEOUT="1")
         out, err = merge.communicate(timeout=300)
         editor.commit()
     assert merge.returncode == 3, out + err
     assert "SYNCPIPE_LOCK_TIMEOUT" in err and "nothing was changed" in err, err
+    # (it names the table and the session holding the row)
+    assert "a row of new_unified_agents" in err and f"server pid {editor_pid}," in err, err
     assert not fetch(
         deployed_db, "SELECT 1 FROM unified_agent_sources WHERE source_id = %s", (joined,)
     )

@@ -200,6 +200,7 @@ DECLARE
     v_keep    boolean := coalesce((p_options ->> 'keep_work')::boolean, false);
     v_log     bigint := (p_options ->> 'log_id')::bigint;
     v_started timestamptz := clock_timestamp();
+    v_context text;
     v_plan    jsonb;
     v_apply   jsonb := '{}';
     v_merging text := current_setting('syncpipe.merging', true);
@@ -253,12 +254,14 @@ BEGIN
         IF v_dry OR v_log IS NULL THEN
             RAISE;
         END IF;
+        -- (where it failed: a lock wait's says which table's row it waited for)
+        GET STACKED DIAGNOSTICS v_context = PG_EXCEPTION_CONTEXT;
         UPDATE public.unified_merge_logs
         SET status = 'failed', finished_at = clock_timestamp(), error_message = SQLERRM
         WHERE id = v_log;
         PERFORM set_config('syncpipe.merging', coalesce(v_merging, ''), true);
         RETURN jsonb_build_object('status', 'failed', 'log_id', v_log, 'error', SQLERRM,
-                                  'sqlstate', SQLSTATE);
+                                  'sqlstate', SQLSTATE, 'context', left(v_context, 2000));
     END;
 
     IF NOT v_keep THEN

@@ -89,15 +89,39 @@ def describe_holder(
         (LOCK_NAMESPACE, int(kind)),
     )
     row = cur.fetchone()
-    if row is None:
-        holder = "another session"
-    else:
-        pid, user, app, addr, since = row
-        holder = f"server pid {pid}, user {user}, application {app or '?'}"
-        holder += f", from {addr}" if addr else ", local socket"
-        if since:
-            holder += f", in a transaction since {since}"
+    holder = "another session" if row is None else _session(*row)
     return (
         f"Another {what} is running ({holder}); gave up after waiting {timeout:g} s "
         "(setting SYNCPIPE_LOCK_TIMEOUT)."
     )
+
+
+def describe_row_holders(conn: psycopg.Connection[Any], table: str) -> str:
+    """Who may hold rows of ``table`` locked: the other sessions whose open transaction has
+    written it (as far as the server says), for a sentence after a row lock's wait timed out;
+    "another session" when none is seen."""
+    cur = conn.cursor(row_factory=tuple_row)
+    cur.execute(
+        """
+        SELECT a.pid, a.usename, a.application_name, a.client_addr::text,
+               to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        JOIN pg_class c ON c.oid = l.relation
+        WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock'
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND c.relname = %s AND a.pid <> pg_backend_pid()
+        ORDER BY a.xact_start LIMIT 3
+        """,
+        (table,),
+    )
+    holders = [_session(*row) for row in cur.fetchall()]
+    return "; or ".join(holders) if holders else "another session"
+
+
+def _session(pid: int, user: str, app: str | None, addr: str | None, since: str | None) -> str:
+    """A server session as a sentence names it."""
+    text = f"server pid {pid}, user {user}, application {app or '?'}"
+    text += f", from {addr}" if addr else ", local socket"
+    if since:
+        text += f", in a transaction since {since}"
+    return text

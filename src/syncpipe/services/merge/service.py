@@ -16,6 +16,7 @@ a terminal needs:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,13 @@ from syncpipe.core.errors import (
 )
 from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error, resource_error, resource_error_of
-from syncpipe.db.locks import MERGE_OR_DECISION, LockKind, lock_timeout_setting, xact_lock
+from syncpipe.db.locks import (
+    MERGE_OR_DECISION,
+    LockKind,
+    describe_row_holders,
+    lock_timeout_setting,
+    xact_lock,
+)
 from syncpipe.logs import get_logger
 from syncpipe.services.merge.pairs import (
     DEFAULT_SEED,
@@ -555,6 +562,12 @@ def _merge_batch(
     )
     counts = _call(conn, "run_unified_merge_batch", options)
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (row[0] if row else "0",))
+    if counts.get("status") == "failed" and counts.get("sqlstate") == "55P03":
+        # (the batch caught its error: the transaction can still ask who writes that table)
+        table = re.search(r'in relation "([^"]+)"', str(counts.get("context") or ""))
+        if table:
+            counts["held_by"] = describe_row_holders(conn, table.group(1))
+            counts["table"] = table.group(1)
     return counts
 
 
@@ -566,11 +579,15 @@ def _raise_if_failed(
         return
     if counts.get("sqlstate") == "55P03":  # lock_not_available: lock_timeout reached
         where = f' in phase "{phase}"' if phase else ""
+        row = (
+            f"a row of {counts['table']} that another session holds locked ({counts['held_by']})"
+            if counts.get("table")
+            else "a row another session holds locked (an agent, lineage row or review item "
+            "edited in a transaction still open)"
+        )
         raise LockTimeoutError(
-            f"The {what} waited{where} more than {settings.lock_timeout:g} s for a row another "
-            "session holds locked (an agent, lineage row or review item edited in a "
-            f"transaction still open) and gave up; {_outcome(committed)} (setting "
-            "SYNCPIPE_LOCK_TIMEOUT)."
+            f"The {what} waited{where} more than {settings.lock_timeout:g} s for {row} and gave "
+            f"up; {_outcome(committed)} (setting SYNCPIPE_LOCK_TIMEOUT)."
         )
     if str(counts.get("sqlstate") or "").startswith("40"):  # deadlock, serialization failure
         where = f' in phase "{phase}"' if phase else ""
