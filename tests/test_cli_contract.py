@@ -16,6 +16,9 @@ from psycopg.conninfo import conninfo_to_dict
 from syncpipe.db.locks import LOCK_NAMESPACE, LockKind
 from tests.helpers import Invoke
 
+#: the sample data of the repository
+SAMPLE = Path(__file__).resolve().parents[1] / "data"
+
 #: every command and subcommand, as typed after ``syncpipe``
 COMMANDS = [
     ["deploy"],
@@ -131,6 +134,20 @@ EXIT_CASES = [
         {},
         2,
         "less than or equal to 9223372036854775807",
+    ),
+    (
+        "review --limit beyond bigint",
+        ["review", "--limit", "99999999999999999999"],
+        {},
+        2,
+        "9223372036854775807",
+    ),
+    (
+        "load into a name that is no table name",
+        ["load", str(SAMPLE / "new_agents.csv"), "--table", "x;drop table y", "--dry-run"],
+        {},
+        2,
+        "is not a table name",
     ),
     ("verify finds drift", ["verify"], {"drop": "public.merge_review_queue"}, 1, ""),
     ("unknown review item", ["review", "accept", "999999"], {}, 1, "999999"),

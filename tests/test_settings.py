@@ -66,6 +66,19 @@ def test_unknown_env_is_a_config_error(tmp_path: Path) -> None:
         # (was an internal error: a float infinity has no integer)
         ({"SYNCPIPE_CONNECT_TIMEOUT": "inf"}, "SYNCPIPE_CONNECT_TIMEOUT is invalid (got 'inf')"),
         ({"SYNCPIPE_CONNECT_TIMEOUT": "1e12"}, "less than or equal to 2147483"),
+        # (the server refused these with a raw error, exit 1)
+        (
+            {"SYNCPIPE_MERGE_WORK_MEM": "5000GB"},
+            "SYNCPIPE_MERGE_WORK_MEM is invalid (got '5000GB')",
+        ),
+        (
+            {"SYNCPIPE_API_ALLOWED_FUNCTIONS": '["x; drop"]'},
+            "'x; drop' is not a SQL function name",
+        ),
+        (
+            {"SYNCPIPE_DATABASE_URL": "postgresql://u:pw@127.0.0.1:99999/db"},
+            'invalid port number: "99999"',
+        ),
     ],
 )
 def test_bad_settings_exit_2_with_one_sentence(
@@ -171,3 +184,12 @@ def test_logs_are_json_when_not_a_terminal(invoke: Invoke) -> None:
     for line in lines:
         assert "event" in json.loads(line)
     assert result.stderr.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_empty_sslmode_as_in_env_example_is_not_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`.env.example`'s `SYNCPIPE_SSLMODE=` uncommented means libpq's default, as it says."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SYNCPIPE_SSLMODE=\n")
+    assert load_settings().sslmode is None

@@ -32,6 +32,8 @@ DEFAULT_CSV_SOURCES: dict[str, str] = {
 }
 
 
+#: PostgreSQL's largest work_mem, in kB (64-bit servers).
+_MAX_WORK_MEM_KB = 2_147_483_647
 _FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 
@@ -109,7 +111,7 @@ class Settings(BaseSettings):
     # each takes no argument, or one jsonb (the merge's counts), and may return jsonb.
     pipeline_steps: list[str] = Field(default_factory=list)
 
-    @field_validator("pipeline_steps")
+    @field_validator("pipeline_steps", "api_allowed_functions")
     @classmethod
     def _check_steps(cls, value: list[str]) -> list[str]:
         for name in value:
@@ -119,14 +121,24 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("merge_work_mem")
+    @classmethod
+    def _check_work_mem(cls, value: str) -> str:
+        number, unit = re.fullmatch(r"(\d+)\s*(kB|MB|GB)", value).groups()  # type: ignore[union-attr]
+        kilobytes = int(number) * {"kB": 1, "MB": 1024, "GB": 1024 * 1024}[unit]
+        if not 64 <= kilobytes <= _MAX_WORK_MEM_KB:
+            raise ValueError("PostgreSQL's work_mem is 64kB to 2147483647kB (about 2 TB)")
+        return value
+
     @field_validator("connect_timeout", "statement_timeout", "lock_timeout")
     @classmethod
     def _no_negative_zero(cls, value: float) -> float:
         return value + 0.0  # "-0" is 0 (and says "0 s" in messages)
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "sslmode", mode="before")
     @classmethod
     def _empty_dsn_is_none(cls, value: Any) -> Any:
+        # (empty, as .env.example's line uncommented: not set)
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -28,7 +28,9 @@ _IDS = typer.Argument(help="Review item ids.", min=1, max=2**63 - 1)
 
 def review(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Items to show.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=2**63 - 1, help="Items to show.")
+    ] = 50,
     json_out: Annotated[bool, typer.Option("--json", help="Print the items as JSON.")] = False,
 ) -> None:
     """List the open review items with both agents side by side (the default action)."""

@@ -30,7 +30,13 @@ _LOST_MARKERS = (
     "eof detected",
 )
 #: libpq refuses these before it talks to any server: the configuration is wrong, not the network.
-_CONFIG_MARKERS = ("invalid connection option", "invalid sslmode value", "invalid value for")
+_CONFIG_MARKERS = (
+    "invalid connection option",
+    "invalid sslmode value",
+    "invalid value for",
+    "invalid port number",
+    "invalid integer value",
+)
 
 
 @dataclass(frozen=True)

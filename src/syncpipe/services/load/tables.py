@@ -106,7 +106,13 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
     """Read columns and primary key of ``schema.table`` from the catalog."""
     if "." not in table:
         table = f"public.{table}"
-    row = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+    try:
+        with conn.transaction():  # (a savepoint inside a transaction)
+            row = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+    except psycopg.errors.InvalidName:
+        raise ConfigError(
+            f"{table!r} is not a table name (schema.table; check --table or SYNCPIPE_CSV_SOURCES)."
+        ) from None
     if row is None or row[0] is None:
         if table in KNOWN_FORMATS:
             raise NotDeployedError(
