@@ -50,6 +50,25 @@ def test_rejects_are_reported_again_until_accepted(
     assert (f["status"], f["inserted"], f["unchanged"]) == ("loaded", 1, 1)
 
 
+def test_a_folder_holding_the_logs_folder_is_loaded_without_its_reject_files(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """`syncpipe load .` with the logs folder inside the data folder: the reject file a load
+    writes there (named after the file it comes from, so matching its pattern) is not loaded
+    by the next run (it failed the header check, exit 1 for ever after)."""
+    env = {"SYNCPIPE_LOGS_DIR": str(tmp_path / "logs")}
+    write(
+        tmp_path / "new_agents_feed.csv",
+        [HEADER, agent_line(1), 'not-a-uuid,Bad,"[]","[]",t,"{}"'],
+    )
+    invoke(["load", str(tmp_path)], code=1, dsn=deployed_db, env=env)
+    assert list((tmp_path / "logs" / "rejects").glob("new_agents_feed*.csv"))
+    data = invoke(
+        ["load", str(tmp_path), "--accept-rejects", "--json"], dsn=deployed_db, env=env
+    ).json()
+    assert [Path(f["file"]).name for f in data["files"]] == ["new_agents_feed.csv"]
+
+
 def test_accepting_rejects_on_the_first_load_exits_0(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

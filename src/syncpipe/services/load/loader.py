@@ -117,7 +117,7 @@ class LoadService:
         codec, pg_encoding = resolve_encoding(encoding)
         if table is not None and "." not in table:
             table = f"public.{table}"
-        selection = expand_paths(paths, self.settings.csv_sources, table)
+        selection = expand_paths(paths, self.settings.csv_sources, table, self.settings.logs_dir)
         if not selection.files and not selection.refused:
             raise ConfigError(
                 "No CSV file to load in "

@@ -175,8 +175,13 @@ def _outside(path: Path, folder: Path) -> bool:
     return not path.resolve().is_relative_to(folder.resolve())
 
 
-def expand_paths(paths: list[Path], sources: dict[str, str], table: str | None) -> Selection:
+def expand_paths(
+    paths: list[Path], sources: dict[str, str], table: str | None, own: Path | None = None
+) -> Selection:
     """Files (from files and folders) with their tables, and the files left out.
+
+    A folder's files under ``own`` (syncpipe's logs folder: its reject files are named after
+    the files they come from, and would match their patterns) are not read.
 
     A missing path is a ConfigError (exit 2). A file named explicitly that matches no pattern
     is an error unless ``table`` is given; a folder's other files are just skipped. A symbolic
@@ -185,12 +190,15 @@ def expand_paths(paths: list[Path], sources: dict[str, str], table: str | None) 
     """
     selection = Selection()
     chosen: list[tuple[Path, str]] = []
+    ours = own.resolve() if own is not None else None
     for path in paths:
         if not path.exists() and not path.is_symlink():
             raise ConfigError(f"{path} does not exist.")
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
-                if child.name.startswith("."):
+                if child.name.startswith(".") or (
+                    ours is not None and child.resolve().is_relative_to(ours)
+                ):
                     continue
                 target = table or table_for(child, sources)
                 if table and child.suffix.lower() != ".csv":
