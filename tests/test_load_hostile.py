@@ -212,3 +212,22 @@ def test_repeated_keys_keep_the_first_row_whatever_stream_commits_first(
     assert {line: r["reason"] for line, r in rejects.items()} == expected
     stored = fetch(deployed_db, "SELECT supabase_uuid::text, full_name FROM public.new_agents")
     assert dict(stored) == first_name
+
+
+def test_a_line_longer_than_32_mib_is_one_reject_and_no_part_of_it_a_row(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A line of over 32 MiB whose tail looks like a row of its own: the line is one reject
+    saying how long it is, the rows around it load, and its tail is no row (it was cut at
+    32 MiB and its tail inserted as a row that is not in the file). The file is read whole:
+    loading it again finds it loaded."""
+    injected = str(uuid.UUID(int=99, version=4))
+    huge = f'U1,{"A" * (33 * 2**20)}{injected},Injected Person,"[]","[]",t1,'
+    path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1), huge, agent_line(2)])
+    f = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()["files"][0]
+    assert (f["rows_read"], f["inserted"], f["rejected"]) == (3, 2, 1)
+    (reject,) = _rejects(f["reject_file"]).values()
+    assert reject["line"] == "3" and "over the 32 MiB a line may have" in reject["reason"]
+    assert not fetch(deployed_db, "SELECT 1 FROM new_agents WHERE full_name LIKE 'Injected%%'")
+    again = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()["files"][0]
+    assert again["status"] == "loaded_with_rejects" and again["rejected"] == 1

@@ -37,6 +37,7 @@ from syncpipe.services.load.lane import Lane, LaneAborted
 from syncpipe.services.load.records import Reject, parse_records
 from syncpipe.services.load.rejects import reason_key, reject_path, write_rejects
 from syncpipe.services.load.scan import (
+    MAX_LINE_BYTES,
     BatchReader,
     Screen,
     screen_batch,
@@ -387,6 +388,17 @@ class FileLoad:
         work: BatchWork,
     ) -> None:
         """One batch: direct COPY in parallel when it can, the exclusive lane when it must."""
+        if work.batch.overlong:  # (a line too long to read: rejected whole, nothing sent)
+            deadline = time.monotonic() + max(self.o.lock_timeout, 1.0)
+            while self._attempt(conn, ctx, work, lambda: _reject_overlong(work)).kind != "done":
+                if time.monotonic() > deadline:
+                    raise LockTimeoutError(
+                        f"The load of {self.path.name} could not record its line "
+                        f"{work.batch.first_line} as rejected within {self.o.lock_timeout:g} s; "
+                        "the batches committed so far are kept: run the load again to resume."
+                    )
+                time.sleep(0.1)
+            return
         outcome: Outcome | None = None
         if not mode.upsert:
             if work.batch.suspect:
@@ -623,3 +635,19 @@ def _by_reason(rows: list[tuple[int, str, str, str, str]]) -> dict[str, int]:
         key = reason_key(row[3], row[1])
         out[key] = out.get(key, 0) + 1
     return out
+
+
+def _reject_overlong(work: BatchWork) -> Outcome:
+    """The batch of one line longer than a line may be (its start only was kept): rejected."""
+    size = work.batch.overlong
+    work.row.rows_read += 1
+    work.reject(
+        Reject(
+            work.batch.first_line,
+            "",
+            f"the line is {size:,} bytes long, over the {MAX_LINE_BYTES // 2**20} MiB a line "
+            "may have",
+            work.batch.data,
+        )
+    )
+    return Outcome("done")

@@ -9,7 +9,10 @@ blocks, so memory stays flat whatever the file size.
 
 A stray quote flips the parity for the rest of the file. The batcher then grows the window up
 to ``max_bytes`` looking for a boundary; when there is none, the batch is the single bad line,
-which the server refuses and the slow path rejects, and the next batch starts clean.
+which the server refuses and the slow path rejects, and the next batch starts clean. A line
+longer than ``max_bytes`` (no newline in the window at all) is one batch marked ``overlong``:
+its first bytes kept for the reject, the rest of the line read (and hashed) but not kept, so
+that no part of it is ever taken for a record of its own.
 
 A resumed load passes the byte ranges its earlier run committed: the reader still reads (and
 so hashes) them, but never hands them out, and never cuts a batch across one.
@@ -27,6 +30,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 READ_SIZE = 4 * 1024 * 1024
+#: The longest line (record) the reader takes; a longer one is rejected whole.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+#: Of a line too long to load, the bytes kept for its reject.
+OVERLONG_KEPT = 1024
 
 
 @dataclass
@@ -39,11 +46,13 @@ class Batch:
     lines: int  # number of newline characters in data
     suspect: bool = False  # screening found something only the slow path can judge
     suspects: list[int] = field(default_factory=list)  # offsets in data of such records
+    #: the bytes of one line longer than the reader takes (``data`` holds its start only)
+    overlong: int = 0
 
     @property
     def end_offset(self) -> int:
         """Byte offset just after the batch."""
-        return self.offset + len(self.data)
+        return self.offset + (self.overlong or len(self.data))
 
 
 class BatchReader:
@@ -56,7 +65,7 @@ class BatchReader:
         first_line: int,
         offset: int,
         target_rows: int,
-        max_bytes: int = 32 * 1024 * 1024,
+        max_bytes: int = MAX_LINE_BYTES,
         max_batch_bytes: int = 16 * 1024 * 1024,
         on_read: Callable[[bytes], object] | None = None,
         skip: Iterable[tuple[int, int, int]] = (),
@@ -141,6 +150,8 @@ class BatchReader:
             cut = len(self._buffer)
         else:
             cut = self._find_cut(target)  # may read more into the buffer
+            if cut < 0:
+                return self._overlong_line()
             if stop is not None:
                 cut = min(cut, stop)
         buf = self._buffer
@@ -181,8 +192,38 @@ class BatchReader:
                 return len(buf)
             if limit >= self.max_bytes:
                 first = buf.find(b"\n")
-                return len(buf) if first < 0 else first + 1
+                if first >= 0:
+                    return first + 1
+                return len(buf) if self._eof else -1  # -1: a line longer than max_bytes
             limit = min(limit * 2, self.max_bytes)
+
+    def _overlong_line(self) -> Batch:
+        """The line at the buffer's start, longer than ``max_bytes``: a batch of its first
+        bytes that says how long it is; the rest is read through its newline (or the end of the
+        file) and dropped."""
+        head = self._buffer[:OVERLONG_KEPT]
+        size = 0
+        lines = 0
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                size += newline + 1
+                lines = 1
+                self._buffer = self._buffer[newline + 1 :]
+                break
+            size += len(self._buffer)
+            self._buffer = b""
+            if self._eof:
+                break
+            self._fill(READ_SIZE)
+            if not self._buffer:
+                break
+        batch = Batch(
+            data=head, first_line=self.line, offset=self.offset, lines=lines, overlong=size
+        )
+        self.line += lines
+        self.offset += size
+        return batch
 
 
 def record_span(data: bytes, record: int) -> tuple[int, int] | None:
