@@ -611,11 +611,28 @@ def test_review_decision_on_an_item_that_became_the_same_pair_as_another_names_t
 def test_review_decision_refuses_a_merged_into_cycle_made_by_hand(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """The two agents of an item pointed at each other by hand: no decision is taken (exit 1,
-    naming the cycle), and nothing changes."""
+    """The two agents of an item pointed at each other by hand: the edit that closes the
+    cycle is refused, naming both agents (it was taken, and the agents' records belonged to no
+    active agent). A cycle made with the triggers off (a restore, a replica's role): no
+    decision is taken (exit 1, naming the cycle), and nothing changes."""
     item, _ = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
     a, b = item["a"]["agent_id"], item["b"]["agent_id"]
     with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (b, a))
+        with pytest.raises(psycopg.errors.CheckViolation, match=f"agent {b} cannot be merged"):
+            conn.execute(
+                "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (a, b)
+            )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation, match="leads back to it"):
+            conn.execute(  # (one statement closing the cycle: both rows seen)
+                "UPDATE new_unified_agents SET merged_into = CASE agent_id WHEN %s THEN %s "
+                "ELSE %s END WHERE agent_id IN (%s, %s)",
+                (a, b, a, a, b),
+            )
+    with psycopg.connect(deployed_db) as conn:
+        conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (b, a))
         conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (a, b))
     for decision in ("accept", "reject"):

@@ -401,6 +401,38 @@ BEGIN
 END;
 $$;
 
+-- An agent retired by hand (merged_into set outside a merge) must lead to an active agent:
+-- a merged_into chain that comes back to it (a cycle) or runs past 100 agents is refused
+-- (its records would belong to no active agent, and no merge could tell where they go). For
+-- the trigger of sql/triggers/030_agent_contacts.sql, after each row's INSERT or UPDATE of
+-- merged_into (so that a statement that makes a cycle of several rows sees them all). (Runs
+-- as its owner: the chain may pass agents the editing role cannot read.)
+CREATE OR REPLACE FUNCTION syncpipe_internal.agent_merged_into_checked()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    v_next bigint := NEW.merged_into;
+    v_hops integer := 0;
+BEGIN
+    WHILE v_next IS NOT NULL LOOP
+        IF v_next = NEW.agent_id OR v_hops >= 100 THEN
+            RAISE EXCEPTION 'agent % cannot be merged into agent %: the merged_into chain from there %',
+                NEW.agent_id, NEW.merged_into,
+                CASE WHEN v_next = NEW.agent_id THEN 'leads back to it (a cycle)'
+                     ELSE 'runs past 100 agents' END
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Point merged_into at an active agent (one whose merged_into is null).';
+        END IF;
+        SELECT a.merged_into INTO v_next FROM public.new_unified_agents a WHERE a.agent_id = v_next;
+        v_hops := v_hops + 1;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
 -- Recompute the stored golden records of the agents in sp_refresh(agent_id) from their
 -- lineage (names, teams) and their sources (contacts, normalized again), and whether a
 -- review is open for them.

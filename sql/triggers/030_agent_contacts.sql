@@ -28,3 +28,13 @@ CREATE OR REPLACE TRIGGER new_unified_agents_deleted
 CREATE OR REPLACE TRIGGER new_unified_agents_truncated
     AFTER TRUNCATE ON public.new_unified_agents
     FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.agent_contacts_forget();
+
+-- A merged_into set by hand must lead to an active agent, not round a cycle
+-- (syncpipe_internal.agent_merged_into_checked, sql/functions/045; a merge only points
+-- agents at survivors).
+CREATE OR REPLACE TRIGGER new_unified_agents_merged_into_checked
+    AFTER INSERT OR UPDATE OF merged_into ON public.new_unified_agents
+    FOR EACH ROW
+    WHEN (NEW.merged_into IS NOT NULL
+          AND current_setting('syncpipe.merging', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION syncpipe_internal.agent_merged_into_checked();
