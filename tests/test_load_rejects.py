@@ -102,3 +102,30 @@ def test_deploy_full_reports_rejects_again_until_accepted(
     invoke(["load", str(data), "--accept-rejects"], dsn=fresh_db, env=env)
     invoke(["deploy", "--full"], dsn=fresh_db, env=env)
     assert one(fresh_db, "SELECT count(*) FROM new_unified_agents") > 0
+
+
+def test_outputs_that_cannot_be_written_are_named(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A pipe given to load, a logs folder that is a file, a pairs file on a full disk: each
+    one sentence naming the path, exit 2 (they were "Unexpected error: ..." with the Python
+    exception's name, or waited for ever on a pipe without a writer)."""
+    import os
+
+    fifo = tmp_path / "new_agents_pipe.csv"
+    os.mkfifo(fifo)
+    out = invoke(["load", str(fifo)], code=2, dsn=deployed_db)
+    assert "is not a regular file (a pipe or a device)" in out.stderr
+
+    not_a_folder = tmp_path / "logs-file"
+    not_a_folder.write_text("")
+    path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1), "not-a-uuid,Bad"])
+    out = invoke(
+        ["load", str(path)], code=2, dsn=deployed_db, env={"SYNCPIPE_LOGS_DIR": str(not_a_folder)}
+    )
+    assert "Cannot write the reject file" in out.stderr and "SYNCPIPE_LOGS_DIR" in out.stderr
+    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 1  # the good row is loaded
+
+    if Path("/dev/full").exists():
+        out = invoke(["merge", "--dry-run", "--output", "/dev/full"], code=2, dsn=deployed_db)
+        assert "Cannot write the pairs file /dev/full" in out.stderr

@@ -12,6 +12,8 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
+from syncpipe.core.errors import ConfigError
+
 HEADER = ("file", "line", "column", "value", "reason", "raw")
 
 
@@ -28,12 +30,19 @@ def reject_path(logs_dir: Path, source: Path, sha256: str, *, dry_run: bool = Fa
 
 def write_rejects(path: Path, source: Path, rows: Iterable[tuple[int, str, str, str, str]]) -> Path:
     """Write (line, column, value, reason, raw) rows as the reject file of ``source``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(HEADER)
-        for line, column, value, reason, raw in rows:
-            writer.writerow((str(source), line, column, value, reason, raw))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(HEADER)
+            for line, column, value, reason, raw in rows:
+                writer.writerow((str(source), line, column, value, reason, raw))
+    except OSError as exc:  # (the logs folder is a file, unwritable, or its disk full)
+        raise ConfigError(
+            f"Cannot write the reject file {path} of {source.name} (setting "
+            f"SYNCPIPE_LOGS_DIR): {exc.strerror or exc}; its rows are loaded, the rejects "
+            "listed again by the next load."
+        ) from None
     return path
 
 

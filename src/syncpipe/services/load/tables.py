@@ -210,6 +210,13 @@ def expand_paths(
                 elif child.is_file():
                     chosen.append((child, target))
             continue
+        if not path.is_file():
+            # (a pipe, as from `<(...)`, or a device: the load reads a file twice, to hash it
+            # and to resume, and a pipe without a writer would wait for ever)
+            raise ConfigError(
+                f"{path} is not a regular file (a pipe or a device): save it to a file and "
+                "load that."
+            )
         target = table or table_for(path, sources)
         if target is None:
             patterns = ", ".join(f"{p} -> {t}" for p, t in sources.items())

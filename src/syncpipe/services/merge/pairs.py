@@ -313,18 +313,21 @@ def export_pairs(conn: psycopg.Connection[Any], auto_threshold: int, path: Path)
     except OSError as exc:
         raise ConfigError(f"Cannot write the pairs file {path}: {exc.strerror or exc}.") from None
     count = 0
-    with handle:
-        writer = csv.writer(handle)
-        writer.writerow(PAIR_COLUMNS)
-        if not _have_plan(conn):
-            return 0
-        with conn.cursor(name="syncpipe_pairs") as cur:
-            cur.itersize = 10_000
-            cur.execute(
-                f"SELECT * FROM ({_PAIRS}) q ORDER BY confidence DESC, rule, a_id, b_id",
-                {"auto": auto_threshold},
-            )
-            for row in cur:
-                writer.writerow(row)
-                count += 1
+    try:
+        with handle:
+            writer = csv.writer(handle)
+            writer.writerow(PAIR_COLUMNS)
+            if not _have_plan(conn):
+                return 0
+            with conn.cursor(name="syncpipe_pairs") as cur:
+                cur.itersize = 10_000
+                cur.execute(
+                    f"SELECT * FROM ({_PAIRS}) q ORDER BY confidence DESC, rule, a_id, b_id",
+                    {"auto": auto_threshold},
+                )
+                for row in cur:
+                    writer.writerow(row)
+                    count += 1
+    except OSError as exc:  # (a full disk, at a write or at the close)
+        raise ConfigError(f"Cannot write the pairs file {path}: {exc.strerror or exc}.") from None
     return count
