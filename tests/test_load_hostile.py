@@ -231,3 +231,27 @@ def test_a_line_longer_than_32_mib_is_one_reject_and_no_part_of_it_a_row(
     assert not fetch(deployed_db, "SELECT 1 FROM new_agents WHERE full_name LIKE 'Injected%%'")
     again = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()["files"][0]
     assert again["status"] == "loaded_with_rejects" and again["rejected"] == 1
+
+
+def test_reject_reasons_name_no_internal_table(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An empty team_members, a lone surrogate and a NUL escape in its JSON: each rejected
+    with a reason in the user's words (they named syncpipe's stage table, or said "invalid
+    input syntax for type json"), and the good page loads."""
+    key = "11111111-1111-4111-8111-11111111111{}"
+    lines = [
+        PAGE_HEADER,
+        f"{key.format(1)},t1,https://a.example.com,",
+        f'{key.format(2)},t1,https://a.example.com,"[{{""name"": ""A \\ud800""}}]"',
+        f'{key.format(3)},t1,https://a.example.com,"[{{""name"": ""B \\u0000""}}]"',
+        f'{key.format(4)},t1,https://a.example.com,"[{{""name"": ""C D""}}]"',
+    ]
+    path = write(tmp_path / "raw_company_info.csv", lines)
+    f = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["rejected"]) == (1, 3)
+    rejects = _rejects(f["reject_file"])
+    assert rejects[2]["reason"] == "team_members is empty, and the table needs a value"
+    assert rejects[3]["reason"].startswith("is not JSON PostgreSQL can store")
+    assert rejects[4]["reason"].startswith("is not JSON PostgreSQL can store")
+    assert not any("_syncpipe" in r["reason"] for r in rejects.values())

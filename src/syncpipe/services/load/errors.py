@@ -57,6 +57,14 @@ def server_reason(exc: psycopg.Error) -> tuple[str, str]:
     message = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
     if diag.constraint_name and "check constraint" in message:
         message = f"violates {diag.constraint_name}"
+    elif diag.sqlstate == "23502" and column:  # not_null_violation (of the table, or the stage)
+        message = f"{column} is empty, and the table needs a value"
+    elif diag.sqlstate in ("22P02", "22P05") and any(
+        word in message.lower() for word in ("json", "unicode")
+    ):
+        # (a JSON string PostgreSQL cannot hold: a lone surrogate "\ud800", a "\u0000")
+        detail = (diag.message_detail or "").rstrip(".")
+        message = f"is not JSON PostgreSQL can store ({detail or message})"
     if len(message) > _REASON_CHARS:
         message = message[: _REASON_CHARS - 1] + "…"
     return column[:63], message
