@@ -438,3 +438,24 @@ def test_database_going_away_mid_load(deployed_db: str, tmp_path: Path) -> None:
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300_000
+
+
+def test_many_streams_load_a_small_file(deployed_db: str, tmp_path: Path) -> None:
+    """SYNCPIPE_LOAD_STREAMS past 24: the first batches' caps were 0 bytes, and the reader
+    looked for a record boundary in a window that never grew, at full CPU for ever."""
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(50)])
+    done = subprocess.run(
+        [sys.executable, "-m", "syncpipe", "load", str(path), "--json"],
+        env={
+            **os.environ,
+            "SYNCPIPE_DATABASE_URL": deployed_db,
+            "SYNCPIPE_LOAD_STREAMS": "25",
+            "SYNCPIPE_POOL_MAX_SIZE": "25",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"][0]["inserted"] == 50

@@ -304,7 +304,11 @@ class FileLoad:
                     max_batch_bytes=MAX_BATCH_BYTES,
                     # the first batches small, so that every stream starts within a fraction
                     # of a second instead of waiting for a whole batch to be read
-                    ramp=[MAX_BATCH_BYTES >> (streams + 1 - i) for i in range(streams + 1)],
+                    # (at least 64 kB: past 24 streams the first caps were 0 bytes)
+                    ramp=[
+                        max(MAX_BATCH_BYTES >> (streams + 1 - i), 64 * 1024)
+                        for i in range(streams + 1)
+                    ],
                     end=size,  # and the last ones a share of what is left: they end together
                     streams=streams,
                     on_read=hasher.update,

@@ -172,7 +172,7 @@ class BatchReader:
         boundary shows up by then, the batch is just the first line, which the slow path
         rejects on its own (a stray quote), and the next batch starts clean.
         """
-        limit = target
+        limit = max(target, 1)  # (a window of 0 bytes never grew: the reader spun for ever)
         while True:
             self._fill(limit + 1)
             buf = self._buffer
