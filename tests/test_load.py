@@ -459,3 +459,47 @@ def test_many_streams_load_a_small_file(deployed_db: str, tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["files"][0]["inserted"] == 50
+
+
+def test_two_loads_of_one_file_at_once_load_it_once(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The same file loaded by two commands at once: the second waits for the first and finds
+    it loaded (it took the first's unfinished ledger row for an interrupted load and resumed it
+    beside it: minutes of conflicts, then exit 3 blaming a merge). Held longer than
+    SYNCPIPE_LOCK_TIMEOUT, the second gives up naming the first."""
+    from syncpipe.db.locks import LOAD_NAMESPACE
+
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(3000)])
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOAD_BATCH_ROWS": "200"}
+    loads = [
+        subprocess.Popen(
+            [sys.executable, "-m", "syncpipe", "load", str(path), "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=120) for p in loads]
+    assert [p.returncode for p in loads] == [0, 0], results
+    statuses = sorted(json.loads(out)["files"][0]["status"] for out, _ in results)
+    assert statuses == ["loaded", "skipped"]
+    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 3000
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_files") == 1
+
+    again = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(3001)])
+    with psycopg.connect(deployed_db) as holder:
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            (LOAD_NAMESPACE, f"public.new_agents:{again.resolve()}"),
+        )
+        out = invoke(
+            ["load", str(again)], code=3, dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0.5"}
+        )
+        pid = holder.info.backend_pid
+    assert "Another syncpipe load of new_agents.csv into public.new_agents is running" in (
+        out.stderr
+    )
+    assert f"server pid {pid}," in out.stderr and "SYNCPIPE_LOCK_TIMEOUT" in out.stderr
