@@ -304,3 +304,19 @@ def test_output_cut_by_its_reader_is_not_a_failed_job(
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_standard_output_closed_is_said_not_swallowed(deployed_db: str) -> None:
+    """`syncpipe review >&-`: exit 2 with a sentence on stderr (the result went nowhere and
+    the command exited 0)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "syncpipe", "review", "--json"],
+        env={**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db},
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert done.returncode == 2, done.stderr
+    assert "standard output is closed" in done.stderr

@@ -7,6 +7,7 @@ Heavy modules (psycopg, pydantic, structlog) are imported inside the commands so
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -122,8 +123,14 @@ _register()
 def main() -> None:
     """Console-script entry point."""
     from syncpipe.cli.errors import reader_gone, stdout_identity
-    from syncpipe.core.errors import EXIT_FAILED, EXIT_READER_GONE
+    from syncpipe.core.errors import EXIT_FAILED, EXIT_READER_GONE, EXIT_USAGE
 
+    if sys.stdout is None:  # (started with standard output closed: `syncpipe review >&-`)
+        sys.stderr.write(
+            "Error: standard output is closed, so the result could not be printed; redirect "
+            "it to a file or to /dev/null.\n"
+        )
+        raise SystemExit(EXIT_USAGE)
     stdout_was = stdout_identity()
     try:
         app()
