@@ -334,6 +334,23 @@ def test_a_merge_in_a_deadlock_with_a_hand_edit_says_so_and_changes_nothing(
     assert_contact_keys_in_step(deployed_db)
 
 
+def _merge_held_while_deleting(dsn: str, held_agent: int, deleted: str) -> None:
+    """A merge held by a hand edit of ``held_agent`` (in its golden_records phase), and the
+    feed record ``deleted`` deleted meanwhile; the merge then goes through."""
+    with psycopg.connect(dsn) as editor:
+        editor.execute(HAND_EDIT, (held_agent,))
+        merge = merge_process(dsn, SYNCPIPE_APPLICATION_NAME="merge-under-test")
+        wait_for(
+            lambda: merge.poll() is not None or waiting_on_a_lock(dsn, "merge-under-test"),
+            "the merge to wait for the edit",
+        )
+        with psycopg.connect(dsn, autocommit=True) as deleter:
+            deleter.execute("DELETE FROM new_agents WHERE supabase_uuid = %s", (deleted,))
+        editor.commit()
+    out, err = merge.communicate(timeout=300)
+    assert merge.returncode == 0, out + err
+
+
 def test_a_source_record_deleted_while_a_merge_refreshes_is_refreshed_by_the_next(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
@@ -352,18 +369,7 @@ def test_a_source_record_deleted_while_a_merge_refreshes_is_refreshed_by_the_nex
     more.agent("Sam Ortiz", team="team-1", emails=["sam.ortiz@mail.com"], phones=["5550109999"])
     more.write(tmp_path / "d2")
     invoke(["load", str(tmp_path / "d2")], dsn=deployed_db)
-    with psycopg.connect(deployed_db) as editor:
-        editor.execute(HAND_EDIT, (sam_agent,))
-        merge = merge_process(deployed_db, SYNCPIPE_APPLICATION_NAME="merge-under-test")
-        wait_for(
-            lambda: merge.poll() is not None or waiting_on_a_lock(deployed_db, "merge-under-test"),
-            "the merge to wait for the edit",
-        )
-        with psycopg.connect(deployed_db, autocommit=True) as deleter:
-            deleter.execute("DELETE FROM new_agents WHERE supabase_uuid = %s", (gone,))
-        editor.commit()
-    out, err = merge.communicate(timeout=300)
-    assert merge.returncode == 0, out + err
+    _merge_held_while_deleting(deployed_db, sam_agent, gone)
     invoke(["merge"], dsn=deployed_db)
     phones, count = fetch(
         deployed_db,
@@ -383,18 +389,7 @@ def test_a_source_record_deleted_after_a_merge_read_it_loses_its_lineage_in_the_
     phone (the lineage of the deleted row stayed for good, and its phone with the agent)."""
     sam_agent, joined = _sam_and_a_change(invoke, deployed_db, tmp_path, "joins")
     assert joined is not None
-    with psycopg.connect(deployed_db) as editor:
-        editor.execute(HAND_EDIT, (sam_agent,))
-        merge = merge_process(deployed_db, SYNCPIPE_APPLICATION_NAME="merge-under-test")
-        wait_for(
-            lambda: merge.poll() is not None or waiting_on_a_lock(deployed_db, "merge-under-test"),
-            "the merge to wait for the edit",
-        )
-        with psycopg.connect(deployed_db, autocommit=True) as deleter:
-            deleter.execute("DELETE FROM new_agents WHERE supabase_uuid = %s", (joined,))
-        editor.commit()
-    out, err = merge.communicate(timeout=300)
-    assert merge.returncode == 0, out + err
+    _merge_held_while_deleting(deployed_db, sam_agent, joined)
     invoke(["merge"], dsn=deployed_db)
     assert not fetch(
         deployed_db, "SELECT 1 FROM unified_agent_sources WHERE source_id = %s", (joined,)

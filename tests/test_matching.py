@@ -645,6 +645,30 @@ def test_review_decision_refuses_a_merged_into_cycle_made_by_hand(
     )
 
 
+def _decision_waiting_for_a_row(dsn: str, item_id: int) -> subprocess.Popen[str]:
+    """`syncpipe review accept ITEM` in a process of its own, once it waits for a lock."""
+    decision = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "review", "accept", str(item_id)],
+        env={
+            **os.environ,
+            "SYNCPIPE_DATABASE_URL": dsn,
+            "SYNCPIPE_APPLICATION_NAME": "decision-under-test",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not fetch(
+        dsn,
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND application_name = 'decision-under-test'",
+    ):
+        assert time.monotonic() < deadline and decision.poll() is None
+        time.sleep(0.02)
+    return decision
+
+
 def test_review_decision_gives_up_on_an_agent_edit_left_open(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
@@ -684,25 +708,7 @@ def test_review_decision_in_a_deadlock_says_so_and_decides_nothing(
             "UPDATE new_unified_agents SET full_name = 'C. Johnson' WHERE agent_id = %s",
             (item["a"]["agent_id"],),
         )
-        decision = subprocess.Popen(
-            [sys.executable, "-m", "syncpipe", "review", "accept", str(item["id"])],
-            env={
-                **os.environ,
-                "SYNCPIPE_DATABASE_URL": deployed_db,
-                "SYNCPIPE_APPLICATION_NAME": "decision-under-test",
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while not fetch(
-            deployed_db,
-            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND application_name = 'decision-under-test'",
-        ):
-            assert time.monotonic() < deadline and decision.poll() is None
-            time.sleep(0.02)
+        decision = _decision_waiting_for_a_row(deployed_db, item["id"])
         editor.execute("SELECT pg_advisory_xact_lock(1398361667, 2)")
         out, err = decision.communicate(timeout=120)
     assert decision.returncode == 3, out + err
@@ -778,25 +784,7 @@ def test_review_decision_sees_a_hand_retirement_committed_while_it_waited(
     editor.execute(
         "UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s", (third, retired)
     )
-    decision = subprocess.Popen(
-        [sys.executable, "-m", "syncpipe", "review", "accept", str(item["id"])],
-        env={
-            **os.environ,
-            "SYNCPIPE_DATABASE_URL": deployed_db,
-            "SYNCPIPE_APPLICATION_NAME": "decision-under-test",
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not fetch(
-        deployed_db,
-        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND application_name = 'decision-under-test'",
-    ):
-        assert time.monotonic() < deadline and decision.poll() is None
-        time.sleep(0.02)
+    decision = _decision_waiting_for_a_row(deployed_db, item["id"])
     editor.commit()
     editor.close()
     out, err = decision.communicate(timeout=120)
