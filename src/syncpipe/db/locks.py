@@ -24,14 +24,6 @@ from syncpipe.core.timeouts import postgres_ms
 
 #: First key of every syncpipe advisory lock ("SYNC"), so they are easy to find in pg_locks.
 LOCK_NAMESPACE = 0x53594E43
-#: First key of the locks on one file's load ("SYND"), the second the hash of table and path.
-LOAD_NAMESPACE = 0x53594E44
-
-#: The columns of pg_stat_activity (alias a) that _session() names a session by.
-_SESSION_COLUMNS = (
-    "a.pid, a.usename, a.application_name, a.client_addr::text, "
-    "to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
-)
 
 
 def lock_timeout_setting(seconds: float) -> str:
@@ -86,8 +78,9 @@ def describe_holder(
     """The LockTimeoutError sentence: who holds lock ``kind`` (as far as the server says)."""
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(
-        f"""
-        SELECT {_SESSION_COLUMNS}
+        """
+        SELECT a.pid, a.usename, a.application_name, a.client_addr::text,
+               to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted
           AND l.classid = %s AND l.objid = %s AND l.objsubid = 2
@@ -109,8 +102,9 @@ def describe_row_holders(conn: psycopg.Connection[Any], table: str) -> str:
     "another session" when none is seen."""
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(
-        f"""
-        SELECT {_SESSION_COLUMNS}
+        """
+        SELECT a.pid, a.usename, a.application_name, a.client_addr::text,
+               to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         JOIN pg_class c ON c.oid = l.relation
         WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock'
@@ -131,43 +125,3 @@ def _session(pid: int, user: str, app: str | None, addr: str | None, since: str 
     if since:
         text += f", in a transaction since {since}"
     return text
-
-
-def file_load_lock(
-    conn: psycopg.Connection[Any], table: str, path: str, *, timeout: float, name: str
-) -> None:
-    """Take the lock on the load of file ``path`` into ``table`` for the rest of the current
-    transaction (a connection of its own, held open while the file loads): a second load of
-    the same file waits for the first up to ``timeout`` seconds, then LockTimeoutError naming
-    it, rather than take the first's unfinished ledger row for an interrupted load and resume
-    it beside it (both then wrote the same batches, each key a conflict with the other's)."""
-    key = f"{table}:{path}"
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    cur = conn.cursor(row_factory=tuple_row)
-    while True:
-        row = cur.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (LOAD_NAMESPACE, key)
-        ).fetchone()
-        if row is not None and row[0]:
-            return
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 1.0)
-    cur.execute(
-        f"""
-        SELECT {_SESSION_COLUMNS}
-        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s
-          AND l.objid::bigint = (hashtext(%s)::bigint & 4294967295) AND l.objsubid = 2
-          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        """,
-        (LOAD_NAMESPACE, key),
-    )
-    found = cur.fetchone()
-    holder = "another session" if found is None else _session(*found)
-    raise LockTimeoutError(
-        f"Another syncpipe load of {name} into {table} is running ({holder}); gave up after "
-        f"waiting {timeout:g} s (setting SYNCPIPE_LOCK_TIMEOUT)."
-    )

@@ -27,7 +27,6 @@ import psycopg
 from syncpipe.core.errors import ConnectError, LockTimeoutError
 from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error
-from syncpipe.db.locks import file_load_lock
 from syncpipe.logs import get_logger
 from syncpipe.services.load import ledger
 from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
@@ -184,19 +183,7 @@ class FileLoad:
         except OSError as exc:
             return self._fail(f"cannot be read: {exc.strerror}")
         self.result.size_bytes = stat.st_size
-        guard = None
         try:
-            if not self.o.dry_run:
-                # (held open on a connection of its own while the file loads: a second load of
-                # it waits, and never resumes this one's unfinished ledger row beside it)
-                guard = self.o.db.connect()
-                file_load_lock(
-                    guard,
-                    self.table,
-                    str(self.path.resolve()),
-                    timeout=self.o.lock_timeout,
-                    name=self.path.name,
-                )
             return self._run(stat.st_mtime_ns)
         except LaneAborted as exc:
             cause = exc.__cause__
@@ -205,9 +192,6 @@ class FileLoad:
             raise
         except (psycopg.OperationalError, ConnectError) as exc:
             raise self._lost(exc) from exc
-        finally:
-            if guard is not None:
-                guard.close()
 
     def _lost(self, exc: BaseException) -> BaseException:
         """A lost database as one sentence naming the file (exit 3); anything else as is."""
