@@ -502,6 +502,46 @@ def test_changed_page_is_read_again_and_its_members_follow(
     assert member_agent(deployed_db, other, 1)
 
 
+def test_a_member_whose_email_changed_keeps_its_row_and_its_agent(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A page re-read where a member of the same name now has another e-mail: the member's row
+    is updated in place and matched again as a changed record, and keeps its agent, which now
+    holds the new e-mail (it was a member gone and a new one come: a new agent, and the old
+    one left active without any record)."""
+    src = Sources()
+    page = src.page(
+        "team-1", [{"name": "Ruth Gold", "email": "ruth@mail.com"}, {"name": "Tom Reyes"}]
+    )
+    load_and_merge(invoke, deployed_db, src, tmp_path / "d1")
+    ruth = member_agent(deployed_db, page, 1)
+    member_id = one(
+        deployed_db,
+        "SELECT id FROM unified_company_member WHERE member_name = 'Ruth Gold'",
+    )
+    src.pages[0]["team_members"] = json.dumps(
+        [{"name": "Ruth Gold", "email": "ruth.gold@new.com"}, {"name": "Tom Reyes"}]
+    )
+    result = load_and_merge(invoke, deployed_db, src, tmp_path / "d2")
+    pipe = result["pipeline"]
+    assert (pipe["changed"], pipe["removed"], pipe["inserted"]) == (1, 0, 0)
+    assert result["merge"]["changed_records"] == 1
+    assert (
+        one(deployed_db, "SELECT id FROM unified_company_member WHERE member_name = 'Ruth Gold'")
+        == member_id
+    )
+    assert member_agent(deployed_db, page, 1) == ruth
+    assert one(
+        deployed_db, "SELECT emails FROM new_unified_agents WHERE agent_id = %s", (ruth,)
+    ) == ["ruth.gold@new.com"]
+    assert not fetch(
+        deployed_db,
+        "SELECT agent_id FROM new_unified_agents a WHERE merged_into IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM unified_agent_sources s WHERE s.agent_id = a.agent_id)",
+    )
+    assert_contact_keys_in_step(deployed_db)
+
+
 def test_second_run_changes_nothing_and_new_records_join_existing_agents(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

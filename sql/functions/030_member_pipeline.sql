@@ -46,6 +46,7 @@ DECLARE
     v_distinct integer := 0;
     v_inserted integer := 0;
     v_removed  integer := 0;
+    v_changed  integer := 0;
     v_counts   jsonb;
     v_bulk     boolean;
     v_seqscan  text := current_setting('enable_seqscan');
@@ -65,7 +66,7 @@ BEGIN
     BEGIN
         PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_member_pages', 'sp_member_elems',
             'sp_names_in', 'sp_contacts_in', 'sp_member_contacts', 'sp_members', 'sp_member_dups',
-            'sp_gone']);
+            'sp_gone', 'sp_member_changed']);
         PERFORM syncpipe_internal.merge_phase('explode_members');
 
         -- (through the index of unsynced pages, a bitmap scan, however many they are: with
@@ -190,6 +191,37 @@ BEGIN
             WHERE d.record_hash = s.record_hash AND d.first_pos <> s.pos;
             DELETE FROM sp_members s USING public.unified_company_member m
             WHERE m.record_hash = s.record_hash;
+            -- A member gone from a re-read page and a new one of the same name on it are one
+            -- member whose e-mail or phone changed: its row is updated in place, a changed
+            -- record its agent keeps (as a feed row's is), not one who left (leaving an agent
+            -- without a record) and a stranger who came (a new agent).
+            IF v_removed > 0 THEN
+                CREATE UNLOGGED TABLE syncpipe_work.sp_member_changed AS
+                SELECT g.id, s.eid
+                FROM (SELECT m.id, m.research_uuid, m.name_normalized,
+                             row_number() OVER (PARTITION BY m.research_uuid, m.name_normalized
+                                                ORDER BY m.member_position, m.id) AS k
+                      FROM sp_gone g JOIN public.unified_company_member m ON m.id = g.id
+                      WHERE m.name_normalized IS NOT NULL) g
+                JOIN (SELECT s.eid, s.research_uuid, s.name_norm,
+                             row_number() OVER (PARTITION BY s.research_uuid, s.name_norm
+                                                ORDER BY s.pos) AS k
+                      FROM sp_members s WHERE s.name_norm IS NOT NULL) s
+                  ON s.research_uuid = g.research_uuid AND s.name_norm = g.name_normalized
+                 AND s.k = g.k;
+                UPDATE public.unified_company_member m
+                SET team_id = s.team_id, member_name = s.name_raw, name_normalized = s.name_norm,
+                    name_key = s.name_key, name_first = s.first_name, name_last = s.last_name,
+                    name_middle = s.middle, name_suffix = s.suffix, email_normalized = s.emails,
+                    phone_normalized = s.phones, record_hash = s.record_hash, member_raw = s.raw,
+                    member_position = s.pos, processed = false
+                FROM sp_member_changed c JOIN sp_members s ON s.eid = c.eid
+                WHERE m.id = c.id;
+                GET DIAGNOSTICS v_changed = ROW_COUNT;
+                DELETE FROM sp_gone g USING sp_member_changed c WHERE g.id = c.id;
+                DELETE FROM sp_members s USING sp_member_changed c WHERE s.eid = c.eid;
+                v_removed := v_removed - v_changed;
+            END IF;
             -- (a trigger forgets their lineage: syncpipe_internal.forget_deleted_sources)
             DELETE FROM public.unified_company_member
             WHERE id IN (SELECT id FROM sp_gone);
@@ -227,7 +259,8 @@ BEGIN
             'elements', v_elements,
             'members', v_usable,
             'inserted', v_inserted,
-            'unchanged', v_distinct - v_inserted,
+            'unchanged', v_distinct - v_inserted - v_changed,
+            'changed', v_changed,
             'removed', v_removed,
             'duplicates', v_usable - v_distinct,
             'skipped_not_object', v_elements - v_objects,
