@@ -25,6 +25,12 @@ from syncpipe.core.timeouts import postgres_ms
 #: First key of every syncpipe advisory lock ("SYNC"), so they are easy to find in pg_locks.
 LOCK_NAMESPACE = 0x53594E43
 
+#: The columns of pg_stat_activity (alias a) by which _session() names a session.
+_SESSION_COLUMNS = (
+    "a.pid, a.usename, a.application_name, a.client_addr::text, "
+    "to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
+)
+
 
 def lock_timeout_setting(seconds: float) -> str:
     """SYNCPIPE_LOCK_TIMEOUT as a value of PostgreSQL's ``lock_timeout``: at least 1 ms (0 there
@@ -78,9 +84,8 @@ def describe_holder(
     """The LockTimeoutError sentence: who holds lock ``kind`` (as far as the server says)."""
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(
-        """
-        SELECT a.pid, a.usename, a.application_name, a.client_addr::text,
-               to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+        f"""
+        SELECT {_SESSION_COLUMNS}
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted
           AND l.classid = %s AND l.objid = %s AND l.objsubid = 2
@@ -102,9 +107,8 @@ def describe_row_holders(conn: psycopg.Connection[Any], table: str) -> str:
     "another session" when none is seen."""
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(
-        """
-        SELECT a.pid, a.usename, a.application_name, a.client_addr::text,
-               to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+        f"""
+        SELECT {_SESSION_COLUMNS}
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         JOIN pg_class c ON c.oid = l.relation
         WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock'

@@ -577,8 +577,8 @@ def _raise_if_failed(
     """Raise when a function caught its own error and returned ``status = failed``."""
     if counts.get("status") != "failed":
         return
+    where = f' in phase "{phase}"' if phase else ""
     if counts.get("sqlstate") == "55P03":  # lock_not_available: lock_timeout reached
-        where = f' in phase "{phase}"' if phase else ""
         row = (
             f"a row of {counts['table']} that another session holds locked ({counts['held_by']})"
             if counts.get("table")
@@ -590,7 +590,6 @@ def _raise_if_failed(
             f"up; {_outcome(committed)} (setting SYNCPIPE_LOCK_TIMEOUT)."
         )
     if str(counts.get("sqlstate") or "").startswith("40"):  # deadlock, serialization failure
-        where = f' in phase "{phase}"' if phase else ""
         raise LockTimeoutError(
             f"The {what} was rolled back{where} to let another session go on: each was waiting "
             f"for rows the other had changed ({counts.get('error')}); {_outcome(committed)}, "
