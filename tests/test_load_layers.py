@@ -15,6 +15,7 @@ LAYERS = [
     "header",
     "scan",
     "ledger",
+    "claim",
     "rejects",
     "errors",
     "upsert",

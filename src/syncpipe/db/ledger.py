@@ -90,6 +90,16 @@ _LOAD_LEDGER_DDL: tuple[str, ...] = (
     "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS mtime_ns bigint",
     "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS body_offset bigint",
     "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS rejects_accepted_at timestamptz",
+    # Who is loading the file ('loading' rows only; services/load/claim.py): one load per table
+    # at a time, across processes and machines. Each committed batch renews heartbeat_at.
+    """
+    ALTER TABLE syncpipe.load_files
+        ADD COLUMN IF NOT EXISTS holder_token text,
+        ADD COLUMN IF NOT EXISTS holder_pid integer,
+        ADD COLUMN IF NOT EXISTS holder_host text,
+        ADD COLUMN IF NOT EXISTS holder_place text,
+        ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz
+    """,
     """
     DO $$
     BEGIN
@@ -177,6 +187,16 @@ def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
 def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
     """True once a deploy has created the ledger."""
     row = conn.execute("SELECT to_regclass('syncpipe.applied_files') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def load_ledger_current(conn: psycopg.Connection[Any]) -> bool:
+    """True when the load ledger has every column this version of syncpipe writes (a deploy
+    brings an older one up to date)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+        "to_regclass('syncpipe.load_files') AND attname = 'holder_token' AND NOT attisdropped)"
+    ).fetchone()
     return bool(row and row[0])
 
 

@@ -28,7 +28,7 @@ from syncpipe.core.errors import ConnectError, LockTimeoutError
 from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error
 from syncpipe.logs import get_logger
-from syncpipe.services.load import ledger
+from syncpipe.services.load import claim, ledger
 from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
 from syncpipe.services.load.errors import is_lost
 from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
@@ -175,6 +175,7 @@ class FileLoad:
         self.table = table
         self.result = FileResult(path=str(path), table=table, status="loaded")
         self.t0 = time.perf_counter()
+        self._held: int | None = None  # the ledger row this load claimed, until it is done
 
     def run(self) -> FileResult:
         """Load the file; the result says what happened."""
@@ -188,10 +189,52 @@ class FileLoad:
         except LaneAborted as exc:
             cause = exc.__cause__
             if isinstance(cause, BaseException):
+                if not isinstance(cause, psycopg.OperationalError | ConnectError):
+                    self._release()
                 raise self._lost(cause) from cause
             raise
         except (psycopg.OperationalError, ConnectError) as exc:
             raise self._lost(exc) from exc
+        except BaseException:
+            self._release()
+            raise
+
+    def _wait_for(self, other: ledger.Claim, waited: float | None) -> float:
+        """Another load holds the table: wait a little (saying so the first time), or give
+        up after the lock timeout; since when this load waits."""
+        now = time.monotonic()
+        if waited is None:
+            waited = now
+            log.warning(
+                "load.waiting",
+                file=str(self.path),
+                table=self.table,
+                other=claim.describe(other),
+                up_to_s=self.o.lock_timeout,
+            )
+        if now - waited >= self.o.lock_timeout:
+            raise LockTimeoutError(
+                f"{self.table} is being loaded by another syncpipe load ({claim.describe(other)}); "
+                f"gave up waiting to load {self.path.name} after {self.o.lock_timeout:g} s "
+                "(setting SYNCPIPE_LOCK_TIMEOUT): run this load again when that one is done."
+            )
+        time.sleep(
+            min(1.0, 0.1 + 0.2 * (now - waited), max(0.0, waited + self.o.lock_timeout - now))
+        )
+        return waited
+
+    def _release(self) -> None:
+        """Give up this load's claim (it stopped): the next load of the table need not wait
+        for it to fall silent. Best effort: a lost database keeps it until then."""
+        if self._held is None:
+            return
+        file_id, self._held = self._held, None
+        try:
+            with self.o.db.connection() as conn:
+                ledger.release(conn, file_id, claim.this_load().token)
+                conn.commit()
+        except (psycopg.Error, ConnectError):
+            pass
 
     def _lost(self, exc: BaseException) -> BaseException:
         """A lost database as one sentence naming the file (exit 3); anything else as is."""
@@ -214,16 +257,26 @@ class FileLoad:
             first = fh.readline(MAX_HEADER_BYTES + 1)
         if len(first) > MAX_HEADER_BYTES:
             return self._fail(f"line 1 is longer than {MAX_HEADER_BYTES:,} bytes; not a header")
+        me = claim.this_load()
+        waited: float | None = None  # since when this load waits for another's claim
         with o.db.connection() as conn:
             spec = read_table_spec(conn, self.table)
             header = check_header(first, spec, o.codec)
             if isinstance(header, HeaderProblem):
                 return self._fail(header.message)
-            if ledger.same_size_loaded(conn, self.table, self.result.size_bytes):
-                self.result.sha256 = file_sha256(self.path)
-                previous = ledger.find_loaded(conn, self.table, self.result.sha256, o.codec)
-                if previous is not None and not o.force and not o.dry_run:
-                    return self._again(conn, previous)
+            while True:
+                if ledger.same_size_loaded(conn, self.table, self.result.size_bytes):
+                    self.result.sha256 = self.result.sha256 or file_sha256(self.path)
+                    previous = ledger.find_loaded(conn, self.table, self.result.sha256, o.codec)
+                    if previous is not None and not o.force and not o.dry_run:
+                        return self._again(conn, previous)
+                if o.dry_run:  # (writes nothing: claims nothing)
+                    break
+                other = claim.take(conn, self.table, me, claim.silent_after(o.lock_timeout))
+                if other is None:
+                    break
+                conn.commit()  # (lets the other load take and give up claims meanwhile)
+                waited = self._wait_for(other, waited)
             file_id: int | None = None
             done: list[ledger.DoneBatch] = []
             if not o.dry_run:
@@ -234,6 +287,7 @@ class FileLoad:
                     conn.execute("DELETE FROM syncpipe.load_files WHERE id = %s", (file_id,))
                     file_id = None
                 if file_id is not None:
+                    ledger.hold(conn, file_id, me)
                     done = ledger.done_batches(conn, file_id)
                 else:
                     file_id = ledger.start_file(
@@ -246,8 +300,10 @@ class FileLoad:
                         env=o.env,
                         encoding=o.codec,
                         started=started,
+                        holder=me,
                     )
             conn.commit()
+        self._held = file_id
         ctx = FileContext(
             path=self.path,
             spec=spec,
@@ -479,9 +535,21 @@ class FileLoad:
                 outcome = step()
                 if outcome.kind != "done" or ctx.dry_run:
                     raise psycopg.Rollback()
-                if ctx.file_id is not None:
-                    ledger.commit_batch(
-                        conn, ctx.file_id, work.row, work.rejects, work.xids, work.own_xid
+                if ctx.file_id is not None and not ledger.commit_batch(
+                    conn,
+                    ctx.file_id,
+                    claim.this_load().token,
+                    work.row,
+                    work.rejects,
+                    work.xids,
+                    work.own_xid,
+                ):
+                    raise LockTimeoutError(
+                        f"Another syncpipe load took over the load of {self.path.name} after "
+                        "this one had committed nothing for "
+                        f"{claim.silent_after(self.o.lock_timeout):g} s (line "
+                        f"{work.batch.first_line}); the batches committed so far are kept, and "
+                        "that load goes on from them."
                     )
         except psycopg.Error as exc:
             if is_lost(conn, exc):
@@ -555,6 +623,7 @@ class FileLoad:
                 accept_rejects=o.accept_rejects,
             )
             conn.commit()
+            self._held = None
             rows = ledger.rejects_of(conn, ctx.file_id) if totals.rejected else []
         r.rows_read, r.inserted, r.updated, r.unchanged, r.rejected = (
             totals.rows_read,

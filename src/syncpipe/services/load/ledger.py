@@ -18,6 +18,10 @@ import psycopg
 
 from syncpipe.services.load.records import Reject
 
+#: First key of the advisory lock under which claims on a table are taken one at a time
+#: ("SYNE"; the batches' own locks are "SYND", services/load/driver.py).
+CLAIM_NAMESPACE = 0x53594E45
+
 
 @dataclass(frozen=True)
 class LoadedFile:
@@ -126,19 +130,107 @@ def start_file(
     env: str,
     encoding: str,
     started: datetime,
+    holder: Holder,
 ) -> int:
-    """A new 'loading' row for the file; its id."""
+    """A new 'loading' row for the file, held by ``holder``; its id."""
     row = conn.execute(
         """
         INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,
-            body_offset, started_at, finished_at, duration_ms, status, env, encoding)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 'loading', %s, %s)
+            body_offset, started_at, finished_at, duration_ms, status, env, encoding,
+            holder_token, holder_pid, holder_host, holder_place, heartbeat_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 'loading', %s, %s, %s, %s, %s, %s,
+                clock_timestamp())
         RETURNING id
         """,
-        (path.name, str(path), table, size, mtime_ns, body_offset, started, started, env, encoding),
+        (
+            path.name,
+            str(path),
+            table,
+            size,
+            mtime_ns,
+            body_offset,
+            started,
+            started,
+            env,
+            encoding,
+            holder.token,
+            holder.pid,
+            holder.host,
+            holder.place,
+        ),
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a claim: a load's token, its process id, host, and the place where that
+    process id means that process (host, boot, process namespace)."""
+
+    token: str
+    pid: int
+    host: str
+    place: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Another load's claim on a table: its file's 'loading' row and who holds it."""
+
+    file_id: int
+    file_name: str
+    holder: Holder
+    started_at: datetime
+    silent_s: float  # since its last committed batch (or since it claimed the table)
+
+
+def lock_claims(conn: psycopg.Connection[Any], table: str) -> None:
+    """Claims on ``table`` are read and taken one session at a time, for the rest of the
+    transaction (a short one: it only reads and writes ledger rows)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (CLAIM_NAMESPACE, table))
+
+
+def claims_on(conn: psycopg.Connection[Any], table: str, token: str) -> list[Claim]:
+    """The claims other loads hold on ``table``, oldest first."""
+    rows = conn.execute(
+        """
+        SELECT id, file_name, holder_token, holder_pid, holder_host, holder_place, started_at,
+               extract(epoch FROM clock_timestamp() - coalesce(heartbeat_at, started_at))
+        FROM syncpipe.load_files
+        WHERE table_name = %s AND status = 'loading' AND holder_token IS NOT NULL
+          AND holder_token <> %s
+        ORDER BY id
+        """,
+        (table, token),
+    ).fetchall()
+    return [
+        Claim(
+            int(r[0]),
+            str(r[1]),
+            Holder(str(r[2]), int(r[3] or 0), str(r[4] or "?"), str(r[5] or "")),
+            r[6],
+            float(r[7]),
+        )
+        for r in rows
+    ]
+
+
+def hold(conn: psycopg.Connection[Any], file_id: int, holder: Holder) -> None:
+    """Take the claim of a file's 'loading' row (resuming it)."""
+    conn.execute(
+        "UPDATE syncpipe.load_files SET holder_token = %s, holder_pid = %s, holder_host = %s, "
+        "holder_place = %s, heartbeat_at = clock_timestamp() WHERE id = %s",
+        (holder.token, holder.pid, holder.host, holder.place, file_id),
+    )
+
+
+def release(conn: psycopg.Connection[Any], file_id: int, token: str) -> None:
+    """Give up the claim (the load stopped; its row stays, to be resumed)."""
+    conn.execute(
+        "UPDATE syncpipe.load_files SET holder_token = NULL WHERE id = %s AND holder_token = %s",
+        (file_id, token),
+    )
 
 
 def done_batches(conn: psycopg.Connection[Any], file_id: int) -> list[DoneBatch]:
@@ -164,22 +256,32 @@ def batch_of_xid(conn: psycopg.Connection[Any], file_id: int, xid: str) -> DoneB
 def commit_batch(
     conn: psycopg.Connection[Any],
     file_id: int,
+    token: str,
     batch: BatchRow,
     rejects: list[Reject],
     xids: set[str],
     own_xid: bool = False,
-) -> None:
+) -> bool:
     """Record a batch, its rejects and its transaction ids (in the batch's transaction; with
-    ``own_xid``, this transaction's id too)."""
+    ``own_xid``, this transaction's id too), and renew the claim's heartbeat. False, with
+    nothing recorded, when the claim is no longer this load's (another load took it over)."""
     own = "|| pg_current_xact_id_if_assigned()::xid" if own_xid else ""
-    conn.execute(
+    cur = conn.execute(
         f"""
+        WITH beat AS (
+            UPDATE syncpipe.load_files SET heartbeat_at = clock_timestamp()
+            WHERE id = %s AND holder_token = %s
+            RETURNING id
+        )
         INSERT INTO syncpipe.load_batches (file_id, seq, start_offset, end_offset, first_line,
             lines, rows_read, inserted, updated, unchanged, rejected, xids)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, array_remove(%s::xid[] {own}, NULL))
+        SELECT beat.id, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+               array_remove(%s::xid[] {own}, NULL)
+        FROM beat
         """,
         (
             file_id,
+            token,
             batch.seq,
             batch.start,
             batch.end,
@@ -193,6 +295,8 @@ def commit_batch(
             sorted(xids),
         ),
     )
+    if cur.rowcount != 1:
+        return False
     if rejects:
         with (
             conn.cursor() as cur,
@@ -206,6 +310,7 @@ def commit_batch(
                 copy.write_row(
                     (file_id, r.line, r.column, r.reason, r.value, raw.replace("\x00", "\\x00"))
                 )
+    return True
 
 
 @dataclass(frozen=True)
@@ -236,6 +341,7 @@ def finish_file(
             rows_read = b.rows_read, inserted = b.inserted, updated = b.updated,
             unchanged = b.unchanged, rejected = b.rejected,
             status = CASE WHEN b.rejected > 0 THEN 'loaded_with_rejects' ELSE 'loaded' END,
+            holder_token = NULL,
             reject_file = CASE WHEN b.rejected > 0 THEN %s END,
             rejects_accepted_at = CASE WHEN %s AND b.rejected > 0 THEN clock_timestamp() END
         FROM (

@@ -20,7 +20,7 @@ from typing import Any
 
 from syncpipe.core.errors import ConfigError, InterruptedByUser, NotDeployedError
 from syncpipe.db.database import Database
-from syncpipe.db.ledger import ledger_exists
+from syncpipe.db.ledger import ledger_exists, load_ledger_current
 from syncpipe.logs import get_logger
 from syncpipe.services.load.driver import FileLoad, FileResult, LoadOptions, ProgressFn
 from syncpipe.services.load.rejects import reject_folder
@@ -128,6 +128,11 @@ class LoadService:
             if not ledger_exists(conn):
                 raise NotDeployedError(
                     f"{self.db.target} has not been deployed; run `syncpipe deploy` first."
+                )
+            if not load_ledger_current(conn):
+                raise NotDeployedError(
+                    f"The load ledger of {self.db.target} was deployed by an older syncpipe; "
+                    "run `syncpipe deploy` to bring it up to date."
                 )
         if on_total is not None:
             on_total(sum(p.stat().st_size for p, _ in selection.files))

@@ -1,0 +1,235 @@
+"""One load per table at a time, across processes: a second load of a table waits for the
+first (or gives up after the lock timeout naming it); a claim whose load stopped blocks no one;
+a load whose claim was taken over stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Invoke, fetch, one
+from tests.test_load import HEADER, agent_line
+from tests.test_load_resume import BATCH, ROWS, _file, _pace
+
+
+def _slow(dsn: str) -> None:
+    """Every statement that writes public.new_agents takes 0.3 s longer: a load of the 60,000
+    rows takes several seconds, however quick the machine."""
+    fetch(
+        dsn,
+        "CREATE FUNCTION public.test_slow() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END$$",
+    )
+    fetch(
+        dsn,
+        "CREATE TRIGGER test_slow AFTER INSERT OR UPDATE ON public.new_agents "
+        "FOR EACH STATEMENT EXECUTE FUNCTION public.test_slow()",
+    )
+
+
+def _start(dsn: str, path: Path, logs: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "load", str(path), "--json"],
+        env={
+            **os.environ,
+            "SYNCPIPE_DATABASE_URL": dsn,
+            "SYNCPIPE_LOAD_BATCH_ROWS": BATCH,
+            "SYNCPIPE_LOGS_DIR": str(logs),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _claimed(dsn: str, proc: subprocess.Popen[str], batches: int = 1) -> None:
+    """Wait until ``proc`` holds its claim and has committed ``batches`` batches."""
+    deadline = time.monotonic() + 60
+    while (
+        one(dsn, "SELECT count(*) FROM syncpipe.load_files WHERE holder_token IS NOT NULL") == 0
+        or one(dsn, "SELECT count(*) FROM syncpipe.load_batches") < batches
+    ):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def _small_file(folder: Path, name: str, rows: int = 300) -> Path:
+    path = folder / name
+    path.write_text("\n".join([HEADER, *(agent_line(10**6 + i) for i in range(rows))]) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_a_second_load_of_the_same_file_waits_for_the_first(
+    deployed_db: str, tmp_path: Path
+) -> None:
+    """Two loads of one file at once: the second waits (saying so), then finds the file loaded
+    and skips it. Before, it resumed the first one's unfinished ledger row and both fought
+    over every key: a 245k-row file took 518 s instead of 5."""
+    path = _file(tmp_path)
+    _pace(deployed_db)
+    first = _start(deployed_db, path, tmp_path / "logs")
+    _claimed(deployed_db, first)
+    second = _start(deployed_db, path, tmp_path / "logs", SYNCPIPE_LOCK_TIMEOUT="120")
+    out2, err2 = second.communicate(timeout=180)
+    out1, err1 = first.communicate(timeout=180)
+    assert first.returncode == 1, err1  # (the file has rejects)
+    assert json.loads(out1)["files"][0]["resumed_batches"] == 0
+    assert second.returncode == 1, err2  # its rejects reported again, nothing loaded
+    again = json.loads(out2)["files"][0]
+    assert (again["status"], again["inserted"], again["rows_read"]) == (
+        "loaded_with_rejects",
+        0,
+        0,
+    )
+    assert "load.waiting" in err2 and "since" in err2
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_files") == 1
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == ROWS - 4
+    assert one(deployed_db, "SELECT holder_token FROM syncpipe.load_files") is None
+
+
+@pytest.mark.slow
+def test_a_load_of_a_busy_table_gives_up_after_the_lock_timeout(
+    deployed_db: str, tmp_path: Path
+) -> None:
+    """Another file into the same table while a load runs: exit 3 after SYNCPIPE_LOCK_TIMEOUT,
+    one sentence naming the table, the other load's file, process and host, and the setting;
+    nothing of the second file written, the first load unharmed."""
+    path = _file(tmp_path)
+    other = _small_file(tmp_path, "new_agents_more.csv")
+    _slow(deployed_db)
+    first = _start(deployed_db, path, tmp_path / "logs")
+    _claimed(deployed_db, first)
+    t0 = time.monotonic()
+    second = _start(deployed_db, other, tmp_path / "logs", SYNCPIPE_LOCK_TIMEOUT="1")
+    _, err = second.communicate(timeout=60)
+    waited = time.monotonic() - t0
+    assert second.returncode == 3, err
+    sentence = err.strip().splitlines()[-1]
+    assert sentence.startswith("Error: public.new_agents is being loaded by another syncpipe")
+    assert f"new_agents_resume.csv, pid {first.pid} on " in sentence
+    assert "SYNCPIPE_LOCK_TIMEOUT" in sentence and "Traceback" not in err
+    assert waited < 30
+    assert first.poll() is None  # the first load goes on
+    first.communicate(timeout=300)
+    assert first.returncode == 1
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_files") == 1
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == ROWS - 4
+
+
+def _foreign_claim(dsn: str, path: Path, silent_s: int) -> None:
+    """A 'loading' row of ``path`` held by a load on another machine, last heard from
+    ``silent_s`` seconds ago."""
+    fetch(
+        dsn,
+        "INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,"
+        " body_offset, started_at, duration_ms, status, env, holder_token, holder_pid,"
+        " holder_host, holder_place, heartbeat_at)"
+        " VALUES (%s, %s, 'public.new_agents', 1, 1, 0, now(), 0, 'loading', 'dev', 'far-token',"
+        " 4242, 'far-host', 'far-host|boot|ns', now() - make_interval(secs => %s))",
+        (path.name, str(path.resolve()), silent_s),
+    )
+
+
+def test_a_claim_from_another_machine_blocks_until_it_falls_silent(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A claim held on another host (whose process this host cannot see) blocks a load of its
+    table while it is heard from: exit 3 naming it. Once silent for longer than any batch may
+    take, it is taken as stopped and the load goes on."""
+    path = _small_file(tmp_path, "new_agents_far.csv")
+    _foreign_claim(deployed_db, tmp_path / "elsewhere.csv", silent_s=5)
+    res = invoke(["load", str(path)], code=3, dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0.3"})
+    assert "elsewhere.csv, pid 4242 on far-host" in res.stderr
+    assert "last heard from 5 s ago" in res.stderr
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+
+    fetch(deployed_db, "UPDATE syncpipe.load_files SET heartbeat_at = now() - interval '3 min'")
+    invoke(["load", str(path)], dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0.3"})
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+def test_a_silent_claim_of_the_same_file_is_resumed(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The same file's unfinished row, held by a load silent for long: the load takes its claim
+    and resumes it (its row, now this load's, finished)."""
+    path = _small_file(tmp_path, "new_agents_same.csv")
+    fetch(
+        deployed_db,
+        "INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,"
+        " body_offset, started_at, duration_ms, status, env, encoding, holder_token, holder_pid,"
+        " holder_host, holder_place, heartbeat_at)"
+        " VALUES (%s, %s, 'public.new_agents', %s, %s, %s, now(), 0, 'loading', 'dev', 'utf-8',"
+        " 'far-token', 4242, 'far-host', 'far', now() - interval '1 hour')",
+        (
+            path.name,
+            str(path.resolve()),
+            path.stat().st_size,
+            path.stat().st_mtime_ns,
+            len(HEADER) + 1,
+        ),
+    )
+    invoke(["load", str(path)], dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0"})
+    assert fetch(deployed_db, "SELECT status, holder_token FROM syncpipe.load_files") == [
+        ("loaded", None)
+    ]
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+@pytest.mark.slow
+def test_a_load_whose_claim_was_taken_over_stops(deployed_db: str, tmp_path: Path) -> None:
+    """A load found silent and taken over by another stops at its next batch (exit 3, one
+    sentence), committing nothing more under a claim that is no longer its own."""
+    path = _file(tmp_path)
+    _pace(deployed_db)
+    first = _start(deployed_db, path, tmp_path / "logs")
+    _claimed(deployed_db, first, batches=2)
+    fetch(deployed_db, "UPDATE syncpipe.load_files SET holder_token = 'taken-over'")
+    taken = one(deployed_db, "SELECT count(*) FROM syncpipe.load_batches")
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 3, err
+    assert "Another syncpipe load took over the load of new_agents_resume.csv" in err
+    assert "Traceback" not in err
+    # (at most the batches in flight when it was taken over committed after it)
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_batches") <= taken + 2
+    assert one(deployed_db, "SELECT holder_token FROM syncpipe.load_files") == "taken-over"
+
+
+@pytest.mark.slow
+def test_an_interrupted_load_gives_up_its_claim(deployed_db: str, tmp_path: Path) -> None:
+    """Ctrl-C: the load releases its claim on the way out, so another machine's load need not
+    wait for it to fall silent."""
+    path = _file(tmp_path)
+    _pace(deployed_db)
+    first = _start(deployed_db, path, tmp_path / "logs")
+    _claimed(deployed_db, first)
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert first.returncode == 130
+    assert fetch(deployed_db, "SELECT status, holder_token FROM syncpipe.load_files") == [
+        ("loading", None)
+    ]
+
+
+def test_a_ledger_deployed_by_an_older_syncpipe_is_named(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A load ledger without the claim's columns (deployed by an earlier version): exit 2 with
+    the remedy; `syncpipe deploy` brings it up to date and the load then runs."""
+    path = _small_file(tmp_path, "new_agents_old.csv")
+    fetch(deployed_db, "ALTER TABLE syncpipe.load_files DROP COLUMN holder_token CASCADE")
+    res = invoke(["load", str(path)], code=2, dsn=deployed_db)
+    assert "deployed by an older syncpipe; run `syncpipe deploy`" in res.stderr
+    invoke(["deploy"], dsn=deployed_db)
+    invoke(["load", str(path)], dsn=deployed_db)
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
