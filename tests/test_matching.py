@@ -495,6 +495,35 @@ def _item_and_a_third_agent(invoke: Invoke, dsn: str, tmp_path: Path) -> tuple[d
     return item, agent_of(dsn, "new_agents", third)
 
 
+def test_review_list_names_the_end_of_a_chain_of_hand_retirements(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """One side of an open item retired by hand into an agent that is itself retired by hand:
+    the list shows the agent at the end of the chain (its name and contacts), not the one in
+    between (it followed one hop)."""
+    item, third = _item_and_a_third_agent(invoke, deployed_db, tmp_path)
+    retired = item["b"]["agent_id"]
+    with psycopg.connect(deployed_db) as conn:
+        fourth = conn.execute(
+            "INSERT INTO new_unified_agents (full_name, emails) "
+            "VALUES ('Dana Whitfield-Ray', '{dana.ray@mail.com}') RETURNING agent_id"
+        ).fetchone()[0]
+        conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s",
+                     (fourth, third))  # fmt: skip
+        conn.execute("UPDATE new_unified_agents SET merged_into = %s WHERE agent_id = %s",
+                     (third, retired))  # fmt: skip
+    shown = invoke(["review", "--json"], dsn=deployed_db).json()["items"][0]
+    assert shown["id"] == item["id"]
+    assert (shown["b"]["agent_id"], shown["b"]["current_agent_id"]) == (retired, fourth)
+    assert (shown["b"]["full_name"], shown["b"]["emails"]) == (
+        "Dana Whitfield-Ray",
+        ["dana.ray@mail.com"],
+    )
+    assert shown["a"]["current_agent_id"] == item["a"]["agent_id"]
+    text = invoke(["review"], dsn=deployed_db, env={"COLUMNS": "200"}).stdout
+    assert "Dana Whitfield-Ray" in text, text
+
+
 def test_review_decision_after_an_agent_was_retired_by_hand_is_refused_once_then_taken(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -119,21 +119,39 @@ class ReviewItem:
 
 
 _LIST = """
+WITH RECURSIVE items AS (
+    SELECT q.id, q.rule, q.confidence, q.weight, q.evidence, q.created_at, q.agent_id,
+           q.candidate_agent_id
+    FROM public.merge_review_queue q
+    WHERE q.status = 'open'
+    ORDER BY q.confidence DESC, q.weight DESC NULLS LAST, q.id
+    LIMIT %s
+),
+-- each side followed to the end of its merged_into chain: one hop after a merge, more after
+-- agents retired by hand into retired ones (until a merge or a decision moves the item)
+chain (start, agent_id, next, depth) AS (
+    SELECT a.agent_id, a.agent_id, a.merged_into, 0
+    FROM public.new_unified_agents a
+    WHERE a.agent_id IN (SELECT agent_id FROM items UNION SELECT candidate_agent_id FROM items)
+    UNION ALL
+    SELECT c.start, a.agent_id, a.merged_into, c.depth + 1
+    FROM chain c JOIN public.new_unified_agents a ON a.agent_id = c.next
+    WHERE c.depth < 100
+),
+now AS (SELECT DISTINCT ON (start) start, agent_id FROM chain ORDER BY start, depth DESC)
 SELECT q.id, q.rule, q.confidence, q.weight, q.evidence, q.created_at::text AS created_at,
-       q.agent_id AS a_id, coalesce(a.merged_into, a.agent_id) AS a_survivor,
+       q.agent_id AS a_id, na.agent_id AS a_survivor,
        sa.full_name AS a_name, sa.source_team_id AS a_team, sa.emails AS a_emails,
        sa.phone_numbers AS a_phones, sa.source_count AS a_sources,
-       q.candidate_agent_id AS b_id, coalesce(b.merged_into, b.agent_id) AS b_survivor,
+       q.candidate_agent_id AS b_id, nb.agent_id AS b_survivor,
        sb.full_name AS b_name, sb.source_team_id AS b_team, sb.emails AS b_emails,
        sb.phone_numbers AS b_phones, sb.source_count AS b_sources
-FROM public.merge_review_queue q
-JOIN public.new_unified_agents a ON a.agent_id = q.agent_id
-JOIN public.new_unified_agents b ON b.agent_id = q.candidate_agent_id
-JOIN public.new_unified_agents sa ON sa.agent_id = coalesce(a.merged_into, a.agent_id)
-JOIN public.new_unified_agents sb ON sb.agent_id = coalesce(b.merged_into, b.agent_id)
-WHERE q.status = 'open'
+FROM items q
+JOIN now na ON na.start = q.agent_id
+JOIN now nb ON nb.start = q.candidate_agent_id
+JOIN public.new_unified_agents sa ON sa.agent_id = na.agent_id
+JOIN public.new_unified_agents sb ON sb.agent_id = nb.agent_id
 ORDER BY q.confidence DESC, q.weight DESC NULLS LAST, q.id
-LIMIT %s
 """
 
 
