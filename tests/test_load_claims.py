@@ -19,13 +19,13 @@ from tests.test_load import HEADER, agent_line
 from tests.test_load_resume import BATCH, ROWS, _file, _pace
 
 
-def _slow(dsn: str) -> None:
-    """Every statement that writes public.new_agents takes 0.3 s longer: a load of the 60,000
-    rows takes several seconds, however quick the machine."""
+def _slow(dsn: str, seconds: float = 0.3) -> None:
+    """Every statement that writes public.new_agents takes ``seconds`` longer: a load of the
+    60,000 rows (30 batches) takes 15 times that at least, however quick the machine."""
     fetch(
         dsn,
         "CREATE FUNCTION public.test_slow() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END$$",
+        f"$$BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END$$",
     )
     fetch(
         dsn,
@@ -233,3 +233,32 @@ def test_a_ledger_deployed_by_an_older_syncpipe_is_named(
     invoke(["deploy"], dsn=deployed_db)
     invoke(["load", str(path)], dsn=deployed_db)
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_load_waiting_for_another_at_once(deployed_db: str, tmp_path: Path) -> None:
+    """A folder of two tables, one of them busy with another load: Ctrl-C stops the command at
+    once (130), not after the lock timeout the waiting file would have waited out."""
+    path = _file(tmp_path)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    _small_file(folder, "new_agents_more.csv")
+    pages = Path(__file__).resolve().parents[1] / "data" / "raw_company_info.csv"
+    (folder / pages.name).write_bytes(pages.read_bytes())
+    _slow(deployed_db, 2.0)
+    first = _start(deployed_db, path, tmp_path / "logs")
+    _claimed(deployed_db, first)
+    second = _start(deployed_db, folder, tmp_path / "logs", SYNCPIPE_LOCK_TIMEOUT="120")
+    deadline = time.monotonic() + 60
+    while not one(deployed_db, "SELECT count(*) FROM bronze.company_info_raw"):
+        assert second.poll() is None and time.monotonic() < deadline, second.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # (its new_agents file waits for the first load)
+    assert first.poll() is None
+    t0 = time.monotonic()
+    second.send_signal(signal.SIGINT)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 130, err
+    assert time.monotonic() - t0 < 10
+    first.kill()
+    first.communicate()

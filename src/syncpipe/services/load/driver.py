@@ -218,9 +218,9 @@ class FileLoad:
                 f"gave up waiting to load {self.path.name} after {self.o.lock_timeout:g} s "
                 "(setting SYNCPIPE_LOCK_TIMEOUT): run this load again when that one is done."
             )
-        time.sleep(
-            min(1.0, 0.1 + 0.2 * (now - waited), max(0.0, waited + self.o.lock_timeout - now))
-        )
+        pause = min(1.0, 0.1 + 0.2 * (now - waited), max(0.0, waited + self.o.lock_timeout - now))
+        if self.o.stop.wait(pause):  # (Ctrl-C while another table's file waits)
+            raise KeyboardInterrupt
         return waited
 
     def _release(self) -> None:
