@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.helpers import Invoke, fetch, one
@@ -126,36 +127,120 @@ def test_a_load_of_a_busy_table_gives_up_after_the_lock_timeout(
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == ROWS - 4
 
 
-def _foreign_claim(dsn: str, path: Path, silent_s: int) -> None:
-    """A 'loading' row of ``path`` held by a load on another machine, last heard from
-    ``silent_s`` seconds ago."""
+def _claim(
+    dsn: str,
+    path: Path,
+    *,
+    quiet_s: int,
+    pid: int = 4242,
+    host: str = "far-host",
+    place: str = "far-host|boot|ns",
+    allows_s: float = 180.0,
+) -> None:
+    """A 'loading' row of ``path`` claimed by another load: by default on another machine
+    (``place``), last heard from ``quiet_s`` seconds ago, allowing itself ``allows_s``."""
+    size, mtime = (path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else (1, 1)
     fetch(
         dsn,
         "INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,"
-        " body_offset, started_at, duration_ms, status, env, holder_token, holder_pid,"
-        " holder_host, holder_place, heartbeat_at)"
-        " VALUES (%s, %s, 'public.new_agents', 1, 1, 0, now(), 0, 'loading', 'dev', 'far-token',"
-        " 4242, 'far-host', 'far-host|boot|ns', now() - make_interval(secs => %s))",
-        (path.name, str(path.resolve()), silent_s),
-    )
+        " body_offset, started_at, duration_ms, status, env, encoding, holder_token, holder_pid,"
+        " holder_host, holder_place, holder_silent_s, holder_since, heartbeat_at)"
+        " VALUES (%s, %s, 'public.new_agents', %s, %s, %s, now() - interval '1 hour', 0,"
+        " 'loading', 'dev', 'utf-8', 'far-token', %s, %s, %s, %s, now() - interval '1 hour',"
+        " now() - make_interval(secs => %s))",
+        (path.name, str(path.resolve()), size, mtime, len(HEADER) + 1, pid, host, place,
+         allows_s, quiet_s),
+    )  # fmt: skip
+
+
+def _here() -> str:
+    """This machine's place, as syncpipe's claims name it."""
+    from syncpipe.services.load.claim import this_load
+
+    return this_load(30).place
+
+
+FAST = {"SYNCPIPE_LOCK_TIMEOUT": "0.3"}
 
 
 def test_a_claim_from_another_machine_blocks_until_it_falls_silent(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
     """A claim held on another host (whose process this host cannot see) blocks a load of its
-    table while it is heard from: exit 3 naming it. Once silent for longer than any batch may
-    take, it is taken as stopped and the load goes on."""
+    table while it is heard from: exit 3 naming it. Once silent for longer than its holder
+    allows itself, it is taken as stopped and the load goes on."""
     path = _small_file(tmp_path, "new_agents_far.csv")
-    _foreign_claim(deployed_db, tmp_path / "elsewhere.csv", silent_s=5)
-    res = invoke(["load", str(path)], code=3, dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0.3"})
+    _claim(deployed_db, tmp_path / "elsewhere.csv", quiet_s=100, allows_s=120)
+    res = invoke(["load", str(path)], code=3, dsn=deployed_db, env=FAST)
     assert "elsewhere.csv, pid 4242 on far-host" in res.stderr
-    assert "last heard from 5 s ago" in res.stderr
+    assert "last heard from 100 s ago" in res.stderr
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
 
+    # (its own allowance decides, not the waiting load's lock timeout)
+    invoke(["load", str(path)], code=3, dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0"})
     fetch(deployed_db, "UPDATE syncpipe.load_files SET heartbeat_at = now() - interval '3 min'")
-    invoke(["load", str(path)], dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0.3"})
+    invoke(["load", str(path)], dsn=deployed_db, env=FAST)
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+def test_a_silent_claim_with_a_batch_still_open_is_not_taken_over(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A load on another machine, silent for long, whose batch is still open on the server (its
+    client froze mid-batch): taking over would leave the new load's rows waiting on that open
+    transaction for good, so the load waits, then exits 3; once the batch ends, it goes on."""
+    from syncpipe.services.load.ledger import BATCH_NAMESPACE
+
+    path = _small_file(tmp_path, "new_agents_frozen.csv")
+    _claim(deployed_db, tmp_path / "elsewhere.csv", quiet_s=3600)
+    with psycopg.connect(deployed_db) as frozen:
+        frozen.execute(
+            "SELECT pg_advisory_xact_lock_shared(%s, hashtext('public.new_agents'))",
+            (BATCH_NAMESPACE,),
+        )
+        res = invoke(["load", str(path)], code=3, dsn=deployed_db, env=FAST)
+        assert "elsewhere.csv, pid 4242 on far-host" in res.stderr
+    invoke(["load", str(path)], dsn=deployed_db, env=FAST)
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+def test_a_claim_on_this_machine_holds_while_its_process_lives(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """On this machine the holder's process decides, not the silence: alive (however long
+    silent: a batch waiting for a row another session holds), it blocks; killed, even not yet
+    reaped by its parent (a zombie), it blocks no one."""
+    path = _small_file(tmp_path, "new_agents_here.csv")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        _claim(deployed_db, tmp_path / "other.csv", quiet_s=3600, pid=holder.pid, host="vm",
+               place=_here(), allows_s=130)  # fmt: skip
+        res = invoke(["load", str(path)], code=3, dsn=deployed_db, env=FAST)
+        assert f"other.csv, pid {holder.pid} on vm" in res.stderr
+        holder.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{holder.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        invoke(["load", str(path)], dsn=deployed_db, env=FAST)  # (the holder is a zombie)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+def test_a_dry_run_waits_for_a_running_load(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A dry run claims nothing, but its answer would depend on how far a running load of the
+    table got (and its one-at-a-time lane held that load up): it waits like a load."""
+    path = _small_file(tmp_path, "new_agents_dry.csv")
+    _claim(deployed_db, tmp_path / "elsewhere.csv", quiet_s=1)
+    res = invoke(["load", "--dry-run", str(path)], code=3, dsn=deployed_db, env=FAST)
+    assert "is being loaded by another syncpipe load (elsewhere.csv" in res.stderr
+    fetch(deployed_db, "UPDATE syncpipe.load_files SET holder_token = NULL")
+    invoke(["load", "--dry-run", str(path)], dsn=deployed_db, env=FAST)
+    assert one(deployed_db, "SELECT holder_token FROM syncpipe.load_files") is None
 
 
 def test_a_silent_claim_of_the_same_file_is_resumed(
@@ -164,21 +249,7 @@ def test_a_silent_claim_of_the_same_file_is_resumed(
     """The same file's unfinished row, held by a load silent for long: the load takes its claim
     and resumes it (its row, now this load's, finished)."""
     path = _small_file(tmp_path, "new_agents_same.csv")
-    fetch(
-        deployed_db,
-        "INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,"
-        " body_offset, started_at, duration_ms, status, env, encoding, holder_token, holder_pid,"
-        " holder_host, holder_place, heartbeat_at)"
-        " VALUES (%s, %s, 'public.new_agents', %s, %s, %s, now(), 0, 'loading', 'dev', 'utf-8',"
-        " 'far-token', 4242, 'far-host', 'far', now() - interval '1 hour')",
-        (
-            path.name,
-            str(path.resolve()),
-            path.stat().st_size,
-            path.stat().st_mtime_ns,
-            len(HEADER) + 1,
-        ),
-    )
+    _claim(deployed_db, path, quiet_s=3600)
     invoke(["load", str(path)], dsn=deployed_db, env={"SYNCPIPE_LOCK_TIMEOUT": "0"})
     assert fetch(deployed_db, "SELECT status, holder_token FROM syncpipe.load_files") == [
         ("loaded", None)
@@ -198,7 +269,7 @@ def test_a_load_whose_claim_was_taken_over_stops(deployed_db: str, tmp_path: Pat
     taken = one(deployed_db, "SELECT count(*) FROM syncpipe.load_batches")
     _, err = first.communicate(timeout=120)
     assert first.returncode == 3, err
-    assert "Another syncpipe load took over the load of new_agents_resume.csv" in err
+    assert "Another syncpipe load took over the load of new_agents_resume.csv, having found" in err
     assert "Traceback" not in err
     # (at most the batches in flight when it was taken over committed after it)
     assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_batches") <= taken + 2

@@ -98,7 +98,9 @@ _LOAD_LEDGER_DDL: tuple[str, ...] = (
         ADD COLUMN IF NOT EXISTS holder_pid integer,
         ADD COLUMN IF NOT EXISTS holder_host text,
         ADD COLUMN IF NOT EXISTS holder_place text,
-        ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz
+        ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz,
+        ADD COLUMN IF NOT EXISTS holder_since timestamptz,
+        ADD COLUMN IF NOT EXISTS holder_silent_s double precision
     """,
     """
     DO $$
@@ -193,11 +195,13 @@ def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
 def load_ledger_current(conn: psycopg.Connection[Any]) -> bool:
     """True when the load ledger has every column this version of syncpipe writes (a deploy
     brings an older one up to date)."""
+    columns = ["holder_token", "holder_since", "holder_silent_s"]
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
-        "to_regclass('syncpipe.load_files') AND attname = 'holder_token' AND NOT attisdropped)"
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('syncpipe.load_files') "
+        "AND attname = ANY(%s) AND NOT attisdropped",
+        (columns,),
     ).fetchone()
-    return bool(row and row[0])
+    return bool(row and row[0] == len(columns))
 
 
 def applied_files(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, str]]:

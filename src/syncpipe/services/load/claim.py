@@ -9,11 +9,15 @@ them, and retries in the exclusive lane, and both crawl (a 245k-row file took 51
 and every batch it commits renews the claim's heartbeat. Another load of the table waits for
 the claim to go, up to SYNCPIPE_LOCK_TIMEOUT, then gives up naming its holder (exit 3).
 
-A claim whose load has stopped does not block anyone: its holder's process is gone (seen from
-the same host, boot and process namespace), it was given up (a failed or interrupted load
-releases it), or nothing was committed under it for longer than any batch may take. A claim
-is read and taken under a transaction-scoped advisory lock (a transaction-mode pooler keeps
-it with the work), and a load whose claim was taken over stops at its next batch.
+A claim whose load has stopped does not block anyone: it was given up (a failed or
+interrupted load releases it); on the same machine (host, boot and process namespace), its
+holder's process is gone; from another machine, nothing was committed under it for longer
+than its holder allows itself (2 minutes plus twice its lock timeout) and no batch of it is
+still open on the server (a frozen client's open batch would hold the new load's rows up). A
+dry run, which claims nothing, waits for a running load too: its answer would depend on how
+far that load got. A claim is read and taken under a transaction-scoped advisory lock (a
+transaction-mode pooler keeps it with the work), and a load whose claim was taken over stops
+at its next batch.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import functools
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -31,18 +36,21 @@ import psycopg
 from syncpipe.services.load import ledger
 from syncpipe.services.load.ledger import Claim, Holder
 
-#: A claim silent for this long, plus twice the lock timeout (the longest a batch waits for
-#: rows another session holds), belongs to a load that has stopped.
+#: A load that commits no batch for this long, plus twice its lock timeout (the longest a
+#: batch waits for rows another session holds), counts as stopped, unless its process is seen
+#: alive on this machine or a batch of it is still open on the server.
 SILENT_S = 120.0
 
+#: Said instead of a claim when another session is taking or giving one up at this moment.
+CLAIMING = "another syncpipe load is claiming it at this moment"
 
 #: This process's token (made once, at import: the load threads of one command share it).
 _TOKEN = uuid.uuid4().hex
 
 
-def this_load() -> Holder:
-    """This process as a claim's holder."""
-    return Holder(_TOKEN, os.getpid(), socket.gethostname(), _place())
+def this_load(lock_timeout: float) -> Holder:
+    """This process as a claim's holder, with the lock timeout it runs with."""
+    return Holder(_TOKEN, os.getpid(), socket.gethostname(), _place(), SILENT_S + 2 * lock_timeout)
 
 
 @functools.cache
@@ -58,43 +66,51 @@ def _place() -> str:
     return "|".join(parts)
 
 
-def silent_after(lock_timeout: float) -> float:
-    """Seconds without a committed batch after which a claim's load counts as stopped."""
-    return SILENT_S + 2 * lock_timeout
-
-
-def stopped(claim: Claim, me: Holder, silent_s: float) -> bool:
-    """True when the load holding ``claim`` is known to have stopped."""
-    if claim.silent_s > silent_s:
-        return True
-    other = claim.holder
-    if other.place != me.place or os.name != "posix":
+def _alive(pid: int) -> bool:
+    """True while process ``pid`` of this machine runs (a zombie, killed and not yet reaped
+    by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    if other.pid == me.pid:  # (another token: an earlier process that had this id)
+    except OSError:  # (alive, another user's)
         return True
     try:
-        os.kill(other.pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    except OSError:  # (alive, another user's)
-        return False
-    return False
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
 
 
-def take(conn: psycopg.Connection[Any], table: str, me: Holder, silent_s: float) -> Claim | None:
-    """Lock the table's claims for this transaction; the claim of a running load of the table,
-    if there is one (then nothing may be loaded into it yet)."""
-    ledger.lock_claims(conn, table)
+def stopped(claim: Claim, me: Holder, batches_open: Callable[[], bool]) -> bool:
+    """True when the load holding ``claim`` is known to have stopped: on this machine, its
+    process is gone; elsewhere, it has been silent for longer than it allows itself, and no
+    batch of it is open on the server."""
+    other = claim.holder
+    if other.place == me.place and os.name == "posix":
+        # (the same id and another token: an earlier process that had this id)
+        return other.pid == me.pid or not _alive(other.pid)
+    return claim.quiet_s > other.silent_s and not batches_open()
+
+
+def take(conn: psycopg.Connection[Any], table: str, me: Holder) -> Claim | str | None:
+    """Lock the table's claims for this transaction and say who holds it: the claim of a
+    running load of the table (nothing may be loaded into it yet), CLAIMING, or None (this
+    load may take it)."""
+    if not ledger.lock_claims(conn, table):
+        return CLAIMING
     for claim in ledger.claims_on(conn, table, me.token):
-        if not stopped(claim, me, silent_s):
+        if not stopped(claim, me, lambda: ledger.batches_open(conn, table)):
             return claim
     return None
 
 
-def describe(claim: Claim) -> str:
+def describe(claim: Claim | str) -> str:
     """The other load, as a sentence names it."""
-    since = claim.started_at.astimezone(UTC).strftime("%H:%M:%S UTC")
+    if isinstance(claim, str):
+        return claim
+    since = claim.since.astimezone(UTC).strftime("%H:%M:%S UTC")
     return (
         f"{claim.file_name}, pid {claim.holder.pid} on {claim.holder.host}, since {since}, "
-        f"last heard from {claim.silent_s:.0f} s ago"
+        f"last heard from {claim.quiet_s:.0f} s ago"
     )

@@ -53,9 +53,6 @@ log = get_logger(__name__)
 ProgressFn = Callable[[int, int], None]
 #: A header line longer than this is not a header.
 MAX_HEADER_BYTES = 1024 * 1024
-#: Advisory lock namespace of the load (the key is the table): clean batches share it, the
-#: exclusive lane takes it alone, so loads of one table in several processes cannot deadlock.
-LOCK_NAMESPACE = 1398361668
 #: The largest batch (bytes): a file of wide rows (team pages) is cut by size, not by rows.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 
@@ -199,7 +196,7 @@ class FileLoad:
             self._release()
             raise
 
-    def _wait_for(self, other: ledger.Claim, waited: float | None) -> float:
+    def _wait_for(self, other: ledger.Claim | str, waited: float | None) -> float:
         """Another load holds the table: wait a little (saying so the first time), or give
         up after the lock timeout; since when this load waits."""
         now = time.monotonic()
@@ -231,7 +228,7 @@ class FileLoad:
         file_id, self._held = self._held, None
         try:
             with self.o.db.connection() as conn:
-                ledger.release(conn, file_id, claim.this_load().token)
+                ledger.release(conn, file_id, claim.this_load(self.o.lock_timeout).token)
                 conn.commit()
         except (psycopg.Error, ConnectError):
             pass
@@ -257,26 +254,24 @@ class FileLoad:
             first = fh.readline(MAX_HEADER_BYTES + 1)
         if len(first) > MAX_HEADER_BYTES:
             return self._fail(f"line 1 is longer than {MAX_HEADER_BYTES:,} bytes; not a header")
-        me = claim.this_load()
+        me = claim.this_load(o.lock_timeout)
         waited: float | None = None  # since when this load waits for another's claim
         with o.db.connection() as conn:
             spec = read_table_spec(conn, self.table)
             header = check_header(first, spec, o.codec)
             if isinstance(header, HeaderProblem):
                 return self._fail(header.message)
-            while True:
-                if ledger.same_size_loaded(conn, self.table, self.result.size_bytes):
-                    self.result.sha256 = self.result.sha256 or file_sha256(self.path)
-                    previous = ledger.find_loaded(conn, self.table, self.result.sha256, o.codec)
-                    if previous is not None and not o.force and not o.dry_run:
-                        return self._again(conn, previous)
-                if o.dry_run:  # (writes nothing: claims nothing)
-                    break
-                other = claim.take(conn, self.table, me, claim.silent_after(o.lock_timeout))
-                if other is None:
-                    break
+            while (other := claim.take(conn, self.table, me)) is not None:
                 conn.commit()  # (lets the other load take and give up claims meanwhile)
                 waited = self._wait_for(other, waited)
+            if waited is not None:  # (the file's time is its own, not the wait's)
+                self.t0 = time.perf_counter()
+            # (under the claims' lock: a load of this file that finished meanwhile is seen)
+            if ledger.same_size_loaded(conn, self.table, self.result.size_bytes):
+                self.result.sha256 = file_sha256(self.path)
+                previous = ledger.find_loaded(conn, self.table, self.result.sha256, o.codec)
+                if previous is not None and not o.force and not o.dry_run:
+                    return self._again(conn, previous)
             file_id: int | None = None
             done: list[ledger.DoneBatch] = []
             if not o.dry_run:
@@ -530,7 +525,7 @@ class FileLoad:
                 lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
                 conn.execute(
                     f"SELECT {lock}(%s, hashtext(%s))",
-                    (LOCK_NAMESPACE, ctx.spec.name),
+                    (ledger.BATCH_NAMESPACE, ctx.spec.name),
                 )
                 outcome = step()
                 if outcome.kind != "done" or ctx.dry_run:
@@ -538,18 +533,17 @@ class FileLoad:
                 if ctx.file_id is not None and not ledger.commit_batch(
                     conn,
                     ctx.file_id,
-                    claim.this_load().token,
+                    claim.this_load(self.o.lock_timeout).token,
                     work.row,
                     work.rejects,
                     work.xids,
                     work.own_xid,
                 ):
                     raise LockTimeoutError(
-                        f"Another syncpipe load took over the load of {self.path.name} after "
-                        "this one had committed nothing for "
-                        f"{claim.silent_after(self.o.lock_timeout):g} s (line "
-                        f"{work.batch.first_line}); the batches committed so far are kept, and "
-                        "that load goes on from them."
+                        f"Another syncpipe load took over the load of {self.path.name}, having "
+                        "found it stalled (no batch committed for longer than it allows itself, "
+                        f"line {work.batch.first_line} not done); the batches committed so far "
+                        "are kept, and that load goes on from them."
                     )
         except psycopg.Error as exc:
             if is_lost(conn, exc):

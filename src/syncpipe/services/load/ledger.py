@@ -18,8 +18,11 @@ import psycopg
 
 from syncpipe.services.load.records import Reject
 
+#: First key of the advisory lock every batch's transaction takes on its table ("SYND"; with
+#: ``hashtext(table)``): shared for the parallel COPY lane, exclusive for the one-at-a-time lane.
+BATCH_NAMESPACE = 0x53594E44
 #: First key of the advisory lock under which claims on a table are taken one at a time
-#: ("SYNE"; the batches' own locks are "SYND", services/load/driver.py).
+#: ("SYNE").
 CLAIM_NAMESPACE = 0x53594E45
 
 
@@ -137,9 +140,10 @@ def start_file(
         """
         INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,
             body_offset, started_at, finished_at, duration_ms, status, env, encoding,
-            holder_token, holder_pid, holder_host, holder_place, heartbeat_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 'loading', %s, %s, %s, %s, %s, %s,
-                clock_timestamp())
+            holder_token, holder_pid, holder_host, holder_place, holder_silent_s, heartbeat_at,
+            holder_since)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 'loading', %s, %s, %s, %s, %s, %s, %s,
+                clock_timestamp(), clock_timestamp())
         RETURNING id
         """,
         (
@@ -157,6 +161,7 @@ def start_file(
             holder.pid,
             holder.host,
             holder.place,
+            holder.silent_s,
         ),
     ).fetchone()
     assert row is not None
@@ -165,13 +170,15 @@ def start_file(
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds a claim: a load's token, its process id, host, and the place where that
-    process id means that process (host, boot, process namespace)."""
+    """Who holds a claim: a load's token, its process id, host, the place where that process
+    id means that process (host, boot, process namespace), and how long it may go without
+    committing a batch before it counts as stopped (its own lock timeout decides)."""
 
     token: str
     pid: int
     host: str
     place: str
+    silent_s: float
 
 
 @dataclass(frozen=True)
@@ -181,21 +188,36 @@ class Claim:
     file_id: int
     file_name: str
     holder: Holder
-    started_at: datetime
-    silent_s: float  # since its last committed batch (or since it claimed the table)
+    since: datetime  # when it took the claim
+    quiet_s: float  # since its last committed batch (or since it took the claim)
 
 
-def lock_claims(conn: psycopg.Connection[Any], table: str) -> None:
+def lock_claims(conn: psycopg.Connection[Any], table: str) -> bool:
     """Claims on ``table`` are read and taken one session at a time, for the rest of the
-    transaction (a short one: it only reads and writes ledger rows)."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (CLAIM_NAMESPACE, table))
+    transaction (a short one: it only reads and writes ledger rows); False when another
+    session is taking one right now (then try again)."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (CLAIM_NAMESPACE, table)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def batches_open(conn: psycopg.Connection[Any], table: str) -> bool:
+    """True when a transaction writing a batch into ``table`` is open on the server (a load
+    whose client froze mid-batch, say); if none is, none can begin before this transaction
+    ends."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (BATCH_NAMESPACE, table)
+    ).fetchone()
+    return not (row and row[0])
 
 
 def claims_on(conn: psycopg.Connection[Any], table: str, token: str) -> list[Claim]:
     """The claims other loads hold on ``table``, oldest first."""
     rows = conn.execute(
         """
-        SELECT id, file_name, holder_token, holder_pid, holder_host, holder_place, started_at,
+        SELECT id, file_name, holder_token, holder_pid, holder_host, holder_place,
+               holder_silent_s, coalesce(holder_since, started_at),
                extract(epoch FROM clock_timestamp() - coalesce(heartbeat_at, started_at))
         FROM syncpipe.load_files
         WHERE table_name = %s AND status = 'loading' AND holder_token IS NOT NULL
@@ -208,9 +230,9 @@ def claims_on(conn: psycopg.Connection[Any], table: str, token: str) -> list[Cla
         Claim(
             int(r[0]),
             str(r[1]),
-            Holder(str(r[2]), int(r[3] or 0), str(r[4] or "?"), str(r[5] or "")),
-            r[6],
-            float(r[7]),
+            Holder(str(r[2]), int(r[3] or 0), str(r[4] or "?"), str(r[5] or ""), float(r[6] or 0)),
+            r[7],
+            float(r[8]),
         )
         for r in rows
     ]
@@ -220,8 +242,9 @@ def hold(conn: psycopg.Connection[Any], file_id: int, holder: Holder) -> None:
     """Take the claim of a file's 'loading' row (resuming it)."""
     conn.execute(
         "UPDATE syncpipe.load_files SET holder_token = %s, holder_pid = %s, holder_host = %s, "
-        "holder_place = %s, heartbeat_at = clock_timestamp() WHERE id = %s",
-        (holder.token, holder.pid, holder.host, holder.place, file_id),
+        "holder_place = %s, holder_silent_s = %s, heartbeat_at = clock_timestamp(), "
+        "holder_since = clock_timestamp() WHERE id = %s",
+        (holder.token, holder.pid, holder.host, holder.place, holder.silent_s, file_id),
     )
 
 
