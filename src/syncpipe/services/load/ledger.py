@@ -4,7 +4,8 @@ Tables (created by ``syncpipe.db.ledger.ensure_ledger`` at deploy): ``syncpipe.l
 file, 'loading' until its last batch commits), ``syncpipe.load_batches`` (each committed batch:
 byte range, counts, transaction ids), ``syncpipe.load_rejects`` (each rejected row) and
 ``syncpipe.load_seen`` (keys a reload left unchanged, to find a key repeated later in the file).
-A batch's row, its rejects and its table rows commit in one transaction.
+A batch's row, its rejects and its table rows commit in one transaction. A 'loading' row also
+names the load that holds its table's claim (``claim.py``), renewed by every batch it commits.
 """
 
 from __future__ import annotations
