@@ -136,6 +136,7 @@ def _claim(
     host: str = "far-host",
     place: str = "far-host|boot|ns",
     allows_s: float = 180.0,
+    pid_start: int | None = None,
 ) -> None:
     """A 'loading' row of ``path`` claimed by another load: by default on another machine
     (``place``), last heard from ``quiet_s`` seconds ago, allowing itself ``allows_s``."""
@@ -144,12 +145,13 @@ def _claim(
         dsn,
         "INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,"
         " body_offset, started_at, duration_ms, status, env, encoding, holder_token, holder_pid,"
-        " holder_host, holder_place, holder_silent_s, holder_since, heartbeat_at)"
+        " holder_host, holder_place, holder_silent_s, holder_pid_start, holder_since,"
+        " heartbeat_at)"
         " VALUES (%s, %s, 'public.new_agents', %s, %s, %s, now() - interval '1 hour', 0,"
-        " 'loading', 'dev', 'utf-8', 'far-token', %s, %s, %s, %s, now() - interval '1 hour',"
+        " 'loading', 'dev', 'utf-8', 'far-token', %s, %s, %s, %s, %s, now() - interval '1 hour',"
         " now() - make_interval(secs => %s))",
         (path.name, str(path.resolve()), size, mtime, len(HEADER) + 1, pid, host, place,
-         allows_s, quiet_s),
+         allows_s, pid_start, quiet_s),
     )  # fmt: skip
 
 
@@ -227,6 +229,48 @@ def test_a_claim_on_this_machine_holds_while_its_process_lives(
         holder.kill()
         holder.wait()
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+def test_a_claim_whose_process_id_was_given_to_another_process_blocks_no_one(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A load killed on this machine, its process id since given to an unrelated process (ids
+    wrap within minutes on a busy machine): its claim is known by the process's start time
+    too, so it holds while that very process runs and blocks no one after."""
+    from syncpipe.services.load.claim import _started
+
+    path = _small_file(tmp_path, "new_agents_reused.csv")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        started = _started(other.pid)
+        assert started is not None
+        _claim(deployed_db, tmp_path / "same.csv", quiet_s=3600, pid=other.pid, host="vm",
+               place=_here(), pid_start=started)  # fmt: skip
+        invoke(["load", str(path)], code=3, dsn=deployed_db, env=FAST)  # (that very process)
+        fetch(deployed_db, "UPDATE syncpipe.load_files SET holder_pid_start = %s", (started - 7,))
+        invoke(["load", str(path)], dsn=deployed_db, env=FAST)  # (an earlier one of that id)
+    finally:
+        other.kill()
+        other.wait()
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+
+
+def test_a_forked_worker_claims_as_a_load_of_its_own() -> None:
+    """Workers forked from a process that imported syncpipe (a prefork pool) do not share its
+    claim token: their loads of one table exclude each other."""
+    from syncpipe.services.load.claim import this_load
+
+    parent = this_load(30).token
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # (the child: its token, then out without running the parent's cleanup)
+        os.write(write, this_load(30).token.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert child and child != parent and this_load(30).token == parent
 
 
 def test_a_dry_run_waits_for_a_running_load(

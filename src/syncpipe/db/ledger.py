@@ -100,7 +100,8 @@ _LOAD_LEDGER_DDL: tuple[str, ...] = (
         ADD COLUMN IF NOT EXISTS holder_place text,
         ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz,
         ADD COLUMN IF NOT EXISTS holder_since timestamptz,
-        ADD COLUMN IF NOT EXISTS holder_silent_s double precision
+        ADD COLUMN IF NOT EXISTS holder_silent_s double precision,
+        ADD COLUMN IF NOT EXISTS holder_pid_start bigint
     """,
     """
     DO $$
@@ -195,7 +196,7 @@ def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
 def load_ledger_current(conn: psycopg.Connection[Any]) -> bool:
     """True when the load ledger has every column this version of syncpipe writes (a deploy
     brings an older one up to date)."""
-    columns = ["holder_token", "holder_since", "holder_silent_s"]
+    columns = ["holder_token", "holder_since", "holder_silent_s", "holder_pid_start"]
     row = conn.execute(
         "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('syncpipe.load_files') "
         "AND attname = ANY(%s) AND NOT attisdropped",

@@ -44,13 +44,41 @@ SILENT_S = 120.0
 #: Said instead of a claim when another session is taking or giving one up at this moment.
 CLAIMING = "another syncpipe load is claiming it at this moment"
 
-#: This process's token (made once, at import: the load threads of one command share it).
+#: This process's token: the load threads of one command share it; a forked child (a worker
+#: of a prefork pool) makes its own.
 _TOKEN = uuid.uuid4().hex
+
+
+def _new_token() -> None:
+    global _TOKEN
+    _TOKEN = uuid.uuid4().hex
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_token)
 
 
 def this_load(lock_timeout: float) -> Holder:
     """This process as a claim's holder, with the lock timeout it runs with."""
-    return Holder(_TOKEN, os.getpid(), socket.gethostname(), _place(), SILENT_S + 2 * lock_timeout)
+    pid = os.getpid()
+    return Holder(
+        _TOKEN, pid, socket.gethostname(), _place(), SILENT_S + 2 * lock_timeout, _started(pid)
+    )
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (its state first); [] where there
+    is no such file."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def _started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (None where unknown)."""
+    fields = _stat(pid)
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
 
 
 @functools.cache
@@ -66,20 +94,18 @@ def _place() -> str:
     return "|".join(parts)
 
 
-def _alive(pid: int) -> bool:
-    """True while process ``pid`` of this machine runs (a zombie, killed and not yet reaped
-    by its parent, does not)."""
+def _alive(holder: Holder) -> bool:
+    """True while the holder's process runs on this machine: not a zombie (killed and not yet
+    reaped by its parent), nor another process given its id since."""
     try:
-        os.kill(pid, 0)
+        os.kill(holder.pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # (alive, another user's)
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
+        pass
+    if _stat(holder.pid)[:1] in (["Z"], ["X"]):
+        return False
+    return holder.pid_start is None or _started(holder.pid) in (None, holder.pid_start)
 
 
 def stopped(claim: Claim, me: Holder, batches_open: Callable[[], bool]) -> bool:
@@ -89,7 +115,7 @@ def stopped(claim: Claim, me: Holder, batches_open: Callable[[], bool]) -> bool:
     other = claim.holder
     if other.place == me.place and os.name == "posix":
         # (the same id and another token: an earlier process that had this id)
-        return other.pid == me.pid or not _alive(other.pid)
+        return other.pid == me.pid or not _alive(other)
     return claim.quiet_s > other.silent_s and not batches_open()
 
 

@@ -141,9 +141,9 @@ def start_file(
         """
         INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,
             body_offset, started_at, finished_at, duration_ms, status, env, encoding,
-            holder_token, holder_pid, holder_host, holder_place, holder_silent_s, heartbeat_at,
-            holder_since)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 'loading', %s, %s, %s, %s, %s, %s, %s,
+            holder_token, holder_pid, holder_host, holder_place, holder_silent_s,
+            holder_pid_start, heartbeat_at, holder_since)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 'loading', %s, %s, %s, %s, %s, %s, %s, %s,
                 clock_timestamp(), clock_timestamp())
         RETURNING id
         """,
@@ -163,6 +163,7 @@ def start_file(
             holder.host,
             holder.place,
             holder.silent_s,
+            holder.pid_start,
         ),
     ).fetchone()
     assert row is not None
@@ -180,6 +181,7 @@ class Holder:
     host: str
     place: str
     silent_s: float
+    pid_start: int | None = None  # (clock ticks since boot: a reused process id is not it)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def claims_on(conn: psycopg.Connection[Any], table: str, token: str) -> list[Cla
     rows = conn.execute(
         """
         SELECT id, file_name, holder_token, holder_pid, holder_host, holder_place,
-               holder_silent_s, coalesce(holder_since, started_at),
+               holder_silent_s, holder_pid_start, coalesce(holder_since, started_at),
                extract(epoch FROM clock_timestamp() - coalesce(heartbeat_at, started_at))
         FROM syncpipe.load_files
         WHERE table_name = %s AND status = 'loading' AND holder_token IS NOT NULL
@@ -231,9 +233,16 @@ def claims_on(conn: psycopg.Connection[Any], table: str, token: str) -> list[Cla
         Claim(
             int(r[0]),
             str(r[1]),
-            Holder(str(r[2]), int(r[3] or 0), str(r[4] or "?"), str(r[5] or ""), float(r[6] or 0)),
-            r[7],
-            float(r[8]),
+            Holder(
+                str(r[2]),
+                int(r[3] or 0),
+                str(r[4] or "?"),
+                str(r[5] or ""),
+                float(r[6] or 0),
+                None if r[7] is None else int(r[7]),
+            ),
+            r[8],
+            float(r[9]),
         )
         for r in rows
     ]
@@ -243,9 +252,17 @@ def hold(conn: psycopg.Connection[Any], file_id: int, holder: Holder) -> None:
     """Take the claim of a file's 'loading' row (resuming it)."""
     conn.execute(
         "UPDATE syncpipe.load_files SET holder_token = %s, holder_pid = %s, holder_host = %s, "
-        "holder_place = %s, holder_silent_s = %s, heartbeat_at = clock_timestamp(), "
-        "holder_since = clock_timestamp() WHERE id = %s",
-        (holder.token, holder.pid, holder.host, holder.place, holder.silent_s, file_id),
+        "holder_place = %s, holder_silent_s = %s, holder_pid_start = %s, "
+        "heartbeat_at = clock_timestamp(), holder_since = clock_timestamp() WHERE id = %s",
+        (
+            holder.token,
+            holder.pid,
+            holder.host,
+            holder.place,
+            holder.silent_s,
+            holder.pid_start,
+            file_id,
+        ),
     )
 
 
