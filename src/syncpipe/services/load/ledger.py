@@ -158,12 +158,7 @@ def start_file(
             started,
             env,
             encoding,
-            holder.token,
-            holder.pid,
-            holder.host,
-            holder.place,
-            holder.silent_s,
-            holder.pid_start,
+            *holder.columns(),
         ),
     ).fetchone()
     assert row is not None
@@ -182,6 +177,11 @@ class Holder:
     place: str
     silent_s: float
     pid_start: int | None = None  # (clock ticks since boot: a reused process id is not it)
+
+    def columns(self) -> tuple[str, int, str, str, float, int | None]:
+        """holder_token, holder_pid, holder_host, holder_place, holder_silent_s and
+        holder_pid_start, in that order."""
+        return (self.token, self.pid, self.host, self.place, self.silent_s, self.pid_start)
 
 
 @dataclass(frozen=True)
@@ -254,15 +254,7 @@ def hold(conn: psycopg.Connection[Any], file_id: int, holder: Holder) -> None:
         "UPDATE syncpipe.load_files SET holder_token = %s, holder_pid = %s, holder_host = %s, "
         "holder_place = %s, holder_silent_s = %s, holder_pid_start = %s, "
         "heartbeat_at = clock_timestamp(), holder_since = clock_timestamp() WHERE id = %s",
-        (
-            holder.token,
-            holder.pid,
-            holder.host,
-            holder.place,
-            holder.silent_s,
-            holder.pid_start,
-            file_id,
-        ),
+        (*holder.columns(), file_id),
     )
 
 
