@@ -333,6 +333,74 @@ def test_table_override_and_folders(invoke: Invoke, deployed_db: str, tmp_path: 
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 3
 
 
+def test_table_named_in_upper_case_is_the_table_sql_reads(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """SQL folds unquoted names to lower case: `-t PUBLIC.NEW_AGENTS` loads public.new_agents,
+    and a load of it by its usual name knows the file (it was taken for a missing table, waited
+    out the lock timeout and blamed a merge)."""
+    path = write(tmp_path / "agents_export.csv", [HEADER, agent_line(1), agent_line(2)])
+    started = time.perf_counter()
+    data = invoke(
+        ["load", str(path), "--table", "PUBLIC.NEW_AGENTS", "--json"],
+        dsn=deployed_db,
+        env={"SYNCPIPE_LOCK_TIMEOUT": "20"},
+    ).json()
+    assert time.perf_counter() - started < 15
+    assert [(f["table"], f["status"], f["inserted"]) for f in data["files"]] == [
+        ("public.new_agents", "loaded", 2)
+    ]
+    again = invoke(["load", str(path), "-t", "new_agents", "--json"], dsn=deployed_db).json()
+    assert again["files"][0]["status"] == "skipped"
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 2
+
+
+def test_a_role_without_the_privilege_fails_its_file_at_once(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A batch the server refuses for good (here: the role may read the table, not write it)
+    fails its file at once, in the server's words and naming the role; the other table's file
+    loads. (It was retried until the lock timeout and then blamed on "a merge", exit 3.)"""
+    role = f"syncpipe_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(deployed_db, autocommit=True) as admin:
+        # (past row level security, as service_role is: the pages' file loads)
+        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
+        admin.execute(f"GRANT USAGE ON SCHEMA public, bronze, syncpipe TO {role}")
+        for schema in ("public", "bronze", "syncpipe"):
+            admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
+            admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+        admin.execute(f"REVOKE INSERT, UPDATE ON public.new_agents FROM {role}")
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(deployed_db)
+        params["user"] = role
+        folder = tmp_path / "in"
+        folder.mkdir()
+        write(folder / "new_agents.csv", [HEADER, agent_line(1), agent_line(2)])
+        pages = (Path(__file__).parent.parent / "data" / "raw_company_info.csv").read_text()
+        write(folder / "raw_company_info.csv", pages.splitlines()[:2])
+        started = time.perf_counter()
+        data = invoke(
+            ["load", str(folder), "--json"],
+            code=1,
+            dsn=psycopg.conninfo.make_conninfo(**params),
+            env={"SYNCPIPE_LOCK_TIMEOUT": "30"},
+        ).json()
+        assert time.perf_counter() - started < 20
+        by_table = {f["table"]: f for f in data["files"]}
+        failed = by_table["public.new_agents"]
+        assert failed["status"] == "failed"
+        assert "permission denied for table new_agents" in failed["message"]
+        assert f"the role {role} lacks a privilege" in failed["message"]
+        assert "line 2" in failed["message"]
+        assert by_table["bronze.company_info_raw"]["status"] == "loaded"
+        assert one(deployed_db, "SELECT count(*) FROM bronze.company_info_raw") == 1
+        assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+    finally:
+        with psycopg.connect(deployed_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
 def test_dry_run_validates_and_writes_nothing(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -30,7 +30,7 @@ from syncpipe.db.errors import first_line, lost_error
 from syncpipe.logs import get_logger
 from syncpipe.services.load import claim, ledger
 from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
-from syncpipe.services.load.errors import is_lost
+from syncpipe.services.load.errors import BatchRefused, is_lost, refusal
 from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
 from syncpipe.services.load.header import HeaderProblem, check_header
 from syncpipe.services.load.lane import Lane, LaneAborted
@@ -185,6 +185,9 @@ class FileLoad:
             return self._run(stat.st_mtime_ns)
         except LaneAborted as exc:
             cause = exc.__cause__
+            if isinstance(cause, BatchRefused):
+                self._release()
+                return self._fail(str(cause))
             if isinstance(cause, BaseException):
                 if not isinstance(cause, psycopg.OperationalError | ConnectError):
                     self._release()
@@ -548,6 +551,8 @@ class FileLoad:
         except psycopg.Error as exc:
             if is_lost(conn, exc):
                 raise
+            if refusal(exc) == "data":  # (no lock, deadlock or key of another transaction)
+                raise BatchRefused(work.batch.first_line, exc, conn.info.user) from exc
             return Outcome("retry")
         return outcome
 

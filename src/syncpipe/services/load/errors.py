@@ -1,7 +1,9 @@
-"""How a server error during a load is read: a refused row, a retry, or a lost database.
+"""How a server error during a load is read: a refused row, a retry, a refused batch, or a
+lost database.
 
 A refused row is judged on the slow path; a lost connection ends the load (exit 3, what was
-committed stays). The server's message is cut: it may quote the input.
+committed stays); a batch the server refuses for a reason no retry mends (a privilege the role
+lacks, a full disk) fails its file at once. The server's message is cut: it may quote the input.
 """
 
 from __future__ import annotations
@@ -39,6 +41,24 @@ def refusal(exc: psycopg.Error) -> Refusal:
     ):
         return "retry"
     return "data"
+
+
+class BatchRefused(Exception):
+    """The server refused a batch for a reason no retry mends: its file fails, saying why."""
+
+    def __init__(self, line: int, exc: psycopg.Error, role: str) -> None:
+        diag = exc.diag
+        reason = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
+        if len(reason) > _REASON_CHARS:
+            reason = reason[: _REASON_CHARS - 1] + "…"
+        hint = ""
+        if diag.sqlstate == "42501":  # insufficient_privilege
+            hint = f" (the role {role} lacks a privilege the load needs)"
+        super().__init__(
+            f"the server refused the batch from line {line:,}: {reason}{hint} "
+            f"[SQLSTATE {diag.sqlstate}]; the batches committed before it are kept: run the "
+            "load again to resume once that is mended"
+        )
 
 
 def copy_record(exc: psycopg.Error) -> int | None:

@@ -24,7 +24,7 @@ from syncpipe.db.ledger import ledger_exists, load_ledger_current
 from syncpipe.logs import get_logger
 from syncpipe.services.load.driver import FileLoad, FileResult, LoadOptions, ProgressFn
 from syncpipe.services.load.rejects import reject_folder
-from syncpipe.services.load.tables import expand_paths
+from syncpipe.services.load.tables import canonical_table, expand_paths
 from syncpipe.settings import Settings
 
 log = get_logger(__name__)
@@ -134,6 +134,10 @@ class LoadService:
                     f"The load ledger of {self.db.target} was deployed by an older syncpipe; "
                     "run `syncpipe deploy` to bring it up to date."
                 )
+            # (each table as the catalog spells it: `-t PUBLIC.NEW_AGENTS` is public.new_agents,
+            # whose ledger rows and claims the other loads of it know it by)
+            names = {t: canonical_table(conn, t) for t in {t for _, t in selection.files}}
+        selection.files = [(path, names[target]) for path, target in selection.files]
         if on_total is not None:
             on_total(sum(p.stat().st_size for p, _ in selection.files))
         result = LoadResult(

@@ -102,24 +102,55 @@ class TableSpec:
         return self.fmt.limits.get(column) if self.fmt else None
 
 
-def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
-    """Read columns and primary key of ``schema.table`` from the catalog."""
+def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str] | None:
+    """The oid and the catalog's own ``schema.table`` of a name as SQL reads it, or None.
+
+    SQL folds unquoted names to lower case, so ``PUBLIC.NEW_AGENTS`` is ``public.new_agents``;
+    the catalog's spelling is the one to quote. Not a name at all: ConfigError (exit 2).
+    """
     if "." not in table:
         table = f"public.{table}"
     try:
         with conn.transaction():  # (a savepoint inside a transaction)
-            row = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+            row = conn.execute(
+                """
+                SELECT c.oid, n.nspname, c.relname
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = to_regclass(%s)
+                """,
+                (table,),
+            ).fetchone()
     except psycopg.errors.InvalidName:
         raise ConfigError(
             f"{table!r} is not a table name (schema.table; check --table or SYNCPIPE_CSV_SOURCES)."
         ) from None
-    if row is None or row[0] is None:
+    return None if row is None else (int(row[0]), f"{row[1]}.{row[2]}")
+
+
+def canonical_table(conn: psycopg.Connection[Any], table: str) -> str:
+    """``table`` as the catalog spells it (``schema.table``); as given if there is no such
+    table (``read_table_spec`` then says so, for each file)."""
+    try:
+        found = _find_table(conn, table)
+    except ConfigError:
+        found = None
+    if found is not None:
+        return found[1]
+    return table if "." in table else f"public.{table}"
+
+
+def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
+    """Read columns and primary key of ``schema.table`` from the catalog."""
+    if "." not in table:
+        table = f"public.{table}"
+    row = _find_table(conn, table)
+    if row is None:
         if table in KNOWN_FORMATS:
             raise NotDeployedError(
                 f"Table {table} does not exist in this database; run `syncpipe deploy` first."
             )
         raise ConfigError(f"Table {table} does not exist (check --table or SYNCPIPE_CSV_SOURCES).")
-    oid = row[0]
+    oid, table = row
     cols = conn.execute(
         """
         SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
