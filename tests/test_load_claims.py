@@ -185,6 +185,62 @@ def test_a_claim_from_another_machine_blocks_until_it_falls_silent(
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
 
 
+def test_a_folder_load_reports_every_table_when_one_is_busy(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A folder whose feed table another load holds: the pages load, the feed's first file
+    fails naming the other load, its second is not tried (it would wait as long again), the
+    --json result lists all three, and the exit code is 3 with the same sentence. (The load
+    stopped at the busy table with exit 3 and printed nothing.)"""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _small_file(folder, "new_agents_a.csv")
+    _small_file(folder, "new_agents_b.csv")
+    pages = (Path(__file__).parent.parent / "data" / "raw_company_info.csv").read_text()
+    (folder / "raw_company_info.csv").write_text(pages)
+    _claim(deployed_db, tmp_path / "elsewhere.csv", quiet_s=5, allows_s=120)
+    started = time.monotonic()
+    res = invoke(
+        ["load", str(folder), "--json", "--jobs", "2"],
+        code=3,
+        dsn=deployed_db,
+        env={"SYNCPIPE_LOCK_TIMEOUT": "1"},
+    )
+    assert time.monotonic() - started < 20
+    files = {Path(f["file"]).name: f for f in res.json()["files"]}
+    assert files["raw_company_info.csv"]["status"] == "loaded"
+    first, second = files["new_agents_a.csv"], files["new_agents_b.csv"]
+    assert (first["status"], second["status"]) == ("failed", "failed")
+    assert "elsewhere.csv, pid 4242 on far-host" in first["message"]
+    assert second["message"].startswith("not tried: new_agents_a.csv gave up waiting")
+    assert "elsewhere.csv, pid 4242 on far-host" in res.stderr.strip().splitlines()[-1]
+    assert one(deployed_db, "SELECT count(*) FROM bronze.company_info_raw") > 0
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+
+
+def test_a_full_run_on_a_busy_table_stops_at_the_load_with_exit_3(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """`deploy --full` whose feed table another load holds: exit 3 (a lock not had in time),
+    the report's load step failed with every file in it, the merge not run."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _small_file(data, "new_agents.csv")
+    _claim(deployed_db, tmp_path / "elsewhere.csv", quiet_s=5, allows_s=120)
+    res = invoke(
+        ["deploy", "--full"],
+        code=3,
+        dsn=deployed_db,
+        env={"SYNCPIPE_LOCK_TIMEOUT": "1", "SYNCPIPE_DATA_DIR": str(data)},
+    )
+    assert "elsewhere.csv, pid 4242 on far-host" in res.stderr
+    report = json.loads(Path("logs/deployment_report.json").read_text())
+    assert [(s["name"], s["status"]) for s in report["steps"]][-1] == ("load", "failed")
+    (file,) = report["steps"][-1]["details"]["files"]
+    assert file["status"] == "failed" and "far-host" in file["message"]
+    assert one(deployed_db, "SELECT count(*) FROM public.new_unified_agents") == 0
+
+
 def test_a_silent_claim_with_a_batch_still_open_is_not_taken_over(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

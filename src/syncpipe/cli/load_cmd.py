@@ -61,7 +61,7 @@ def load(
     from syncpipe.cli import render
     from syncpipe.cli.context import AppContext
     from syncpipe.cli.progress import bytes_progress
-    from syncpipe.core.errors import EXIT_FAILED
+    from syncpipe.core.errors import EXIT_FAILED, LockTimeoutError
     from syncpipe.services.load.loader import LoadService
 
     app_ctx: AppContext = ctx.obj
@@ -90,5 +90,7 @@ def load(
                 markup=False,
                 highlight=False,
             )
+    if result.gave_up is not None:  # (after the result: the other files' outcome is news)
+        raise LockTimeoutError(result.gave_up)
     if result.failed:
         raise typer.Exit(EXIT_FAILED)

@@ -152,7 +152,12 @@ def full_run(
 
     ``render_html`` turns the report's data into the HTML page (rendering belongs to the CLI);
     without it the report step records the data and writes no page."""
-    from syncpipe.core.errors import EXIT_FAILED, EXIT_UNAVAILABLE, SyncpipeError
+    from syncpipe.core.errors import (
+        EXIT_FAILED,
+        EXIT_UNAVAILABLE,
+        LockTimeoutError,
+        SyncpipeError,
+    )
     from syncpipe.services.load.loader import LoadService
     from syncpipe.services.merge.service import MergeService
 
@@ -188,6 +193,8 @@ def full_run(
                 )
             loaded = LoadService(settings, db).load([settings.data_dir])
             step.details = loaded.to_dict()
+            if loaded.gave_up is not None:
+                raise LockTimeoutError(loaded.gave_up)
             if loaded.failed:
                 t = loaded.totals()
                 step.status = "failed"

@@ -77,6 +77,8 @@ class FileResult:
     resumed_batches: int = 0
     duration_s: float = 0.0
     message: str = ""
+    #: the file failed waiting for a lock or another load's claim (the load's exit code 3)
+    locked: bool = False
 
     @property
     def rows_per_s(self) -> float:
@@ -183,11 +185,15 @@ class FileLoad:
         self.result.size_bytes = stat.st_size
         try:
             return self._run(stat.st_mtime_ns)
+        except LockTimeoutError as exc:  # (waiting for another load's claim)
+            return self._gave_up(exc)
         except LaneAborted as exc:
             cause = exc.__cause__
             if isinstance(cause, BatchRefused):
                 self._release()
                 return self._fail(str(cause))
+            if isinstance(cause, LockTimeoutError):
+                return self._gave_up(cause)
             if isinstance(cause, BaseException):
                 if not isinstance(cause, psycopg.OperationalError | ConnectError):
                     self._release()
@@ -679,6 +685,13 @@ class FileLoad:
             "skipped (use --force to load it again)"
         )
         return r
+
+    def _gave_up(self, exc: LockTimeoutError) -> FileResult:
+        """The file waited for a lock or a claim longer than the lock timeout: it fails, the
+        batches it committed kept, and the load's other tables go on (exit code 3)."""
+        self._release()
+        self.result.locked = True
+        return self._fail(str(exc))
 
     def _fail(self, message: str) -> FileResult:
         self.result.status = "failed"

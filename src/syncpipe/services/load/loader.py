@@ -61,6 +61,12 @@ class LoadResult:
         """True when a file failed or holds rejected rows nobody accepted (exit code 1)."""
         return any(f.failed for f in self.files)
 
+    @property
+    def gave_up(self) -> str | None:
+        """Why the first file that waited out the lock timeout failed (exit code 3), if one
+        did."""
+        return next((f.message for f in self.files if f.locked), None)
+
     def totals(self) -> dict[str, int]:
         """Sums over files."""
         keys = ("rows_read", "inserted", "updated", "unchanged", "rejected")
@@ -77,6 +83,16 @@ class LoadResult:
             "reject_folder": self.reject_folder,
             "duration_s": round(self.duration_s, 3),
         }
+
+
+def _not_tried(path: Path, table: str, blocked: str) -> FileResult:
+    """A file of a table an earlier file of this load waited for in vain."""
+    message = (
+        f"not tried: {blocked} gave up waiting for {table} before it; run the load again "
+        "when the table is free"
+    )
+    log.warning("load.file_failed", file=str(path), error=message)
+    return FileResult(path=str(path), table=table, status="failed", message=message, locked=True)
 
 
 def resolve_encoding(name: str) -> tuple[str, str]:
@@ -172,7 +188,14 @@ class LoadService:
         )
 
         def one_table(item: tuple[str, list[Path]]) -> list[FileResult]:
-            return [FileLoad(options, path, item[0]).run() for path in item[1]]
+            target, paths = item
+            results: list[FileResult] = []
+            for path in paths:
+                if results and results[-1].locked:  # (each would wait as long again)
+                    results.append(_not_tried(path, target, Path(results[-1].path).name))
+                else:
+                    results.append(FileLoad(options, path, target).run())
+            return results
 
         try:
             if workers == 1:
