@@ -241,6 +241,31 @@ def test_a_full_run_on_a_busy_table_stops_at_the_load_with_exit_3(
     assert one(deployed_db, "SELECT count(*) FROM public.new_unified_agents") == 0
 
 
+def test_a_batch_has_the_server_notice_a_vanished_client_within_minutes(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A load from a machine whose network is then cut leaves its batch open until the server
+    notices; with the operating system's keepalive that took two hours, and the table's claim
+    held as long. Each batch sets the server's keepalive for its own transaction (and the
+    session keeps its own settings for the next client of a pooler)."""
+    fetch(deployed_db, "CREATE TABLE public.test_seen (idle text, count text, user_timeout text)")
+    fetch(
+        deployed_db,
+        "CREATE FUNCTION public.test_seen() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+        "INSERT INTO public.test_seen VALUES (current_setting('tcp_keepalives_idle'), "
+        "current_setting('tcp_keepalives_count'), current_setting('tcp_user_timeout')); "
+        "RETURN NULL; END$$",
+    )
+    fetch(
+        deployed_db,
+        "CREATE TRIGGER test_seen AFTER INSERT ON public.new_agents "
+        "FOR EACH STATEMENT EXECUTE FUNCTION public.test_seen()",
+    )
+    assert "host=" in deployed_db or "@" in deployed_db  # (TCP: a Unix socket has none)
+    invoke(["load", str(_small_file(tmp_path, "new_agents_kept.csv"))], dsn=deployed_db)
+    assert set(fetch(deployed_db, "SELECT * FROM public.test_seen")) == {("60", "6", "120000")}
+
+
 def test_a_silent_claim_with_a_batch_still_open_is_not_taken_over(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -215,6 +215,8 @@ def test_nothing_syncpipe_sets_is_seen_by_the_next_client(
         "client_connection_check_interval",
         "pg_trgm.similarity_threshold",
         "jit",
+        "tcp_keepalives_idle",
+        "tcp_user_timeout",
     )
     query = "SELECT " + ", ".join(f"current_setting('{s}', true)" for s in settings)
     with psycopg.connect(deployed_db) as direct:

@@ -28,6 +28,18 @@ log = get_logger(__name__)
 MIN_SERVER_VERSION = 150000
 
 
+#: A client that vanished mid-transaction (its machine off, its network cut) is noticed by
+#: the server within about two minutes, and its transaction, locks and load claim ended; the
+#: server's defaults wait two hours or more (the operating system's keepalive). A few bytes a
+#: minute on an idle connection; nothing on a Unix socket. Per transaction, like the rest.
+KEEPALIVE = {
+    "tcp_keepalives_idle": "60",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "6",
+    "tcp_user_timeout": "120000",
+}
+
+
 class Database:
     """Lazily opened pool plus what is known about the server behind it."""
 
@@ -218,7 +230,7 @@ class Database:
         user-sized work (the pool's ``connection()`` does, for its first transaction).
         """
         timeout = f"{postgres_ms(self.settings.statement_timeout)}ms"
-        values: dict[str, str] = {"statement_timeout": timeout, **more}
+        values: dict[str, str] = {"statement_timeout": timeout, **KEEPALIVE, **more}
         calls = ", ".join("set_config(%s, %s, true)" for _ in values)
         params = [item for pair in values.items() for item in pair]
         conn.execute(f"SELECT {calls}", params)
