@@ -357,15 +357,75 @@ def test_a_forked_worker_claims_as_a_load_of_its_own() -> None:
 def test_a_dry_run_waits_for_a_running_load(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """A dry run claims nothing, but its answer would depend on how far a running load of the
-    table got (and its one-at-a-time lane held that load up): it waits like a load."""
+    """A dry run's answer would depend on how far a running load of the table got (and its
+    one-at-a-time lane held that load up): it waits like a load, and leaves no row behind."""
     path = _small_file(tmp_path, "new_agents_dry.csv")
     _claim(deployed_db, tmp_path / "elsewhere.csv", quiet_s=1)
     res = invoke(["load", "--dry-run", str(path)], code=3, dsn=deployed_db, env=FAST)
     assert "is being loaded by another syncpipe load (elsewhere.csv" in res.stderr
     fetch(deployed_db, "UPDATE syncpipe.load_files SET holder_token = NULL")
     invoke(["load", "--dry-run", str(path)], dsn=deployed_db, env=FAST)
-    assert one(deployed_db, "SELECT holder_token FROM syncpipe.load_files") is None
+    assert fetch(deployed_db, "SELECT file_name, holder_token FROM syncpipe.load_files") == [
+        ("elsewhere.csv", None)
+    ]
+
+
+@pytest.mark.slow
+def test_a_load_waits_for_a_dry_run_that_began_first(deployed_db: str, tmp_path: Path) -> None:
+    """A dry run of a table holds it while it runs: a load begun meanwhile waits, then gives up
+    naming the dry run (exit 3), or loads once the dry run is done; the dry run's row goes with
+    it. (The load ran beside it, each trying the other's keys, 2.5 times slower.)"""
+    path = _file(tmp_path)
+    _slow(deployed_db)
+    dry = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "load", str(path), "--dry-run", "--json"],
+        env={
+            **os.environ,
+            "SYNCPIPE_DATABASE_URL": deployed_db,
+            "SYNCPIPE_LOAD_BATCH_ROWS": BATCH,
+            "SYNCPIPE_LOGS_DIR": str(tmp_path / "logs"),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not one(
+        deployed_db, "SELECT count(*) FROM syncpipe.load_files WHERE status = 'checking'"
+    ):
+        assert dry.poll() is None, dry.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    other = _small_file(tmp_path, "new_agents_more.csv")
+    load = _start(deployed_db, other, tmp_path / "logs", SYNCPIPE_LOCK_TIMEOUT="1")
+    _, err = load.communicate(timeout=60)
+    assert load.returncode == 3, err
+    sentence = err.strip().splitlines()[-1]
+    assert "checked by another syncpipe load's dry run (new_agents_resume.csv" in sentence
+    assert dry.poll() is None  # the dry run goes on
+    out, err = dry.communicate(timeout=300)
+    assert dry.returncode == 1, err  # (the file has rejects)
+    assert json.loads(out)["files"][0]["status"] == "dry_run"
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_files") == 0
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
+    load = _start(deployed_db, other, tmp_path / "logs", SYNCPIPE_LOCK_TIMEOUT="1")
+    _, err = load.communicate(timeout=60)
+    assert load.returncode == 0, err
+
+
+def test_a_killed_dry_runs_row_goes_with_the_next_load(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A dry run killed on this machine leaves its 'checking' row: it blocks no one (its process
+    is gone), and the next load of the table deletes it."""
+    path = _small_file(tmp_path, "new_agents_next.csv")
+    _claim(deployed_db, tmp_path / "killed.csv", quiet_s=1, place=_here(), pid=2**22 + 7)
+    fetch(deployed_db, "UPDATE syncpipe.load_files SET status = 'checking'")
+    invoke(["load", str(path)], dsn=deployed_db, env=FAST)
+    assert fetch(deployed_db, "SELECT file_name, status FROM syncpipe.load_files") == [
+        ("new_agents_next.csv", "loaded")
+    ]
+    assert "killed.csv" not in invoke(["report", "--format", "json"], dsn=deployed_db).stdout
 
 
 def test_a_silent_claim_of_the_same_file_is_resumed(
@@ -429,6 +489,17 @@ def test_a_ledger_deployed_by_an_older_syncpipe_is_named(
     invoke(["deploy"], dsn=deployed_db)
     invoke(["load", str(path)], dsn=deployed_db)
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 300
+    # (the same for one whose statuses know no dry run's 'checking' row)
+    fetch(
+        deployed_db,
+        "ALTER TABLE syncpipe.load_files DROP CONSTRAINT load_files_status_check, "
+        "ADD CONSTRAINT load_files_status_check "
+        "CHECK (status IN ('loading', 'loaded', 'loaded_with_rejects'))",
+    )
+    res = invoke(["load", "--dry-run", str(path)], code=2, dsn=deployed_db)
+    assert "deployed by an older syncpipe; run `syncpipe deploy`" in res.stderr
+    invoke(["deploy"], dsn=deployed_db)
+    invoke(["load", "--dry-run", str(path)], dsn=deployed_db)
 
 
 @pytest.mark.slow

@@ -91,7 +91,8 @@ _LOAD_LEDGER_DDL: tuple[str, ...] = (
     "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS body_offset bigint",
     "ALTER TABLE syncpipe.load_files ADD COLUMN IF NOT EXISTS rejects_accepted_at timestamptz",
     # Who is loading the file ('loading' rows only; services/load/claim.py): one load per table
-    # at a time, across processes and machines. Each committed batch renews heartbeat_at.
+    # at a time, across processes and machines. Each committed batch renews heartbeat_at. A
+    # dry run holds its table by a 'checking' row, deleted when it ends.
     """
     ALTER TABLE syncpipe.load_files
         ADD COLUMN IF NOT EXISTS holder_token text,
@@ -110,11 +111,11 @@ _LOAD_LEDGER_DDL: tuple[str, ...] = (
             SELECT 1 FROM pg_constraint
             WHERE conrelid = 'syncpipe.load_files'::regclass
               AND conname = 'load_files_status_check'
-              AND pg_get_constraintdef(oid) LIKE '%loading%'
+              AND pg_get_constraintdef(oid) LIKE '%checking%'
         ) THEN
             ALTER TABLE syncpipe.load_files DROP CONSTRAINT IF EXISTS load_files_status_check;
             ALTER TABLE syncpipe.load_files ADD CONSTRAINT load_files_status_check
-                CHECK (status IN ('loading', 'loaded', 'loaded_with_rejects'));
+                CHECK (status IN ('loading', 'loaded', 'loaded_with_rejects', 'checking'));
         END IF;
     END
     $$
@@ -194,15 +195,20 @@ def ledger_exists(conn: psycopg.Connection[Any]) -> bool:
 
 
 def load_ledger_current(conn: psycopg.Connection[Any]) -> bool:
-    """True when the load ledger has every column this version of syncpipe writes (a deploy
-    brings an older one up to date)."""
+    """True when the load ledger has every column and status this version of syncpipe writes
+    (a deploy brings an older one up to date)."""
     columns = ["holder_token", "holder_since", "holder_silent_s", "holder_pid_start"]
     row = conn.execute(
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('syncpipe.load_files') "
-        "AND attname = ANY(%s) AND NOT attisdropped",
+        "SELECT (SELECT count(*) FROM pg_attribute "
+        "        WHERE attrelid = to_regclass('syncpipe.load_files') "
+        "          AND attname = ANY(%s) AND NOT attisdropped), "
+        "       EXISTS (SELECT 1 FROM pg_constraint "
+        "               WHERE conrelid = to_regclass('syncpipe.load_files') "
+        "                 AND conname = 'load_files_status_check' "
+        "                 AND pg_get_constraintdef(oid) LIKE '%%checking%%')",
         (columns,),
     ).fetchone()
-    return bool(row and row[0] == len(columns))
+    return bool(row and row[0] == len(columns) and row[1])
 
 
 def applied_files(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, str]]:

@@ -244,7 +244,8 @@ def _loads(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:
         """
         SELECT file_name, table_name, rows_read, inserted, updated, rejected,
                duration_ms, finished_at
-        FROM syncpipe.load_files ORDER BY id DESC LIMIT 20
+        FROM syncpipe.load_files WHERE status <> 'checking'  -- (a dry run under way)
+        ORDER BY id DESC LIMIT 20
         """
     ).fetchall()
     return [

@@ -14,8 +14,11 @@ interrupted load releases it); on the same machine (host, boot and process names
 holder's process is gone; from another machine, nothing was committed under it for longer
 than its holder allows itself (2 minutes plus twice its lock timeout) and no batch of it is
 still open on the server (a frozen client's open batch would hold the new load's rows up). A
-dry run, which claims nothing, waits for a running load too: its answer would depend on how
-far that load got. A claim is read and taken under a transaction-scoped advisory lock (a
+dry run holds its table the same way, by a 'checking' row deleted when it ends (one left by a
+dry run that was killed goes when the next load finds its claim stopped): a load begun
+meanwhile waits for it (each tried every key of the other's rows, and the load ran 2.5 times
+slower), and a dry run waits for a running load (its answer would depend on how far that load
+got). A claim is read and taken under a transaction-scoped advisory lock (a
 transaction-mode pooler keeps it with the work), and a load whose claim was taken over stops
 at its next batch.
 """
@@ -125,10 +128,20 @@ def take(conn: psycopg.Connection[Any], table: str, me: Holder) -> Claim | str |
     load may take it)."""
     if not ledger.lock_claims(conn, table):
         return CLAIMING
+    stale: list[int] = []
     for claim in ledger.claims_on(conn, table, me.token):
         if not stopped(claim, me, lambda: ledger.batches_open(conn, table)):
             return claim
+        stale.append(claim.file_id)
+    ledger.forget_checks(conn, stale)
     return None
+
+
+def doing(claim: Claim | str) -> str:
+    """What the holder of a claim is doing to the table, in words."""
+    if isinstance(claim, Claim) and claim.checking:
+        return "checked by another syncpipe load's dry run"
+    return "loaded by another syncpipe load"
 
 
 def describe(claim: Claim | str) -> str:

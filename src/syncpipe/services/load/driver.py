@@ -220,7 +220,7 @@ class FileLoad:
             )
         if now - waited >= self.o.lock_timeout:
             raise LockTimeoutError(
-                f"{self.table} is being loaded by another syncpipe load ({claim.describe(other)}); "
+                f"{self.table} is being {claim.doing(other)} ({claim.describe(other)}); "
                 f"gave up waiting to load {self.path.name} after {self.o.lock_timeout:g} s "
                 "(setting SYNCPIPE_LOCK_TIMEOUT): run this load again when that one is done."
             )
@@ -282,8 +282,23 @@ class FileLoad:
                 if previous is not None and not o.force and not o.dry_run:
                     return self._again(conn, previous)
             file_id: int | None = None
+            checking: int | None = None
             done: list[ledger.DoneBatch] = []
-            if not o.dry_run:
+            if o.dry_run:  # (it holds the table too: a load begun meanwhile waits for it)
+                checking = ledger.start_file(
+                    conn,
+                    path=self.path.resolve(),
+                    table=self.table,
+                    size=self.result.size_bytes,
+                    mtime_ns=mtime_ns,
+                    body_offset=header.size,
+                    env=o.env,
+                    encoding=o.codec,
+                    started=started,
+                    holder=me,
+                    status="checking",
+                )
+            else:
                 file_id = ledger.find_loading(
                     conn, self.table, self.path.resolve(), self.result.size_bytes, mtime_ns, o.codec
                 )
@@ -307,7 +322,7 @@ class FileLoad:
                         holder=me,
                     )
             conn.commit()
-        self._held = file_id
+        self._held = file_id if file_id is not None else checking
         ctx = FileContext(
             path=self.path,
             spec=spec,
@@ -616,6 +631,7 @@ class FileLoad:
                 path = reject_path(o.logs_dir, self.path, sha, dry_run=True)
                 write_rejects(path, self.path, sorted(tally.rejects))
                 r.reject_file = str(path)
+            self._release()
             return r
         path = reject_path(o.logs_dir, self.path, sha)
         with o.db.connection() as conn:

@@ -79,7 +79,7 @@ def same_size_loaded(conn: psycopg.Connection[Any], table: str, size: int) -> bo
     """True when a completed load of a file of this size into ``table`` exists."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM syncpipe.load_files WHERE table_name = %s "
-        "AND size_bytes = %s AND status <> 'loading')",
+        "AND size_bytes = %s AND status IN ('loaded', 'loaded_with_rejects'))",
         (table, size),
     ).fetchone()
     return bool(row and row[0])
@@ -94,7 +94,8 @@ def find_loaded(
         SELECT id, status, rows_read, inserted, updated, unchanged, rejected, finished_at,
                reject_file, rejects_accepted_at IS NOT NULL
         FROM syncpipe.load_files
-        WHERE table_name = %s AND sha256 = %s AND encoding = %s AND status <> 'loading'
+        WHERE table_name = %s AND sha256 = %s AND encoding = %s
+          AND status IN ('loaded', 'loaded_with_rejects')
         ORDER BY id DESC LIMIT 1
         """,
         (table, sha256, encoding),
@@ -135,15 +136,17 @@ def start_file(
     encoding: str,
     started: datetime,
     holder: Holder,
+    status: str = "loading",
 ) -> int:
-    """A new 'loading' row for the file, held by ``holder``; its id."""
+    """A new 'loading' row for the file, held by ``holder``; its id. (A dry run's row is
+    'checking': it holds the table while the dry run reads the file, and goes when it ends.)"""
     row = conn.execute(
         """
         INSERT INTO syncpipe.load_files (file_name, file_path, table_name, size_bytes, mtime_ns,
             body_offset, started_at, finished_at, duration_ms, status, env, encoding,
             holder_token, holder_pid, holder_host, holder_place, holder_silent_s,
             holder_pid_start, heartbeat_at, holder_since)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 'loading', %s, %s, %s, %s, %s, %s, %s, %s,
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                 clock_timestamp(), clock_timestamp())
         RETURNING id
         """,
@@ -156,6 +159,7 @@ def start_file(
             body_offset,
             started,
             started,
+            status,
             env,
             encoding,
             *holder.columns(),
@@ -193,6 +197,7 @@ class Claim:
     holder: Holder
     since: datetime  # when it took the claim
     quiet_s: float  # since its last committed batch (or since it took the claim)
+    checking: bool = False  # a dry run's claim ('checking' row)
 
 
 def lock_claims(conn: psycopg.Connection[Any], table: str) -> bool:
@@ -221,10 +226,11 @@ def claims_on(conn: psycopg.Connection[Any], table: str, token: str) -> list[Cla
         """
         SELECT id, file_name, holder_token, holder_pid, holder_host, holder_place,
                holder_silent_s, holder_pid_start, coalesce(holder_since, started_at),
-               extract(epoch FROM clock_timestamp() - coalesce(heartbeat_at, started_at))
+               extract(epoch FROM clock_timestamp() - coalesce(heartbeat_at, started_at)),
+               status = 'checking'
         FROM syncpipe.load_files
-        WHERE table_name = %s AND status = 'loading' AND holder_token IS NOT NULL
-          AND holder_token <> %s
+        WHERE table_name = %s AND status IN ('loading', 'checking')
+          AND holder_token IS NOT NULL AND holder_token <> %s
         ORDER BY id
         """,
         (table, token),
@@ -243,6 +249,7 @@ def claims_on(conn: psycopg.Connection[Any], table: str, token: str) -> list[Cla
             ),
             r[8],
             float(r[9]),
+            bool(r[10]),
         )
         for r in rows
     ]
@@ -259,11 +266,25 @@ def hold(conn: psycopg.Connection[Any], file_id: int, holder: Holder) -> None:
 
 
 def release(conn: psycopg.Connection[Any], file_id: int, token: str) -> None:
-    """Give up the claim (the load stopped; its row stays, to be resumed)."""
+    """Give up the claim (the load stopped; its row stays, to be resumed; a dry run's row
+    goes)."""
     conn.execute(
-        "UPDATE syncpipe.load_files SET holder_token = NULL WHERE id = %s AND holder_token = %s",
-        (file_id, token),
+        "WITH gone AS (DELETE FROM syncpipe.load_files "
+        "              WHERE id = %s AND holder_token = %s AND status = 'checking') "
+        "UPDATE syncpipe.load_files SET holder_token = NULL "
+        "WHERE id = %s AND holder_token = %s AND status = 'loading'",
+        (file_id, token, file_id, token),
     )
+
+
+def forget_checks(conn: psycopg.Connection[Any], file_ids: list[int]) -> None:
+    """Delete the rows of dry runs that stopped without deleting them (killed, or their
+    database lost); their claims block no one already."""
+    if file_ids:
+        conn.execute(
+            "DELETE FROM syncpipe.load_files WHERE id = ANY(%s) AND status = 'checking'",
+            (file_ids,),
+        )
 
 
 def done_batches(conn: psycopg.Connection[Any], file_id: int) -> list[DoneBatch]:
