@@ -355,8 +355,42 @@ def test_table_named_in_upper_case_is_the_table_sql_reads(
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 2
 
 
-def test_a_role_without_the_privilege_fails_its_file_at_once(
+def test_table_names_are_read_as_sql_reads_them(
     invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A quoted name is the table of that exact name, in any schema: `"People"` is not
+    `people` (its rows went to people, reported as loaded into People), a dot inside quotes
+    is part of the name; what is no table (a view, an index, a name of four parts, another
+    database's) is said in one sentence, exit 2."""
+    fetch(
+        deployed_db,
+        'CREATE TABLE public.people (id int PRIMARY KEY, name text); '
+        'CREATE TABLE public."People" (id int PRIMARY KEY, name text); '
+        'CREATE SCHEMA "we.ird"; CREATE TABLE "we.ird"."My Leads" (id int PRIMARY KEY, name text); '
+        "CREATE VIEW public.people_view AS SELECT * FROM public.people",
+    )  # fmt: skip
+    path = write(tmp_path / "people.csv", ["id,name", "10,carol", "11,dave"])
+    for name, spelled in [('"People"', 'public."People"'), ('"we.ird"."My Leads"', None)]:
+        data = invoke(["load", str(path), "-t", name, "--json"], dsn=deployed_db).json()
+        assert (data["files"][0]["table"], data["files"][0]["inserted"]) == (spelled or name, 2)
+    assert one(deployed_db, 'SELECT count(*) FROM public."People"') == 2
+    assert one(deployed_db, 'SELECT count(*) FROM "we.ird"."My Leads"') == 2
+    assert one(deployed_db, "SELECT count(*) FROM public.people") == 0
+    again = invoke(["load", str(path), "-t", 'PUBLIC."People"', "--json"], dsn=deployed_db)
+    assert again.json()["files"][0]["status"] == "skipped"
+    for name, phrase in [
+        ("people_view", "public.people_view is a view, not a table"),
+        ("public.people_pkey", "public.people_pkey is an index, not a table"),
+        ("a.b.c.d", "'a.b.c.d' is not a table name"),
+        ("elsewhere.public.people", "is not a table name"),
+    ]:
+        res = invoke(["load", str(path), "-t", name], code=2, dsn=deployed_db)
+        assert phrase in res.stderr, (name, res.stderr)
+
+
+@pytest.mark.parametrize("revoked", ["INSERT", "INSERT, UPDATE"])
+def test_a_role_without_the_privilege_fails_its_file_at_once(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, revoked: str
 ) -> None:
     """A batch the server refuses for good (here: the role may read the table, not write it)
     fails its file at once, in the server's words and naming the role; the other table's file
@@ -369,7 +403,7 @@ def test_a_role_without_the_privilege_fails_its_file_at_once(
         for schema in ("public", "bronze", "syncpipe"):
             admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
             admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
-        admin.execute(f"REVOKE INSERT, UPDATE ON public.new_agents FROM {role}")
+        admin.execute(f"REVOKE {revoked} ON public.new_agents FROM {role}")
     try:
         params = psycopg.conninfo.conninfo_to_dict(deployed_db)
         params["user"] = role
@@ -388,7 +422,7 @@ def test_a_role_without_the_privilege_fails_its_file_at_once(
         assert time.perf_counter() - started < 20
         by_table = {f["table"]: f for f in data["files"]}
         failed = by_table["public.new_agents"]
-        assert failed["status"] == "failed"
+        assert (failed["status"], failed["rejected"]) == ("failed", 0)  # (no row's fault)
         assert "permission denied for table new_agents" in failed["message"]
         assert f"the role {role} lacks a privilege" in failed["message"]
         assert "line 2" in failed["message"]

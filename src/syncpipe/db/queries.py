@@ -17,10 +17,34 @@ def scalar(conn: psycopg.Connection[Any], query: Query, params: Any = None) -> A
     return None if row is None else row[0]
 
 
+def name_parts(name: str) -> list[str]:
+    """The identifiers of a dotted SQL name, its quotes taken off: ``public."We.ird"`` is
+    ``["public", "We.ird"]`` (an unquoted part as written: syncpipe's names come from the
+    catalog, where SQL already folded them)."""
+    parts: list[str] = []
+    buf: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if quoted and ch == '"' and name[i + 1 : i + 2] == '"':
+            buf.append('"')
+            i += 1
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    parts.append("".join(buf))
+    return parts
+
+
 def qualified(name: str) -> sql.Composed:
-    """Quote ``schema.table`` (or ``table``) as an identifier."""
-    parts = name.split(".", 1)
-    return sql.SQL(".").join(sql.Identifier(p) for p in parts)
+    """Quote ``schema.table`` (or ``table``; either part may be SQL-quoted) as an identifier."""
+    return sql.SQL(".").join(sql.Identifier(p) for p in name_parts(name))
 
 
 def table_exists(conn: psycopg.Connection[Any], name: str) -> bool:

@@ -43,6 +43,17 @@ def refusal(exc: psycopg.Error) -> Refusal:
     return "data"
 
 
+def lasting(exc: psycopg.Error) -> bool:
+    """True for a refusal that no row causes and no retry mends: a privilege the role lacks,
+    a read-only transaction, a table gone, a full disk, the server's own failure. Row level
+    security is judged row by row (a policy may take some rows and refuse others), and so is
+    an exception a trigger raises (a check of the row, mostly)."""
+    state = exc.sqlstate or ""
+    if state == "42501":  # insufficient_privilege, and a row refused by row level security
+        return not (exc.diag.message_primary or "").startswith("new row violates row-level")
+    return state[:2] in ("25", "42", "53", "58", "XX")
+
+
 class BatchRefused(Exception):
     """The server refused a batch for a reason no retry mends: its file fails, saying why."""
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from syncpipe.services.load.errors import copy_record, is_lost, refusal
+from syncpipe.services.load.errors import copy_record, is_lost, lasting, refusal
 from syncpipe.services.load.records import parse_piece
 from syncpipe.services.load.scan import record_at, record_span
 from syncpipe.services.load.slow import run_slow
@@ -49,7 +49,7 @@ def _copy(conn: psycopg.Connection[Any], statement: Any, data: bytes) -> tuple[i
                 copy.write(data)
             return max(cur.rowcount, 0), DONE
     except psycopg.Error as exc:
-        if is_lost(conn, exc):
+        if is_lost(conn, exc) or lasting(exc):  # (the batch fails whole: errors.BatchRefused)
             raise
         return 0, Outcome(refusal(exc), copy_record(exc))
 

@@ -103,10 +103,12 @@ class TableSpec:
 
 
 def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str] | None:
-    """The oid and the catalog's own ``schema.table`` of a name as SQL reads it, or None.
+    """The oid and the SQL name of a table as SQL reads the name given, or None.
 
-    SQL folds unquoted names to lower case, so ``PUBLIC.NEW_AGENTS`` is ``public.new_agents``;
-    the catalog's spelling is the one to quote. Not a name at all: ConfigError (exit 2).
+    SQL folds unquoted names to lower case, so ``PUBLIC.NEW_AGENTS`` is ``public.new_agents``,
+    and ``"People"`` is not ``people``: the name returned is the catalog's, quoted where it
+    must be (``public."People"``), so that it reads back as the same table. Not a name at
+    all, or a view, an index...: ConfigError (exit 2).
     """
     if "." not in table:
         table = f"public.{table}"
@@ -114,17 +116,38 @@ def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str] | 
         with conn.transaction():  # (a savepoint inside a transaction)
             row = conn.execute(
                 """
-                SELECT c.oid, n.nspname, c.relname
+                SELECT c.oid, c.relkind, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.oid = to_regclass(%s)
                 """,
                 (table,),
             ).fetchone()
-    except psycopg.errors.InvalidName:
+    except (
+        psycopg.errors.InvalidName,
+        psycopg.errors.SyntaxError,  # (a.b.c.d)
+        psycopg.errors.FeatureNotSupported,  # (another_database.schema.table)
+    ):
         raise ConfigError(
             f"{table!r} is not a table name (schema.table; check --table or SYNCPIPE_CSV_SOURCES)."
         ) from None
-    return None if row is None else (int(row[0]), f"{row[1]}.{row[2]}")
+    if row is None:
+        return None
+    if row[1] not in ("r", "p"):
+        kinds = {
+            "v": "a view",
+            "m": "a materialized view",
+            "i": "an index",
+            "I": "an index",
+            "S": "a sequence",
+            "f": "a foreign table",
+            "c": "a composite type",
+        }
+        what = kinds.get(row[1], "something else")
+        raise ConfigError(
+            f"{row[2]} is {what}, not a table: a load writes into a table (check --table or "
+            "SYNCPIPE_CSV_SOURCES)."
+        )
+    return int(row[0]), str(row[2])
 
 
 def canonical_table(conn: psycopg.Connection[Any], table: str) -> str:
