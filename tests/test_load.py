@@ -367,10 +367,15 @@ def test_table_names_are_read_as_sql_reads_them(
         'CREATE TABLE public.people (id int PRIMARY KEY, name text); '
         'CREATE TABLE public."People" (id int PRIMARY KEY, name text); '
         'CREATE SCHEMA "we.ird"; CREATE TABLE "we.ird"."My Leads" (id int PRIMARY KEY, name text); '
+        'CREATE TABLE public."a.b" (id int PRIMARY KEY, name text); '
         "CREATE VIEW public.people_view AS SELECT * FROM public.people",
     )  # fmt: skip
     path = write(tmp_path / "people.csv", ["id,name", "10,carol", "11,dave"])
-    for name, spelled in [('"People"', 'public."People"'), ('"we.ird"."My Leads"', None)]:
+    for name, spelled in [
+        ('"People"', 'public."People"'),
+        ('"we.ird"."My Leads"', None),
+        ('"a.b"', 'public."a.b"'),  # (no schema, a dot in the name: public's)
+    ]:
         data = invoke(["load", str(path), "-t", name, "--json"], dsn=deployed_db).json()
         assert (data["files"][0]["table"], data["files"][0]["inserted"]) == (spelled or name, 2)
     assert one(deployed_db, 'SELECT count(*) FROM public."People"') == 2
@@ -386,6 +391,53 @@ def test_table_names_are_read_as_sql_reads_them(
     ]:
         res = invoke(["load", str(path), "-t", name], code=2, dsn=deployed_db)
         assert phrase in res.stderr, (name, res.stderr)
+
+
+def test_refusals_of_the_table_or_the_role_fail_the_file_whole(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A table published for updates without a replica identity refuses every update, and a
+    role whose transactions are read-only refuses every write, the ledger's first: the file
+    fails in the server's words (it had every row rejected, or ended the command with a bare
+    database error and no result), and loads once that is mended."""
+    path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1), agent_line(2)])
+    invoke(["load", str(path)], dsn=deployed_db)
+    fetch(
+        deployed_db,
+        "ALTER TABLE public.new_agents REPLICA IDENTITY NOTHING; "
+        "CREATE PUBLICATION test_updates FOR TABLE public.new_agents",
+    )
+    write(path, [HEADER, agent_line(1, name="Renamed One"), agent_line(2)])
+    data = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db).json()
+    (failed,) = data["files"]
+    assert (failed["status"], failed["rejected"]) == ("failed", 0)
+    assert "does not have a replica identity" in failed["message"]
+    fetch(deployed_db, "DROP PUBLICATION test_updates")
+    done = invoke(["load", str(path), "--json"], dsn=deployed_db).json()["files"][0]
+    assert (done["status"], done["updated"], done["rejected"]) == ("loaded", 1, 0)
+
+    role = f"syncpipe_readonly_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(deployed_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
+        admin.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
+        admin.execute(f"GRANT USAGE ON SCHEMA public, bronze, syncpipe TO {role}")
+        for schema in ("public", "bronze", "syncpipe"):
+            admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
+            admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(deployed_db)
+        params["user"] = role
+        write(path, [HEADER, agent_line(3)])
+        res = invoke(
+            ["load", str(path), "--json"], code=1, dsn=psycopg.conninfo.make_conninfo(**params)
+        )
+        (failed,) = res.json()["files"]
+        assert failed["status"] == "failed"
+        assert "cannot execute INSERT in a read-only transaction" in failed["message"]
+    finally:
+        with psycopg.connect(deployed_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.parametrize("revoked", ["INSERT", "INSERT, UPDATE"])

@@ -30,7 +30,7 @@ from syncpipe.db.errors import first_line, lost_error
 from syncpipe.logs import get_logger
 from syncpipe.services.load import claim, ledger
 from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
-from syncpipe.services.load.errors import BatchRefused, is_lost, refusal
+from syncpipe.services.load.errors import BatchRefused, is_lost, lasting, refusal
 from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
 from syncpipe.services.load.header import HeaderProblem, check_header
 from syncpipe.services.load.lane import Lane, LaneAborted
@@ -201,6 +201,11 @@ class FileLoad:
             raise
         except (psycopg.OperationalError, ConnectError) as exc:
             raise self._lost(exc) from exc
+        except psycopg.Error as exc:  # (the ledger's rows, say, as a read-only role)
+            if not lasting(exc):
+                raise
+            self._release()
+            return self._fail(str(BatchRefused(None, exc, self.o.db.info.user)))
         except BaseException:
             self._release()
             raise

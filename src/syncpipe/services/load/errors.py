@@ -51,13 +51,16 @@ def lasting(exc: psycopg.Error) -> bool:
     state = exc.sqlstate or ""
     if state == "42501":  # insufficient_privilege, and a row refused by row level security
         return not (exc.diag.message_primary or "").startswith("new row violates row-level")
-    return state[:2] in ("25", "42", "53", "58", "XX")
+    if state == "55P03":  # lock_not_available: tried again
+        return False
+    # (55: the table's state, e.g. published for updates without a replica identity)
+    return state[:2] in ("25", "42", "53", "55", "58", "XX")
 
 
 class BatchRefused(Exception):
     """The server refused a batch for a reason no retry mends: its file fails, saying why."""
 
-    def __init__(self, line: int, exc: psycopg.Error, role: str) -> None:
+    def __init__(self, line: int | None, exc: psycopg.Error, role: str) -> None:
         diag = exc.diag
         reason = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
         if len(reason) > _REASON_CHARS:
@@ -65,10 +68,11 @@ class BatchRefused(Exception):
         hint = ""
         if diag.sqlstate == "42501":  # insufficient_privilege
             hint = f" (the role {role} lacks a privilege the load needs)"
+        what = "the load of the file" if line is None else f"the batch from line {line:,}"
         super().__init__(
-            f"the server refused the batch from line {line:,}: {reason}{hint} "
-            f"[SQLSTATE {diag.sqlstate}]; the batches committed before it are kept: run the "
-            "load again to resume once that is mended"
+            f"the server refused {what}: {reason}{hint} [SQLSTATE {diag.sqlstate}]; the "
+            "batches committed before it are kept: run the load again to resume once that is "
+            "mended"
         )
 
 

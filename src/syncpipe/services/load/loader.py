@@ -21,6 +21,7 @@ from typing import Any
 from syncpipe.core.errors import ConfigError, InterruptedByUser, NotDeployedError
 from syncpipe.db.database import Database
 from syncpipe.db.ledger import ledger_exists, load_ledger_current
+from syncpipe.db.queries import name_parts
 from syncpipe.logs import get_logger
 from syncpipe.services.load.driver import FileLoad, FileResult, LoadOptions, ProgressFn
 from syncpipe.services.load.rejects import reject_folder
@@ -131,7 +132,7 @@ class LoadService:
         """Load every file (folders expanded); the result says what happened to each."""
         t0 = time.perf_counter()
         codec, pg_encoding = resolve_encoding(encoding)
-        if table is not None and "." not in table:
+        if table is not None and len(name_parts(table)) == 1:
             table = f"public.{table}"
         selection = expand_paths(paths, self.settings.csv_sources, table, self.settings.logs_dir)
         if not selection.files and not selection.refused:

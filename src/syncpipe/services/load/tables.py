@@ -16,6 +16,7 @@ from typing import Any, Literal
 import psycopg
 
 from syncpipe.core.errors import ConfigError, NotDeployedError
+from syncpipe.db.queries import name_parts
 
 Shape = Literal["array_of_strings", "array", "object"]
 #: Values the merge indexes (team ids, e-mails), so their length is limited
@@ -110,7 +111,7 @@ def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str] | 
     must be (``public."People"``), so that it reads back as the same table. Not a name at
     all, or a view, an index...: ConfigError (exit 2).
     """
-    if "." not in table:
+    if len(name_parts(table)) == 1:  # (a dot inside quotes is part of the name)
         table = f"public.{table}"
     try:
         with conn.transaction():  # (a savepoint inside a transaction)
@@ -159,12 +160,12 @@ def canonical_table(conn: psycopg.Connection[Any], table: str) -> str:
         found = None
     if found is not None:
         return found[1]
-    return table if "." in table else f"public.{table}"
+    return table if len(name_parts(table)) > 1 else f"public.{table}"
 
 
 def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
     """Read columns and primary key of ``schema.table`` from the catalog."""
-    if "." not in table:
+    if len(name_parts(table)) == 1:
         table = f"public.{table}"
     row = _find_table(conn, table)
     if row is None:
