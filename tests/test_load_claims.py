@@ -77,7 +77,9 @@ def test_a_second_load_of_the_same_file_waits_for_the_first(
     and skips it. Before, it resumed the first one's unfinished ledger row and both fought
     over every key: a 245k-row file took 518 s instead of 5."""
     path = _file(tmp_path)
-    _pace(deployed_db)
+    # (4.5 s of load at least: at 50 ms a batch the first load could end before the second
+    # had started, on a busy machine, and the second then had nothing to wait for)
+    _slow(deployed_db)
     first = _start(deployed_db, path, tmp_path / "logs")
     _claimed(deployed_db, first)
     second = _start(deployed_db, path, tmp_path / "logs", SYNCPIPE_LOCK_TIMEOUT="120")

@@ -289,8 +289,9 @@ class FileLoad:
             file_id: int | None = None
             checking: int | None = None
             done: list[ledger.DoneBatch] = []
-            if o.dry_run:  # (it holds the table too: a load begun meanwhile waits for it)
-                checking = ledger.start_file(
+
+            def new_row(status: str) -> int:  # (the file's ledger row, held by this load)
+                return ledger.start_file(
                     conn,
                     path=self.path.resolve(),
                     table=self.table,
@@ -301,8 +302,11 @@ class FileLoad:
                     encoding=o.codec,
                     started=started,
                     holder=me,
-                    status="checking",
+                    status=status,
                 )
+
+            if o.dry_run:  # (it holds the table too: a load begun meanwhile waits for it)
+                checking = new_row("checking")
             else:
                 file_id = ledger.find_loading(
                     conn, self.table, self.path.resolve(), self.result.size_bytes, mtime_ns, o.codec
@@ -314,18 +318,7 @@ class FileLoad:
                     ledger.hold(conn, file_id, me)
                     done = ledger.done_batches(conn, file_id)
                 else:
-                    file_id = ledger.start_file(
-                        conn,
-                        path=self.path.resolve(),
-                        table=self.table,
-                        size=self.result.size_bytes,
-                        mtime_ns=mtime_ns,
-                        body_offset=header.size,
-                        env=o.env,
-                        encoding=o.codec,
-                        started=started,
-                        holder=me,
-                    )
+                    file_id = new_row("loading")
             conn.commit()
         self._held = file_id if file_id is not None else checking
         ctx = FileContext(
