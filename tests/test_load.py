@@ -440,6 +440,29 @@ def test_refusals_of_the_table_or_the_role_fail_the_file_whole(
             admin.execute(f"DROP ROLE {role}")
 
 
+def test_a_role_that_may_not_use_the_ledger_is_named(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A role with rights on the tables but none on the ledger's schema: one sentence naming
+    the role and the remedy, exit 2 (it was a bare "Database error", exit 1)."""
+    role = f"syncpipe_noledger_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(deployed_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
+        admin.execute(f"GRANT USAGE ON SCHEMA public, bronze TO {role}")
+        admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public, bronze TO {role}")
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(deployed_db)
+        params["user"] = role
+        path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1)])
+        res = invoke(["load", str(path)], code=2, dsn=psycopg.conninfo.make_conninfo(**params))
+        assert f"The role {role} may not use syncpipe's load ledger" in res.stderr
+        assert "permission denied for schema syncpipe" in res.stderr
+    finally:
+        with psycopg.connect(deployed_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
 @pytest.mark.parametrize("revoked", ["INSERT", "INSERT, UPDATE"])
 def test_a_role_without_the_privilege_fails_its_file_at_once(
     invoke: Invoke, deployed_db: str, tmp_path: Path, revoked: str

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from syncpipe.core.errors import ConfigError, InterruptedByUser, NotDeployedError
 from syncpipe.db.database import Database
+from syncpipe.db.errors import first_line
 from syncpipe.db.ledger import ledger_exists, load_ledger_current
 from syncpipe.db.queries import name_parts
 from syncpipe.logs import get_logger
@@ -86,6 +90,19 @@ class LoadResult:
         }
 
 
+@contextmanager
+def _ledger_denied(db: Database) -> Iterator[None]:
+    """A role that may not read the load ledger, named with the remedy (exit 2)."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise ConfigError(
+            f"The role {db.info.user} may not use syncpipe's load ledger (schema syncpipe) on "
+            f"{db.target}: {first_line(exc).rstrip('.')}; run the load as the role that "
+            "deployed syncpipe."
+        ) from None
+
+
 def _not_tried(path: Path, table: str, blocked: str) -> FileResult:
     """A file of a table an earlier file of this load waited for in vain."""
     message = (
@@ -141,7 +158,7 @@ class LoadService:
                 + ", ".join(str(p) for p in paths)
                 + f" (patterns: {', '.join(self.settings.csv_sources)})."
             )
-        with self.db.connection() as conn:
+        with self.db.connection() as conn, _ledger_denied(self.db):
             if not ledger_exists(conn):
                 raise NotDeployedError(
                     f"{self.db.target} has not been deployed; run `syncpipe deploy` first."
