@@ -454,9 +454,22 @@ def test_a_role_that_may_not_use_the_ledger_is_named(
         params = psycopg.conninfo.conninfo_to_dict(deployed_db)
         params["user"] = role
         path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1)])
-        res = invoke(["load", str(path)], code=2, dsn=psycopg.conninfo.make_conninfo(**params))
+        dsn = psycopg.conninfo.make_conninfo(**params)
+        res = invoke(["load", str(path)], code=2, dsn=dsn)
         assert f"The role {role} may not use syncpipe's load ledger" in res.stderr
         assert "permission denied for schema syncpipe" in res.stderr
+        # (and one that may use the ledger but not the pages' schema: that schema is named)
+        with psycopg.connect(deployed_db, autocommit=True) as admin:
+            admin.execute(f"GRANT USAGE ON SCHEMA syncpipe TO {role}")
+            admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA syncpipe TO {role}")
+            admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA syncpipe TO {role}")
+            admin.execute(f"REVOKE USAGE ON SCHEMA bronze FROM {role}")
+        pages = write(
+            tmp_path / "raw_company_info.csv", ["research_uuid,team_id,website,team_members"]
+        )
+        res = invoke(["load", str(pages)], code=2, dsn=dsn)
+        assert f"The role {role} may not look up bronze.company_info_raw" in res.stderr
+        assert "permission denied for schema bronze" in res.stderr
     finally:
         with psycopg.connect(deployed_db, autocommit=True) as admin:
             admin.execute(f"DROP OWNED BY {role}")

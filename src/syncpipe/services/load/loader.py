@@ -158,16 +158,17 @@ class LoadService:
                 + ", ".join(str(p) for p in paths)
                 + f" (patterns: {', '.join(self.settings.csv_sources)})."
             )
-        with self.db.connection() as conn, _ledger_denied(self.db):
-            if not ledger_exists(conn):
-                raise NotDeployedError(
-                    f"{self.db.target} has not been deployed; run `syncpipe deploy` first."
-                )
-            if not load_ledger_current(conn):
-                raise NotDeployedError(
-                    f"The load ledger of {self.db.target} was deployed by an older syncpipe; "
-                    "run `syncpipe deploy` to bring it up to date."
-                )
+        with self.db.connection() as conn:
+            with _ledger_denied(self.db):
+                if not ledger_exists(conn):
+                    raise NotDeployedError(
+                        f"{self.db.target} has not been deployed; run `syncpipe deploy` first."
+                    )
+                if not load_ledger_current(conn):
+                    raise NotDeployedError(
+                        f"The load ledger of {self.db.target} was deployed by an older "
+                        "syncpipe; run `syncpipe deploy` to bring it up to date."
+                    )
             # (each table as the catalog spells it: `-t PUBLIC.NEW_AGENTS` is public.new_agents,
             # whose ledger rows and claims the other loads of it know it by)
             names = {t: canonical_table(conn, t) for t in {t for _, t in selection.files}}

@@ -131,6 +131,12 @@ def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str] | 
         raise ConfigError(
             f"{table!r} is not a table name (schema.table; check --table or SYNCPIPE_CSV_SOURCES)."
         ) from None
+    except psycopg.errors.InsufficientPrivilege as exc:  # (no USAGE on its schema)
+        reason = (exc.diag.message_primary or "permission denied").rstrip(".")
+        raise ConfigError(
+            f"The role {conn.info.user} may not look up {table}: {reason}; grant it USAGE on "
+            "the schema, or load as the role that deployed syncpipe."
+        ) from None
     if row is None:
         return None
     if row[1] not in ("r", "p"):
@@ -156,7 +162,7 @@ def canonical_table(conn: psycopg.Connection[Any], table: str) -> str:
     table (``read_table_spec`` then says so, for each file)."""
     try:
         found = _find_table(conn, table)
-    except ConfigError:
+    except ConfigError:  # (said for each of its files by read_table_spec)
         found = None
     if found is not None:
         return found[1]
