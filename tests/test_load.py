@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -35,6 +37,30 @@ def write(
     data = newline.join(x if isinstance(x, bytes) else x.encode() for x in lines) + newline
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
     return path
+
+
+@contextmanager
+def _role(dsn: str, kind: str, schemas: tuple[str, ...], *setup: str) -> Iterator[tuple[str, str]]:
+    """A login role past row level security (as service_role is) with every right on the
+    tables and sequences of ``schemas``, then the ``setup`` statements ({role}: its name);
+    its name and DSN; dropped after."""
+    role = f"syncpipe_{kind}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
+        admin.execute(f"GRANT USAGE ON SCHEMA {', '.join(schemas)} TO {role}")
+        for schema in schemas:
+            admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
+            admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+        for statement in setup:
+            admin.execute(statement.format(role=role))
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+        params["user"] = role
+        yield role, psycopg.conninfo.make_conninfo(**params)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
 
 
 def reject_rows() -> list[dict[str, str]]:
@@ -416,28 +442,13 @@ def test_refusals_of_the_table_or_the_role_fail_the_file_whole(
     done = invoke(["load", str(path), "--json"], dsn=deployed_db).json()["files"][0]
     assert (done["status"], done["updated"], done["rejected"]) == ("loaded", 1, 0)
 
-    role = f"syncpipe_readonly_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(deployed_db, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
-        admin.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
-        admin.execute(f"GRANT USAGE ON SCHEMA public, bronze, syncpipe TO {role}")
-        for schema in ("public", "bronze", "syncpipe"):
-            admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
-            admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(deployed_db)
-        params["user"] = role
+    readonly = "ALTER ROLE {role} SET default_transaction_read_only = on"
+    with _role(deployed_db, "readonly", ("public", "bronze", "syncpipe"), readonly) as (_, dsn):
         write(path, [HEADER, agent_line(3)])
-        res = invoke(
-            ["load", str(path), "--json"], code=1, dsn=psycopg.conninfo.make_conninfo(**params)
-        )
+        res = invoke(["load", str(path), "--json"], code=1, dsn=dsn)
         (failed,) = res.json()["files"]
         assert failed["status"] == "failed"
         assert "cannot execute INSERT in a read-only transaction" in failed["message"]
-    finally:
-        with psycopg.connect(deployed_db, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
 
 
 def test_a_role_that_may_not_use_the_ledger_is_named(
@@ -445,16 +456,8 @@ def test_a_role_that_may_not_use_the_ledger_is_named(
 ) -> None:
     """A role with rights on the tables but none on the ledger's schema: one sentence naming
     the role and the remedy, exit 2 (it was a bare "Database error", exit 1)."""
-    role = f"syncpipe_noledger_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(deployed_db, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
-        admin.execute(f"GRANT USAGE ON SCHEMA public, bronze TO {role}")
-        admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public, bronze TO {role}")
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(deployed_db)
-        params["user"] = role
+    with _role(deployed_db, "noledger", ("public", "bronze")) as (role, dsn):
         path = write(tmp_path / "new_agents.csv", [HEADER, agent_line(1)])
-        dsn = psycopg.conninfo.make_conninfo(**params)
         res = invoke(["load", str(path)], code=2, dsn=dsn)
         assert f"The role {role} may not use syncpipe's load ledger" in res.stderr
         assert "permission denied for schema syncpipe" in res.stderr
@@ -470,10 +473,6 @@ def test_a_role_that_may_not_use_the_ledger_is_named(
         res = invoke(["load", str(pages)], code=2, dsn=dsn)
         assert f"The role {role} may not look up bronze.company_info_raw" in res.stderr
         assert "permission denied for schema bronze" in res.stderr
-    finally:
-        with psycopg.connect(deployed_db, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.parametrize("revoked", ["INSERT", "INSERT, UPDATE"])
@@ -483,18 +482,9 @@ def test_a_role_without_the_privilege_fails_its_file_at_once(
     """A batch the server refuses for good (here: the role may read the table, not write it)
     fails its file at once, in the server's words and naming the role; the other table's file
     loads. (It was retried until the lock timeout and then blamed on "a merge", exit 3.)"""
-    role = f"syncpipe_reader_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(deployed_db, autocommit=True) as admin:
-        # (past row level security, as service_role is: the pages' file loads)
-        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
-        admin.execute(f"GRANT USAGE ON SCHEMA public, bronze, syncpipe TO {role}")
-        for schema in ("public", "bronze", "syncpipe"):
-            admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
-            admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
-        admin.execute(f"REVOKE {revoked} ON public.new_agents FROM {role}")
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(deployed_db)
-        params["user"] = role
+    schemas = ("public", "bronze", "syncpipe")
+    revoke = f"REVOKE {revoked} ON public.new_agents FROM {{role}}"
+    with _role(deployed_db, "reader", schemas, revoke) as (role, dsn):
         folder = tmp_path / "in"
         folder.mkdir()
         write(folder / "new_agents.csv", [HEADER, agent_line(1), agent_line(2)])
@@ -504,7 +494,7 @@ def test_a_role_without_the_privilege_fails_its_file_at_once(
         data = invoke(
             ["load", str(folder), "--json"],
             code=1,
-            dsn=psycopg.conninfo.make_conninfo(**params),
+            dsn=dsn,
             env={"SYNCPIPE_LOCK_TIMEOUT": "30"},
         ).json()
         assert time.perf_counter() - started < 20
@@ -517,10 +507,6 @@ def test_a_role_without_the_privilege_fails_its_file_at_once(
         assert by_table["bronze.company_info_raw"]["status"] == "loaded"
         assert one(deployed_db, "SELECT count(*) FROM bronze.company_info_raw") == 1
         assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
-    finally:
-        with psycopg.connect(deployed_db, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
 
 
 def test_dry_run_validates_and_writes_nothing(
