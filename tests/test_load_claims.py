@@ -250,6 +250,8 @@ def test_a_batch_has_the_server_notice_a_vanished_client_within_minutes(
     notices; with the operating system's keepalive that took two hours, and the table's claim
     held as long. Each batch sets the server's keepalive for its own transaction (and the
     session keeps its own settings for the next client of a pooler)."""
+    if one(deployed_db, "SELECT inet_server_addr() IS NULL"):
+        pytest.skip("a Unix socket has no TCP keepalive (the embedded server's connection)")
     fetch(deployed_db, "CREATE TABLE public.test_seen (idle text, count text, user_timeout text)")
     fetch(
         deployed_db,
@@ -263,7 +265,6 @@ def test_a_batch_has_the_server_notice_a_vanished_client_within_minutes(
         "CREATE TRIGGER test_seen AFTER INSERT ON public.new_agents "
         "FOR EACH STATEMENT EXECUTE FUNCTION public.test_seen()",
     )
-    assert "host=" in deployed_db or "@" in deployed_db  # (TCP: a Unix socket has none)
     invoke(["load", str(_small_file(tmp_path, "new_agents_kept.csv"))], dsn=deployed_db)
     assert set(fetch(deployed_db, "SELECT * FROM public.test_seen")) == {("60", "6", "120000")}
 
