@@ -11,7 +11,9 @@ Usage:
    `syncpipe load` (validation, screens, rejects, batches committed with the ledger,
    parallel streams) into the real table, in a rotating order. Prints median wall times,
    rows/s, the throughput ratios (median over rounds of psql seconds / syncpipe seconds, so
-   > 1 means syncpipe is faster), the loader's peak RSS and a reload of the unchanged file.
+   > 1 means syncpipe is faster), the loader's peak RSS, a reload of the unchanged file
+   (skipped by its checksum) and the same file again with ``--force`` (every row compared
+   with its table's).
 2. ``--scale``: new_agents files of each size (simple generated rows), one pair each, to put
    the growth of the cost on record (rows/s and peak RSS per size), plus the same file with
    20 bad rows per million spread over it (syncpipe only: psql cannot load it), whose cost is
@@ -275,6 +277,14 @@ def main() -> None:
                 print(
                     f"  reload of the unchanged file: {reload_t:.2f} s (peak RSS "
                     f"{reload_rss / 1024:.0f} MB)"
+                )
+                forced_t, forced_rss, _ = run_measured(
+                    [sys.executable, "-m", "syncpipe", "load", str(path), "--force"], env
+                )
+                print(
+                    f"  the same file again with --force (every row compared, none changed): "
+                    f"{forced_t:.2f} s, {forced_t / r.ours:.1f}x its load "
+                    f"(peak RSS {forced_rss / 1024:.0f} MB)"
                 )
         sizes = [int(s) for s in args.scale.split(",") if s.strip()]
         if sizes:

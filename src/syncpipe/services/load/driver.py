@@ -536,9 +536,12 @@ class FileLoad:
             with conn.transaction():
                 # The statement timeout and the batch's settings, for this transaction only,
                 # in one statement: the rows' load_file_id (sql/ddl/110; '' on a dry run,
-                # which writes nothing) and the file's encoding.
+                # which writes nothing) and the file's encoding. No JIT: a batch's statements
+                # probe an index per row, which the planner prices high enough to compile
+                # them, 25-30 ms a statement that their execution never wins back.
                 settings = {
                     "synchronous_commit": "off",
+                    "jit": "off",
                     "syncpipe.load_file_id": "" if ctx.file_id is None else str(ctx.file_id),
                 }
                 if ctx.pg_encoding != "UTF8":

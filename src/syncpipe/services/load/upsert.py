@@ -84,6 +84,8 @@ class Target:
         self.cols = sql.SQL(", ").join(cols)
         self.pk = [sql.Identifier(c) for c in spec.primary_key]
         self.pk_list = sql.SQL(", ").join(self.pk)
+        #: the file's columns an upsert may change (the rest are the key)
+        self.noncols = [sql.Identifier(c) for c in header.names if c not in spec.primary_key]
         guard = self._guard()
         options = sql.SQL("(FORMAT csv, FORCE_NULL ({}))").format(self.cols)
         self.copy_direct = sql.SQL("COPY {} ({}) FROM STDIN {} WHERE {}").format(
@@ -171,13 +173,16 @@ class Target:
         its transaction id, names the file that loaded it)."""
         stage = sql.Identifier(STAGE)
         cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
-        join_t = sql.SQL(" AND ").join(sql.SQL("t.{c} = r.{c}").format(c=c) for c in self.pk)
         key_text = sql.SQL(", ").join(sql.SQL("r.{}::text").format(c) for c in self.pk)
         origin: sql.Composable = sql.SQL("ox.file_id")
+        held = "t.xmin AS xmin"
         if ORIGIN_COLUMN in self.spec.columns:
-            origin = sql.SQL("coalesce(t.{}, ox.file_id)").format(sql.Identifier(ORIGIN_COLUMN))
-        # The stage was just filled: its statistics make the joins below index probes.
-        conn.execute(sql.SQL("ANALYZE {}").format(stage))
+            origin = sql.SQL("coalesce(r.origin, ox.file_id)")
+            held += f", t.{ORIGIN_COLUMN} AS origin"
+        # The stage was just filled: its size and its keys' statistics make the joins below
+        # index probes (the other columns' statistics, a team page's members among them, would
+        # only cost reading them).
+        conn.execute(sql.SQL("ANALYZE {} ({})").format(stage, self.pk_list))
         row = conn.execute(
             "SELECT coalesce(array_agg(x::text), '{}') FROM syncpipe.load_batches b, "
             "unnest(b.xids) x WHERE b.file_id = %s",
@@ -192,24 +197,26 @@ class Target:
                        row_number() OVER w AS n, first_value(s._line) OVER w AS first
                 FROM {stage} s
                 WINDOW w AS (PARTITION BY {cols_s} ORDER BY s._ord)
+            ), held AS MATERIALIZED (
+                -- (written out: left to the planner, the small joins below ran once per row)
+                SELECT r.*, t.* FROM ranked r LEFT JOIN LATERAL ({held}) t ON true
             ), other AS MATERIALIZED (
                 SELECT x, b.file_id, b.start_offset
                 FROM syncpipe.load_files f
                 JOIN syncpipe.load_batches b ON b.file_id = f.id, unnest(b.xids) x
                 WHERE f.table_name = %(table)s AND f.file_name <> %(name)s
             )
-            SELECT r._ord, r._line, ARRAY[{key_text}], r.n, r.first, t.xmin::text,
-                   t.xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
+            SELECT r._ord, r._line, ARRAY[{key_text}], r.n, r.first, r.xmin::text,
+                   r.xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
                    o.id, o.file_name, o.file_path,
                    CASE WHEN ox.file_id = o.id THEN ox.start_offset END
-            FROM ranked r
-            LEFT JOIN {target} t ON {join_t}
+            FROM held r
             LEFT JOIN syncpipe.load_seen k
                 ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
-            LEFT JOIN other ox ON ox.x = t.xmin
+            LEFT JOIN other ox ON ox.x = r.xmin
             LEFT JOIN syncpipe.load_files o
                 ON o.id = {origin} AND o.table_name = %(table)s AND o.file_name <> %(name)s
-            WHERE r.n > 1 OR t.xmin = ANY(%(xids)s::xid[]) OR t.xmin = ANY(%(file_xids)s::xid[])
+            WHERE r.n > 1 OR r.xmin = ANY(%(xids)s::xid[]) OR r.xmin = ANY(%(file_xids)s::xid[])
                OR k.batch_start IS NOT NULL OR o.id IS NOT NULL
             ORDER BY r._ord
             """
@@ -217,8 +224,7 @@ class Target:
                 stage=stage,
                 cols_s=cols_s,
                 key_text=key_text,
-                target=self.table,
-                join_t=join_t,
+                held=self._probe("r", held),
                 origin=origin,
             ),
             {
@@ -259,19 +265,55 @@ class Target:
             )
         return out
 
+    def _differs(self, left: str, right: str) -> sql.Composable:
+        """True where row ``left`` holds other values than row ``right`` in the file's
+        non-key columns (NULLs equal, as the upsert compares them)."""
+        sides = [
+            sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.SQL(alias), c) for c in self.noncols)
+            for alias in (left, right)
+        ]
+        return sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(*sides)
+
+    def _probe(
+        self, outer: str, columns: str, where: sql.Composable | None = None
+    ) -> sql.Composable:
+        """``SELECT columns FROM target t WHERE <t's key is outer's> [AND where] OFFSET 0``:
+        the target row of a staged row, found by its key's index. (``OFFSET 0`` keeps the
+        planner from joining the whole target: a hash join read every row of the table for
+        each batch, so a file loaded again took time growing with the table's square.)"""
+        join = sql.SQL(" AND ").join(
+            sql.SQL("t.{c} = {o}.{c}").format(c=c, o=sql.SQL(outer)) for c in self.pk
+        )
+        if where is not None:
+            join = sql.SQL("{} AND {}").format(join, where)
+        return sql.SQL("SELECT {} FROM {} t WHERE {} OFFSET 0").format(
+            sql.SQL(columns), self.table, join
+        )
+
+    def _same_row(self) -> sql.Composable:
+        """For a staged row ``s``: its key is in the target with the same values already."""
+        return sql.SQL("EXISTS ({})").format(
+            self._probe("s", "1", sql.SQL("NOT {}").format(self._differs("t", "s")))
+        )
+
     def lock_rows(self, conn: psycopg.Connection[Any]) -> None:
-        """Lock the target rows the stage will update, in key order, without waiting: a row
+        """Lock the target rows the stage will change, in key order, without waiting: a row
         another transaction holds (a merge marking pages synced) raises LockNotAvailable and
         the batch is tried again later, so a load never waits inside the database on a
-        transaction that may wait on it (no deadlock)."""
-        stage = sql.Identifier(STAGE)
-        join = sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=c) for c in self.pk)
-        order = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in self.pk)
+        transaction that may wait on it (no deadlock). Rows the stage holds unchanged are
+        neither locked nor written (``upsert`` leaves them out): a file loaded again costs
+        reads, not a row lock written on every row."""
+        if not self.noncols:
+            return  # (ON CONFLICT DO NOTHING: nothing is locked or changed)
         conn.execute(
             sql.SQL(
-                "SELECT count(*) FROM (SELECT 1 FROM {} t JOIN {} s ON {} ORDER BY {} "
-                "FOR UPDATE OF t NOWAIT) locked"
-            ).format(self.table, stage, join, order)
+                "SELECT count(*) FROM (SELECT * FROM {} ORDER BY {}) s, "
+                "LATERAL ({} FOR UPDATE NOWAIT) locked"
+            ).format(
+                sql.Identifier(STAGE),
+                self.pk_list,
+                self._probe("s", "1", self._differs("t", "s")),
+            )
         )
 
     def drop_staged(self, conn: psycopg.Connection[Any], ords: list[int]) -> None:
@@ -292,25 +334,28 @@ class Target:
     ) -> Upserted:
         """INSERT ... ON CONFLICT DO UPDATE the stage (or one staged row) into the target."""
         stage = sql.Identifier(STAGE)
-        noncols = [c for c in self.header.names if c not in self.spec.primary_key]
-        if noncols:
+        if self.noncols:
             assignments = sql.SQL(", ").join(
-                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in noncols
-            )
-            left = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in noncols)
-            right = sql.SQL(", ").join(
-                sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in noncols
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=c) for c in self.noncols
             )
             if ORIGIN_COLUMN in self.spec.columns and ORIGIN_COLUMN not in self.header.names:
                 assignments = sql.SQL("{}, {c} = EXCLUDED.{c}").format(
                     assignments, c=sql.Identifier(ORIGIN_COLUMN)
                 )
-            conflict: sql.Composable = sql.SQL(
-                "DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})"
-            ).format(assignments, left, right)
+            conflict: sql.Composable = sql.SQL("DO UPDATE SET {} WHERE {}").format(
+                assignments, self._differs("t", "EXCLUDED")
+            )
         else:
             conflict = sql.SQL("DO NOTHING")
         where = sql.SQL("WHERE _ord = {}").format(sql.Literal(ord_)) if ord_ else sql.SQL("")
+        # Rows the target holds unchanged are left out of the INSERT: ON CONFLICT DO UPDATE
+        # would lock each (its WHERE is judged after the lock), writing every page again, and
+        # wait on a row another transaction holds, which ``lock_rows`` left alone.
+        unchanged: sql.Composable = sql.SQL("")
+        if self.noncols:
+            unchanged = sql.SQL("{} NOT {}").format(
+                sql.SQL("AND" if ord_ else "WHERE"), self._same_row()
+            )
         returned = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in self.pk)
         join_u = sql.SQL(" AND ").join(sql.SQL("u.{c} = s.{c}").format(c=c) for c in self.pk)
         key_text = sql.SQL(", ").join(sql.SQL("s.{}::text").format(c) for c in self.pk)
@@ -337,7 +382,7 @@ class Target:
                 """
             WITH up AS (
                 INSERT INTO {target} AS t ({cols})
-                SELECT {cols} FROM {stage} {where} ORDER BY _ord
+                SELECT {cols} FROM {stage} s {where} {unchanged} ORDER BY _ord
                 ON CONFLICT ({pk}) {conflict}
                 RETURNING {returned}, (xmax = 0) AS inserted, t.xmin::text AS x
             ){seen}
@@ -355,6 +400,7 @@ class Target:
                 conflict=conflict,
                 returned=returned,
                 seen=seen,
+                unchanged=unchanged,
             )
         ).fetchone()
         assert row is not None
