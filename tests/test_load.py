@@ -492,6 +492,42 @@ def test_refusals_of_the_table_or_the_role_fail_the_file_whole(
         assert "cannot execute INSERT in a read-only transaction" in failed["message"]
 
 
+def test_a_file_that_fails_part_way_counts_the_batches_it_kept(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The server refuses the third batch for good (a full disk, here raised by a trigger):
+    the file fails, and its result counts the two batches committed before it, which are in
+    the table (it said 0 rows read); the next load resumes from them."""
+    fetch(
+        deployed_db,
+        """
+        CREATE FUNCTION public.test_full() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.full_name = 'Agent Number250' THEN
+                RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_full BEFORE INSERT ON public.new_agents
+            FOR EACH ROW EXECUTE FUNCTION public.test_full();
+        """,
+    )
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(350)])
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "100", "SYNCPIPE_LOAD_STREAMS": "1"}
+    res = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db, env=env).json()
+    (failed,) = res["files"]
+    assert failed["status"] == "failed"
+    assert "could not extend file" in failed["message"]
+    assert "line 201" in failed["message"]  # (batches end at line 100 and 200)
+    assert (failed["rows_read"], failed["inserted"], failed["rejected"]) == (199, 199, 0)
+    assert res["totals"]["inserted"] == 199
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 199
+    fetch(deployed_db, "DROP TRIGGER test_full ON public.new_agents")
+    done = invoke(["load", str(path), "--json"], dsn=deployed_db, env=env).json()["files"][0]
+    assert (done["status"], done["rows_read"], done["inserted"]) == ("loaded", 350, 350)
+    assert done["resumed_batches"] == 2
+
+
 def test_a_role_that_may_not_use_the_ledger_is_named(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

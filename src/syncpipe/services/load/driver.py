@@ -175,6 +175,7 @@ class FileLoad:
         self.result = FileResult(path=str(path), table=table, status="loaded")
         self.t0 = time.perf_counter()
         self._held: int | None = None  # the ledger row this load claimed, until it is done
+        self._file_id: int | None = None  # the file's ledger row (not on a dry run)
 
     def run(self) -> FileResult:
         """Load the file; the result says what happened."""
@@ -321,6 +322,7 @@ class FileLoad:
                     file_id = new_row("loading")
             conn.commit()
         self._held = file_id if file_id is not None else checking
+        self._file_id = file_id
         ctx = FileContext(
             path=self.path,
             spec=spec,
@@ -711,12 +713,30 @@ class FileLoad:
         return self._fail(str(exc))
 
     def _fail(self, message: str) -> FileResult:
-        self.result.status = "failed"
-        self.result.message = message
-        self.result.duration_s = time.perf_counter() - self.t0
+        r = self.result
+        r.status = "failed"
+        r.message = message
+        r.duration_s = time.perf_counter() - self.t0
+        if self._file_id is not None:
+            # What its committed batches hold, this run's and a resumed run's: in the table,
+            # and counted, though the file failed. (Best effort: a lost database says 0.)
+            try:
+                with self.o.db.connection() as conn:
+                    totals = ledger.committed(conn, self._file_id)
+                    conn.commit()
+            except (psycopg.Error, ConnectError):
+                pass
+            else:
+                r.rows_read, r.inserted, r.updated, r.unchanged, r.rejected = (
+                    totals.rows_read,
+                    totals.inserted,
+                    totals.updated,
+                    totals.unchanged,
+                    totals.rejected,
+                )
         log.warning("load.file_failed", file=str(self.path), error=message)
-        self._tick(self.result.size_bytes, 0)
-        return self.result
+        self._tick(r.size_bytes, 0)
+        return r
 
     def _tick(self, nbytes: int, rows: int) -> None:
         if self.o.progress:

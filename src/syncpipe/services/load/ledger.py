@@ -378,6 +378,21 @@ class Totals:
     rejected: int
 
 
+def committed(conn: psycopg.Connection[Any], file_id: int) -> Totals:
+    """A file's counts over the batches committed so far (a file that failed part way)."""
+    row = conn.execute(
+        """
+        SELECT coalesce(sum(rows_read), 0), coalesce(sum(inserted), 0),
+               coalesce(sum(updated), 0), coalesce(sum(unchanged), 0),
+               coalesce(sum(rejected), 0)
+        FROM syncpipe.load_batches WHERE file_id = %s
+        """,
+        (file_id,),
+    ).fetchone()
+    assert row is not None
+    return Totals(*(int(v) for v in row))
+
+
 def finish_file(
     conn: psycopg.Connection[Any],
     file_id: int,
