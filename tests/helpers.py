@@ -111,3 +111,12 @@ def plan_of(plans: list[str], statement: str) -> str:
         if "Query Text: " + statement in plan:
             return plan
     raise AssertionError(f"no plan of a statement starting with {statement!r}")
+
+
+def require_language(dsn: str, language: str) -> None:
+    """Skip the test where the server cannot speak ``language`` (an ``lc_messages`` value): the
+    locale must have been on the machine when the server started."""
+    try:
+        fetch(dsn, f"SET lc_messages = '{language}'")
+    except psycopg.errors.InvalidParameterValue:
+        pytest.skip(f"the server cannot speak {language} (no such locale when it started)")

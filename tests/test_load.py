@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import Invoke, fetch, one
+from tests.helpers import Invoke, fetch, one, require_language
 
 HEADER = "supabase_uuid,full_name,email_clean,phone_digits,team_id,social_links"
 
@@ -40,13 +40,15 @@ def write(
 
 
 @contextmanager
-def _role(dsn: str, kind: str, schemas: tuple[str, ...], *setup: str) -> Iterator[tuple[str, str]]:
-    """A login role past row level security (as service_role is) with every right on the
-    tables and sequences of ``schemas``, then the ``setup`` statements ({role}: its name);
-    its name and DSN; dropped after."""
+def _role(
+    dsn: str, kind: str, schemas: tuple[str, ...], *setup: str, bypassrls: bool = True
+) -> Iterator[tuple[str, str]]:
+    """A login role past row level security (as service_role is; ``bypassrls=False``: held
+    to it) with every right on the tables and sequences of ``schemas``, then the ``setup``
+    statements ({role}: its name); its name and DSN; dropped after."""
     role = f"syncpipe_{kind}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS")
+        admin.execute(f"CREATE ROLE {role} LOGIN {'BYPASSRLS' if bypassrls else 'NOBYPASSRLS'}")
         admin.execute(f"GRANT USAGE ON SCHEMA {', '.join(schemas)} TO {role}")
         for schema in schemas:
             admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}")
@@ -526,6 +528,32 @@ def test_a_file_that_fails_part_way_counts_the_batches_it_kept(
     done = invoke(["load", str(path), "--json"], dsn=deployed_db, env=env).json()["files"][0]
     assert (done["status"], done["rows_read"], done["inserted"]) == ("loaded", 350, 350)
     assert done["resumed_batches"] == 2
+
+
+@pytest.mark.parametrize("language", ["C", "de_DE.UTF-8"])
+def test_rows_a_policy_refuses_are_rejected_in_any_language(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, language: str
+) -> None:
+    """Row level security refuses one row of a role held to it: that row is rejected, the
+    others load (exit 1). The same where the server speaks German (``lc_messages``): the
+    refusal was told apart by its English words, so there the whole file failed."""
+    setup = [
+        "CREATE POLICY test_read ON public.new_agents FOR SELECT TO {role} USING (true)",
+        "CREATE POLICY test_add ON public.new_agents FOR INSERT TO {role} "
+        "WITH CHECK (full_name <> 'Agent Number5')",
+    ]
+    require_language(deployed_db, language)
+    setup.append(f"ALTER ROLE {{role}} SET lc_messages = '{language}'")
+    schemas = ("public", "bronze", "syncpipe")
+    with _role(deployed_db, "policy", schemas, *setup, bypassrls=False) as (_, dsn):
+        path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(10)])
+        f = invoke(["load", str(path), "--json"], code=1, dsn=dsn).json()["files"][0]
+        assert (f["status"], f["inserted"], f["rejected"]) == ("loaded_with_rejects", 9, 1)
+        (reject,) = reject_rows()
+        assert reject["line"] == "7"
+        if language == "C":
+            assert "row-level security" in reject["reason"]
+    assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 9
 
 
 def test_a_role_that_may_not_use_the_ledger_is_named(

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from tests.helpers import fetch, one, plan_of, plans_of
+from tests.helpers import fetch, one, plan_of, plans_of, require_language
 
 PAGES = 1500
 MEMBERS = "SELECT research_uuid::text, member_name FROM public.unified_company_member ORDER BY 1, 2"
@@ -241,15 +241,19 @@ def test_a_merge_skips_the_vacuum_it_cannot_have_and_still_succeeds(
     assert one(deployed_db, "SELECT count(*) FROM public.unified_company_member") == PAGES * 3
 
 
-def test_a_vacuum_the_role_may_not_run_counts_as_skipped(deployed_db: str) -> None:
+@pytest.mark.parametrize("language", ["C", "de_DE.UTF-8"])
+def test_a_vacuum_the_role_may_not_run_counts_as_skipped(deployed_db: str, language: str) -> None:
     """A role that may not vacuum the pages gets a warning, not an error, in words that
     changed with PostgreSQL 16 ("skipping ... only table or database owner can vacuum it",
-    then "permission denied to vacuum ..., skipping it"): either is a skipped vacuum."""
+    then "permission denied to vacuum ..., skipping it"): either is a skipped vacuum, and so
+    is the warning of a server speaking German (it counted as a vacuum done)."""
     from syncpipe.services.merge.service import _Phases, _vacuum_pages
 
+    require_language(deployed_db, language)
     role = f"syncpipe_novacuum_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(deployed_db, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"ALTER ROLE {role} SET lc_messages = '{language}'")
         admin.execute(f"GRANT USAGE ON SCHEMA bronze TO {role}")
     try:
         params = psycopg.conninfo.conninfo_to_dict(deployed_db)

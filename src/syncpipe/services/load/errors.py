@@ -43,6 +43,16 @@ def refusal(exc: psycopg.Error) -> Refusal:
     return "data"
 
 
+def refused_by_policy(exc: psycopg.Error) -> bool:
+    """True for a row a row level security policy refused (SQLSTATE 42501, as a missing
+    privilege is): told apart by the server function that raised it, which is the same in
+    every language the server may speak (``lc_messages``), else by its English words."""
+    diag = exc.diag
+    if diag.source_function == "ExecWithCheckOptions":
+        return True
+    return (diag.message_primary or "").startswith("new row violates row-level")
+
+
 def lasting(exc: psycopg.Error) -> bool:
     """True for a refusal that no row causes and no retry mends: a privilege the role lacks,
     a read-only transaction, a table gone, a full disk, the server's own failure. Row level
@@ -50,7 +60,7 @@ def lasting(exc: psycopg.Error) -> bool:
     an exception a trigger raises (a check of the row, mostly)."""
     state = exc.sqlstate or ""
     if state == "42501":  # insufficient_privilege, and a row refused by row level security
-        return not (exc.diag.message_primary or "").startswith("new row violates row-level")
+        return not refused_by_policy(exc)
     if state == "55P03":  # lock_not_available: tried again
         return False
     # (55: the table's state, e.g. published for updates without a replica identity)
@@ -90,7 +100,7 @@ def server_reason(exc: psycopg.Error) -> tuple[str, str]:
     if not column and ", column " in context:
         column = context.split(", column ", 1)[1].split(":", 1)[0].strip()
     message = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
-    if diag.constraint_name and "check constraint" in message:
+    if diag.constraint_name and diag.sqlstate == "23514":  # check_violation (in any language)
         message = f"violates {diag.constraint_name}"
     elif diag.sqlstate == "23502" and column:  # not_null_violation (of the table, or the stage)
         message = f"{column} is empty, and the table needs a value"

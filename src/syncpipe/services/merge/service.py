@@ -127,6 +127,16 @@ _SUMMED = (
 _PAGES = ("bronze", "company_info_raw")
 
 
+#: The server functions whose warning says VACUUM skipped a table: the role may not vacuum it
+#: (up to PostgreSQL 15, then renamed), or its lock was not had. Their names are the same in
+#: every language the server speaks; the English words ('skipping "t" --- only table or
+#: database owner can vacuum it' up to 15, 'permission denied to vacuum "t", skipping it'
+#: from 16 on, 'skipping vacuum of "t" --- lock not available') are checked too.
+_VACUUM_SKIPS = frozenset(
+    {"vacuum_is_relation_owner", "vacuum_is_permitted_for_relation", "vacuum_open_relation"}
+)
+
+
 def _vacuum_pages(conn: psycopg.Connection[Any], pages: int, phases: _Phases) -> bool:
     """After the commit of a run that marked more pages synced than autovacuum waits for (50
     plus a fifth of the table), VACUUM the team pages, so the next run does not read the dead
@@ -140,7 +150,9 @@ def _vacuum_pages(conn: psycopg.Connection[Any], pages: int, phases: _Phases) ->
     notices: list[str] = []
 
     def keep(diag: psycopg.errors.Diagnostic) -> None:
-        notices.append(diag.message_primary or "")
+        text = diag.message_primary or ""
+        if diag.source_function in _VACUUM_SKIPS or "skipping" in text:
+            notices.append(text)
 
     try:
         row = conn.execute(
@@ -165,12 +177,9 @@ def _vacuum_pages(conn: psycopg.Connection[Any], pages: int, phases: _Phases) ->
     except KeyboardInterrupt:  # (psycopg cancels the statement; the merge stays committed)
         log.warning("merge.vacuum_skipped", table=".".join(_PAGES), reason="interrupted")
         return False
-    # ('skipping "t" --- only table or database owner can vacuum it' up to PostgreSQL 15,
-    # 'permission denied to vacuum "t", skipping it' from 16 on; a lock not had, both)
-    skipped = [text for text in notices if "skipping" in text]
-    if skipped:
-        log.warning("merge.vacuum_skipped", table=".".join(_PAGES), reason=skipped[0])
-    return not skipped
+    if notices:
+        log.warning("merge.vacuum_skipped", table=".".join(_PAGES), reason=notices[0])
+    return not notices
 
 
 def sum_counts(batches: list[dict[str, Any]]) -> dict[str, Any]:
