@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tests.agents import Sources, agent_of, assert_contact_keys_in_step, live_agents, member_agent
-from tests.helpers import Invoke, fetch, one
+from tests.helpers import Invoke, fetch, one, require_language
 
 
 def load_and_merge(invoke: Invoke, dsn: str, src: Sources, folder: Path, *args: str) -> dict:
@@ -862,6 +862,33 @@ def test_accepted_review_pair_merges_the_two_agents(
     )
     missing = invoke(["review", "accept", "999999"], dsn=deployed_db, code=1)
     assert "review item 999999 does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("language", ["C", "de_DE.UTF-8"])
+def test_a_decision_on_agents_held_by_an_open_edit_names_it(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, language: str
+) -> None:
+    """An agent of the pair held by another session's open transaction: the decision gives up
+    after the lock timeout, saying who holds what and naming the setting (exit 3); a server
+    speaking German too (its words for the lock timeout were not recognized)."""
+    require_language(deployed_db, language)
+    review_id, a, _ = _two_for_review(invoke, deployed_db, tmp_path / "data")
+    database = one(deployed_db, "SELECT current_database()")
+    fetch(deployed_db, f"ALTER DATABASE {database} SET lc_messages = '{language}'")
+    with psycopg.connect(deployed_db) as other:
+        other.execute(
+            "SELECT 1 FROM new_unified_agents WHERE agent_id = %s FOR UPDATE",
+            (agent_of(deployed_db, "new_agents", a),),
+        )
+        res = invoke(
+            ["review", "accept", str(review_id)],
+            dsn=deployed_db,
+            code=3,
+            env={"SYNCPIPE_LOCK_TIMEOUT": "0.5"},
+        )
+    assert "another session holds its agents or the item locked" in res.stderr
+    assert "SYNCPIPE_LOCK_TIMEOUT" in res.stderr
+    assert one(deployed_db, "SELECT status FROM merge_review_queue") == "open"
 
 
 def test_rejected_review_pair_never_comes_back(

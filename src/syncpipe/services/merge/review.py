@@ -246,7 +246,9 @@ class ReviewService:
             except psycopg.errors.LockNotAvailable as exc:
                 conn.rollback()
                 reason = exc.diag.message_primary or "a merge is running; try again"
-                if "lock timeout" in reason:
+                # (the lock timeout ends a wait where the statement checks for interrupts;
+                # a server that speaks another language says "lock timeout" in its own words)
+                if exc.diag.source_function == "ProcessInterrupts" or "lock timeout" in reason:
                     reason = (
                         f"another session holds its agents or the item locked (an edit in a "
                         f"transaction still open); gave up after {timeout:g} s (setting "
