@@ -23,7 +23,7 @@ from syncpipe.core.errors import EXIT_FAILED
 from syncpipe.db.errors import classify, resource_error
 from tests.agents import Sources
 from tests.conftest import ROOT, deployed_database
-from tests.helpers import CliResult, Invoke, fetch, one
+from tests.helpers import CliResult, Invoke, fetch, one, require_language
 
 #: The merge's work_mem at PostgreSQL's minimum: its sorts and hashes spill to temporary files.
 SPILL = {"SYNCPIPE_MERGE_WORK_MEM": "64kB"}
@@ -449,6 +449,25 @@ def test_batched_run_says_which_batches_stay(
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents") == 80
     statuses = fetch(deployed_db, "SELECT status FROM unified_merge_logs WHERE run_kind = 'merge'")
     assert sorted(statuses) == [("failed",), ("success",), ("success",)]
+
+
+def test_statement_timeout_names_the_setting_in_any_language(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The same where the server speaks German: its words for the timeout are not known, so
+    the setting is named as the likely cause (it was not named at all)."""
+    require_language(deployed_db, "de_DE.UTF-8")
+    database = one(deployed_db, "SELECT current_database()")
+    fetch(deployed_db, f"ALTER DATABASE {database} SET lc_messages = 'de_DE.UTF-8'")
+    invoke(["load", str(_more_data(tmp_path / "more", persons=1000))], dsn=deployed_db)
+    failed = invoke(
+        ["merge"], dsn=deployed_db, env={"SYNCPIPE_STATEMENT_TIMEOUT": "0.05"}, code=EXIT_FAILED
+    )
+    message = _error(failed)
+    _one_sentence(message)
+    assert "if it was the statement timeout, raise SYNCPIPE_STATEMENT_TIMEOUT (now 0.05 s" in (
+        message
+    )
 
 
 def test_statement_timeout_names_the_phase_and_the_setting(

@@ -640,13 +640,14 @@ def _resource_of(exc: BaseException, phase: str | None, committed: int) -> Resou
 def _canceled(exc: BaseException, phase: str | None, settings: Settings, committed: int) -> str:
     """A canceled merge as one sentence: the phase, and the setting when it was the timeout."""
     where = f' in phase "{phase}"' if phase else ""
-    if "statement timeout" in str(exc) and settings.statement_timeout:
-        remedy = (
-            f"raise SYNCPIPE_STATEMENT_TIMEOUT (now {settings.statement_timeout:g} s; 0 for "
-            "none) and run it again"
-        )
-    else:
+    setting = f"SYNCPIPE_STATEMENT_TIMEOUT (now {settings.statement_timeout:g} s; 0 for none)"
+    text = str(exc)
+    if not settings.statement_timeout or "user request" in text:
         remedy = "run it again"
+    elif "statement timeout" in text:
+        remedy = f"raise {setting} and run it again"
+    else:  # (a server speaking another language: its words do not tell which cancel it was)
+        remedy = f"if it was the statement timeout, raise {setting}; run it again"
     return f"The merge was canceled{where} ({first_line(exc)}): {remedy}; {_outcome(committed)}."
 
 
