@@ -179,6 +179,33 @@ def test_a_file_loaded_again_locks_and_reads_only_what_it_changes(
     assert set(locked) <= {("Agent Number10",), ("Renamed Agent",)}
 
 
+def test_a_table_with_types_that_have_no_equality_loads_again(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Columns of types with no ``=`` (json, xml, point) are compared on their text when a
+    file is loaded again: the same file changes nothing, a changed value is an update. (The
+    server refused every batch: "operator does not exist: json = json".)"""
+    fetch(
+        deployed_db,
+        "CREATE TABLE public.shapes (id int PRIMARY KEY, doc json, spot point, note xml, n int)",
+    )
+    path = tmp_path / "shapes.csv"
+    rows = ['1,"{""a"": 1}","(1,2)",<a/>,5', '2,"[1, 2]","(3,4)",,6']
+    write(path, ["id,doc,spot,note,n", *rows])
+    invoke(["load", str(path), "-t", "public.shapes"], dsn=deployed_db)
+    load = ["load", str(path), "-t", "public.shapes", "--json"]
+    f = invoke([*load, "--force"], dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"]) == (0, 0, 2)
+    changed = ['1,"{""a"":  1}","(1,2)",<a/>,5', '2,"[1, 2]","(3,5)",,6']
+    write(path, ["id,doc,spot,note,n", *changed])
+    f = invoke(load, dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"]) == (0, 2, 0)
+    assert fetch(deployed_db, "SELECT doc::text, spot::text FROM public.shapes ORDER BY id") == [
+        ('{"a":  1}', "(1,2)"),
+        ("[1, 2]", "(3,5)"),
+    ]
+
+
 BAD_ROWS: dict[int, tuple[bytes, str, str]] = {
     # physical line: (content, column, reason fragment)
     102: (b'not-a-uuid,Bad Uuid,"[]","[]",t,"{}"', "supabase_uuid", "is not a UUID"),

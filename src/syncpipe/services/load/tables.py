@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from syncpipe.core.errors import ConfigError, NotDeployedError
-from syncpipe.db.queries import name_parts
+from syncpipe.db.queries import name_parts, qualified
 
 Shape = Literal["array_of_strings", "array", "object"]
 #: Values the merge indexes (team ids, e-mails), so their length is limited
@@ -78,6 +79,9 @@ class TableSpec:
     columns: dict[str, Column]
     primary_key: tuple[str, ...]
     fmt: SourceFormat | None
+    #: columns of a type with no equality (json, xml, point...): a row loaded again is
+    #: compared on their text
+    no_equality: frozenset[str] = frozenset()
 
     @property
     def loadable(self) -> list[str]:
@@ -210,7 +214,34 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
         columns=columns,
         primary_key=tuple(str(r[0]) for r in pk),
         fmt=KNOWN_FORMATS.get(table),
+        no_equality=_no_equality(conn, table, list(columns)),
     )
+
+
+def _no_equality(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> frozenset[str]:
+    """The columns whose values ``IS DISTINCT FROM`` cannot compare (their type has no ``=``:
+    json, xml, point...), as the server resolves it: all at once, then one by one if that
+    fails. (A probe the role may not run names nothing: the load then says why.)"""
+
+    def resolves(names: list[str]) -> bool:
+        probe = sql.SQL("SELECT {} FROM {} t LIMIT 0").format(
+            sql.SQL(", ").join(
+                sql.SQL("t.{c} IS DISTINCT FROM t.{c}").format(c=sql.Identifier(n)) for n in names
+            ),
+            qualified(table),
+        )
+        try:
+            with conn.transaction():
+                conn.execute(probe)
+        except psycopg.errors.UndefinedFunction:
+            return False
+        except psycopg.Error:
+            return True
+        return True
+
+    if not columns or resolves(columns):
+        return frozenset()
+    return frozenset(c for c in columns if not resolves([c]))
 
 
 def table_for(path: Path, sources: dict[str, str]) -> str | None:

@@ -85,7 +85,8 @@ class Target:
         self.pk = [sql.Identifier(c) for c in spec.primary_key]
         self.pk_list = sql.SQL(", ").join(self.pk)
         #: the file's columns an upsert may change (the rest are the key)
-        self.noncols = [sql.Identifier(c) for c in header.names if c not in spec.primary_key]
+        self.noncol_names = [c for c in header.names if c not in spec.primary_key]
+        self.noncols = [sql.Identifier(c) for c in self.noncol_names]
         guard = self._guard()
         options = sql.SQL("(FORMAT csv, FORCE_NULL ({}))").format(self.cols)
         self.copy_direct = sql.SQL("COPY {} ({}) FROM STDIN {} WHERE {}").format(
@@ -267,9 +268,13 @@ class Target:
 
     def _differs(self, left: str, right: str) -> sql.Composable:
         """True where row ``left`` holds other values than row ``right`` in the file's
-        non-key columns (NULLs equal, as the upsert compares them)."""
+        non-key columns (NULLs equal; a type with no equality, json say, by its text)."""
+        text = [name in self.spec.no_equality for name in self.noncol_names]
         sides = [
-            sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.SQL(alias), c) for c in self.noncols)
+            sql.SQL(", ").join(
+                sql.SQL("{}.{}{}").format(sql.SQL(alias), c, sql.SQL("::text" if t else ""))
+                for c, t in zip(self.noncols, text, strict=True)
+            )
             for alias in (left, right)
         ]
         return sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(*sides)
