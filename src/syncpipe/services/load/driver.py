@@ -80,6 +80,12 @@ class FileResult:
     #: the file failed waiting for a lock or another load's claim (the load's exit code 3)
     locked: bool = False
 
+    def count(self, totals: ledger.Totals) -> None:
+        """Take the file's counts from its ledger (its batches summed)."""
+        self.rows_read, self.inserted = totals.rows_read, totals.inserted
+        self.updated, self.unchanged = totals.updated, totals.unchanged
+        self.rejected = totals.rejected
+
     @property
     def rows_per_s(self) -> float:
         """Rows read per second."""
@@ -649,13 +655,7 @@ class FileLoad:
             conn.commit()
             self._held = None
             rows = ledger.rejects_of(conn, ctx.file_id) if totals.rejected else []
-        r.rows_read, r.inserted, r.updated, r.unchanged, r.rejected = (
-            totals.rows_read,
-            totals.inserted,
-            totals.updated,
-            totals.unchanged,
-            totals.rejected,
-        )
+        r.count(totals)
         if rows:
             write_rejects(path, self.path, rows)
             r.reject_file = str(path)
@@ -727,13 +727,7 @@ class FileLoad:
             except (psycopg.Error, ConnectError):
                 pass
             else:
-                r.rows_read, r.inserted, r.updated, r.unchanged, r.rejected = (
-                    totals.rows_read,
-                    totals.inserted,
-                    totals.updated,
-                    totals.unchanged,
-                    totals.rejected,
-                )
+                r.count(totals)
         log.warning("load.file_failed", file=str(self.path), error=message)
         self._tick(r.size_bytes, 0)
         return r
