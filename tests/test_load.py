@@ -206,6 +206,26 @@ def test_a_table_with_types_that_have_no_equality_loads_again(
     ]
 
 
+@pytest.mark.parametrize("key", ["origin", "n", "first", "xmin_"])
+def test_a_key_column_named_like_the_loads_own_names_loads_again(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, key: str
+) -> None:
+    """A key column named like a column the load adds to its own queries ("origin", "n",
+    "first") loads again: the names were ambiguous and the second load failed."""
+    fetch(
+        deployed_db,
+        f'CREATE TABLE public.own ("{key}" int PRIMARY KEY, v text, load_file_id bigint '
+        "DEFAULT nullif(current_setting('syncpipe.load_file_id', true), '')::bigint)",
+    )
+    path = tmp_path / "own.csv"
+    write(path, [f"{key},v", "1,a", "2,b", "3,c"])
+    load = ["load", str(path), "-t", "public.own", "--json"]
+    invoke(load, dsn=deployed_db)
+    write(path, [f"{key},v", "1,a", "2,B", "3,c", "4,d"])
+    f = invoke(load, dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"]) == (1, 1, 2)
+
+
 BAD_ROWS: dict[int, tuple[bytes, str, str]] = {
     # physical line: (content, column, reason fragment)
     102: (b'not-a-uuid,Bad Uuid,"[]","[]",t,"{}"', "supabase_uuid", "is not a UUID"),

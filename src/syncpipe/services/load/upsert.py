@@ -176,10 +176,12 @@ class Target:
         cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
         key_text = sql.SQL(", ").join(sql.SQL("r.{}::text").format(c) for c in self.pk)
         origin: sql.Composable = sql.SQL("ox.file_id")
-        held = "t.xmin AS xmin"
+        # (the names added to the key's columns begin with "_", as the stage's own do: a key
+        # column named "origin" or "n" made the names ambiguous)
+        held = "t.xmin AS _xmin"
         if ORIGIN_COLUMN in self.spec.columns:
-            origin = sql.SQL("coalesce(r.origin, ox.file_id)")
-            held += f", t.{ORIGIN_COLUMN} AS origin"
+            origin = sql.SQL("coalesce(r._origin, ox.file_id)")
+            held += f", t.{ORIGIN_COLUMN} AS _origin"
         # The stage was just filled: its size and its keys' statistics make the joins below
         # index probes (the other columns' statistics, a team page's members among them, would
         # only cost reading them).
@@ -195,7 +197,7 @@ class Target:
                 """
             WITH ranked AS (
                 SELECT s._ord, s._line, {cols_s},
-                       row_number() OVER w AS n, first_value(s._line) OVER w AS first
+                       row_number() OVER w AS _n, first_value(s._line) OVER w AS _first
                 FROM {stage} s
                 WINDOW w AS (PARTITION BY {cols_s} ORDER BY s._ord)
             ), held AS MATERIALIZED (
@@ -207,17 +209,18 @@ class Target:
                 JOIN syncpipe.load_batches b ON b.file_id = f.id, unnest(b.xids) x
                 WHERE f.table_name = %(table)s AND f.file_name <> %(name)s
             )
-            SELECT r._ord, r._line, ARRAY[{key_text}], r.n, r.first, r.xmin::text,
-                   r.xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
+            SELECT r._ord, r._line, ARRAY[{key_text}], r._n, r._first, r._xmin::text,
+                   r._xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
                    o.id, o.file_name, o.file_path,
                    CASE WHEN ox.file_id = o.id THEN ox.start_offset END
             FROM held r
             LEFT JOIN syncpipe.load_seen k
                 ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
-            LEFT JOIN other ox ON ox.x = r.xmin
+            LEFT JOIN other ox ON ox.x = r._xmin
             LEFT JOIN syncpipe.load_files o
                 ON o.id = {origin} AND o.table_name = %(table)s AND o.file_name <> %(name)s
-            WHERE r.n > 1 OR r.xmin = ANY(%(xids)s::xid[]) OR r.xmin = ANY(%(file_xids)s::xid[])
+            WHERE r._n > 1 OR r._xmin = ANY(%(xids)s::xid[])
+               OR r._xmin = ANY(%(file_xids)s::xid[])
                OR k.batch_start IS NOT NULL OR o.id IS NOT NULL
             ORDER BY r._ord
             """
