@@ -603,6 +603,49 @@ def test_rows_a_policy_refuses_are_rejected_in_any_language(
     assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 9
 
 
+def test_a_forced_load_that_failed_resumes_without_force(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """``--force`` of a loaded file fails part way, and its message says to run the load again:
+    run again (without ``--force``), it resumes and finishes. (It said "already loaded ...
+    skipped", exit 0, and left the table half old, half new.)"""
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(350)])
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "100", "SYNCPIPE_LOAD_STREAMS": "1"}
+    invoke(["load", str(path)], dsn=deployed_db, env=env)
+    fetch(
+        deployed_db,
+        """
+        UPDATE public.new_agents SET full_name = 'Edited';
+        CREATE FUNCTION public.test_full() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.full_name = 'Agent Number250' THEN
+                RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_full BEFORE INSERT ON public.new_agents
+            FOR EACH ROW EXECUTE FUNCTION public.test_full();
+        """,
+    )
+    res = invoke(["load", str(path), "--force", "--json"], code=1, dsn=deployed_db, env=env)
+    (failed,) = res.json()["files"]
+    assert failed["status"] == "failed" and "run the load again" in failed["message"]
+    assert (failed["rows_read"], failed["updated"]) == (199, 199)
+    fetch(deployed_db, "DROP TRIGGER test_full ON public.new_agents")
+    f = invoke(["load", str(path), "--json"], dsn=deployed_db, env=env).json()["files"][0]
+    assert (f["status"], f["resumed_batches"], f["rows_read"], f["updated"]) == (
+        "loaded",
+        2,
+        350,
+        350,
+    )
+    assert (
+        one(deployed_db, "SELECT count(*) FROM public.new_agents WHERE full_name = 'Edited'") == 0
+    )
+    again = invoke(["load", str(path), "--json"], dsn=deployed_db).json()["files"][0]
+    assert again["status"] == "skipped"
+
+
 def test_a_role_that_may_not_use_the_ledger_is_named(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -287,8 +287,17 @@ class FileLoad:
                 waited = self._wait_for(other, waited)
             if waited is not None:  # (the file's time is its own, not the wait's)
                 self.t0 = time.perf_counter()
+            # An unfinished load of this very file (one that failed, say, a --force among
+            # them) is resumed, not skipped for an earlier load of the same content.
+            resumable: int | None = None
+            if not o.dry_run:
+                resumable = ledger.find_loading(
+                    conn, self.table, self.path.resolve(), self.result.size_bytes, mtime_ns, o.codec
+                )
             # (under the claims' lock: a load of this file that finished meanwhile is seen)
-            if ledger.same_size_loaded(conn, self.table, self.result.size_bytes):
+            if resumable is None and ledger.same_size_loaded(
+                conn, self.table, self.result.size_bytes
+            ):
                 self.result.sha256 = file_sha256(self.path)
                 previous = ledger.find_loaded(conn, self.table, self.result.sha256, o.codec)
                 if previous is not None and not o.force and not o.dry_run:
@@ -315,9 +324,7 @@ class FileLoad:
             if o.dry_run:  # (it holds the table too: a load begun meanwhile waits for it)
                 checking = new_row("checking")
             else:
-                file_id = ledger.find_loading(
-                    conn, self.table, self.path.resolve(), self.result.size_bytes, mtime_ns, o.codec
-                )
+                file_id = resumable
                 if file_id is not None and o.force:
                     conn.execute("DELETE FROM syncpipe.load_files WHERE id = %s", (file_id,))
                     file_id = None
