@@ -179,6 +179,31 @@ def test_a_file_loaded_again_locks_and_reads_only_what_it_changes(
     assert set(locked) <= {("Agent Number10",), ("Renamed Agent",)}
 
 
+def test_a_row_held_by_an_open_edit_names_the_session(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A row the file changes, held by another session's open transaction: the load gives up
+    after the lock timeout naming that session (its server pid, user and application) and the
+    setting, exit 3 (it guessed "a merge?")."""
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(20)])
+    invoke(["load", str(path)], dsn=deployed_db)
+    write(path, [HEADER] + [agent_line(i, name="Renamed") for i in range(20)])
+    with psycopg.connect(deployed_db, application_name="someone's psql") as other:
+        pid = other.info.backend_pid
+        other.execute("SELECT 1 FROM public.new_agents FOR UPDATE")
+        res = invoke(
+            ["load", str(path), "--json"],
+            code=3,
+            dsn=deployed_db,
+            env={"SYNCPIPE_LOCK_TIMEOUT": "1"},
+        )
+    (failed,) = res.json()["files"]
+    assert f"server pid {pid}" in failed["message"], failed["message"]
+    assert "application someone's psql" in failed["message"]
+    assert "SYNCPIPE_LOCK_TIMEOUT" in failed["message"]
+    assert any(e.get("event") == "load.rows_locked" for e in res.log_events())
+
+
 def test_a_table_with_types_that_have_no_equality_loads_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -27,6 +27,7 @@ import psycopg
 from syncpipe.core.errors import ConnectError, LockTimeoutError
 from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error
+from syncpipe.db.locks import describe_row_holders
 from syncpipe.logs import get_logger
 from syncpipe.services.load import claim, ledger
 from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
@@ -522,15 +523,25 @@ class FileLoad:
                     )
                 if outcome.kind == "done":
                     return
-                # Rows held by another transaction (a merge), or a deadlock with another
-                # load: wait a little and try the batch again, up to the lock timeout.
+                # Rows held by another transaction (a merge, an edit left open), or a
+                # deadlock with another load: wait a little and try the batch again, up to
+                # the lock timeout.
                 tries += 1
+                if tries == 1:
+                    log.info(
+                        "load.rows_locked",
+                        table=ctx.spec.name,
+                        file=str(self.path),
+                        line=work.batch.first_line,
+                        waiting_s=self.o.lock_timeout,
+                    )
                 if time.monotonic() > deadline:
                     raise LockTimeoutError(
-                        f"Rows of {ctx.spec.name} stayed locked by another transaction (a "
-                        f"merge?) for more than {self.o.lock_timeout:g} s while loading "
-                        f"{self.path.name} (line {work.batch.first_line}); the batches "
-                        "committed so far are kept: run the load again to resume."
+                        f"Rows of {ctx.spec.name} stayed locked by another transaction "
+                        f"({_holders(conn, ctx.spec.name)}) for more than "
+                        f"{self.o.lock_timeout:g} s while loading {self.path.name} (line "
+                        f"{work.batch.first_line}; setting SYNCPIPE_LOCK_TIMEOUT); the "
+                        "batches committed so far are kept: run the load again to resume."
                     )
                 time.sleep(min(0.05 * 2**tries, 1.0))
 
@@ -742,6 +753,15 @@ class FileLoad:
     def _tick(self, nbytes: int, rows: int) -> None:
         if self.o.progress:
             self.o.progress(nbytes, rows)
+
+
+def _holders(conn: psycopg.Connection[Any], table: str) -> str:
+    """The sessions that may hold rows of ``table`` (a merge, an edit left open), in words."""
+    try:
+        with conn.transaction():
+            return describe_row_holders(conn, table, locking=True)
+    except psycopg.Error:
+        return "another session"
 
 
 def _around(
