@@ -81,7 +81,7 @@ class BatchRefused(Exception):
         what = "the load of the file" if line is None else f"the batch from line {line:,}"
         super().__init__(
             f"the server refused {what}: {reason}{hint} [SQLSTATE {diag.sqlstate}]; the "
-            "batches committed before it are kept: run the load again to resume once that is "
+            "batches already committed are kept: run the load again to resume once that is "
             "mended"
         )
 
