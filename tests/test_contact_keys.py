@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.agents import Sources, agent_of, assert_contact_keys_in_step
-from tests.helpers import Invoke, fetch, one
+from tests.helpers import Invoke, fetch, one, require_language
 
 
 def load_and_merge(invoke: Invoke, dsn: str, src: Sources, folder: Path) -> dict:
@@ -265,12 +265,17 @@ def test_a_hand_edit_during_a_merge_waits_for_it_and_keeps_the_keys_in_step(
     assert emails == ["sam.ortiz@mail.com", "sam.o@work.com"] and phones == ["5550100000"]
 
 
+@pytest.mark.parametrize("language", ["C", "de_DE.UTF-8"])
 def test_a_merge_gives_up_on_an_agent_edit_left_open_after_the_lock_timeout(
-    invoke: Invoke, deployed_db: str, tmp_path: Path
+    invoke: Invoke, deployed_db: str, tmp_path: Path, language: str
 ) -> None:
     """A hand edit of an agent the merge must write, left open: the merge gives up after
     SYNCPIPE_LOCK_TIMEOUT with one sentence naming it, exit 3, and writes nothing; once the
-    edit is committed the next merge takes the record up."""
+    edit is committed the next merge takes the record up. The same on a server speaking
+    German (the table and the session were found in its English words only)."""
+    require_language(deployed_db, language)
+    database = one(deployed_db, "SELECT current_database()")
+    fetch(deployed_db, f"ALTER DATABASE {database} SET lc_messages = '{language}'")
     sam_agent, joined = _sam_and_a_change(invoke, deployed_db, tmp_path, "joins")
     assert joined is not None
     with psycopg.connect(deployed_db) as editor:

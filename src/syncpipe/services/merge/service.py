@@ -573,7 +573,11 @@ def _merge_batch(
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (row[0] if row else "0",))
     if counts.get("status") == "failed" and counts.get("sqlstate") == "55P03":
         # (the batch caught its error: the transaction can still ask who writes that table)
-        table = re.search(r'in relation "([^"]+)"', str(counts.get("context") or ""))
+        # ('while locking tuple (3,7) in relation "t"': the tuple's id, then the table's name
+        # in the quotes of the server's language, «t» or »t« say)
+        table = re.search(
+            r'\(\d+,\d+\)\D*?["«»„“]([^"«»„“]+)["«»„“]', str(counts.get("context") or "")
+        )
         if table:
             counts["held_by"] = describe_row_holders(conn, table.group(1))
             counts["table"] = table.group(1)
