@@ -671,6 +671,36 @@ def test_a_forced_load_that_failed_resumes_without_force(
     assert again["status"] == "skipped"
 
 
+@pytest.mark.parametrize("language", ["C", "de_DE.UTF-8"])
+def test_the_record_and_column_copy_refused_are_read_in_any_language(
+    deployed_db: str, language: str
+) -> None:
+    """The record COPY refused, and its column, are read from the server's context whatever
+    language it speaks: a refused record splits its batch there (in German, the whole batch
+    went to the slow path, and the reject named no column)."""
+    from syncpipe.services.load.errors import copy_record, server_reason
+
+    require_language(deployed_db, language)
+    copy_in = "COPY refusing (name, age) FROM STDIN (FORMAT csv)"
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute(f"SET lc_messages = '{language}'")
+        conn.execute("CREATE TABLE refusing (name text, age int CHECK (age >= 0))")
+        with (
+            pytest.raises(psycopg.errors.CheckViolation) as refused,
+            conn.cursor().copy(copy_in) as copy,
+        ):
+            copy.write(b"ann,1\nbob,2\ncid,-3\ndan,4\n")
+        assert copy_record(refused.value) == 3
+        assert server_reason(refused.value) == ("", "violates refusing_age_check")
+        with (
+            pytest.raises(psycopg.errors.InvalidTextRepresentation) as bad,
+            conn.cursor().copy(copy_in) as copy,
+        ):
+            copy.write(b"ann,1\nbob,two\n")
+        assert copy_record(bad.value) == 2
+        assert server_reason(bad.value)[0] == "age"
+
+
 def test_a_role_that_may_not_use_the_ledger_is_named(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

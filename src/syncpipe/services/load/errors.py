@@ -16,7 +16,10 @@ from psycopg import errors as pg_errors
 
 Refusal = Literal["data", "unique", "retry"]
 
-_COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)")
+# COPY's context, "COPY t, line 5, column c: ..." in English, "COPY t, Zeile 5, Spalte c: ..."
+# in German: the words vary with the server's language (lc_messages), not the places
+_COPY_LINE = re.compile(r"COPY [^,]+, [^\d,]*?(\d+)")
+_COPY_COLUMN = re.compile(r"COPY [^,]+, [^\d,]*?\d+, \S+ ([^:]+):")
 _REASON_CHARS = 160
 
 
@@ -97,8 +100,8 @@ def server_reason(exc: psycopg.Error) -> tuple[str, str]:
     diag = exc.diag
     column = diag.column_name or ""
     context = diag.context or ""
-    if not column and ", column " in context:
-        column = context.split(", column ", 1)[1].split(":", 1)[0].strip()
+    if not column and (named := _COPY_COLUMN.search(context)):
+        column = named.group(1).strip()
     message = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
     if diag.constraint_name and diag.sqlstate == "23514":  # check_violation (in any language)
         message = f"violates {diag.constraint_name}"
