@@ -701,6 +701,47 @@ def test_the_record_and_column_copy_refused_are_read_in_any_language(
         assert server_reason(bad.value)[0] == "age"
 
 
+def test_the_keys_a_reload_left_unchanged_go_with_their_file(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The keys a load left unchanged (``syncpipe.load_seen``, to find a key repeated later in
+    the file) carry no foreign key, checked row by row at half the cost of a file loaded again:
+    a deploy drops an older ledger's. They go with their file: a forced load started over
+    forgets its earlier try's, and a finished load its own."""
+    fks = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'syncpipe.load_seen'::regclass"
+    fetch(
+        deployed_db,
+        "ALTER TABLE syncpipe.load_seen ADD CONSTRAINT load_seen_file_id_fkey FOREIGN KEY "
+        "(file_id) REFERENCES syncpipe.load_files (id) ON DELETE CASCADE",
+    )
+    invoke(["deploy"], dsn=deployed_db)
+    assert one(deployed_db, fks + " AND contype = 'f'") == 0
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(350)])
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "100", "SYNCPIPE_LOAD_STREAMS": "1"}
+    invoke(["load", str(path)], dsn=deployed_db, env=env)
+    fetch(
+        deployed_db,
+        """
+        UPDATE public.new_agents SET full_name = 'Edited' WHERE full_name = 'Agent Number250';
+        CREATE FUNCTION public.test_full() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.full_name = 'Agent Number250' THEN
+                RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_full BEFORE INSERT ON public.new_agents
+            FOR EACH ROW EXECUTE FUNCTION public.test_full();
+        """,
+    )
+    invoke(["load", str(path), "--force"], code=1, dsn=deployed_db, env=env)
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_seen") == 199
+    fetch(deployed_db, "DROP TRIGGER test_full ON public.new_agents")
+    f = invoke(["load", str(path), "--force", "--json"], dsn=deployed_db, env=env).json()
+    assert (f["files"][0]["unchanged"], f["files"][0]["updated"]) == (349, 1)
+    assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_seen") == 0
+
+
 def test_a_role_that_may_not_use_the_ledger_is_named(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -327,7 +327,7 @@ class FileLoad:
             else:
                 file_id = resumable
                 if file_id is not None and o.force:
-                    conn.execute("DELETE FROM syncpipe.load_files WHERE id = %s", (file_id,))
+                    ledger.forget(conn, [file_id])
                     file_id = None
                 if file_id is not None:
                     ledger.hold(conn, file_id, me)

@@ -118,10 +118,16 @@ def find_loading(
         (size, mtime_ns, encoding, table, str(path)),
     ).fetchall()
     keep = next((int(r[0]) for r in rows if r[1]), None)
-    stale = [int(r[0]) for r in rows if int(r[0]) != keep]
-    if stale:
-        conn.execute("DELETE FROM syncpipe.load_files WHERE id = ANY(%s)", (stale,))
+    forget(conn, [int(r[0]) for r in rows if int(r[0]) != keep])
     return keep
+
+
+def forget(conn: psycopg.Connection[Any], file_ids: list[int]) -> None:
+    """Delete files' ledger rows (their batches and rejects go with them) and the keys they
+    left unchanged."""
+    if file_ids:
+        conn.execute("DELETE FROM syncpipe.load_seen WHERE file_id = ANY(%s)", (file_ids,))
+        conn.execute("DELETE FROM syncpipe.load_files WHERE id = ANY(%s)", (file_ids,))
 
 
 def start_file(
