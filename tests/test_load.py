@@ -207,36 +207,50 @@ def test_a_row_held_by_an_open_edit_names_the_session(
 def test_a_table_with_types_that_have_no_equality_loads_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
-    """Columns of types with no ``=`` (json, xml, point) are compared on their text when a
-    file is loaded again: the same file changes nothing, a changed value is an update. (The
-    server refused every batch: "operator does not exist: json = json".)"""
+    """Columns of types with no ``=`` (json, xml, point; json[], whose ``=`` fails only when
+    two values meet) are compared on their text when a file is loaded again, and so are
+    geometric ones (``=`` of two boxes compares their areas): the same file changes nothing,
+    a changed value is an update. (The server refused every batch: "operator does not exist:
+    json = json"; a box moved but as large was "unchanged" and never written.)"""
     fetch(
         deployed_db,
-        "CREATE TABLE public.shapes (id int PRIMARY KEY, doc json, spot point, note xml, n int)",
+        "CREATE TABLE public.shapes (id int PRIMARY KEY, doc json, spot point, note xml, "
+        "docs json[], area box, n int)",
     )
     path = tmp_path / "shapes.csv"
-    rows = ['1,"{""a"": 1}","(1,2)",<a/>,5', '2,"[1, 2]","(3,4)",,6']
-    write(path, ["id,doc,spot,note,n", *rows])
+    header = "id,doc,spot,note,docs,area,n"
+    rows = ['1,"{""a"": 1}","(1,2)",<a/>,"{""[1]""}","(1,1),(0,0)",5', '2,"[1, 2]","(3,4)",,,,6']
+    write(path, [header, *rows])
     invoke(["load", str(path), "-t", "public.shapes"], dsn=deployed_db)
     load = ["load", str(path), "-t", "public.shapes", "--json"]
     f = invoke([*load, "--force"], dsn=deployed_db).json()["files"][0]
     assert (f["inserted"], f["updated"], f["unchanged"]) == (0, 0, 2)
-    changed = ['1,"{""a"":  1}","(1,2)",<a/>,5', '2,"[1, 2]","(3,5)",,6']
-    write(path, ["id,doc,spot,note,n", *changed])
+    rows = ['1,"{""a"": 1}","(1,2)",<a/>,"{""[1]""}","(3,3),(2,2)",5', '2,"[1, 2]","(3,5)",,,,6']
+    write(path, [header, *rows])
     f = invoke(load, dsn=deployed_db).json()["files"][0]
     assert (f["inserted"], f["updated"], f["unchanged"]) == (0, 2, 0)
-    assert fetch(deployed_db, "SELECT doc::text, spot::text FROM public.shapes ORDER BY id") == [
-        ('{"a":  1}', "(1,2)"),
-        ("[1, 2]", "(3,5)"),
+    rows = ['1,"{""a"":  1}","(1,2)",<a/>,"{""[2]""}","(3,3),(2,2)",5', '2,"[1, 2]","(3,5)",,,,6']
+    write(path, [header, *rows])
+    f = invoke(load, dsn=deployed_db).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"]) == (0, 1, 1)
+    assert fetch(
+        deployed_db,
+        "SELECT doc::text, spot::text, docs::text, area::text FROM public.shapes ORDER BY id",
+    ) == [
+        ('{"a":  1}', "(1,2)", "{[2]}", "(3,3),(2,2)"),
+        ("[1, 2]", "(3,5)", None, None),
     ]
 
 
-@pytest.mark.parametrize("key", ["origin", "n", "first", "xmin_"])
+@pytest.mark.parametrize(
+    "key", ["origin", "n", "first", "x", "inserted", "_n", "_xmin", "_origin", "_ord", "_line"]
+)
 def test_a_key_column_named_like_the_loads_own_names_loads_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path, key: str
 ) -> None:
-    """A key column named like a column the load adds to its own queries ("origin", "n",
-    "first") loads again: the names were ambiguous and the second load failed."""
+    """A key column named like a column the load adds to its own queries ("origin", "n", "x",
+    "_ord"...) loads again: the names were ambiguous (or the stage had the column twice) and
+    the second load failed."""
     fetch(
         deployed_db,
         f'CREATE TABLE public.own ("{key}" int PRIMARY KEY, v text, load_file_id bigint '
@@ -709,10 +723,11 @@ def test_the_keys_a_reload_left_unchanged_go_with_their_file(
     a deploy drops an older ledger's. They go with their file: a forced load started over
     forgets its earlier try's, and a finished load its own."""
     fks = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'syncpipe.load_seen'::regclass"
-    fetch(
+    fetch(  # (by another name too: one a person renamed, say)
         deployed_db,
         "ALTER TABLE syncpipe.load_seen ADD CONSTRAINT load_seen_file_id_fkey FOREIGN KEY "
-        "(file_id) REFERENCES syncpipe.load_files (id) ON DELETE CASCADE",
+        "(file_id) REFERENCES syncpipe.load_files (id) ON DELETE CASCADE, "
+        "ADD CONSTRAINT seen_of_file FOREIGN KEY (file_id) REFERENCES syncpipe.load_files (id)",
     )
     invoke(["deploy"], dsn=deployed_db)
     assert one(deployed_db, fks + " AND contype = 'f'") == 0

@@ -169,11 +169,14 @@ _LOAD_LEDGER_DDL: tuple[str, ...] = (
     """,
     """
     DO $$
+    DECLARE
+        v_name name;
     BEGIN
-        IF EXISTS (SELECT 1 FROM pg_constraint
-                   WHERE conrelid = 'syncpipe.load_seen'::regclass AND contype = 'f') THEN
-            ALTER TABLE syncpipe.load_seen DROP CONSTRAINT load_seen_file_id_fkey;
-        END IF;
+        FOR v_name IN SELECT conname FROM pg_constraint
+                      WHERE conrelid = 'syncpipe.load_seen'::regclass AND contype = 'f'
+        LOOP
+            EXECUTE format('ALTER TABLE syncpipe.load_seen DROP CONSTRAINT %I', v_name);
+        END LOOP;
     END $$
     """,
     # The run reports of this database (deploy, full run): `syncpipe report` reads its last run

@@ -219,9 +219,23 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
 
 
 def _no_equality(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> frozenset[str]:
-    """The columns whose values ``IS DISTINCT FROM`` cannot compare (their type has no ``=``:
-    json, xml, point...), as the server resolves it: all at once, then one by one if that
-    fails. (A probe the role may not run names nothing: the load then says why.)"""
+    """The columns whose values ``IS DISTINCT FROM`` cannot compare, or not as a load means
+    it, so compared on their text: a type with no ``=`` (json, xml, point), as the server
+    resolves it (all at once, then one by one if that fails; a probe the role may not run
+    names nothing, the load then says why); an array or a composite (their ``=`` is looked up
+    for their elements only when two values meet: ``json[]`` fails then); a geometric type
+    (``=`` of two boxes or circles compares their areas)."""
+    rows = conn.execute(
+        """
+        SELECT a.attname FROM pg_attribute a
+        JOIN pg_type t ON t.oid = a.atttypid
+        JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          AND (b.typcategory IN ('A', 'G') OR b.typtype = 'c')
+        """,
+        (table,),
+    ).fetchall()
+    by_text = {str(r[0]) for r in rows}
 
     def resolves(names: list[str]) -> bool:
         probe = sql.SQL("SELECT {} FROM {} t LIMIT 0").format(
@@ -239,9 +253,10 @@ def _no_equality(conn: psycopg.Connection[Any], table: str, columns: list[str]) 
             return True
         return True
 
-    if not columns or resolves(columns):
-        return frozenset()
-    return frozenset(c for c in columns if not resolves([c]))
+    rest = [c for c in columns if c not in by_text]
+    if rest and not resolves(rest):
+        by_text.update(c for c in rest if not resolves([c]))
+    return frozenset(by_text)
 
 
 def table_for(path: Path, sources: dict[str, str]) -> str | None:

@@ -95,7 +95,7 @@ class Target:
         self.copy_stage_raw = sql.SQL("COPY {} ({}) FROM STDIN {} WHERE {}").format(
             sql.Identifier(STAGE), self.cols, options, guard
         )
-        self.copy_stage_lines = sql.SQL("COPY {} ({}, _line) FROM STDIN {}").format(
+        self.copy_stage_lines = sql.SQL("COPY {} ({}, _syncpipe_line) FROM STDIN {}").format(
             sql.Identifier(STAGE), self.cols, options
         )
 
@@ -155,8 +155,8 @@ class Target:
         )
         conn.execute(
             sql.SQL(
-                "ALTER TABLE {} ADD COLUMN _line bigint, "
-                "ADD COLUMN _ord bigint GENERATED ALWAYS AS IDENTITY"
+                "ALTER TABLE {} ADD COLUMN _syncpipe_line bigint, "
+                "ADD COLUMN _syncpipe_ord bigint GENERATED ALWAYS AS IDENTITY"
             ).format(stage)
         )
 
@@ -176,12 +176,12 @@ class Target:
         cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
         key_text = sql.SQL(", ").join(sql.SQL("r.{}::text").format(c) for c in self.pk)
         origin: sql.Composable = sql.SQL("ox.file_id")
-        # (the names added to the key's columns begin with "_", as the stage's own do: a key
-        # column named "origin" or "n" made the names ambiguous)
-        held = "t.xmin AS _xmin"
+        # (every name the load adds to a table's columns, here and in the stage, begins with
+        # "_syncpipe_": a key column named "origin", "n" or "x" made the names ambiguous)
+        held = "t.xmin AS _syncpipe_xmin"
         if ORIGIN_COLUMN in self.spec.columns:
-            origin = sql.SQL("coalesce(r._origin, ox.file_id)")
-            held += f", t.{ORIGIN_COLUMN} AS _origin"
+            origin = sql.SQL("coalesce(r._syncpipe_origin, ox.file_id)")
+            held += f", t.{ORIGIN_COLUMN} AS _syncpipe_origin"
         # The stage was just filled: its size and its keys' statistics make the joins below
         # index probes (the other columns' statistics, a team page's members among them, would
         # only cost reading them).
@@ -196,10 +196,11 @@ class Target:
             sql.SQL(
                 """
             WITH ranked AS (
-                SELECT s._ord, s._line, {cols_s},
-                       row_number() OVER w AS _n, first_value(s._line) OVER w AS _first
+                SELECT s._syncpipe_ord, s._syncpipe_line, {cols_s},
+                       row_number() OVER w AS _syncpipe_n,
+                       first_value(s._syncpipe_line) OVER w AS _syncpipe_first
                 FROM {stage} s
-                WINDOW w AS (PARTITION BY {cols_s} ORDER BY s._ord)
+                WINDOW w AS (PARTITION BY {cols_s} ORDER BY s._syncpipe_ord)
             ), held AS MATERIALIZED (
                 -- (written out: left to the planner, the small joins below ran once per row)
                 SELECT r.*, t.* FROM ranked r LEFT JOIN LATERAL ({held}) t ON true
@@ -209,20 +210,21 @@ class Target:
                 JOIN syncpipe.load_batches b ON b.file_id = f.id, unnest(b.xids) x
                 WHERE f.table_name = %(table)s AND f.file_name <> %(name)s
             )
-            SELECT r._ord, r._line, ARRAY[{key_text}], r._n, r._first, r._xmin::text,
-                   r._xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
+            SELECT r._syncpipe_ord, r._syncpipe_line, ARRAY[{key_text}], r._syncpipe_n,
+                   r._syncpipe_first, r._syncpipe_xmin::text,
+                   r._syncpipe_xmin = ANY(%(file_xids)s::xid[]), k.batch_start,
                    o.id, o.file_name, o.file_path,
                    CASE WHEN ox.file_id = o.id THEN ox.start_offset END
             FROM held r
             LEFT JOIN syncpipe.load_seen k
                 ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
-            LEFT JOIN other ox ON ox.x = r._xmin
+            LEFT JOIN other ox ON ox.x = r._syncpipe_xmin
             LEFT JOIN syncpipe.load_files o
                 ON o.id = {origin} AND o.table_name = %(table)s AND o.file_name <> %(name)s
-            WHERE r._n > 1 OR r._xmin = ANY(%(xids)s::xid[])
-               OR r._xmin = ANY(%(file_xids)s::xid[])
+            WHERE r._syncpipe_n > 1 OR r._syncpipe_xmin = ANY(%(xids)s::xid[])
+               OR r._syncpipe_xmin = ANY(%(file_xids)s::xid[])
                OR k.batch_start IS NOT NULL OR o.id IS NOT NULL
-            ORDER BY r._ord
+            ORDER BY r._syncpipe_ord
             """
             ).format(
                 stage=stage,
@@ -328,7 +330,9 @@ class Target:
         """Forget staged rows."""
         if ords:
             conn.execute(
-                sql.SQL("DELETE FROM {} WHERE _ord = ANY(%s)").format(sql.Identifier(STAGE)),
+                sql.SQL("DELETE FROM {} WHERE _syncpipe_ord = ANY(%s)").format(
+                    sql.Identifier(STAGE)
+                ),
                 (ords,),
             )
 
@@ -355,7 +359,9 @@ class Target:
             )
         else:
             conflict = sql.SQL("DO NOTHING")
-        where = sql.SQL("WHERE _ord = {}").format(sql.Literal(ord_)) if ord_ else sql.SQL("")
+        where = (
+            sql.SQL("WHERE _syncpipe_ord = {}").format(sql.Literal(ord_)) if ord_ else sql.SQL("")
+        )
         # Rows the target holds unchanged are left out of the INSERT: ON CONFLICT DO UPDATE
         # would lock each (its WHERE is judged after the lock), writing every page again, and
         # wait on a row another transaction holds, which ``lock_rows`` left alone.
@@ -390,13 +396,15 @@ class Target:
                 """
             WITH up AS (
                 INSERT INTO {target} AS t ({cols})
-                SELECT {cols} FROM {stage} s {where} {unchanged} ORDER BY _ord
+                SELECT {cols} FROM {stage} s {where} {unchanged} ORDER BY _syncpipe_ord
                 ON CONFLICT ({pk}) {conflict}
-                RETURNING {returned}, (xmax = 0) AS inserted, t.xmin::text AS x
+                RETURNING {returned}, (xmax = 0) AS _syncpipe_inserted,
+                          t.xmin::text AS _syncpipe_xid
             ){seen}
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+            SELECT count(*) FILTER (WHERE _syncpipe_inserted),
+                   count(*) FILTER (WHERE NOT _syncpipe_inserted),
                    (SELECT count(*) FROM {stage} {where}),
-                   coalesce(array_agg(DISTINCT x), '{{}}')
+                   coalesce(array_agg(DISTINCT _syncpipe_xid), '{{}}')
             FROM up
             """
             ).format(
@@ -418,7 +426,9 @@ class Target:
     def staged_rows(self, conn: psycopg.Connection[Any]) -> list[tuple[int, int]]:
         """(ord, line) of every staged row."""
         rows = conn.execute(
-            sql.SQL("SELECT _ord, _line FROM {} ORDER BY _ord").format(sql.Identifier(STAGE))
+            sql.SQL("SELECT _syncpipe_ord, _syncpipe_line FROM {} ORDER BY _syncpipe_ord").format(
+                sql.Identifier(STAGE)
+            )
         ).fetchall()
         return [(int(o), int(ln)) for o, ln in rows]
 
