@@ -204,6 +204,32 @@ def test_a_row_held_by_an_open_edit_names_the_session(
     assert any(e.get("event") == "load.rows_locked" for e in res.log_events())
 
 
+def test_a_key_another_open_transaction_is_inserting_ends_the_wait(
+    deployed_db: str, tmp_path: Path
+) -> None:
+    """Another session inserted a key of the file and left its transaction open: the load
+    waits up to the lock timeout, then fails the file naming that session, exit 3. (It waited
+    inside the database with no limit: an idle session hung it for good.)"""
+    path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(20)])
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOCK_TIMEOUT": "1"}
+    with psycopg.connect(deployed_db, application_name="an idle insert") as other:
+        pid = other.info.backend_pid
+        other.execute(
+            "INSERT INTO public.new_agents (supabase_uuid, full_name) VALUES (%s, 'Someone')",
+            (str(uuid.UUID(int=6, version=4)),),
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "syncpipe", "load", str(path), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 3, done.stdout + done.stderr
+    (failed,) = json.loads(done.stdout)["files"]
+    assert f"server pid {pid}" in failed["message"], failed["message"]
+
+
 def test_a_table_with_types_that_have_no_equality_loads_again(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ import psycopg
 from syncpipe.core.errors import ConnectError, LockTimeoutError
 from syncpipe.db.database import Database
 from syncpipe.db.errors import first_line, lost_error
-from syncpipe.db.locks import describe_row_holders
+from syncpipe.db.locks import describe_row_holders, lock_timeout_setting
 from syncpipe.logs import get_logger
 from syncpipe.services.load import claim, ledger
 from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
@@ -568,6 +568,9 @@ class FileLoad:
                 settings = {
                     "synchronous_commit": "off",
                     "jit": "off",
+                    # (a wait inside the database, for a key another open transaction is
+                    # inserting, say, ends too: the batch is tried again, then given up)
+                    "lock_timeout": lock_timeout_setting(self.o.lock_timeout),
                     "syncpipe.load_file_id": "" if ctx.file_id is None else str(ctx.file_id),
                 }
                 if ctx.pg_encoding != "UTF8":

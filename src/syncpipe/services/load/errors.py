@@ -46,6 +46,13 @@ def refusal(exc: psycopg.Error) -> Refusal:
     return "data"
 
 
+def no_rows_fault(conn: psycopg.Connection[Any], exc: psycopg.Error) -> bool:
+    """True for an error no row of the batch causes, so none is rejected for it: the database
+    lost, a refusal of the batch whole (``lasting``), or a wait that ended or a deadlock (a
+    row another transaction holds or is inserting): the batch is tried again."""
+    return is_lost(conn, exc) or lasting(exc) or refusal(exc) == "retry"
+
+
 def refused_by_policy(exc: psycopg.Error) -> bool:
     """True for a row a row level security policy refused (SQLSTATE 42501, as a missing
     privilege is): told apart by the server function that raised it, which is the same in

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from syncpipe.services.load.errors import copy_record, is_lost, lasting, refusal
+from syncpipe.services.load.errors import copy_record, is_lost, lasting, no_rows_fault, refusal
 from syncpipe.services.load.records import parse_piece
 from syncpipe.services.load.scan import record_at, record_span
 from syncpipe.services.load.slow import run_slow
@@ -169,7 +169,7 @@ def upsert_batch(conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWor
             with conn.transaction():
                 done = target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)
         except psycopg.Error as exc:
-            if is_lost(conn, exc):
+            if no_rows_fault(conn, exc):  # (a lock, say: tried again; not judged row by row)
                 raise
         else:
             work.row.rows_read += staged

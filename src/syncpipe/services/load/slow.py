@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from syncpipe.services.load import dupes, ledger
-from syncpipe.services.load.errors import is_lost, lasting, server_reason
+from syncpipe.services.load.errors import no_rows_fault, server_reason
 from syncpipe.services.load.records import Record, Reject, check_record
 from syncpipe.services.load.state import BatchWork, FileContext
 from syncpipe.services.load.upsert import Conflict
@@ -67,7 +67,7 @@ def run_slow(
         with conn.transaction():
             done = ctx.target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)
     except psycopg.Error as exc:
-        if is_lost(conn, exc):
+        if no_rows_fault(conn, exc):
             raise
         _upsert_one_by_one(conn, ctx, work, by_line)
         return True
@@ -104,7 +104,7 @@ def _stage(
                 copy.write(_encode(chunk, ctx.codec))
             accepted.extend(chunk)
         except psycopg.Error as exc:
-            if is_lost(conn, exc) or lasting(exc):  # (no row's fault: the batch's, whole)
+            if no_rows_fault(conn, exc):  # (the batch's, whole)
                 raise
             if len(chunk) == 1:
                 column, reason = server_reason(exc)
@@ -236,7 +236,7 @@ def _upsert_one_by_one(
                     conn, file_id=ctx.file_id, batch_start=work.row.start, ord_=ord_
                 )
         except psycopg.Error as exc:
-            if is_lost(conn, exc) or lasting(exc):
+            if no_rows_fault(conn, exc):
                 raise
             column, reason = server_reason(exc)
             record = by_line.get(line)
