@@ -876,6 +876,7 @@ def test_a_decision_on_agents_held_by_an_open_edit_names_it(
     database = one(deployed_db, "SELECT current_database()")
     fetch(deployed_db, f"ALTER DATABASE {database} SET lc_messages = '{language}'")
     with psycopg.connect(deployed_db) as other:
+        pid = other.info.backend_pid
         other.execute(
             "SELECT 1 FROM new_unified_agents WHERE agent_id = %s FOR UPDATE",
             (agent_of(deployed_db, "new_agents", a),),
@@ -887,6 +888,7 @@ def test_a_decision_on_agents_held_by_an_open_edit_names_it(
             env={"SYNCPIPE_LOCK_TIMEOUT": "0.5"},
         )
     assert "another session holds its agents or the item locked" in res.stderr
+    assert f"server pid {pid}," in res.stderr  # (the session, by name)
     assert "SYNCPIPE_LOCK_TIMEOUT" in res.stderr
     assert one(deployed_db, "SELECT status FROM merge_review_queue") == "open"
 

@@ -27,7 +27,7 @@ LOCK_NAMESPACE = 0x53594E43
 
 #: The columns of pg_stat_activity (alias a) by which _session() names a session.
 _SESSION_COLUMNS = (
-    "a.pid, a.usename, a.application_name, a.client_addr::text, "
+    "a.pid, a.usename, a.application_name, a.client_addr::text, a.client_port, "
     "to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
 )
 
@@ -118,7 +118,7 @@ def describe_row_holders(
         WHERE l.locktype = 'relation' AND l.granted AND l.mode = ANY(%s)
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND (c.relname = %s OR c.oid = to_regclass(%s)) AND a.pid <> pg_backend_pid()
-        GROUP BY 1, 2, 3, 4, 5 ORDER BY 5 LIMIT 3
+        GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 6 LIMIT 3
         """,
         (modes, table, table),
     )
@@ -126,10 +126,16 @@ def describe_row_holders(
     return "; or ".join(holders) if holders else "another session"
 
 
-def _session(pid: int, user: str, app: str | None, addr: str | None, since: str | None) -> str:
-    """A server session as a sentence names it."""
+def _session(
+    pid: int, user: str, app: str | None, addr: str | None, port: int | None, since: str | None
+) -> str:
+    """A server session as a sentence names it (where from, as far as this role may see:
+    another user's address and port read NULL to a role without pg_read_all_stats)."""
     text = f"server pid {pid}, user {user}, application {app or '?'}"
-    text += f", from {addr}" if addr else ", local socket"
+    if addr:
+        text += f", from {addr}"
+    elif port == -1:
+        text += ", local socket"
     if since:
         text += f", in a transaction since {since}"
     return text

@@ -22,7 +22,13 @@ from syncpipe.core.errors import (
     NotDeployedError,
 )
 from syncpipe.db.database import Database
-from syncpipe.db.locks import MERGE_OR_DECISION, LockKind, lock_timeout_setting, xact_lock
+from syncpipe.db.locks import (
+    MERGE_OR_DECISION,
+    LockKind,
+    describe_row_holders,
+    lock_timeout_setting,
+    xact_lock,
+)
 
 
 @dataclass(frozen=True)
@@ -251,8 +257,8 @@ class ReviewService:
                 if exc.diag.source_function == "ProcessInterrupts" or "lock timeout" in reason:
                     reason = (
                         f"another session holds its agents or the item locked (an edit in a "
-                        f"transaction still open); gave up after {timeout:g} s (setting "
-                        "SYNCPIPE_LOCK_TIMEOUT)"
+                        f"transaction still open: {_holders(conn)}); gave up after "
+                        f"{timeout:g} s (setting SYNCPIPE_LOCK_TIMEOUT)"
                     )
                 raise LockTimeoutError(
                     f"Cannot {decision} review item {review_id} now: {reason}."
@@ -287,3 +293,17 @@ class ReviewService:
                 f"and {decision} it again if it still holds."
             )
         return outcome
+
+
+def _holders(conn: psycopg.Connection[Any]) -> str:
+    """The sessions that may hold a decision's agents or its review item, in words."""
+    try:
+        with conn.transaction():
+            names = [
+                describe_row_holders(conn, table, locking=True)
+                for table in ("new_unified_agents", "merge_review_queue")
+            ]
+    except psycopg.Error:
+        return "another session"
+    found = list(dict.fromkeys(n for n in names if n != "another session"))
+    return "; or ".join(found) or "another session"
