@@ -606,18 +606,15 @@ def test_refusals_of_the_table_or_the_role_fail_the_file_whole(
         assert "cannot execute INSERT in a read-only transaction" in failed["message"]
 
 
-def test_a_file_that_fails_part_way_counts_the_batches_it_kept(
-    invoke: Invoke, deployed_db: str, tmp_path: Path
-) -> None:
-    """The server refuses the third batch for good (a full disk, here raised by a trigger):
-    the file fails, and its result counts the two batches committed before it, which are in
-    the table (it said 0 rows read); the next load resumes from them."""
+def _disk_full_at(dsn: str, name: str) -> None:
+    """The server refuses, for good, to write the new_agents row named ``name``: a full disk
+    (SQLSTATE 53100), raised by a trigger (``DROP TRIGGER test_full`` mends it)."""
     fetch(
-        deployed_db,
-        """
+        dsn,
+        f"""
         CREATE FUNCTION public.test_full() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF NEW.full_name = 'Agent Number250' THEN
+            IF NEW.full_name = '{name}' THEN
                 RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';
             END IF;
             RETURN NEW;
@@ -626,6 +623,15 @@ def test_a_file_that_fails_part_way_counts_the_batches_it_kept(
             FOR EACH ROW EXECUTE FUNCTION public.test_full();
         """,
     )
+
+
+def test_a_file_that_fails_part_way_counts_the_batches_it_kept(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The server refuses the third batch for good (a full disk, here raised by a trigger):
+    the file fails, and its result counts the two batches committed before it, which are in
+    the table (it said 0 rows read); the next load resumes from them."""
+    _disk_full_at(deployed_db, "Agent Number250")
     path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(350)])
     env = {"SYNCPIPE_LOAD_BATCH_ROWS": "100", "SYNCPIPE_LOAD_STREAMS": "1"}
     res = invoke(["load", str(path), "--json"], code=1, dsn=deployed_db, env=env).json()
@@ -677,21 +683,8 @@ def test_a_forced_load_that_failed_resumes_without_force(
     path = write(tmp_path / "new_agents.csv", [HEADER] + [agent_line(i) for i in range(350)])
     env = {"SYNCPIPE_LOAD_BATCH_ROWS": "100", "SYNCPIPE_LOAD_STREAMS": "1"}
     invoke(["load", str(path)], dsn=deployed_db, env=env)
-    fetch(
-        deployed_db,
-        """
-        UPDATE public.new_agents SET full_name = 'Edited';
-        CREATE FUNCTION public.test_full() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.full_name = 'Agent Number250' THEN
-                RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER test_full BEFORE INSERT ON public.new_agents
-            FOR EACH ROW EXECUTE FUNCTION public.test_full();
-        """,
-    )
+    fetch(deployed_db, "UPDATE public.new_agents SET full_name = 'Edited'")
+    _disk_full_at(deployed_db, "Agent Number250")
     res = invoke(["load", str(path), "--force", "--json"], code=1, dsn=deployed_db, env=env)
     (failed,) = res.json()["files"]
     assert failed["status"] == "failed" and "run the load again" in failed["message"]
@@ -762,19 +755,9 @@ def test_the_keys_a_reload_left_unchanged_go_with_their_file(
     invoke(["load", str(path)], dsn=deployed_db, env=env)
     fetch(
         deployed_db,
-        """
-        UPDATE public.new_agents SET full_name = 'Edited' WHERE full_name = 'Agent Number250';
-        CREATE FUNCTION public.test_full() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.full_name = 'Agent Number250' THEN
-                RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER test_full BEFORE INSERT ON public.new_agents
-            FOR EACH ROW EXECUTE FUNCTION public.test_full();
-        """,
+        "UPDATE public.new_agents SET full_name = 'Edited' WHERE full_name = 'Agent Number250'",
     )
+    _disk_full_at(deployed_db, "Agent Number250")
     invoke(["load", str(path), "--force"], code=1, dsn=deployed_db, env=env)
     assert one(deployed_db, "SELECT count(*) FROM syncpipe.load_seen") == 199
     fetch(deployed_db, "DROP TRIGGER test_full ON public.new_agents")
