@@ -568,9 +568,6 @@ class FileLoad:
                 settings = {
                     "synchronous_commit": "off",
                     "jit": "off",
-                    # (a wait inside the database, for a key another open transaction is
-                    # inserting, say, ends too: the batch is tried again, then given up)
-                    "lock_timeout": lock_timeout_setting(self.o.lock_timeout),
                     "syncpipe.load_file_id": "" if ctx.file_id is None else str(ctx.file_id),
                 }
                 if ctx.pg_encoding != "UTF8":
@@ -580,6 +577,13 @@ class FileLoad:
                 conn.execute(
                     f"SELECT {lock}(%s, hashtext(%s))",
                     (ledger.BATCH_NAMESPACE, ctx.spec.name),
+                )
+                # Then a wait inside the database (for a key another open transaction is
+                # inserting, say) ends too: the batch is tried again, then given up. (Not
+                # the wait above, for this load's own batches in the other streams.)
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true)",
+                    (lock_timeout_setting(self.o.lock_timeout),),
                 )
                 outcome = step()
                 if outcome.kind != "done" or ctx.dry_run:
