@@ -79,9 +79,9 @@ class TableSpec:
     columns: dict[str, Column]
     primary_key: tuple[str, ...]
     fmt: SourceFormat | None
-    #: columns of a type with no equality (json, xml, point...): a row loaded again is
-    #: compared on their text
-    no_equality: frozenset[str] = frozenset()
+    #: columns a row loaded again is compared on by their text: a type with no equality
+    #: (json, xml, point), an array, a composite, a geometric type (``_by_text``)
+    by_text: frozenset[str] = frozenset()
 
     @property
     def loadable(self) -> list[str]:
@@ -214,11 +214,11 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
         columns=columns,
         primary_key=tuple(str(r[0]) for r in pk),
         fmt=KNOWN_FORMATS.get(table),
-        no_equality=_no_equality(conn, table, list(columns)),
+        by_text=_by_text(conn, table, list(columns)),
     )
 
 
-def _no_equality(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> frozenset[str]:
+def _by_text(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> frozenset[str]:
     """The columns whose values ``IS DISTINCT FROM`` cannot compare, or not as a load means
     it, so compared on their text: a type with no ``=`` (json, xml, point), as the server
     resolves it (all at once, then one by one if that fails; a probe the role may not run

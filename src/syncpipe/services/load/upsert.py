@@ -274,7 +274,7 @@ class Target:
     def _differs(self, left: str, right: str) -> sql.Composable:
         """True where row ``left`` holds other values than row ``right`` in the file's
         non-key columns (NULLs equal; a type with no equality, json say, by its text)."""
-        text = [name in self.spec.no_equality for name in self.noncol_names]
+        text = [name in self.spec.by_text for name in self.noncol_names]
         sides = [
             sql.SQL(", ").join(
                 sql.SQL("{}.{}{}").format(sql.SQL(alias), c, sql.SQL("::text" if t else ""))
