@@ -101,28 +101,34 @@ def describe_holder(
     )
 
 
-def describe_row_holders(
-    conn: psycopg.Connection[Any], table: str, *, locking: bool = False
-) -> str:
-    """Who may hold rows of ``table`` (its name, or its schema-qualified SQL name) locked: the
-    other sessions whose open transaction has written it, or with ``locking`` locked rows of
-    it too (``SELECT ... FOR UPDATE``), as far as the server says, for a sentence after a row
-    lock's wait timed out; "another session" when none is seen."""
+def describe_row_holders(conn: psycopg.Connection[Any], *tables: str, locking: bool = False) -> str:
+    """Who may hold rows of ``tables`` (each by its name, or its schema-qualified SQL name)
+    locked: the other sessions whose open transaction has written one, or with ``locking``
+    locked rows of one too (``SELECT ... FOR UPDATE``), as far as the server says, for a
+    sentence after a row lock's wait timed out; "another session" when none is seen, or the
+    server cannot say (the question is asked in a savepoint of the caller's transaction)."""
     modes = ["RowExclusiveLock", "RowShareLock"] if locking else ["RowExclusiveLock"]
-    cur = conn.cursor(row_factory=tuple_row)
-    cur.execute(
-        f"""
-        SELECT {_SESSION_COLUMNS}
-        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        JOIN pg_class c ON c.oid = l.relation
-        WHERE l.locktype = 'relation' AND l.granted AND l.mode = ANY(%s)
-          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND (c.relname = %s OR c.oid = to_regclass(%s)) AND a.pid <> pg_backend_pid()
-        GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 6 LIMIT 3
-        """,
-        (modes, table, table),
-    )
-    holders = [_session(*row) for row in cur.fetchall()]
+    try:
+        with conn.transaction():
+            cur = conn.cursor(row_factory=tuple_row)
+            cur.execute(
+                f"""
+                SELECT {_SESSION_COLUMNS}
+                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                JOIN pg_class c ON c.oid = l.relation
+                WHERE l.locktype = 'relation' AND l.granted AND l.mode = ANY(%s)
+                  AND l.database = (SELECT oid FROM pg_database
+                                    WHERE datname = current_database())
+                  AND (c.relname = ANY(%s)
+                       OR c.oid = ANY(ARRAY(SELECT to_regclass(n) FROM unnest(%s::text[]) n)))
+                  AND a.pid <> pg_backend_pid()
+                GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 6 LIMIT 3
+                """,
+                (modes, list(tables), list(tables)),
+            )
+            holders = [_session(*row) for row in cur.fetchall()]
+    except psycopg.Error:
+        return "another session"
     return "; or ".join(holders) if holders else "another session"
 
 

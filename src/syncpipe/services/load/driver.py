@@ -536,9 +536,10 @@ class FileLoad:
                         waiting_s=self.o.lock_timeout,
                     )
                 if time.monotonic() > deadline:
+                    holders = describe_row_holders(conn, ctx.spec.name, locking=True)
                     raise LockTimeoutError(
                         f"Rows of {ctx.spec.name} stayed locked by another transaction "
-                        f"({_holders(conn, ctx.spec.name)}) for more than "
+                        f"({holders}) for more than "
                         f"{self.o.lock_timeout:g} s while loading {self.path.name} (line "
                         f"{work.batch.first_line}; setting SYNCPIPE_LOCK_TIMEOUT); the "
                         "batches committed so far are kept: run the load again to resume."
@@ -760,15 +761,6 @@ class FileLoad:
     def _tick(self, nbytes: int, rows: int) -> None:
         if self.o.progress:
             self.o.progress(nbytes, rows)
-
-
-def _holders(conn: psycopg.Connection[Any], table: str) -> str:
-    """The sessions that may hold rows of ``table`` (a merge, an edit left open), in words."""
-    try:
-        with conn.transaction():
-            return describe_row_holders(conn, table, locking=True)
-    except psycopg.Error:
-        return "another session"
 
 
 def _around(

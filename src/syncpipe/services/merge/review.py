@@ -255,9 +255,12 @@ class ReviewService:
                 # (the lock timeout ends a wait where the statement checks for interrupts;
                 # a server that speaks another language says "lock timeout" in its own words)
                 if exc.diag.source_function == "ProcessInterrupts" or "lock timeout" in reason:
+                    holders = describe_row_holders(
+                        conn, "new_unified_agents", "merge_review_queue", locking=True
+                    )
                     reason = (
                         f"another session holds its agents or the item locked (an edit in a "
-                        f"transaction still open: {_holders(conn)}); gave up after "
+                        f"transaction still open: {holders}); gave up after "
                         f"{timeout:g} s (setting SYNCPIPE_LOCK_TIMEOUT)"
                     )
                 raise LockTimeoutError(
@@ -293,17 +296,3 @@ class ReviewService:
                 f"and {decision} it again if it still holds."
             )
         return outcome
-
-
-def _holders(conn: psycopg.Connection[Any]) -> str:
-    """The sessions that may hold a decision's agents or its review item, in words."""
-    try:
-        with conn.transaction():
-            names = [
-                describe_row_holders(conn, table, locking=True)
-                for table in ("new_unified_agents", "merge_review_queue")
-            ]
-    except psycopg.Error:
-        return "another session"
-    found = list(dict.fromkeys(n for n in names if n != "another session"))
-    return "; or ".join(found) or "another session"
