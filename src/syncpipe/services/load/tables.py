@@ -82,6 +82,8 @@ class TableSpec:
     #: columns a row loaded again is compared on by their text: a type with no equality
     #: (json, xml, point), an array, a composite, a geometric type (``_by_text``)
     by_text: frozenset[str] = frozenset()
+    #: a partitioned table: its rows' system columns cannot be RETURNING'ed by a write
+    partitioned: bool = False
 
     @property
     def loadable(self) -> list[str]:
@@ -107,8 +109,9 @@ class TableSpec:
         return self.fmt.limits.get(column) if self.fmt else None
 
 
-def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str] | None:
-    """The oid and the SQL name of a table as SQL reads the name given, or None.
+def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str, bool] | None:
+    """The oid and the SQL name of a table as SQL reads the name given, and whether it is
+    partitioned; or None.
 
     SQL folds unquoted names to lower case, so ``PUBLIC.NEW_AGENTS`` is ``public.new_agents``,
     and ``"People"`` is not ``people``: the name returned is the catalog's, quoted where it
@@ -158,7 +161,7 @@ def _find_table(conn: psycopg.Connection[Any], table: str) -> tuple[int, str] | 
             f"{row[2]} is {what}, not a table: a load writes into a table (check --table or "
             "SYNCPIPE_CSV_SOURCES)."
         )
-    return int(row[0]), str(row[2])
+    return int(row[0]), str(row[2]), row[1] == "p"
 
 
 def canonical_table(conn: psycopg.Connection[Any], table: str) -> str:
@@ -184,7 +187,7 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
                 f"Table {table} does not exist in this database; run `syncpipe deploy` first."
             )
         raise ConfigError(f"Table {table} does not exist (check --table or SYNCPIPE_CSV_SOURCES).")
-    oid, table = row
+    oid, table, partitioned = row
     cols = conn.execute(
         """
         SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -215,6 +218,7 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
         primary_key=tuple(str(r[0]) for r in pk),
         fmt=KNOWN_FORMATS.get(table),
         by_text=_by_text(conn, table, list(columns)),
+        partitioned=partitioned,
     )
 
 

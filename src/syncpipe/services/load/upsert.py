@@ -391,6 +391,25 @@ class Target:
                 and_=sql.SQL("AND" if ord_ else "WHERE"),
                 join_u=join_u,
             )
+        if self.spec.partitioned:
+            # (a write into a partitioned table cannot return its rows' system columns: a
+            # row inserted is one the statement's snapshot, taken before it, did not hold,
+            # and the rows one statement writes carry one transaction id, read after it)
+            new_key = sql.SQL(" AND ").join(sql.SQL("o.{c} = up.{c}").format(c=c) for c in self.pk)
+            written: sql.Composable = sql.SQL(
+                "NOT EXISTS (SELECT 1 FROM {target} o WHERE {new_key}) AS _syncpipe_inserted, "
+                "NULL::text AS _syncpipe_xid"
+            ).format(target=self.table, new_key=new_key)
+            returning: sql.Composable = returned
+            sample: sql.Composable = sql.SQL("(SELECT ARRAY[{}] FROM up LIMIT 1)").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in self.pk)
+            )
+        else:
+            written = sql.SQL("_syncpipe_inserted, _syncpipe_xid")
+            returning = sql.SQL(
+                "{}, (xmax = 0) AS _syncpipe_inserted, t.xmin::text AS _syncpipe_xid"
+            ).format(returned)
+            sample = sql.SQL("NULL::text[]")
         row = conn.execute(
             sql.SQL(
                 """
@@ -398,14 +417,15 @@ class Target:
                 INSERT INTO {target} AS t ({cols})
                 SELECT {cols} FROM {stage} s {where} {unchanged} ORDER BY _syncpipe_ord
                 ON CONFLICT ({pk}) {conflict}
-                RETURNING {returned}, (xmax = 0) AS _syncpipe_inserted,
-                          t.xmin::text AS _syncpipe_xid
-            ){seen}
+                RETURNING {returning}
+            ){seen}, written AS (SELECT {written} FROM up)
             SELECT count(*) FILTER (WHERE _syncpipe_inserted),
                    count(*) FILTER (WHERE NOT _syncpipe_inserted),
                    (SELECT count(*) FROM {stage} {where}),
-                   coalesce(array_agg(DISTINCT _syncpipe_xid), '{{}}')
-            FROM up
+                   coalesce(array_agg(DISTINCT _syncpipe_xid)
+                            FILTER (WHERE _syncpipe_xid IS NOT NULL), '{{}}'),
+                   {sample}
+            FROM written
             """
             ).format(
                 target=self.table,
@@ -414,14 +434,20 @@ class Target:
                 where=where,
                 pk=self.pk_list,
                 conflict=conflict,
-                returned=returned,
+                returning=returning,
                 seen=seen,
                 unchanged=unchanged,
+                written=written,
+                sample=sample,
             )
         ).fetchone()
         assert row is not None
         inserted, updated, staged = int(row[0]), int(row[1]), int(row[2])
-        return Upserted(inserted, updated, staged - inserted - updated, tuple(row[3]))
+        xids = tuple(row[3])
+        if row[4] is not None:
+            xid = self.xmin_of(conn, list(row[4]))
+            xids = (xid,) if xid is not None else ()
+        return Upserted(inserted, updated, staged - inserted - updated, xids)
 
     def staged_rows(self, conn: psycopg.Connection[Any]) -> list[tuple[int, int]]:
         """(ord, line) of every staged row."""
