@@ -304,6 +304,39 @@ def test_a_partitioned_table_loads_again(invoke: Invoke, deployed_db: str, tmp_p
     ]
 
 
+def test_a_key_repeated_in_a_later_batch_keeps_its_first_row_with_several_streams(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A file loaded again by several streams: each batch that must be judged against the
+    ones before it waits until they are all done, so the first row of a repeated key stays and
+    the counts are those of one stream. (A batch a stream had taken but not begun did not count
+    as earlier: a later batch ran first, wrote the key's later row and rejected the first as
+    the repeat, in about 4 runs of 6.)"""
+    fetch(deployed_db, "CREATE TABLE public.days (at timestamptz PRIMARY KEY, v text)")
+    path = tmp_path / "days.csv"
+    load = ["load", str(path), "-t", "public.days", "--json"]
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2", "SYNCPIPE_LOAD_STREAMS": "2", "TZ": "UTC"}
+    first = ["at,v", "2024-01-01,a", "2024-01-02,b", "2024-01-03,c", "2024-01-04,d"]
+    changed = ["at,v", "2024-01-02,b", "2024-01-03,c", "2024-01-01,a", "2024-01-04,dd"]
+    changed += ["2024-01-05,e", "2024-01-01,LATER"]
+    for _ in range(6):
+        fetch(deployed_db, "TRUNCATE public.days; DELETE FROM syncpipe.load_files")
+        write(path, first)
+        invoke(load, dsn=deployed_db, env=env)
+        write(path, changed)
+        f = invoke(load, dsn=deployed_db, env=env, code=1).json()["files"][0]
+        assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (1, 1, 3, 1)
+        (reject,) = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
+        assert (reject["line"], reject["raw"]) == ("7", "2024-01-01,LATER")
+        assert fetch(deployed_db, "SELECT v FROM public.days ORDER BY at") == [
+            ("a",),
+            ("b",),
+            ("c",),
+            ("dd",),
+            ("e",),
+        ]
+
+
 @pytest.mark.parametrize(
     "key", ["origin", "n", "first", "x", "inserted", "_n", "_xmin", "_origin", "_ord", "_line"]
 )

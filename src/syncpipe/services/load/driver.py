@@ -415,6 +415,7 @@ class FileLoad:
                         self._tick(work.row.end - work.row.start, 0)
                         continue
                     screen_batch(batch, screen)
+                    lane.dispatch(seq)
                     while True:
                         if lane.failure is not None:
                             raise LaneAborted from lane.failure

@@ -23,7 +23,10 @@ class Lane:
 
     def __init__(self) -> None:
         self._cv = threading.Condition()
+        #: batches handed to the streams and not finished (begun or not)
         self._unfinished: set[int] = set()
+        #: batches a stream has begun
+        self._started: set[int] = set()
         self._waiting: set[int] = set()
         self._exclusive = False
         self.failure: BaseException | None = None
@@ -32,14 +35,23 @@ class Lane:
         if self.failure is not None:
             raise LaneAborted from self.failure
 
-    def start(self, seq: int) -> None:
-        """Wait until a new batch may start writing (no batch waits for the lane)."""
+    def dispatch(self, seq: int) -> None:
+        """The batch is handed to the streams: an exclusive batch after it waits for it from
+        now on, not from when a stream begins it. (A batch a stream had taken but not begun
+        did not count: a later one could take the lane first.)"""
         with self._cv:
-            while self._waiting or self._exclusive:
+            self._unfinished.add(seq)
+
+    def start(self, seq: int) -> None:
+        """Wait until the batch may start writing: not while another holds the lane, nor while
+        an earlier one waits for it (one that waits for this batch cannot be kept waiting)."""
+        with self._cv:
+            while self._exclusive or (self._waiting and min(self._waiting) < seq):
                 self._check()
                 self._cv.wait(0.5)
             self._check()
             self._unfinished.add(seq)
+            self._started.add(seq)
 
     @contextmanager
     def exclusive(self, seq: int) -> Iterator[None]:
@@ -63,13 +75,14 @@ class Lane:
     def _ready(self, seq: int) -> bool:
         if self._exclusive or min(self._waiting) != seq or min(self._unfinished) != seq:
             return False
-        running = self._unfinished - self._waiting - {seq}
+        running = self._started - self._waiting - {seq}
         return not running
 
     def finish(self, seq: int) -> None:
         """The batch is committed (or abandoned)."""
         with self._cv:
             self._unfinished.discard(seq)
+            self._started.discard(seq)
             self._cv.notify_all()
 
     def fail(self, exc: BaseException) -> None:
