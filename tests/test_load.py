@@ -337,6 +337,28 @@ def test_a_key_repeated_in_a_later_batch_keeps_its_first_row_with_several_stream
         ]
 
 
+def test_a_key_spelled_otherwise_in_a_later_batch_is_still_a_repeat(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A file loaded again whose key comes back in a later batch spelled another way ("3.50"
+    for 3.5) keeps its first row: the keys a batch leaves unchanged are remembered as the table
+    spells them. (They were remembered as the file spelled them: "3.50" was a new key, and its
+    row overwrote the first.)"""
+    fetch(deployed_db, "CREATE TABLE public.sizes (n numeric PRIMARY KEY, v text)")
+    path = tmp_path / "sizes.csv"
+    load = ["load", str(path), "-t", "public.sizes", "--json"]
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2", "SYNCPIPE_LOAD_STREAMS": "1"}
+    write(path, ["n,v", "1,a", "2,b", "3.5,c", "4,d"])
+    invoke(load, dsn=deployed_db, env=env)
+    for first, later in (("3.5", "3.50"), ("3.500", "3.5")):
+        write(path, ["n,v", "1,a", "2,b", f"{first},c", "4,d", f"{later},x"])
+        f = invoke(load, dsn=deployed_db, env=env, code=1).json()["files"][0]
+        assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (0, 0, 4, 1)
+        (reject,) = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
+        assert (reject["line"], reject["raw"]) == ("6", f"{later},x")
+        assert one(deployed_db, "SELECT v FROM public.sizes WHERE n = 3.5") == "c"
+
+
 @pytest.mark.parametrize(
     "key", ["origin", "n", "first", "x", "inserted", "_n", "_xmin", "_origin", "_ord", "_line"]
 )

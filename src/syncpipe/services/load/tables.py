@@ -84,6 +84,10 @@ class TableSpec:
     by_text: frozenset[str] = frozenset()
     #: a partitioned table: its rows' system columns cannot be RETURNING'ed by a write
     partitioned: bool = False
+    #: a key whose equal values can be spelled differently ("3.5" and "3.50" in a numeric, two
+    #: cases in a case-insensitive column): a reload remembers such keys as the table spells
+    #: them (``_spelled_keys``)
+    spelled_key: bool = True
 
     @property
     def loadable(self) -> list[str]:
@@ -219,7 +223,33 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
         fmt=KNOWN_FORMATS.get(table),
         by_text=_by_text(conn, table, list(columns)),
         partitioned=partitioned,
+        spelled_key=_spelled_keys(conn, oid, [str(r[0]) for r in pk]),
     )
+
+
+#: Types whose equal values have one text only (with a deterministic collation), by
+#: ``pg_type.typname``: a key of these is the same key exactly when its text is the same.
+_ONE_SPELLING = frozenset(
+    ("int2", "int4", "int8", "text", "varchar", "uuid", "date", "bool", "bytea", "oid")
+)
+
+
+def _spelled_keys(conn: psycopg.Connection[Any], oid: int, key: list[str]) -> bool:
+    """True where a key column's equal values may be spelled differently: a type not known to
+    have one text per value (numeric, citext, a timestamp with time zone, a domain...), or a
+    nondeterministic collation."""
+    rows = conn.execute(
+        """
+        SELECT t.typname, coalesce(c.collisdeterministic, true)
+        FROM pg_attribute a
+        JOIN pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_collation c ON c.oid = a.attcollation
+        WHERE a.attrelid = %s AND a.attname = ANY(%s)
+        """,
+        (oid, key),
+    ).fetchall()
+    one = all(str(typ) in _ONE_SPELLING and deterministic for typ, deterministic in rows)
+    return not one or len(rows) != len(key)
 
 
 def _by_text(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> frozenset[str]:

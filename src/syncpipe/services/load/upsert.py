@@ -179,6 +179,9 @@ class Target:
         # (every name the load adds to a table's columns, here and in the stage, begins with
         # "_syncpipe_": a key column named "origin", "n" or "x" made the names ambiguous)
         held = "t.xmin AS _syncpipe_xmin"
+        # (the key as load_seen keeps it: the target row's text where equal keys may be spelled
+        # differently, NULL where there is no such row; else the staged row's, as is)
+        seen_key = self._seen_key("t" if self.spec.spelled_key else "r")
         if ORIGIN_COLUMN in self.spec.columns:
             origin = sql.SQL("coalesce(r._syncpipe_origin, ox.file_id)")
             held += f", t.{ORIGIN_COLUMN} AS _syncpipe_origin"
@@ -217,7 +220,7 @@ class Target:
                    CASE WHEN ox.file_id = o.id THEN ox.start_offset END
             FROM held r
             LEFT JOIN syncpipe.load_seen k
-                ON k.file_id = %(file)s AND k.key = ARRAY[{key_text}]::text
+                ON k.file_id = %(file)s AND k.key = r._syncpipe_key
             LEFT JOIN other ox ON ox.x = r._syncpipe_xmin
             LEFT JOIN syncpipe.load_files o
                 ON o.id = {origin} AND o.table_name = %(table)s AND o.file_name <> %(name)s
@@ -230,7 +233,9 @@ class Target:
                 stage=stage,
                 cols_s=cols_s,
                 key_text=key_text,
-                held=self._probe("r", held),
+                held=self._probe(
+                    "r", sql.SQL("{}, {} AS _syncpipe_key").format(sql.SQL(held), seen_key)
+                ),
                 origin=origin,
             ),
             {
@@ -285,7 +290,7 @@ class Target:
         return sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(*sides)
 
     def _probe(
-        self, outer: str, columns: str, where: sql.Composable | None = None
+        self, outer: str, columns: str | sql.Composable, where: sql.Composable | None = None
     ) -> sql.Composable:
         """``SELECT columns FROM target t WHERE <t's key is outer's> [AND where] OFFSET 0``:
         the target row of a staged row, found by its key's index. (``OFFSET 0`` keeps the
@@ -296,8 +301,17 @@ class Target:
         )
         if where is not None:
             join = sql.SQL("{} AND {}").format(join, where)
-        return sql.SQL("SELECT {} FROM {} t WHERE {} OFFSET 0").format(
-            sql.SQL(columns), self.table, join
+        if isinstance(columns, str):
+            columns = sql.SQL(columns)
+        return sql.SQL("SELECT {} FROM {} t WHERE {} OFFSET 0").format(columns, self.table, join)
+
+    def _seen_key(self, row: str) -> sql.Composable:
+        """The key of row ``row`` (of the target, or staged) as ``syncpipe.load_seen`` keeps
+        it: as its text, which for a key of equal values spelled differently ("3.50" for 3.5,
+        another case in a case-insensitive column) must be the target row's, so that such a
+        key is still the key seen (``TableSpec.spelled_key``)."""
+        return sql.SQL("ARRAY[{}]::text").format(
+            sql.SQL(", ").join(sql.SQL("{}.{}::text").format(sql.SQL(row), c) for c in self.pk)
         )
 
     def _same_row(self) -> sql.Composable:
@@ -372,19 +386,29 @@ class Target:
             )
         returned = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in self.pk)
         join_u = sql.SQL(" AND ").join(sql.SQL("u.{c} = s.{c}").format(c=c) for c in self.pk)
-        key_text = sql.SQL(", ").join(sql.SQL("s.{}::text").format(c) for c in self.pk)
         seen: sql.Composable = sql.SQL("")
         if file_id is not None:
+            # (the rows left unchanged, each key as the target row spells it; the statement's
+            # snapshot, taken before its write, holds that row)
+            key: sql.Composable = self._seen_key("s")
+            held: sql.Composable = sql.SQL("")
+            if self.spec.spelled_key:
+                # (the statement's snapshot, taken before its write, holds the target row)
+                key = sql.SQL("h._syncpipe_key")
+                held = sql.SQL("CROSS JOIN LATERAL ({}) h").format(
+                    self._probe("s", sql.SQL("{} AS _syncpipe_key").format(self._seen_key("t")))
+                )
             seen = sql.SQL(
                 """, seen AS (
                 INSERT INTO syncpipe.load_seen (file_id, key, batch_start)
-                SELECT {file}, ARRAY[{key_text}]::text, {start} FROM {stage} s {where}
+                SELECT {file}, {key}, {start} FROM {stage} s {held} {where}
                 {and_} NOT EXISTS (SELECT 1 FROM up u WHERE {join_u})
                 ON CONFLICT (file_id, key) DO NOTHING
             )"""
             ).format(
                 file=sql.Literal(file_id),
-                key_text=key_text,
+                key=key,
+                held=held,
                 start=sql.Literal(batch_start),
                 stage=stage,
                 where=where,
