@@ -180,8 +180,11 @@ class Target:
         # "_syncpipe_": a key column named "origin", "n" or "x" made the names ambiguous)
         held = "t.xmin AS _syncpipe_xmin"
         # (the key as load_seen keeps it: the target row's text where equal keys may be spelled
-        # differently, NULL where there is no such row; else the staged row's, as is)
-        seen_key = self._seen_key("t" if self.spec.spelled_key else "r")
+        # differently, none where there is no such row; else the staged row's)
+        seen_key = self._seen_key("r")
+        if self.spec.spelled_key:
+            held += ", " + self._seen_key("t").as_string(conn) + " AS _syncpipe_key"
+            seen_key = sql.SQL("r._syncpipe_key")
         if ORIGIN_COLUMN in self.spec.columns:
             origin = sql.SQL("coalesce(r._syncpipe_origin, ox.file_id)")
             held += f", t.{ORIGIN_COLUMN} AS _syncpipe_origin"
@@ -220,7 +223,7 @@ class Target:
                    CASE WHEN ox.file_id = o.id THEN ox.start_offset END
             FROM held r
             LEFT JOIN syncpipe.load_seen k
-                ON k.file_id = %(file)s AND k.key = r._syncpipe_key
+                ON k.file_id = %(file)s AND k.key = {seen_key}
             LEFT JOIN other ox ON ox.x = r._syncpipe_xmin
             LEFT JOIN syncpipe.load_files o
                 ON o.id = {origin} AND o.table_name = %(table)s AND o.file_name <> %(name)s
@@ -233,9 +236,8 @@ class Target:
                 stage=stage,
                 cols_s=cols_s,
                 key_text=key_text,
-                held=self._probe(
-                    "r", sql.SQL("{}, {} AS _syncpipe_key").format(sql.SQL(held), seen_key)
-                ),
+                held=self._probe("r", held),
+                seen_key=seen_key,
                 origin=origin,
             ),
             {
@@ -388,12 +390,12 @@ class Target:
         join_u = sql.SQL(" AND ").join(sql.SQL("u.{c} = s.{c}").format(c=c) for c in self.pk)
         seen: sql.Composable = sql.SQL("")
         if file_id is not None:
-            # (the rows left unchanged, each key as the target row spells it; the statement's
-            # snapshot, taken before its write, holds that row)
+            # (the keys of the rows left unchanged)
             key: sql.Composable = self._seen_key("s")
             held: sql.Composable = sql.SQL("")
             if self.spec.spelled_key:
-                # (the statement's snapshot, taken before its write, holds the target row)
+                # (as the target row spells them: the statement's snapshot, taken before its
+                # write, holds it)
                 key = sql.SQL("h._syncpipe_key")
                 held = sql.SQL("CROSS JOIN LATERAL ({}) h").format(
                     self._probe("s", sql.SQL("{} AS _syncpipe_key").format(self._seen_key("t")))
