@@ -493,3 +493,14 @@ def batches_at(
         (file_id, starts),
     ).fetchall()
     return [(int(a), int(b), int(c)) for a, b, c in rows]
+
+
+def rejected_lines(conn: psycopg.Connection[Any], file_id: int, lines: list[int]) -> set[int]:
+    """Those of ``lines`` the file's committed batches rejected."""
+    if not lines:
+        return set()
+    rows = conn.execute(
+        "SELECT DISTINCT line FROM syncpipe.load_rejects WHERE file_id = %s AND line = ANY(%s)",
+        (file_id, lines),
+    ).fetchall()
+    return {int(r[0]) for r in rows}

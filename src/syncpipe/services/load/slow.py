@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from syncpipe.services.load import dupes, ledger
+from syncpipe.services.load import dupes, keymatch, ledger
+from syncpipe.services.load.copying import copy_bisect
 from syncpipe.services.load.errors import no_rows_fault, server_reason
-from syncpipe.services.load.records import Record, Reject, check_record
+from syncpipe.services.load.records import Record, Reject, check_record, parse_records
 from syncpipe.services.load.state import BatchWork, FileContext
 from syncpipe.services.load.upsert import Conflict
 
@@ -79,7 +81,7 @@ def run_slow(
     return True
 
 
-def _encode(records: list[Record], codec: str) -> bytes:
+def _encode(records: Sequence[Record], codec: str) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for record in records:
@@ -90,28 +92,13 @@ def _encode(records: list[Record], codec: str) -> bytes:
 def _stage(
     conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork, records: list[Record]
 ) -> list[Record]:
-    """Stage records with their line numbers; bisect to reject what the server refuses."""
-    accepted: list[Record] = []
-    pending = [records]
-    while pending:
-        chunk = pending.pop()
-        try:
-            with (
-                conn.transaction(),
-                conn.cursor() as cur,
-                cur.copy(ctx.target.copy_stage_lines) as copy,
-            ):
-                copy.write(_encode(chunk, ctx.codec))
-            accepted.extend(chunk)
-        except psycopg.Error as exc:
-            if no_rows_fault(conn, exc):  # (the batch's, whole)
-                raise
-            if len(chunk) == 1:
-                column, reason = server_reason(exc)
-                work.reject(Reject(chunk[0].line, column, reason, chunk[0].raw))
-            else:
-                mid = len(chunk) // 2
-                pending.extend([chunk[mid:], chunk[:mid]])
+    """Stage records with their line numbers; reject what the server refuses."""
+    accepted, refused = copy_bisect(
+        conn, ctx.target.copy_stage_lines, records, lambda chunk: _encode(chunk, ctx.codec)
+    )
+    for record, exc in refused:
+        column, reason = server_reason(exc)
+        work.reject(Reject(record.line, column, reason, record.raw))
     return accepted
 
 
@@ -122,93 +109,136 @@ def _resolve(
     by_line: dict[int, Record],
     earlier: bytes,
 ) -> int:
-    """Reject staged rows whose key came earlier in the file; where a staged row comes before
-    a row of a later batch already written (parallel streams), the staged row wins and the
-    later row is rejected (the number of such rows is returned)."""
-    displaced = 0
+    """Reject staged rows whose key came earlier: in the file, or in a different file of the
+    table; where a staged row comes before a row of a later batch already written (parallel
+    streams), the staged row wins and the later row is rejected (the number of such rows is
+    returned)."""
     conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name)
-    drop: list[int] = []
     names = ", ".join(ctx.spec.primary_key)
-    other_lines = _other_lines(conn, ctx, [c for c in conflicts if c.where == "other"])
+    in_other_files = _other_lines(conn, ctx, [c for c in conflicts if c.other is not None])
+    in_file = _earlier_rows(conn, ctx, work, conflicts, earlier)
+    drop: list[int] = []
+    displaced = 0
+    #: where the first row of a staged row's key is (another file's name, or None for this
+    #: file; its line), for a later repeat in the stage of a row itself rejected
+    first_of: dict[int, tuple[str | None, int | None]] = {}
     for c in conflicts:
         line = c.line or 0
         record = by_line.get(line)
         raw = record.raw if record else b""
         if c.other is not None:
             # Loaded already by a different file of the table: that file keeps the key.
-            drop.append(c.ord)
-            name = c.other.name
-            first = other_lines.get((c.other.id, dupes.key_text(c.key)))
-            work.reject(Reject(line, names, dupes.other_file_reason(c.key, name, first), raw))
-            continue
-        if c.where == "stage":
-            drop.append(c.ord)
-            work.reject(Reject(line, names, dupes.duplicate_reason(c.key, c.first_line), raw))
-            continue
-        if c.where == "batch":
-            found = dupes.find_key(
-                earlier,
-                work.batch.first_line,
-                ctx.codec,
-                len(ctx.header.names),
-                ctx.header.key_index,
-                c.key,
-            )
-            drop.append(c.ord)
-            first = found.line if found else None
-            work.reject(Reject(line, names, dupes.duplicate_reason(c.key, first), raw))
-            continue
-        other = _other_batch(conn, ctx, c)
-        found = None
-        if other is not None:
-            data = dupes.read_range(ctx.path, other.start, other.end)
-            found = dupes.find_key(
-                data,
-                other.first_line,
-                ctx.codec,
-                len(ctx.header.names),
-                ctx.header.key_index,
-                c.key,
-            )
-        if other is not None and other.start > work.row.start and found is not None:
-            # The row written first comes later in the file: this one wins, that one goes.
-            work.reject(Reject(found.line, names, dupes.duplicate_reason(c.key, line), found.raw))
-            displaced += 1
-            continue
+            first: tuple[str | None, int | None] = (c.other.name, in_other_files.get(c.ord))
+        elif c.where == "stage":
+            first = first_of.get(c.first_line or 0, (None, c.first_line))
+        else:
+            batch, found = in_file.get(c.ord, (None, None))
+            if batch is not None and batch.start > work.row.start and found is not None:
+                # The row written first comes later in the file: this one wins, that one goes.
+                reason = dupes.duplicate_reason(c.key, line)
+                work.reject(Reject(found.line, names, reason, found.raw))
+                displaced += 1
+                continue
+            first = (None, found.line if found else None)
         drop.append(c.ord)
-        first = found.line if found else None
-        work.reject(Reject(line, names, dupes.duplicate_reason(c.key, first), raw))
+        first_of[line] = first
+        name, first_line = first
+        if name is None:
+            reason = dupes.duplicate_reason(c.key, first_line)
+        else:
+            reason = dupes.other_file_reason(c.key, name, first_line)
+        work.reject(Reject(line, names, reason, raw))
     ctx.target.drop_staged(conn, drop)
     return displaced
 
 
+def _first_records(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    key_index: list[int],
+    records: list[Record],
+    rejected: set[int],
+    conflicts: list[Conflict],
+) -> list[Record | None]:
+    """The first of ``records`` (not ``rejected``) holding each conflict's key."""
+    return keymatch.first_records(
+        conn,
+        ctx.target.table,
+        ctx.spec.primary_key,
+        key_index,
+        ctx.codec,
+        [r for r in records if r.line not in rejected],
+        [c.key for c in conflicts],
+    )
+
+
+def _earlier_rows(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    conflicts: list[Conflict],
+    earlier: bytes,
+) -> dict[int, tuple[ledger.DoneBatch | None, Record | None]]:
+    """For each conflict with an earlier row of this file outside the stage (by its ord): the
+    committed batch that holds that row (None: this batch, before the stage), and the row,
+    where it is found. Each batch is read and parsed once."""
+    ncols = len(ctx.header.names)
+    groups: dict[int | None, tuple[ledger.DoneBatch | None, list[Conflict]]] = {}
+    out: dict[int, tuple[ledger.DoneBatch | None, Record | None]] = {}
+    for c in conflicts:
+        if c.other is not None or c.where == "stage":
+            continue
+        batch = None if c.where == "batch" else _other_batch(conn, ctx, c)
+        if batch is None and c.where != "batch":
+            out[c.ord] = (None, None)
+            continue
+        groups.setdefault(None if batch is None else batch.start, (batch, []))[1].append(c)
+    for batch, group in groups.values():
+        if batch is None:
+            records = list(parse_records(earlier, work.batch.first_line, ctx.codec, ncols))
+            rejected = {r.line for r in work.rejects}
+        else:
+            data = dupes.read_range(ctx.path, batch.start, batch.end)
+            records = list(parse_records(data, batch.first_line, ctx.codec, ncols))
+            assert ctx.file_id is not None  # (a committed batch: not a dry run)
+            rejected = ledger.rejected_lines(conn, ctx.file_id, [r.line for r in records])
+        found = _first_records(conn, ctx, ctx.header.key_index, records, rejected, group)
+        out.update({c.ord: (batch, f) for c, f in zip(group, found, strict=True)})
+    return out
+
+
 def _other_lines(
     conn: psycopg.Connection[Any], ctx: FileContext, conflicts: list[Conflict]
-) -> dict[tuple[int, tuple[str, ...]], int]:
-    """The lines of keys in the other files that loaded them, where the ledger still knows the
-    batch and the file is unchanged: each such batch is read and parsed once."""
-    wanted: dict[int, tuple[str, set[int], set[tuple[str, ...]]]] = {}
+) -> dict[int, int]:
+    """The lines (by conflict ord) of keys in the other files that loaded them, where the
+    ledger still knows the batch and the file is unchanged: each such file is read and parsed
+    once, in those batches only."""
+    wanted: dict[int, tuple[str, set[int], list[Conflict]]] = {}
     for c in conflicts:
         if c.other is None or c.other.batch_start is None:
             continue
-        _, starts, keys = wanted.setdefault(c.other.id, (c.other.path, set(), set()))
+        _, starts, group = wanted.setdefault(c.other.id, (c.other.path, set(), []))
         starts.add(c.other.batch_start)
-        keys.add(dupes.key_text(c.key))
-    out: dict[tuple[int, tuple[str, ...]], int] = {}
-    for file_id, (path, starts, keys) in wanted.items():
+        group.append(c)
+    out: dict[int, int] = {}
+    for file_id, (path, starts, group) in wanted.items():
         seen = ledger.file_seen(conn, file_id)
         if seen is None:
             continue
-        found = dupes.lines_in_file(
+        got = dupes.records_in_file(
             Path(path),
             size=seen.size,
             mtime_ns=seen.mtime_ns,
             codec=seen.encoding,
             key_names=ctx.spec.primary_key,
             batches=ledger.batches_at(conn, file_id, sorted(starts)),
-            keys=keys,
         )
-        out.update({(file_id, key): line for key, line in found.items()})
+        if got is None:
+            continue
+        index, records = got
+        rejected = ledger.rejected_lines(conn, file_id, [r.line for r in records])
+        found = _first_records(conn, ctx, index, records, rejected, group)
+        out.update({c.ord: f.line for c, f in zip(group, found, strict=True) if f is not None})
     return out
 
 
