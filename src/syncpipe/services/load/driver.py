@@ -664,12 +664,12 @@ class FileLoad:
             )
             r.rejected = len(tally.rejects)
             if tally.rejects:
-                path = reject_path(o.logs_dir, self.path, sha, dry_run=True)
+                path = reject_path(o.logs_dir, self.path, sha, self.table, dry_run=True)
                 write_rejects(path, self.path, sorted(tally.rejects))
                 r.reject_file = str(path)
             self._release()
             return r
-        path = reject_path(o.logs_dir, self.path, sha)
+        path = reject_path(o.logs_dir, self.path, sha, self.table)
         with o.db.connection() as conn:
             totals = ledger.finish_file(
                 conn,
@@ -713,7 +713,7 @@ class FileLoad:
                     f"{previous.rejected:,} rejected row(s) are now accepted"
                 )
                 return r
-            path = reject_path(self.o.logs_dir, self.path, r.sha256)
+            path = reject_path(self.o.logs_dir, self.path, r.sha256, self.table)
             write_rejects(path, self.path, rows)
             r.status = "loaded_with_rejects"
             r.rejected = previous.rejected

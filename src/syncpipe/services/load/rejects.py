@@ -9,11 +9,14 @@ rejects: it always describes committed work, and no temporary file is left behin
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from syncpipe.core.errors import ConfigError
 
+#: what a table's name may not bring into a file name
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 HEADER = ("file", "line", "column", "value", "reason", "raw")
 
 
@@ -22,10 +25,15 @@ def reject_folder(logs_dir: Path) -> Path:
     return logs_dir / "rejects"
 
 
-def reject_path(logs_dir: Path, source: Path, sha256: str, *, dry_run: bool = False) -> Path:
-    """The reject file of a source file's content (the same content, the same file)."""
+def reject_path(
+    logs_dir: Path, source: Path, sha256: str, table: str, *, dry_run: bool = False
+) -> Path:
+    """The reject file of a source file's content loaded into ``table`` (the same content and
+    table, the same file; one file loaded into two tables has two): ``<name>.<table>.<the
+    content's SHA-256, cut>.rejects.csv``, the table without its schema when that is public."""
     suffix = ".dry-run" if dry_run else ""
-    return reject_folder(logs_dir) / f"{source.stem}.{sha256[:12]}{suffix}.rejects.csv"
+    where = _UNSAFE.sub("_", table.removeprefix("public."))
+    return reject_folder(logs_dir) / f"{source.stem}.{where}.{sha256[:12]}{suffix}.rejects.csv"
 
 
 def write_rejects(path: Path, source: Path, rows: Iterable[tuple[int, str, str, str, str]]) -> Path:
