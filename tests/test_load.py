@@ -1026,6 +1026,26 @@ def test_a_role_without_the_privilege_fails_its_file_at_once(
         assert one(deployed_db, "SELECT count(*) FROM public.new_agents") == 0
 
 
+def test_a_dry_run_of_a_reload_counts_as_the_load_does(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A dry run of a changed file with a key repeated in a later batch gives the counts the
+    load then gives. (The repeat, which the server had counted as an update of the table's
+    row, was taken off the inserted rows.)"""
+    fetch(deployed_db, "CREATE TABLE public.dry (k int PRIMARY KEY, v text)")
+    path = tmp_path / "dry.csv"
+    load = ["load", str(path), "-t", "public.dry", "--json"]
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2"}
+    write(path, ["k,v", "1,a", "2,b", "3,c", "4,d"])
+    invoke(load, dsn=deployed_db, env=env)
+    write(path, ["k,v", "1,a", "2,b", "3,c", "4,dd", "5,e", "1,LATER", "2,b", "6,f"])
+    counts = []
+    for extra in (["--dry-run"], []):
+        f = invoke([*load, *extra], dsn=deployed_db, env=env, code=1).json()["files"][0]
+        counts.append((f["inserted"], f["updated"], f["unchanged"], f["rejected"]))
+    assert counts == [(2, 1, 3, 2), (2, 1, 3, 2)]
+
+
 def test_dry_run_validates_and_writes_nothing(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

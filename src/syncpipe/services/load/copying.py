@@ -4,6 +4,8 @@ named with the server's error."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -11,8 +13,19 @@ import psycopg
 from psycopg import sql
 
 from syncpipe.services.load.errors import no_rows_fault
+from syncpipe.services.load.records import Record
 
 T = TypeVar("T")
+
+
+def encode_records(records: Sequence[Record], codec: str) -> bytes:
+    """Records as CSV in the file's encoding, each with its line number last (the staging
+    table's ``_syncpipe_line``)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for record in records:
+        writer.writerow([*(record.fields or []), record.line])
+    return buf.getvalue().encode(codec, errors="surrogateescape")
 
 
 def copy_bisect(

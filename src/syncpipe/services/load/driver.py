@@ -30,12 +30,13 @@ from syncpipe.db.errors import first_line, lost_error
 from syncpipe.db.locks import describe_row_holders, lock_timeout_setting
 from syncpipe.logs import get_logger
 from syncpipe.services.load import claim, ledger
+from syncpipe.services.load.copying import copy_bisect, encode_records
 from syncpipe.services.load.dupes import duplicate_reason, key_text, other_file_reason
 from syncpipe.services.load.errors import BatchRefused, is_lost, lasting, refusal
 from syncpipe.services.load.fast import Outcome, copy_around, copy_batch, upsert_batch
 from syncpipe.services.load.header import HeaderProblem, check_header
 from syncpipe.services.load.lane import Lane, LaneAborted
-from syncpipe.services.load.records import Reject, parse_records
+from syncpipe.services.load.records import Record, Reject, parse_records
 from syncpipe.services.load.rejects import reason_key, reject_path, write_rejects
 from syncpipe.services.load.scan import (
     MAX_LINE_BYTES,
@@ -461,7 +462,7 @@ class FileLoad:
                         try:
                             self._process(conn, ctx, lane, mode, work)
                             if ctx.dry_run:
-                                self._dry_repeats(ctx, work)
+                                self._dry_repeats(conn, ctx, work)
                         finally:
                             lane.finish(work.seq)
                         tally.add(work)
@@ -613,15 +614,19 @@ class FileLoad:
             return Outcome("retry")
         return outcome
 
-    def _dry_repeats(self, ctx: FileContext, work: BatchWork) -> None:
+    def _dry_repeats(
+        self, conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork
+    ) -> None:
         """A dry run's batch (rolled back, so later batches cannot see its rows): reject the
-        rows whose key an earlier batch or file of this run loaded, as the load would."""
+        rows whose key an earlier batch or file of this run loaded, as the load would, and take
+        each off the count the server put it in."""
         files = self.o.dry_keys.get(self.table, [])
         mine = files[-1][1] if files else {}
         earlier = files[:-1]
         rejected = {r.line for r in work.rejects}
         names = ", ".join(ctx.spec.primary_key)
         ncols = len(ctx.header.names)
+        repeats: list[Record] = []
         for record in parse_records(work.batch.data, work.batch.first_line, ctx.codec, ncols):
             fields = record.fields
             if fields is None or len(fields) != ncols or record.line in rejected:
@@ -640,13 +645,32 @@ class FileLoad:
                 mine[h] = record.line
                 continue
             work.reject(Reject(record.line, names, reason, record.raw))
-            row = work.row  # the server counted the row: count it as rejected instead
-            if row.inserted:
-                row.inserted -= 1
-            elif row.updated:
-                row.updated -= 1
-            elif row.unchanged:
-                row.unchanged -= 1
+            repeats.append(record)
+        if repeats:
+            # The server counted each against the table as it was before the batch, as it is
+            # again now that the batch is rolled back.
+            inserted, updated, unchanged = self._counted_as(conn, ctx, repeats)
+            row = work.row
+            row.inserted = max(row.inserted - inserted, 0)
+            row.updated = max(row.updated - updated, 0)
+            row.unchanged = max(row.unchanged - unchanged, 0)
+
+    def _counted_as(
+        self, conn: psycopg.Connection[Any], ctx: FileContext, records: list[Record]
+    ) -> tuple[int, int, int]:
+        """How a batch's upsert counts ``records`` (inserted, updated, unchanged), against the
+        table as it is; nothing is written."""
+        with conn.transaction(force_rollback=True):
+            settings = {"client_encoding": ctx.pg_encoding} if ctx.pg_encoding != "UTF8" else {}
+            self.o.db.begin(conn, **settings)
+            ctx.target.create_stage(conn)
+            copy_bisect(
+                conn,
+                ctx.target.copy_stage_lines,
+                records,
+                lambda chunk: encode_records(chunk, ctx.codec),
+            )
+            return ctx.target.counted_as(conn)
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self, ctx: FileContext, sha: str, tally: _Tally) -> FileResult:

@@ -9,16 +9,13 @@ row (``dupes``).
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from syncpipe.services.load import dupes, keymatch, ledger
-from syncpipe.services.load.copying import copy_bisect
+from syncpipe.services.load.copying import copy_bisect, encode_records
 from syncpipe.services.load.errors import no_rows_fault, server_reason
 from syncpipe.services.load.records import Record, Reject, check_record, parse_records
 from syncpipe.services.load.state import BatchWork, FileContext
@@ -81,20 +78,12 @@ def run_slow(
     return True
 
 
-def _encode(records: Sequence[Record], codec: str) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    for record in records:
-        writer.writerow([*(record.fields or []), record.line])
-    return buf.getvalue().encode(codec, errors="surrogateescape")
-
-
 def _stage(
     conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork, records: list[Record]
 ) -> list[Record]:
     """Stage records with their line numbers; reject what the server refuses."""
     accepted, refused = copy_bisect(
-        conn, ctx.target.copy_stage_lines, records, lambda chunk: _encode(chunk, ctx.codec)
+        conn, ctx.target.copy_stage_lines, records, lambda chunk: encode_records(chunk, ctx.codec)
     )
     for record, exc in refused:
         column, reason = server_reason(exc)

@@ -322,6 +322,20 @@ class Target:
             self._probe("s", "1", sql.SQL("NOT {}").format(self._differs("t", "s")))
         )
 
+    def counted_as(self, conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+        """How ``upsert`` would count the staged rows against the table as it is: (inserted,
+        updated, unchanged)."""
+        absent = sql.SQL("NOT EXISTS ({})").format(self._probe("s", "1"))
+        same = self._same_row() if self.noncols else sql.SQL("NOT {}").format(absent)
+        row = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FILTER (WHERE {}), count(*) FILTER (WHERE {}), count(*) FROM {} s"
+            ).format(absent, same, sql.Identifier(STAGE))
+        ).fetchone()
+        assert row is not None
+        inserted, unchanged, staged = int(row[0]), int(row[1]), int(row[2])
+        return inserted, staged - inserted - unchanged, unchanged
+
     def lock_rows(self, conn: psycopg.Connection[Any]) -> None:
         """Lock the target rows the stage will change, in key order, without waiting: a row
         another transaction holds (a merge marking pages synced) raises LockNotAvailable and
