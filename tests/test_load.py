@@ -409,6 +409,47 @@ def test_a_key_spelled_otherwise_in_a_batch_that_commits_first_is_the_repeat(
     ]
 
 
+def test_a_row_refused_when_written_leaves_its_key_to_the_next_row(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A row the server refuses only when it writes it (a foreign key) does not take down a
+    later row of the same key: that row loads, as it does when the first is rejected before
+    it is written (a bad value), and a third row of the key repeats the second. (The later row
+    was rejected as a repeat of the refused one, on a file loaded again.)"""
+    fetch(
+        deployed_db,
+        "CREATE TABLE public.parent (id int PRIMARY KEY); INSERT INTO public.parent VALUES (1); "
+        "CREATE TABLE public.child (k int PRIMARY KEY, p int REFERENCES public.parent)",
+    )
+    path = tmp_path / "child.csv"
+    load = ["load", str(path), "-t", "public.child", "--json"]
+    write(path, ["k,p", "1,1"])
+    invoke(load, dsn=deployed_db)
+    write(path, ["k,p", "1,1", "2,999", "2,1", "2,1", "3,x", "3,1"])
+    f = invoke(load, dsn=deployed_db, code=1).json()["files"][0]
+    assert (f["inserted"], f["unchanged"], f["rejected"]) == (2, 1, 3)
+    rejects = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
+    assert [r["line"] for r in rejects] == ["3", "5", "6"]
+    assert "foreign key" in rejects[0]["reason"]
+    assert rejects[1]["reason"] == "duplicate key 2 in this file (first at line 4)"
+    assert fetch(deployed_db, "SELECT k, p FROM public.child ORDER BY k") == [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+    ]
+    # The same file loaded first, by COPY: the same rows, the same rejects.
+    fetch(deployed_db, "TRUNCATE public.child; DELETE FROM syncpipe.load_files")
+    f = invoke(load, dsn=deployed_db, code=1).json()["files"][0]
+    assert (f["inserted"], f["rejected"]) == (3, 3)
+    again = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
+    assert [(r["line"], r["reason"]) for r in again] == [(r["line"], r["reason"]) for r in rejects]
+    assert fetch(deployed_db, "SELECT k, p FROM public.child ORDER BY k") == [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+    ]
+
+
 def test_one_file_loaded_into_two_tables_keeps_two_reject_files(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -9,6 +9,8 @@ row (``dupes``).
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from syncpipe.services.load.copying import copy_bisect, encode_records
 from syncpipe.services.load.errors import no_rows_fault, server_reason
 from syncpipe.services.load.records import Record, Reject, check_record, parse_records
 from syncpipe.services.load.state import BatchWork, FileContext
-from syncpipe.services.load.upsert import Conflict
+from syncpipe.services.load.upsert import Conflict, Upserted
 
 
 def run_slow(
@@ -61,15 +63,14 @@ def run_slow(
         return True
     by_line = {r.line: r for r in staged}
     ctx.target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
-    displaced = _resolve(conn, ctx, work, by_line, earlier)
+    displaced, held = _resolve(conn, ctx, work, by_line, earlier)
     try:
         with conn.transaction():
             done = ctx.target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)
     except psycopg.Error as exc:
         if no_rows_fault(conn, exc):
             raise
-        _upsert_one_by_one(conn, ctx, work, by_line)
-        return True
+        done = _upsert_one_by_one(conn, ctx, work, by_line, held)
     work.row.inserted += done.inserted
     # a row that displaced a later row of the file counts as that row's reject, not an update
     work.row.updated += done.updated - min(displaced, done.updated)
@@ -91,17 +92,28 @@ def _stage(
     return accepted
 
 
+@dataclass
+class _Repeat:
+    """A staged row rejected as the repeat of an earlier staged row, kept to take that row's
+    place should the server refuse it when it is written."""
+
+    record: Record
+    key: list[str]
+    reject: Reject
+
+
 def _resolve(
     conn: psycopg.Connection[Any],
     ctx: FileContext,
     work: BatchWork,
     by_line: dict[int, Record],
     earlier: bytes,
-) -> int:
+) -> tuple[int, dict[int, list[_Repeat]]]:
     """Reject staged rows whose key came earlier: in the file, or in a different file of the
     table; where a staged row comes before a row of a later batch already written (parallel
-    streams), the staged row wins and the later row is rejected (the number of such rows is
-    returned)."""
+    streams), the staged row wins and the later row is rejected. Returns the number of rows
+    so displaced, and the repeats of each staged row that stays (by its line), in file
+    order."""
     conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name)
     names = ", ".join(ctx.spec.primary_key)
     in_other_files = _other_lines(conn, ctx, [c for c in conflicts if c.other is not None])
@@ -111,6 +123,7 @@ def _resolve(
     #: where the first row of a staged row's key is (another file's name, or None for this
     #: file; its line), for a later repeat in the stage of a row itself rejected
     first_of: dict[int, tuple[str | None, int | None]] = {}
+    held: dict[int, list[_Repeat]] = {}
     for c in conflicts:
         line = c.line or 0
         record = by_line.get(line)
@@ -136,9 +149,13 @@ def _resolve(
             reason = dupes.duplicate_reason(c.key, first_line)
         else:
             reason = dupes.other_file_reason(c.key, name, first_line)
-        work.reject(Reject(line, names, reason, raw))
+        reject = Reject(line, names, reason, raw)
+        work.reject(reject)
+        kept = c.where == "stage" and c.first_line not in first_of  # (its first row stays)
+        if kept and c.first_line is not None and record is not None:
+            held.setdefault(c.first_line, []).append(_Repeat(record, c.key, reject))
     ctx.target.drop_staged(conn, drop)
-    return displaced
+    return displaced, held
 
 
 def _first_records(
@@ -244,11 +261,20 @@ def _other_batch(
 
 
 def _upsert_one_by_one(
-    conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork, by_line: dict[int, Record]
-) -> None:
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    by_line: dict[int, Record],
+    held: dict[int, list[_Repeat]],
+) -> Upserted:
     """The upsert of the stage failed (a foreign key, say): upsert row by row, rejecting the
-    rows the server refuses."""
-    for ord_, line in ctx.target.staged_rows(conn):
+    rows the server refuses. A refused row's first repeat in the stage takes its place, as it
+    would have had the row been rejected before it was staged."""
+    inserted = updated = unchanged = 0
+    xids: set[str] = set()
+    todo = deque(ctx.target.staged_rows(conn))
+    while todo:
+        ord_, line = todo.popleft()
         try:
             with conn.transaction():
                 done = ctx.target.upsert(
@@ -260,8 +286,42 @@ def _upsert_one_by_one(
             column, reason = server_reason(exc)
             record = by_line.get(line)
             work.reject(Reject(line, column, reason, record.raw if record else b""))
+            promoted = _promote(conn, ctx, work, held.pop(line, []), held)
+            if promoted is not None:
+                todo.appendleft(promoted)
             continue
-        work.row.inserted += done.inserted
-        work.row.updated += done.updated
-        work.row.unchanged += done.unchanged
-        work.xids.update(done.xids)
+        inserted += done.inserted
+        updated += done.updated
+        unchanged += done.unchanged
+        xids.update(done.xids)
+    return Upserted(inserted, updated, unchanged, tuple(xids))
+
+
+def _promote(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    repeats: list[_Repeat],
+    held: dict[int, list[_Repeat]],
+) -> tuple[int, int] | None:
+    """The first of a refused row's repeats staged again in its place (ord, line): no longer
+    a reject, and the first row the others repeat."""
+    if not repeats:
+        return None
+    first, rest = repeats[0], repeats[1:]
+    work.rejects.remove(first.reject)
+    for repeat in rest:
+        repeat.reject.reason = dupes.duplicate_reason(repeat.key, first.record.line)
+    if rest:
+        held[first.record.line] = rest
+    taken, _ = copy_bisect(
+        conn,
+        ctx.target.copy_stage_lines,
+        [first.record],
+        lambda chunk: encode_records(chunk, ctx.codec),
+    )
+    ord_ = ctx.target.staged_ord(conn, first.record.line) if taken else None
+    if ord_ is None:  # (staged once already: not expected)
+        work.reject(first.reject)
+        return None
+    return ord_, first.record.line

@@ -498,6 +498,16 @@ class Target:
         ).fetchall()
         return [(int(o), int(ln)) for o, ln in rows]
 
+    def staged_ord(self, conn: psycopg.Connection[Any], line: int) -> int | None:
+        """The ord of the staged row of this line (the last one staged)."""
+        row = conn.execute(
+            sql.SQL("SELECT max(_syncpipe_ord) FROM {} WHERE _syncpipe_line = %s").format(
+                sql.Identifier(STAGE)
+            ),
+            (line,),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def xmin_of(self, conn: psycopg.Connection[Any], key: list[str]) -> str | None:
         """The transaction id the target row of ``key`` carries."""
         where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(c) for c in self.pk)
