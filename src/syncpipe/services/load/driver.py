@@ -632,7 +632,7 @@ class FileLoad:
             if fields is None or len(fields) != ncols or record.line in rejected:
                 continue
             key = [fields[i] for i in ctx.header.key_index]
-            h = hash(key_text(key))
+            h = hash(key_text(ctx.spec, key))
             reason = None
             if h in mine:
                 reason = duplicate_reason(key, mine[h])

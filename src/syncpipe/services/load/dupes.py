@@ -10,21 +10,45 @@ only the bytes of that batch, read again from the file, and comparing keys on th
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 from syncpipe.services.load.records import Record, parse_records
+from syncpipe.services.load.tables import TableSpec
 
 
-def key_text(values: list[str]) -> tuple[str, ...]:
-    """A key as comparable text (UUIDs in canonical form), where the server is not asked: a
-    dry run's batches, rolled back, leave nothing to compare with."""
-    out = []
-    for value in values:
-        try:
-            out.append(str(uuid.UUID(value)))
-        except ValueError:
-            out.append(value)
-    return tuple(out)
+def key_text(spec: TableSpec, values: list[str]) -> tuple[str, ...]:
+    """A key (its values in ``spec.primary_key``'s order) as the table would compare it, as
+    near as it can be said without the server: a dry run's batches, rolled back, leave it
+    nothing to compare with. Integers, numbers, booleans and UUIDs by their value ("03" is 3,
+    "3.50" is 3.5), a citext in lower case, the rest by their text."""
+    return tuple(
+        _by_value(spec.columns[name].type_name, value)
+        for name, value in zip(spec.primary_key, values, strict=True)
+    )
+
+
+_TRUE = frozenset(("t", "true", "y", "yes", "on", "1"))
+_FALSE = frozenset(("f", "false", "n", "no", "off", "0"))
+
+
+def _by_value(type_name: str, value: str) -> str:
+    base = type_name.split("(")[0]
+    try:
+        if base in ("smallint", "integer", "bigint"):
+            return str(int(value.strip()))
+        if base == "numeric":
+            return str(Decimal(value.strip()).normalize())
+        if base == "uuid":
+            return str(uuid.UUID(value))
+    except (ValueError, ArithmeticError):
+        return value  # (rejected by the server: never a key)
+    if base == "boolean":
+        word = value.strip().lower()
+        return "t" if word in _TRUE else "f" if word in _FALSE else value
+    if base == "citext":
+        return value.lower()
+    return value
 
 
 def read_range(path: Path, start: int, end: int) -> bytes:
