@@ -450,6 +450,30 @@ def test_a_row_refused_when_written_leaves_its_key_to_the_next_row(
     ]
 
 
+def test_tables_named_like_the_loads_own_temporary_tables_are_left_alone(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A user's tables named like the temporary tables a load makes (its stage, the keys it
+    compares) are neither dropped nor written. (The load dropped them: ``DROP TABLE IF
+    EXISTS`` of a name alone found them in the search path when the session had no temporary
+    table of that name yet.)"""
+    fetch(
+        deployed_db,
+        "CREATE TABLE public._syncpipe_stage (important text); "
+        "CREATE TABLE public._syncpipe_keys (important text); "
+        "INSERT INTO public._syncpipe_stage VALUES ('kept'); "
+        "INSERT INTO public._syncpipe_keys VALUES ('kept'); "
+        "CREATE TABLE public.sizes (n numeric PRIMARY KEY, v text)",
+    )
+    path = tmp_path / "sizes.csv"
+    write(path, ["n,v", "3.5,a", "1,b", "3.50,c", "2,d", "x,e"])
+    load = ["load", str(path), "-t", "public.sizes", "--json"]
+    f = invoke(load, dsn=deployed_db, env={"SYNCPIPE_LOAD_BATCH_ROWS": "2"}, code=1).json()
+    assert (f["files"][0]["inserted"], f["files"][0]["rejected"]) == (3, 2)
+    for table in ("_syncpipe_stage", "_syncpipe_keys"):
+        assert fetch(deployed_db, f"SELECT important FROM public.{table}") == [("kept",)]
+
+
 def test_one_file_loaded_into_two_tables_keeps_two_reject_files(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -55,7 +55,7 @@ def first_records(
         return [None] * len(keys)
     wanted = [_csv_row([*map(str, key), "", str(n)], codec) for n, key in enumerate(keys)]
     cols = [sql.Identifier(c) for c in key_names]
-    ident = sql.Identifier(KEYS)
+    ident = sql.Identifier("pg_temp", KEYS)  # (not a table of that name elsewhere)
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(

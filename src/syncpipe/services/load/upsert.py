@@ -24,6 +24,9 @@ from syncpipe.services.load.records import MAX_JSON_DEPTH, MAX_KEY_CHARS
 from syncpipe.services.load.tables import TableSpec
 
 STAGE = "_syncpipe_stage"
+#: (always named in the session's own temporary schema: a name alone finds a table of that
+#: name in the search path when this session has none, and DROP TABLE IF EXISTS dropped it)
+_STAGE = sql.Identifier("pg_temp", STAGE)
 #: The column (where a table has it) naming the ledger file that last wrote a row; the load
 #: sets it through the transaction-local setting ``syncpipe.load_file_id`` (sql/ddl/110).
 ORIGIN_COLUMN = "load_file_id"
@@ -93,10 +96,10 @@ class Target:
             self.table, self.cols, options, guard
         )
         self.copy_stage_raw = sql.SQL("COPY {} ({}) FROM STDIN {} WHERE {}").format(
-            sql.Identifier(STAGE), self.cols, options, guard
+            _STAGE, self.cols, options, guard
         )
         self.copy_stage_lines = sql.SQL("COPY {} ({}, _syncpipe_line) FROM STDIN {}").format(
-            sql.Identifier(STAGE), self.cols, options
+            _STAGE, self.cols, options
         )
 
     def _guard(self) -> sql.Composable:
@@ -145,7 +148,7 @@ class Target:
     # -- staging -----------------------------------------------------------------------------
     def create_stage(self, conn: psycopg.Connection[Any]) -> None:
         """An empty staging table for this transaction (dropped when it commits)."""
-        stage = sql.Identifier(STAGE)
+        stage = _STAGE
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
         conn.execute(
             sql.SQL(
@@ -172,7 +175,7 @@ class Target:
         different file of the table (another file name than ``name``, this file's: a file of the
         same name, in any folder, is a version of this one; the row's ``load_file_id``, else
         its transaction id, names the file that loaded it)."""
-        stage = sql.Identifier(STAGE)
+        stage = _STAGE
         cols_s = sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in self.pk)
         key_text = sql.SQL(", ").join(sql.SQL("r.{}::text").format(c) for c in self.pk)
         origin: sql.Composable = sql.SQL("ox.file_id")
@@ -330,7 +333,7 @@ class Target:
         row = conn.execute(
             sql.SQL(
                 "SELECT count(*) FILTER (WHERE {}), count(*) FILTER (WHERE {}), count(*) FROM {} s"
-            ).format(absent, same, sql.Identifier(STAGE))
+            ).format(absent, same, _STAGE)
         ).fetchone()
         assert row is not None
         inserted, unchanged, staged = int(row[0]), int(row[1]), int(row[2])
@@ -350,7 +353,7 @@ class Target:
                 "SELECT count(*) FROM (SELECT * FROM {} ORDER BY {}) s, "
                 "LATERAL ({} FOR UPDATE NOWAIT) locked"
             ).format(
-                sql.Identifier(STAGE),
+                _STAGE,
                 self.pk_list,
                 self._probe("s", "1", self._differs("t", "s")),
             )
@@ -360,9 +363,7 @@ class Target:
         """Forget staged rows."""
         if ords:
             conn.execute(
-                sql.SQL("DELETE FROM {} WHERE _syncpipe_ord = ANY(%s)").format(
-                    sql.Identifier(STAGE)
-                ),
+                sql.SQL("DELETE FROM {} WHERE _syncpipe_ord = ANY(%s)").format(_STAGE),
                 (ords,),
             )
 
@@ -375,7 +376,7 @@ class Target:
         ord_: int | None = None,
     ) -> Upserted:
         """INSERT ... ON CONFLICT DO UPDATE the stage (or one staged row) into the target."""
-        stage = sql.Identifier(STAGE)
+        stage = _STAGE
         if self.noncols:
             assignments = sql.SQL(", ").join(
                 sql.SQL("{c} = EXCLUDED.{c}").format(c=c) for c in self.noncols
@@ -493,7 +494,7 @@ class Target:
         """(ord, line) of every staged row."""
         rows = conn.execute(
             sql.SQL("SELECT _syncpipe_ord, _syncpipe_line FROM {} ORDER BY _syncpipe_ord").format(
-                sql.Identifier(STAGE)
+                _STAGE
             )
         ).fetchall()
         return [(int(o), int(ln)) for o, ln in rows]
@@ -501,9 +502,7 @@ class Target:
     def staged_ord(self, conn: psycopg.Connection[Any], line: int) -> int | None:
         """The ord of the staged row of this line (the last one staged)."""
         row = conn.execute(
-            sql.SQL("SELECT max(_syncpipe_ord) FROM {} WHERE _syncpipe_line = %s").format(
-                sql.Identifier(STAGE)
-            ),
+            sql.SQL("SELECT max(_syncpipe_ord) FROM {} WHERE _syncpipe_line = %s").format(_STAGE),
             (line,),
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
