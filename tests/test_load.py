@@ -480,24 +480,19 @@ def test_one_file_loaded_into_two_tables_keeps_two_reject_files(
     """Two files of one name and content, loaded into two tables, each keep their own reject
     file. (Both wrote rejects/<name>.<sha>.rejects.csv: the second overwrote the first, and the
     first load's summary named a file holding the other table's rejects.)"""
-    fetch(
-        deployed_db,
-        "CREATE TABLE public.left_t (k int PRIMARY KEY, v int); "
-        "CREATE TABLE public.\"Right T\" (k int PRIMARY KEY, v text CHECK (v <> 'b'))",
-    )
-    files = []
-    for folder in ("one", "two"):
-        (tmp_path / folder).mkdir()
-        files.append(tmp_path / folder / "same.csv")
-        write(files[-1], ["k,v", "1,a", "2,b", "3,3"])
-    loads = [(files[0], "public.left_t"), (files[1], 'public."Right T"')]
+    tables = ["public.left_t", 'public."Right T"', 'public."preis_ä"', 'public."preis_ö"']
+    for n, table in enumerate(tables):
+        check = "int" if n % 2 == 0 else "text CHECK (v <> 'b')"
+        fetch(deployed_db, f"CREATE TABLE {table} (k int PRIMARY KEY, v {check})")
     found = []
-    for path, table in loads:
+    for n, table in enumerate(tables):
+        (tmp_path / str(n)).mkdir()
+        path = write(tmp_path / str(n) / "same.csv", ["k,v", "1,a", "2,b", "3,3"])
         f = invoke(["load", str(path), "-t", table, "--json"], dsn=deployed_db, code=1)
         found.append(f.json()["files"][0]["reject_file"])
-    assert len(set(found)) == 2
+    assert len(set(found)) == 4
     lines = [[r["line"] for r in csv.DictReader(Path(p).read_text().splitlines())] for p in found]
-    assert lines == [["2", "3"], ["3"]]
+    assert lines == [["2", "3"], ["3"], ["2", "3"], ["3"]]
 
 
 def test_a_key_repeated_twice_names_its_first_row_for_each_repeat(

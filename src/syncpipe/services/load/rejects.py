@@ -9,6 +9,7 @@ rejects: it always describes committed work, and no temporary file is left behin
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,9 +31,14 @@ def reject_path(
 ) -> Path:
     """The reject file of a source file's content loaded into ``table`` (the same content and
     table, the same file; one file loaded into two tables has two): ``<name>.<table>.<the
-    content's SHA-256, cut>.rejects.csv``, the table without its schema when that is public."""
+    content's SHA-256, cut>.rejects.csv``, the table without its schema when that is public,
+    and where it has characters a file name should not (quotes, spaces, other scripts), those
+    replaced and a digest of the name added."""
     suffix = ".dry-run" if dry_run else ""
-    where = _UNSAFE.sub("_", table.removeprefix("public."))
+    name = table.removeprefix("public.")
+    where = _UNSAFE.sub("_", name)
+    if where != name:  # (two names made the same by it stay two: "a b", "a,b")
+        where += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     return reject_folder(logs_dir) / f"{source.stem}.{where}.{sha256[:12]}{suffix}.rejects.csv"
 
 
