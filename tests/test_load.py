@@ -373,9 +373,12 @@ def test_a_key_spelled_otherwise_in_a_batch_that_commits_first_is_the_repeat(
 ) -> None:
     """With two streams, the later batch of a file may commit first. Where it holds a key of an
     earlier row spelled another way ("3.50" after "3.5", "03" after "3"), that row is still the
-    repeat: the earlier row is kept and the later one rejected naming the first's line. (The
-    later row was looked for in its batch by its text, was not found, and the first row was
-    dropped in its place.)"""
+    repeat: the earlier row is kept, as the file spells its key, and the later one rejected
+    naming the first's line; so is a third row of the key, in a batch after both. (The later
+    row was looked for in its batch by its text, was not found, and the first row was dropped
+    in its place; once found, the later row's spelling of the key stayed, and with the same
+    values the row kept the later batch's transaction id: the third row's reason said "first
+    earlier in the file".)"""
     if kind == "citext":
         try:
             fetch(deployed_db, "CREATE EXTENSION IF NOT EXISTS citext")
@@ -385,28 +388,33 @@ def test_a_key_spelled_otherwise_in_a_batch_that_commits_first_is_the_repeat(
         deployed_db,
         f"""
         CREATE TABLE public.spelled (k {kind} PRIMARY KEY, v text);
-        CREATE FUNCTION public.slow_c() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.v = 'c' THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$;
-        CREATE TRIGGER slow_c BEFORE INSERT ON public.spelled
-            FOR EACH ROW EXECUTE FUNCTION public.slow_c();
+        CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.v = 'slow' THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$;
+        CREATE TRIGGER slow BEFORE INSERT ON public.spelled
+            FOR EACH ROW EXECUTE FUNCTION public.slow();
         """,
     )
-    ones = {"numeric": ("1", "4"), "int": ("1", "4"), "citext": ("a1", "d4")}
-    a, d = ones.get(kind, ("2024-01-01", "2024-01-04"))
+    others = {"numeric": "145", "int": "145", "citext": ("a1", "d4", "e5")}
+    a, d, e = others.get(kind, ("2024-01-01", "2024-01-04", "2024-01-05"))
     path = tmp_path / "spelled.csv"
-    write(path, ["k,v", f"{a},a", f"{first},c", f'"{later}",x', f"{d},d"])
+    lines = [f"{a},slow", f"{first},c", f'"{later}",c', f"{d},d", f"{e},e", f"{first},y"]
+    write(path, ["k,v", *lines])
     env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2", "SYNCPIPE_LOAD_STREAMS": "2", "TZ": "UTC"}
     load = ["load", str(path), "-t", "public.spelled", "--json"]
     f = invoke(load, dsn=deployed_db, env=env, code=1).json()["files"][0]
-    assert (f["inserted"], f["rejected"]) == (3, 1)
-    (reject,) = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
-    assert (reject["line"], reject["raw"]) == ("4", f'"{later}",x')
-    assert "(first at line 3)" in reject["reason"]
+    assert (f["inserted"], f["rejected"]) == (4, 2)
+    rejects = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
+    assert [(r["line"], r["raw"]) for r in rejects] == [("4", lines[2]), ("7", lines[5])]
+    assert all("(first at line 3)" in r["reason"] for r in rejects), rejects
     assert fetch(deployed_db, "SELECT v FROM public.spelled ORDER BY k") == [
-        ("a",),
+        ("slow",),
         ("c",),
         ("d",),
+        ("e",),
     ]
+    assert one(deployed_db, "SELECT k::text FROM public.spelled WHERE v = 'c'") == one(
+        deployed_db, f"SELECT '{first}'::{kind}::text"
+    )
 
 
 def test_a_row_refused_when_written_leaves_its_key_to_the_next_row(

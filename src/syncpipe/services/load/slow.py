@@ -63,7 +63,7 @@ def run_slow(
         return True
     by_line = {r.line: r for r in staged}
     ctx.target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
-    displaced, held = _resolve(conn, ctx, work, by_line, earlier)
+    displacing, held = _resolve(conn, ctx, work, by_line, earlier)
     try:
         with conn.transaction():
             done = ctx.target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)
@@ -71,6 +71,9 @@ def run_slow(
         if no_rows_fault(conn, exc):
             raise
         done = _upsert_one_by_one(conn, ctx, work, by_line, held)
+    if displacing:
+        work.xids.update(ctx.target.take_over(conn, displacing))
+    displaced = len(displacing)
     work.row.inserted += done.inserted
     # a row that displaced a later row of the file counts as that row's reject, not an update
     work.row.updated += done.updated - min(displaced, done.updated)
@@ -108,18 +111,18 @@ def _resolve(
     work: BatchWork,
     by_line: dict[int, Record],
     earlier: bytes,
-) -> tuple[int, dict[int, list[_Repeat]]]:
+) -> tuple[list[int], dict[int, list[_Repeat]]]:
     """Reject staged rows whose key came earlier: in the file, or in a different file of the
     table; where a staged row comes before a row of a later batch already written (parallel
-    streams), the staged row wins and the later row is rejected. Returns the number of rows
-    so displaced, and the repeats of each staged row that stays (by its line), in file
-    order."""
+    streams), the staged row wins and the later row is rejected. Returns the ords of the
+    staged rows that so take a later row's place, and the repeats of each staged row that
+    stays (by its line), in file order."""
     conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name)
     names = ", ".join(ctx.spec.primary_key)
     in_other_files = _other_lines(conn, ctx, [c for c in conflicts if c.other is not None])
     in_file = _earlier_rows(conn, ctx, work, conflicts, earlier)
     drop: list[int] = []
-    displaced = 0
+    displacing: list[int] = []
     #: where the first row of a staged row's key is (another file's name, or None for this
     #: file; its line), for a later repeat in the stage of a row itself rejected
     first_of: dict[int, tuple[str | None, int | None]] = {}
@@ -139,7 +142,7 @@ def _resolve(
                 # The row written first comes later in the file: this one wins, that one goes.
                 reason = dupes.duplicate_reason(c.key, line)
                 work.reject(Reject(found.line, names, reason, found.raw))
-                displaced += 1
+                displacing.append(c.ord)
                 continue
             first = (None, found.line if found else None)
         drop.append(c.ord)
@@ -155,7 +158,7 @@ def _resolve(
         if kept and c.first_line is not None and record is not None:
             held.setdefault(c.first_line, []).append(_Repeat(record, c.key, reject))
     ctx.target.drop_staged(conn, drop)
-    return displaced, held
+    return displacing, held
 
 
 def _first_records(

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from syncpipe.db.queries import qualified
+from syncpipe.services.load.errors import is_lost
 from syncpipe.services.load.header import Header
 from syncpipe.services.load.records import MAX_JSON_DEPTH, MAX_KEY_CHARS
 from syncpipe.services.load.tables import TableSpec
@@ -498,6 +499,35 @@ class Target:
             )
         ).fetchall()
         return [(int(o), int(ln)) for o, ln in rows]
+
+    def take_over(self, conn: psycopg.Connection[Any], ords: list[int]) -> set[str]:
+        """The target rows of these staged rows, written by a later batch of the file that
+        committed first, made theirs: the key as the staged row spells it ("3.5" where the
+        later row had "3.50"), and the row written again, so that it carries this batch's
+        transaction id and a further repeat of the key finds this batch, and its line. The
+        transaction ids the rows then carry."""
+        keys = sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=c) for c in self.pk)
+        spell = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=c) for c in self.pk)
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE {} t SET {} FROM {} s WHERE s._syncpipe_ord = ANY(%s) AND {}"
+                    ).format(self.table, spell, _STAGE, keys),
+                    (ords,),
+                )
+        except psycopg.Error as exc:
+            if is_lost(conn, exc):
+                raise
+            return set()  # (a trigger refused it: the row keeps the other spelling)
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT DISTINCT t.xmin::text FROM {} t JOIN {} s ON {} "
+                "WHERE s._syncpipe_ord = ANY(%s)"
+            ).format(self.table, _STAGE, keys),
+            (ords,),
+        ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def staged_ord(self, conn: psycopg.Connection[Any], line: int) -> int | None:
         """The ord of the staged row of this line (the last one staged)."""
