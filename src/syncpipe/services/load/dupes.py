@@ -9,12 +9,17 @@ only the bytes of that batch, read again from the file, and comparing keys on th
 
 from __future__ import annotations
 
+import re
 import uuid
-from decimal import Decimal
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from syncpipe.services.load.records import Record, parse_records
 from syncpipe.services.load.tables import TableSpec
+
+#: the lines of each key of a batch (``key_text``), in file order
+KeyLines = dict[tuple[str, ...], list[int]]
 
 
 def key_text(spec: TableSpec, values: list[str]) -> tuple[str, ...]:
@@ -28,6 +33,7 @@ def key_text(spec: TableSpec, values: list[str]) -> tuple[str, ...]:
     )
 
 
+_SCALE = re.compile(r"numeric\(\d+,(-?\d+)\)")
 _TRUE = frozenset(("t", "true", "y", "yes", "on", "1"))
 _FALSE = frozenset(("f", "false", "n", "no", "off", "0"))
 
@@ -38,7 +44,12 @@ def _by_value(type_name: str, value: str) -> str:
         if base in ("smallint", "integer", "bigint"):
             return str(int(value.strip()))
         if base == "numeric":
-            return str(Decimal(value.strip()).normalize())
+            number = Decimal(value.strip())
+            scale = _SCALE.search(type_name)
+            if scale and number.is_finite():  # (rounded to the column's scale, as it stores)
+                places = Decimal(1).scaleb(-int(scale.group(1)))
+                number = number.quantize(places, rounding=ROUND_HALF_UP)
+            return "0" if number == 0 else str(number.normalize())  # (-0 is 0)
         if base == "uuid":
             return str(uuid.UUID(value))
     except (ValueError, ArithmeticError):
@@ -109,3 +120,18 @@ def records_in_file(
     except OSError:
         return None
     return [fields.index(k) for k in key_names], records
+
+
+def key_lines(
+    spec: TableSpec, key_index: list[int], ncols: int, records: Iterable[Record]
+) -> KeyLines:
+    """The lines of each key (``key_text``) among ``records`` of ``ncols`` fields, in file
+    order."""
+    out: KeyLines = {}
+    for record in records:
+        fields = record.fields
+        if fields is None or len(fields) != ncols:
+            continue
+        key = key_text(spec, [fields[i] for i in key_index])
+        out.setdefault(key, []).append(record.line)
+    return out

@@ -303,14 +303,19 @@ def done_batches(conn: psycopg.Connection[Any], file_id: int) -> list[DoneBatch]
     return [_done(r) for r in rows]
 
 
-def batch_of_xid(conn: psycopg.Connection[Any], file_id: int, xid: str) -> DoneBatch | None:
-    """The committed batch of the file whose rows carry this transaction id."""
-    row = conn.execute(
-        "SELECT seq, start_offset, end_offset, first_line, lines, xids::text[] "
-        "FROM syncpipe.load_batches WHERE file_id = %s AND %s::xid = ANY(xids) LIMIT 1",
-        (file_id, xid),
-    ).fetchone()
-    return None if row is None else _done(row)
+def batches_of_xids(
+    conn: psycopg.Connection[Any], file_id: int, xids: list[str]
+) -> dict[str, DoneBatch]:
+    """The committed batches of the file whose rows carry these transaction ids, by id."""
+    if not xids:
+        return {}
+    rows = conn.execute(
+        "SELECT x::text, seq, start_offset, end_offset, first_line, lines, xids::text[] "
+        "FROM syncpipe.load_batches, unnest(xids) x "
+        "WHERE file_id = %s AND x = ANY(%s::xid[])",
+        (file_id, xids),
+    ).fetchall()
+    return {str(r[0]): _done(r[1:]) for r in rows}
 
 
 def commit_batch(
@@ -495,12 +500,11 @@ def batches_at(
     return [(int(a), int(b), int(c)) for a, b, c in rows]
 
 
-def rejected_lines(conn: psycopg.Connection[Any], file_id: int, lines: list[int]) -> set[int]:
-    """Those of ``lines`` the file's committed batches rejected."""
-    if not lines:
-        return set()
+def rejected_lines(conn: psycopg.Connection[Any], file_id: int, first: int, last: int) -> set[int]:
+    """The lines from ``first`` to ``last`` the file's committed batches rejected."""
     rows = conn.execute(
-        "SELECT DISTINCT line FROM syncpipe.load_rejects WHERE file_id = %s AND line = ANY(%s)",
-        (file_id, lines),
+        "SELECT DISTINCT line FROM syncpipe.load_rejects "
+        "WHERE file_id = %s AND line BETWEEN %s AND %s",
+        (file_id, first, last),
     ).fetchall()
     return {int(r[0]) for r in rows}

@@ -169,7 +169,8 @@ def _first_records(
     rejected: set[int],
     conflicts: list[Conflict],
 ) -> list[Record | None]:
-    """The first of ``records`` (not ``rejected``) holding each conflict's key."""
+    """The first of ``records`` (not ``rejected``) holding each conflict's key, compared on
+    the server."""
     return keymatch.first_records(
         conn,
         ctx.target.table,
@@ -190,30 +191,119 @@ def _earlier_rows(
 ) -> dict[int, tuple[ledger.DoneBatch | None, Record | None]]:
     """For each conflict with an earlier row of this file outside the stage (by its ord): the
     committed batch that holds that row (None: this batch, before the stage), and the row,
-    where it is found. Each batch is read and parsed once."""
-    ncols = len(ctx.header.names)
+    where it is found. Each batch is read once."""
+    batches = _batches_of(conn, ctx, conflicts)
     groups: dict[int | None, tuple[ledger.DoneBatch | None, list[Conflict]]] = {}
     out: dict[int, tuple[ledger.DoneBatch | None, Record | None]] = {}
     for c in conflicts:
         if c.other is not None or c.where == "stage":
             continue
-        batch = None if c.where == "batch" else _other_batch(conn, ctx, c)
+        batch = batches.get(c.ord)
         if batch is None and c.where != "batch":
             out[c.ord] = (None, None)
             continue
         groups.setdefault(None if batch is None else batch.start, (batch, []))[1].append(c)
     for batch, group in groups.values():
-        if batch is None:
-            records = list(parse_records(earlier, work.batch.first_line, ctx.codec, ncols))
-            rejected = {r.line for r in work.rejects}
-        else:
-            data = dupes.read_range(ctx.path, batch.start, batch.end)
-            records = list(parse_records(data, batch.first_line, ctx.codec, ncols))
-            assert ctx.file_id is not None  # (a committed batch: not a dry run)
-            rejected = ledger.rejected_lines(conn, ctx.file_id, [r.line for r in records])
-        found = _first_records(conn, ctx, ctx.header.key_index, records, rejected, group)
+        find = _first_plain if ctx.spec.plain_key else _first_on_server
+        found = find(conn, ctx, work, batch, group, earlier)
         out.update({c.ord: (batch, f) for c, f in zip(group, found, strict=True)})
     return out
+
+
+def _batches_of(
+    conn: psycopg.Connection[Any], ctx: FileContext, conflicts: list[Conflict]
+) -> dict[int, ledger.DoneBatch]:
+    """The committed batch of the file holding each conflict's earlier row (by its ord):
+    found by the transaction id the row carries, or where the ledger remembers the key left
+    unchanged. One query for all the ids."""
+    if ctx.file_id is None:
+        return {}
+    by_xid = ledger.batches_of_xids(
+        conn, ctx.file_id, sorted({c.xid for c in conflicts if c.where == "file" and c.xid})
+    )
+    at: dict[int, ledger.DoneBatch | None] = {}
+    out: dict[int, ledger.DoneBatch] = {}
+    for c in conflicts:
+        batch = None
+        if c.other is not None:
+            continue
+        if c.where == "file" and c.xid is not None:
+            batch = by_xid.get(c.xid)
+        elif c.batch_start is not None:
+            if c.batch_start not in at:
+                at[c.batch_start] = ledger.batch_at(conn, ctx.file_id, c.batch_start)
+            batch = at[c.batch_start]
+        if batch is not None:
+            out[c.ord] = batch
+    return out
+
+
+def _first_on_server(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    batch: ledger.DoneBatch | None,
+    group: list[Conflict],
+    earlier: bytes,
+) -> list[Record | None]:
+    """The first rows of the conflicts' keys in ``batch`` (None: ``earlier``), parsed whole
+    and compared on the server."""
+    ncols = len(ctx.header.names)
+    if batch is None:
+        records = list(parse_records(earlier, work.batch.first_line, ctx.codec, ncols))
+        rejected = {r.line for r in work.rejects}
+    else:
+        data = dupes.read_range(ctx.path, batch.start, batch.end)
+        records = list(parse_records(data, batch.first_line, ctx.codec, ncols))
+        assert ctx.file_id is not None  # (a committed batch: not a dry run)
+        last = batch.first_line + batch.lines
+        rejected = ledger.rejected_lines(conn, ctx.file_id, batch.first_line, last)
+    return _first_records(conn, ctx, ctx.header.key_index, records, rejected, group)
+
+
+def _first_plain(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    batch: ledger.DoneBatch | None,
+    group: list[Conflict],
+    earlier: bytes,
+) -> list[Record | None]:
+    """The first rows of the conflicts' keys in ``batch`` (None: ``earlier``), for a key
+    Python compares exactly (``TableSpec.plain_key``): a committed batch is parsed once per
+    load (``BatchKeys``), and only the rows a key names are read again, where they are
+    needed whole (a later batch's row to reject)."""
+    ncols = len(ctx.header.names)
+    index = ctx.header.key_index
+    if batch is None:
+        records = parse_records(earlier, work.batch.first_line, ctx.codec, ncols)
+        lines = dupes.key_lines(ctx.spec, index, ncols, records)
+    else:
+        kept = ctx.batch_keys.get(batch.start)
+        if kept is None:
+            data = dupes.read_range(ctx.path, batch.start, batch.end)
+            records = parse_records(data, batch.first_line, ctx.codec, ncols)
+            kept = dupes.key_lines(ctx.spec, index, ncols, records)
+            ctx.batch_keys.put(batch.start, kept)
+        lines = kept
+    candidates = [lines.get(dupes.key_text(ctx.spec, c.key), []) for c in group]
+    if batch is None:
+        rejected = {r.line for r in work.rejects}
+    else:
+        assert ctx.file_id is not None  # (a committed batch: not a dry run)
+        last = batch.first_line + batch.lines
+        rejected = ledger.rejected_lines(conn, ctx.file_id, batch.first_line, last)
+    firsts = [next((n for n in found if n not in rejected), None) for found in candidates]
+    whole: dict[int, Record] = {}
+    if batch is not None and batch.start > work.row.start and any(firsts):
+        data = dupes.read_range(ctx.path, batch.start, batch.end)
+        wanted = set(firsts)
+        whole = {
+            r.line: r
+            for r in parse_records(data, batch.first_line, ctx.codec, ncols)
+            if r.line in wanted
+        }
+    return [None if n is None else whole.get(n) or Record(line=n, raw=b"") for n in firsts]
 
 
 def _other_lines(
@@ -245,22 +335,13 @@ def _other_lines(
         if got is None:
             continue
         index, records = got
-        rejected = ledger.rejected_lines(conn, file_id, [r.line for r in records])
+        lines = [r.line for r in records]
+        rejected = ledger.rejected_lines(
+            conn, file_id, min(lines, default=0), max(lines, default=0)
+        )
         found = _first_records(conn, ctx, index, records, rejected, group)
         out.update({c.ord: f.line for c, f in zip(group, found, strict=True) if f is not None})
     return out
-
-
-def _other_batch(
-    conn: psycopg.Connection[Any], ctx: FileContext, c: Conflict
-) -> ledger.DoneBatch | None:
-    if ctx.file_id is None:
-        return None
-    if c.where == "file" and c.xid is not None:
-        return ledger.batch_of_xid(conn, ctx.file_id, c.xid)
-    if c.batch_start is not None:
-        return ledger.batch_at(conn, ctx.file_id, c.batch_start)
-    return None
 
 
 def _upsert_one_by_one(

@@ -10,15 +10,47 @@ with it.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syncpipe.services.load.dupes import KeyLines
 from syncpipe.services.load.header import Header
 from syncpipe.services.load.ledger import BatchRow
 from syncpipe.services.load.records import Reject
 from syncpipe.services.load.scan import Batch
 from syncpipe.services.load.tables import TableSpec
 from syncpipe.services.load.upsert import Target
+
+
+class BatchKeys:
+    """The keys of a file's committed batches, each batch parsed once (``dupes.key_lines``),
+    for the repeats of later batches to find their first rows in: the batches used most
+    recently are kept, up to ``budget`` keys in all (about 100 MB)."""
+
+    def __init__(self, budget: int = 500_000) -> None:
+        self._budget = budget
+        self._held = 0
+        self._lock = threading.Lock()
+        self._batches: OrderedDict[int, KeyLines] = OrderedDict()
+
+    def get(self, start: int) -> KeyLines | None:
+        """The keys of the batch that starts at this offset, if kept."""
+        with self._lock:
+            keys = self._batches.get(start)
+            if keys is not None:
+                self._batches.move_to_end(start)
+            return keys
+
+    def put(self, start: int, keys: KeyLines) -> None:
+        """Keep a batch's keys."""
+        with self._lock:
+            old = self._batches.pop(start, None)
+            self._held += len(keys) - (len(old) if old is not None else 0)
+            self._batches[start] = keys
+            while self._held > self._budget and len(self._batches) > 1:
+                _, dropped = self._batches.popitem(last=False)
+                self._held -= len(dropped)
 
 
 @dataclass(frozen=True)
@@ -33,6 +65,7 @@ class FileContext:
     pg_encoding: str
     file_id: int | None  # None on a dry run: nothing is written
     dry_run: bool
+    batch_keys: BatchKeys = field(default_factory=BatchKeys, compare=False)
 
 
 class FileMode:

@@ -86,8 +86,11 @@ class TableSpec:
     partitioned: bool = False
     #: a key whose equal values can be spelled differently ("3.5" and "3.50" in a numeric, two
     #: cases in a case-insensitive column): a reload remembers such keys as the table spells
-    #: them (``_spelled_keys``)
+    #: them (``_key_kinds``)
     spelled_key: bool = True
+    #: a key whose equal values Python can tell from a file's text exactly (``_key_kinds``):
+    #: a repeated key's first row is then found without the server
+    plain_key: bool = False
 
     @property
     def loadable(self) -> list[str]:
@@ -212,6 +215,7 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
         (oid,),
     ).fetchall()
     columns = {str(n): Column(str(n), str(t), bool(nn), bool(d)) for n, t, nn, d in cols}
+    spelled, plain = _key_kinds(conn, oid, [str(r[0]) for r in pk])
     if not pk:
         raise ConfigError(
             f"Table {table} has no primary key; syncpipe needs one to load idempotently."
@@ -223,7 +227,8 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
         fmt=KNOWN_FORMATS.get(table),
         by_text=_by_text(conn, table, list(columns)),
         partitioned=partitioned,
-        spelled_key=_spelled_keys(conn, oid, [str(r[0]) for r in pk]),
+        spelled_key=spelled,
+        plain_key=plain,
     )
 
 
@@ -232,12 +237,17 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
 _ONE_SPELLING = frozenset(
     ("int2", "int4", "int8", "text", "varchar", "uuid", "date", "bool", "bytea", "oid")
 )
+#: Types whose equality Python can judge on a file's text exactly (``dupes.key_text``):
+#: integers, numbers (rounded to the column's scale) and UUIDs by value, text by its
+#: characters (with a deterministic collation).
+_PLAIN = frozenset(("int2", "int4", "int8", "text", "varchar", "uuid", "numeric"))
 
 
-def _spelled_keys(conn: psycopg.Connection[Any], oid: int, key: list[str]) -> bool:
-    """True where a key column's equal values may be spelled differently: a type not known to
-    have one text per value (numeric, citext, a timestamp with time zone, a domain...), or a
-    nondeterministic collation."""
+def _key_kinds(conn: psycopg.Connection[Any], oid: int, key: list[str]) -> tuple[bool, bool]:
+    """(spelled, plain) of a key: spelled where a key column's equal values may be spelled
+    differently (a type not known to have one text per value: numeric, citext, a timestamp
+    with time zone, a domain...; or a nondeterministic collation); plain where Python can
+    tell two of the file's keys equal as the table would (``_PLAIN``)."""
     rows = conn.execute(
         """
         SELECT t.typname, coalesce(c.collisdeterministic, true)
@@ -248,8 +258,10 @@ def _spelled_keys(conn: psycopg.Connection[Any], oid: int, key: list[str]) -> bo
         """,
         (oid, key),
     ).fetchall()
-    one = all(str(typ) in _ONE_SPELLING and deterministic for typ, deterministic in rows)
-    return not one or len(rows) != len(key)
+    whole = len(rows) == len(key)
+    one = whole and all(str(t) in _ONE_SPELLING and det for t, det in rows)
+    plain = whole and all(str(t) in _PLAIN and det for t, det in rows)
+    return not one, plain
 
 
 def _by_text(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> frozenset[str]:
