@@ -32,6 +32,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/full_run.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/repeats.py
 	$(BIN)/python bench/merge.py
 	$(BIN)/python bench/merge.py --persons 100000 --vs-splink
 	$(BIN)/python bench/growth.py
