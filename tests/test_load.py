@@ -418,6 +418,83 @@ def test_a_key_spelled_otherwise_in_a_batch_that_commits_first_is_the_repeat(
     )
 
 
+def test_a_key_taken_over_is_written_once_and_not_by_a_refused_row(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """An earlier row that takes its key over from a later batch that committed first writes
+    the row once (an update trigger fires once); one the server refuses (a foreign key) takes
+    nothing over: the later row stays, loaded, and is no reject. (The row was written twice;
+    the refused row's spelling of the key was written over the later row's values, that row
+    rejected as its repeat, and the counts came to -1 unchanged.)"""
+    fetch(
+        deployed_db,
+        """
+        CREATE TABLE public.parent (id int PRIMARY KEY);
+        INSERT INTO public.parent VALUES (1), (2);
+        CREATE TABLE public.took (k numeric PRIMARY KEY, v int REFERENCES public.parent,
+                                  writes int NOT NULL DEFAULT 0);
+        CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.k = 100 THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$;
+        CREATE TRIGGER slow BEFORE INSERT ON public.took
+            FOR EACH ROW EXECUTE FUNCTION public.slow();
+        CREATE FUNCTION public.count_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.writes := OLD.writes + 1; RETURN NEW; END $$;
+        CREATE TRIGGER count_writes BEFORE UPDATE ON public.took
+            FOR EACH ROW EXECUTE FUNCTION public.count_writes();
+        """,
+    )
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2", "SYNCPIPE_LOAD_STREAMS": "2"}
+    path = tmp_path / "took.csv"
+    load = ["load", str(path), "-t", "public.took", "--json"]
+    write(path, ["k,v", "100,1", "3.5,1", "3.50,2", "9,1"])
+    f = invoke(load, dsn=deployed_db, env=env, code=1).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (3, 0, 0, 1)
+    assert fetch(deployed_db, "SELECT k::text, v, writes FROM public.took WHERE k = 3.5") == [
+        ("3.5", 1, 1)
+    ]
+    fetch(deployed_db, "TRUNCATE public.took; DELETE FROM syncpipe.load_files")
+    write(path, ["k,v", "100,1", "1,999", "1.0,1", "9,1"])
+    f = invoke(load, dsn=deployed_db, env=env, code=1).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (3, 0, 0, 1)
+    (reject,) = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
+    assert reject["line"] == "3" and "foreign key" in reject["reason"]
+    assert fetch(deployed_db, "SELECT k::text, v FROM public.took WHERE k = 1") == [("1.0", 1)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "first", "later"),
+    [
+        ("numeric", "1234567890123456789012345678901", "1234567890123456789012345678902"),
+        ("numeric(40,30)", "1.5", "1.50"),
+        ("varchar(3)", "abc", '"abc  "'),
+    ],
+)
+def test_a_repeat_in_a_later_batch_names_its_first_line_for_keys_of_every_width(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, kind: str, first: str, later: str
+) -> None:
+    """A repeat in a later batch names its first row's line, and a dry run counts it, where
+    the key's equality is past what Python compares by default: numbers of more than 28
+    digits, a scale of 30, a varchar that cuts trailing spaces. (Two numbers of 31 digits
+    were one key; "1.5" and "1.50" in a numeric(40,30), "abc" and "abc  " in a varchar(3)
+    were two: a wrong line, "first earlier in the file", or a dry run's other counts.)"""
+    fetch(deployed_db, f"CREATE TABLE public.wide (k {kind} PRIMARY KEY, v text)")
+    distinct = first.startswith("123")
+    path = tmp_path / "wide.csv"
+    other = first[:-1] + "9"  # (lines of one length: batches of 2 lines each)
+    write(path, ["k,v", f"{first},a", f"{later},b", f"{later},c", f"{other},d"])
+    load = ["load", str(path), "-t", "public.wide", "--json"]
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2"}
+    results = [
+        invoke([*load, *extra], dsn=deployed_db, env=env, code=1).json()["files"][0]
+        for extra in (["--dry-run"], [])
+    ]
+    expected = (3, 1) if distinct else (2, 2)
+    assert [(f["inserted"], f["rejected"]) for f in results] == [expected, expected]
+    rejects = list(csv.DictReader(Path(results[1]["reject_file"]).read_text().splitlines()))
+    firsts = ["3"] if distinct else ["2", "2"]
+    assert [r["reason"].split("(first at line ")[-1].rstrip(")") for r in rejects] == firsts
+
+
 def test_a_row_refused_when_written_leaves_its_key_to_the_next_row(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_UP, Context, Decimal
 from pathlib import Path
 
 from syncpipe.services.load.records import Record, parse_records
@@ -33,6 +33,10 @@ def key_text(spec: TableSpec, values: list[str]) -> tuple[str, ...]:
     )
 
 
+#: a context that rounds no number PostgreSQL's numeric holds (131,072 digits before the
+#: point, 16,383 after)
+_EXACT = Context(prec=150_000, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_LENGTH = re.compile(r"character varying\((\d+)\)")
 _SCALE = re.compile(r"numeric\(\d+,(-?\d+)\)")
 _TRUE = frozenset(("t", "true", "y", "yes", "on", "1"))
 _FALSE = frozenset(("f", "false", "n", "no", "off", "0"))
@@ -48,8 +52,9 @@ def _by_value(type_name: str, value: str) -> str:
             scale = _SCALE.search(type_name)
             if scale and number.is_finite():  # (rounded to the column's scale, as it stores)
                 places = Decimal(1).scaleb(-int(scale.group(1)))
-                number = number.quantize(places, rounding=ROUND_HALF_UP)
-            return "0" if number == 0 else str(number.normalize())  # (-0 is 0)
+                number = number.quantize(places, rounding=ROUND_HALF_UP, context=_EXACT)
+            # (-0 is 0; every digit kept: the default context's 28 made two numbers one)
+            return "0" if number == 0 else str(number.normalize(_EXACT))
         if base == "uuid":
             return str(uuid.UUID(value))
     except (ValueError, ArithmeticError):
@@ -59,6 +64,10 @@ def _by_value(type_name: str, value: str) -> str:
         return "t" if word in _TRUE else "f" if word in _FALSE else value
     if base == "citext":
         return value.lower()
+    length = _LENGTH.fullmatch(type_name)
+    if length and len(value) > int(length.group(1)):  # (spaces past its length are cut)
+        cut = value[: int(length.group(1))]
+        return cut if not value[len(cut) :].strip(" ") else value
     return value
 
 

@@ -64,21 +64,28 @@ def run_slow(
     by_line = {r.line: r for r in staged}
     ctx.target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
     displacing, held = _resolve(conn, ctx, work, by_line, earlier)
+    taken = ctx.target.take_over(conn, list(displacing)) if displacing else None
+    if taken is not None:
+        for ord_ in taken[0]:  # (counted by the later batch; their later rows are rejects)
+            displacing.pop(ord_)
+        work.xids.update(taken[1])
+    refused: set[int] = set()
     try:
         with conn.transaction():
             done = ctx.target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)
     except psycopg.Error as exc:
         if no_rows_fault(conn, exc):
             raise
-        done = _upsert_one_by_one(conn, ctx, work, by_line, held)
-    if displacing:
-        work.xids.update(ctx.target.take_over(conn, displacing))
+        done = _upsert_one_by_one(conn, ctx, work, by_line, held, refused)
+    work.xids.update(done.xids)
+    for ord_ in refused & displacing.keys():
+        # (refused itself: the later row it would have displaced stays, and is no reject)
+        work.rejects.remove(displacing.pop(ord_))
+    # a row that displaced a later row of the file counts as that row's reject, not an update
     displaced = len(displacing)
     work.row.inserted += done.inserted
-    # a row that displaced a later row of the file counts as that row's reject, not an update
     work.row.updated += done.updated - min(displaced, done.updated)
     work.row.unchanged += done.unchanged - max(displaced - done.updated, 0)
-    work.xids.update(done.xids)
     return True
 
 
@@ -111,18 +118,18 @@ def _resolve(
     work: BatchWork,
     by_line: dict[int, Record],
     earlier: bytes,
-) -> tuple[list[int], dict[int, list[_Repeat]]]:
+) -> tuple[dict[int, Reject], dict[int, list[_Repeat]]]:
     """Reject staged rows whose key came earlier: in the file, or in a different file of the
     table; where a staged row comes before a row of a later batch already written (parallel
-    streams), the staged row wins and the later row is rejected. Returns the ords of the
-    staged rows that so take a later row's place, and the repeats of each staged row that
-    stays (by its line), in file order."""
+    streams), the staged row wins and the later row is rejected. Returns the staged rows that
+    so take a later row's place (ord -> the later row's reject), and the repeats of each
+    staged row that stays (by its line), in file order."""
     conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name)
     names = ", ".join(ctx.spec.primary_key)
     in_other_files = _other_lines(conn, ctx, [c for c in conflicts if c.other is not None])
     in_file = _earlier_rows(conn, ctx, work, conflicts, earlier)
     drop: list[int] = []
-    displacing: list[int] = []
+    displacing: dict[int, Reject] = {}
     #: where the first row of a staged row's key is (another file's name, or None for this
     #: file; its line), for a later repeat in the stage of a row itself rejected
     first_of: dict[int, tuple[str | None, int | None]] = {}
@@ -141,8 +148,8 @@ def _resolve(
             if batch is not None and batch.start > work.row.start and found is not None:
                 # The row written first comes later in the file: this one wins, that one goes.
                 reason = dupes.duplicate_reason(c.key, line)
-                work.reject(Reject(found.line, names, reason, found.raw))
-                displacing.append(c.ord)
+                displacing[c.ord] = Reject(found.line, names, reason, found.raw)
+                work.reject(displacing[c.ord])
                 continue
             first = (None, found.line if found else None)
         drop.append(c.ord)
@@ -204,8 +211,15 @@ def _earlier_rows(
             continue
         groups.setdefault(None if batch is None else batch.start, (batch, []))[1].append(c)
     for batch, group in groups.values():
-        find = _first_plain if ctx.spec.plain_key else _first_on_server
-        found = find(conn, ctx, work, batch, group, earlier)
+        found: list[Record | None] = [None] * len(group)
+        if ctx.spec.plain_key:
+            found = _first_plain(conn, ctx, work, batch, group, earlier)
+        # (what Python did not find, the server looks for: the judge of equality)
+        missed = [n for n, f in enumerate(found) if f is None]
+        if missed:
+            more = _first_on_server(conn, ctx, work, batch, [group[n] for n in missed], earlier)
+            for n, f in zip(missed, more, strict=True):
+                found[n] = f
         out.update({c.ord: (batch, f) for c, f in zip(group, found, strict=True)})
     return out
 
@@ -350,10 +364,12 @@ def _upsert_one_by_one(
     work: BatchWork,
     by_line: dict[int, Record],
     held: dict[int, list[_Repeat]],
+    refused: set[int],
 ) -> Upserted:
     """The upsert of the stage failed (a foreign key, say): upsert row by row, rejecting the
-    rows the server refuses. A refused row's first repeat in the stage takes its place, as it
-    would have had the row been rejected before it was staged."""
+    rows the server refuses (their ords added to ``refused``). A refused row's first repeat
+    in the stage takes its place, as it would have had the row been rejected before it was
+    staged."""
     inserted = updated = unchanged = 0
     xids: set[str] = set()
     todo = deque(ctx.target.staged_rows(conn))
@@ -367,6 +383,7 @@ def _upsert_one_by_one(
         except psycopg.Error as exc:
             if no_rows_fault(conn, exc):
                 raise
+            refused.add(ord_)
             column, reason = server_reason(exc)
             record = by_line.get(line)
             work.reject(Reject(line, column, reason, record.raw if record else b""))

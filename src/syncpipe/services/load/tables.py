@@ -239,8 +239,9 @@ _ONE_SPELLING = frozenset(
 )
 #: Types whose equality Python can judge on a file's text exactly (``dupes.key_text``):
 #: integers, numbers (rounded to the column's scale) and UUIDs by value, text by its
-#: characters (with a deterministic collation).
-_PLAIN = frozenset(("int2", "int4", "int8", "text", "varchar", "uuid", "numeric"))
+#: characters (with a deterministic collation). Not varchar(n): it cuts trailing spaces
+#: past its length ("abc  " is "abc" in a varchar(3)).
+_PLAIN = frozenset(("int2", "int4", "int8", "text", "uuid", "numeric"))
 
 
 def _key_kinds(conn: psycopg.Connection[Any], oid: int, key: list[str]) -> tuple[bool, bool]:

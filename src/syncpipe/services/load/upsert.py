@@ -500,34 +500,44 @@ class Target:
         ).fetchall()
         return [(int(o), int(ln)) for o, ln in rows]
 
-    def take_over(self, conn: psycopg.Connection[Any], ords: list[int]) -> set[str]:
+    def take_over(
+        self, conn: psycopg.Connection[Any], ords: list[int]
+    ) -> tuple[list[int], set[str]] | None:
         """The target rows of these staged rows, written by a later batch of the file that
-        committed first, made theirs: the key as the staged row spells it ("3.5" where the
-        later row had "3.50"), and the row written again, so that it carries this batch's
-        transaction id and a further repeat of the key finds this batch, and its line. The
-        transaction ids the rows then carry."""
+        committed first, made theirs before the upsert, in one write each (a row's update
+        triggers fire once): the staged row's values, its key as it spells it ("3.5" where
+        the later row had "3.50"), and this batch's transaction id, so that a further repeat
+        of the key finds this batch, and its line. The rows taken over leave the stage.
+        Returns their ords and the transaction ids they carry; None where the server refuses
+        (the upsert then writes them as it writes the rest)."""
         keys = sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=c) for c in self.pk)
-        spell = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=c) for c in self.pk)
+        names = [sql.Identifier(c) for c in self.header.names]
+        sets = [sql.SQL("{c} = s.{c}").format(c=c) for c in names]
+        if ORIGIN_COLUMN in self.spec.columns and ORIGIN_COLUMN not in self.header.names:
+            sets.append(sql.SQL("{} = DEFAULT").format(sql.Identifier(ORIGIN_COLUMN)))
         try:
             with conn.transaction():
-                conn.execute(
+                rows = conn.execute(
                     sql.SQL(
-                        "UPDATE {} t SET {} FROM {} s WHERE s._syncpipe_ord = ANY(%s) AND {}"
-                    ).format(self.table, spell, _STAGE, keys),
+                        "UPDATE {} t SET {} FROM {} s WHERE s._syncpipe_ord = ANY(%s) AND {} "
+                        "RETURNING s._syncpipe_ord"
+                    ).format(self.table, sql.SQL(", ").join(sets), _STAGE, keys),
                     (ords,),
-                )
+                ).fetchall()
         except psycopg.Error as exc:
             if is_lost(conn, exc):
                 raise
-            return set()  # (a trigger refused it: the row keeps the other spelling)
-        rows = conn.execute(
+            return None
+        taken = [int(r[0]) for r in rows]
+        xids = conn.execute(
             sql.SQL(
                 "SELECT DISTINCT t.xmin::text FROM {} t JOIN {} s ON {} "
                 "WHERE s._syncpipe_ord = ANY(%s)"
             ).format(self.table, _STAGE, keys),
-            (ords,),
+            (taken,),
         ).fetchall()
-        return {str(r[0]) for r in rows}
+        self.drop_staged(conn, taken)
+        return taken, {str(r[0]) for r in xids}
 
     def staged_ord(self, conn: psycopg.Connection[Any], line: int) -> int | None:
         """The ord of the staged row of this line (the last one staged)."""
