@@ -367,6 +367,7 @@ def test_a_key_spelled_otherwise_in_a_later_batch_is_still_a_repeat(
         ("int", "3", "03"),
         ("timestamptz", "2024-01-03 00:00:00+00", "2024-01-03"),
         ("citext", "Abc", "abc"),
+        ("varbit", "0101", "X5"),
     ],
 )
 def test_a_key_spelled_otherwise_in_a_batch_that_commits_first_is_the_repeat(
@@ -395,7 +396,13 @@ def test_a_key_spelled_otherwise_in_a_batch_that_commits_first_is_the_repeat(
             FOR EACH ROW EXECUTE FUNCTION public.slow();
         """,
     )
-    others = {"numeric": "145", "numeric(10,2)": "145", "int": "145", "citext": ("a1", "d4", "e5")}
+    others = {
+        "numeric": "145",
+        "numeric(10,2)": "145",
+        "int": "145",
+        "citext": ("a1", "d4", "e5"),
+        "varbit": ("0001", "11", "111"),
+    }
     a, d, e = others.get(kind, ("2024-01-01", "2024-01-04", "2024-01-05"))
     path = tmp_path / "spelled.csv"
     lines = [f"{a},slow", f"{first},c", f'"{later}",c', f"{d},d", f"{e},e", f"{first},y"]

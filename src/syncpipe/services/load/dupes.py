@@ -18,8 +18,9 @@ from pathlib import Path
 from syncpipe.services.load.records import Record, parse_records
 from syncpipe.services.load.tables import TableSpec
 
-#: the lines of each key of a batch (``key_text``), in file order
-KeyLines = dict[tuple[str, ...], list[int]]
+#: the lines of each key of a batch (its ``key_text``, or its hash on the server), in file
+#: order
+KeyLines = dict[tuple[object, ...], list[int]]
 
 
 def key_text(spec: TableSpec, values: list[str]) -> tuple[str, ...]:

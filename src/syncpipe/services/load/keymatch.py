@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from syncpipe.services.load.copying import copy_bisect
+from syncpipe.services.load.errors import is_lost
 from syncpipe.services.load.records import Record
 
 KEYS = "_syncpipe_keys"
@@ -55,17 +56,8 @@ def first_records(
         return [None] * len(keys)
     wanted = [_csv_row([*map(str, key), "", str(n)], codec) for n, key in enumerate(keys)]
     cols = [sql.Identifier(c) for c in key_names]
-    ident = sql.Identifier("pg_temp", KEYS)  # (not a table of that name elsewhere)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            ident, sql.SQL(", ").join(cols), table
-        )
-    )
-    conn.execute(
-        sql.SQL(
-            "ALTER TABLE {} ADD COLUMN _syncpipe_line bigint, ADD COLUMN _syncpipe_want int"
-        ).format(ident)
+    ident = _create(
+        conn, table, cols, sql.SQL("_syncpipe_line bigint, ADD COLUMN _syncpipe_want int")
     )
     copy = sql.SQL("COPY {} ({}, _syncpipe_line, _syncpipe_want) FROM STDIN (FORMAT csv)").format(
         ident, sql.SQL(", ").join(cols)
@@ -86,6 +78,72 @@ def first_records(
     for n, line in found:
         out[int(n)] = by_line[int(line)]
     return out
+
+
+def key_hashes(
+    conn: psycopg.Connection[Any],
+    table: sql.Composable,
+    key_names: Sequence[str],
+    codec: str,
+    keys: Sequence[Sequence[str]],
+) -> list[tuple[int, ...] | None] | None:
+    """Each key's hash as ``table``'s key columns hash their values (their type's hash
+    function under their collation, 64 bits a column: equal keys, equal hashes; "3.50" and
+    3.5 alike), for a batch's keys to be compared once, not copied to the server again by
+    every later batch that repeats one; None for a key the server cannot read as that type.
+    None for all where a key column's type has no hash function."""
+    if not keys:
+        return []
+    rows = [_csv_row([*key, str(n)], codec) for n, key in enumerate(keys)]
+    good = [
+        r
+        for key, r in zip(keys, rows, strict=True)
+        if r is not None and all(v != "" and "\x00" not in v for v in key)
+    ]
+    cols = [sql.Identifier(c) for c in key_names]
+    ident = _create(conn, table, cols, sql.SQL("_syncpipe_n int"))
+    copy = sql.SQL("COPY {} ({}, _syncpipe_n) FROM STDIN (FORMAT csv)").format(
+        ident, sql.SQL(", ").join(cols)
+    )
+    copy_bisect(conn, copy, good, b"".join)
+    hashes = sql.SQL(", ").join(
+        sql.SQL("hash_array_extended(ARRAY[{}], 0)").format(c) for c in cols
+    )
+    try:
+        with conn.transaction():
+            found = conn.execute(
+                sql.SQL("SELECT _syncpipe_n, {} FROM {}").format(hashes, ident)
+            ).fetchall()
+    except psycopg.Error as exc:  # (the type has no hash function: compared whole)
+        if is_lost(conn, exc):
+            raise
+        found = None
+    conn.execute(sql.SQL("DROP TABLE {}").format(ident))
+    if found is None:
+        return None
+    out: list[tuple[int, ...] | None] = [None] * len(keys)
+    for row in found:
+        out[int(row[0])] = tuple(int(h) for h in row[1:])
+    return out
+
+
+def _create(
+    conn: psycopg.Connection[Any],
+    table: sql.Composable,
+    cols: list[sql.Identifier],
+    extra: sql.Composable,
+) -> sql.Identifier:
+    """The temporary table of keys shaped like ``table``'s key columns, with ``extra``
+    columns; its name."""
+    ident = sql.Identifier("pg_temp", KEYS)  # (not a table of that name elsewhere)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            ident, sql.SQL(", ").join(cols), table
+        )
+    )
+    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {}").format(ident, extra))
+    return ident
 
 
 def _csv_row(fields: list[str], codec: str) -> bytes | None:

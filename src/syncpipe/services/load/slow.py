@@ -210,10 +210,22 @@ def _earlier_rows(
             out[c.ord] = (None, None)
             continue
         groups.setdefault(None if batch is None else batch.start, (batch, []))[1].append(c)
+    hashes: dict[int, tuple[int, ...] | None] | None = None
+    committed = [c for _, group in groups.values() for c in group if c.where != "batch"]
+    if not ctx.spec.plain_key and committed:
+        # (the keys looked for, hashed once for all the batches they are looked for in)
+        got = keymatch.key_hashes(
+            conn, ctx.target.table, ctx.spec.primary_key, ctx.codec, [c.key for c in committed]
+        )
+        if got is not None:
+            hashes = {c.ord: h for c, h in zip(committed, got, strict=True)}
     for batch, group in groups.values():
         found: list[Record | None] = [None] * len(group)
         if ctx.spec.plain_key:
             found = _first_plain(conn, ctx, work, batch, group, earlier)
+        elif batch is not None and hashes is not None:
+            wanted = [hashes[c.ord] for c in group]
+            found = _first_hashed(conn, ctx, work, batch, wanted) or found
         # (what Python did not find, the server looks for: the judge of equality)
         missed = [n for n, f in enumerate(found) if f is None]
         if missed:
@@ -285,22 +297,68 @@ def _first_plain(
 ) -> list[Record | None]:
     """The first rows of the conflicts' keys in ``batch`` (None: ``earlier``), for a key
     Python compares exactly (``TableSpec.plain_key``): a committed batch is parsed once per
-    load (``BatchKeys``), and only the rows a key names are read again, where they are
-    needed whole (a later batch's row to reject)."""
+    load (``BatchKeys``)."""
     ncols = len(ctx.header.names)
     index = ctx.header.key_index
     if batch is None:
         records = parse_records(earlier, work.batch.first_line, ctx.codec, ncols)
         lines = dupes.key_lines(ctx.spec, index, ncols, records)
     else:
-        kept = ctx.batch_keys.get(batch.start)
+        kept = ctx.batch_keys.get(("text", batch.start))
         if kept is None:
-            data = dupes.read_range(ctx.path, batch.start, batch.end)
-            records = parse_records(data, batch.first_line, ctx.codec, ncols)
-            kept = dupes.key_lines(ctx.spec, index, ncols, records)
-            ctx.batch_keys.put(batch.start, kept)
+            kept = dupes.key_lines(ctx.spec, index, ncols, _records(ctx, batch))
+            ctx.batch_keys.put(("text", batch.start), kept)
         lines = kept
     candidates = [lines.get(dupes.key_text(ctx.spec, c.key), []) for c in group]
+    return _pick(conn, ctx, work, batch, candidates)
+
+
+def _first_hashed(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    batch: ledger.DoneBatch,
+    wanted: list[tuple[int, ...] | None],
+) -> list[Record | None] | None:
+    """The first rows of keys (by their hashes, ``wanted``) in a committed ``batch``, for a
+    key the server compares: by the hashes of the batch's keys, asked of the server once per
+    load (``BatchKeys``), so that every later batch repeating one of its keys does not copy
+    the batch to the server again. None where the key's type has no hash function."""
+    ncols = len(ctx.header.names)
+    index = ctx.header.key_index
+    table, names, codec = ctx.target.table, ctx.spec.primary_key, ctx.codec
+    kept = ctx.batch_keys.get(("hash", batch.start))
+    if kept is None:
+        records = [r for r in _records(ctx, batch) if r.fields and len(r.fields) == ncols]
+        keys = [[(r.fields or [])[i] for i in index] for r in records]
+        hashes = keymatch.key_hashes(conn, table, names, codec, keys)
+        if hashes is None:
+            return None
+        kept = {}
+        for record, h in zip(records, hashes, strict=True):
+            if h is not None:
+                kept.setdefault(h, []).append(record.line)
+        ctx.batch_keys.put(("hash", batch.start), kept)
+    candidates = [kept.get(h, []) if h is not None else [] for h in wanted]
+    return _pick(conn, ctx, work, batch, candidates)
+
+
+def _records(ctx: FileContext, batch: ledger.DoneBatch) -> list[Record]:
+    """A committed batch's records, read again from the file."""
+    data = dupes.read_range(ctx.path, batch.start, batch.end)
+    return list(parse_records(data, batch.first_line, ctx.codec, len(ctx.header.names)))
+
+
+def _pick(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    batch: ledger.DoneBatch | None,
+    candidates: list[list[int]],
+) -> list[Record | None]:
+    """The first line of each list of ``candidates`` (lines holding a conflict's key in
+    ``batch``; None: this batch) that was not rejected; the row whole only where it is
+    needed (a later batch's row to reject), read again from the file then."""
     if batch is None:
         rejected = {r.line for r in work.rejects}
     else:
@@ -310,13 +368,8 @@ def _first_plain(
     firsts = [next((n for n in found if n not in rejected), None) for found in candidates]
     whole: dict[int, Record] = {}
     if batch is not None and batch.start > work.row.start and any(firsts):
-        data = dupes.read_range(ctx.path, batch.start, batch.end)
         wanted = set(firsts)
-        whole = {
-            r.line: r
-            for r in parse_records(data, batch.first_line, ctx.codec, ncols)
-            if r.line in wanted
-        }
+        whole = {r.line: r for r in _records(ctx, batch) if r.line in wanted}
     return [None if n is None else whole.get(n) or Record(line=n, raw=b"") for n in firsts]
 
 

@@ -32,17 +32,18 @@ class BatchKeys:
         self._budget = budget
         self._held = 0
         self._lock = threading.Lock()
-        self._batches: OrderedDict[int, KeyLines] = OrderedDict()
+        self._batches: OrderedDict[tuple[str, int], KeyLines] = OrderedDict()
 
-    def get(self, start: int) -> KeyLines | None:
-        """The keys of the batch that starts at this offset, if kept."""
+    def get(self, start: tuple[str, int]) -> KeyLines | None:
+        """The keys of the batch that starts at this offset (how they are compared, the
+        offset), if kept."""
         with self._lock:
             keys = self._batches.get(start)
             if keys is not None:
                 self._batches.move_to_end(start)
             return keys
 
-    def put(self, start: int, keys: KeyLines) -> None:
+    def put(self, start: tuple[str, int], keys: KeyLines) -> None:
         """Keep a batch's keys."""
         with self._lock:
             old = self._batches.pop(start, None)
