@@ -6,6 +6,10 @@ in an integer, "2024-01-01" is midnight in a timestamp with time zone. So the re
 the keys looked for are copied into a temporary table shaped like the target's key (its types,
 domains and collations) and joined there: the server is the one judge of equality. A record
 whose key the server cannot read as that type (it was rejected when it was loaded) is left out.
+
+For a batch whose keys many later batches look in, the server hashes them once instead
+(``key_hashes``: each type's own hash function under its collation, 64 bits a column), so
+that the keys looked for are matched by their hashes, not by copying the batch again.
 """
 
 from __future__ import annotations
