@@ -468,6 +468,52 @@ def test_a_key_taken_over_is_written_once_and_not_by_a_refused_row(
     assert fetch(deployed_db, "SELECT k::text, v FROM public.took WHERE k = 1") == [("1.0", 1)]
 
 
+def test_a_key_taken_over_by_a_repeat_or_by_no_one(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Where the row that would take its key over from a later batch is refused (a foreign
+    key), its repeat in the same batch takes the key over, and the later row is rejected as a
+    repeat of that one; where an update trigger skips the row, the later row stays and is no
+    reject. (The repeat overwrote the later row, reported as loaded; the skipped row left the
+    later row in the table, reported as a reject.)"""
+    fetch(
+        deployed_db,
+        """
+        CREATE TABLE public.parent (id int PRIMARY KEY);
+        INSERT INTO public.parent VALUES (1), (2);
+        CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.v::text IN ('9', 'aa') THEN PERFORM pg_sleep(1.5); END IF;
+        RETURN NEW; END $$;
+        CREATE TABLE public.heir (k int PRIMARY KEY, v int REFERENCES public.parent);
+        CREATE TRIGGER slow BEFORE INSERT ON public.heir
+            FOR EACH ROW EXECUTE FUNCTION public.slow();
+        CREATE TABLE public.skip (k int PRIMARY KEY, v text);
+        CREATE TRIGGER slow BEFORE INSERT ON public.skip
+            FOR EACH ROW EXECUTE FUNCTION public.slow();
+        CREATE FUNCTION public.no_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RETURN NULL; END $$;
+        CREATE TRIGGER no_update BEFORE UPDATE ON public.skip
+            FOR EACH ROW EXECUTE FUNCTION public.no_update();
+        """,
+    )
+    env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2", "SYNCPIPE_LOAD_STREAMS": "2"}
+    path = tmp_path / "heir.csv"
+    write(path, ["k,v", "100,9", "100,2", "100,1", "202,1"])
+    load = ["load", str(path), "-t", "public.heir", "--json"]
+    f = invoke(load, dsn=deployed_db, env=env, code=1).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (2, 0, 0, 2)
+    rejects = list(csv.DictReader(Path(f["reject_file"]).read_text().splitlines()))
+    assert [r["line"] for r in rejects] == ["2", "4"]
+    assert rejects[1]["reason"] == "duplicate key 100 in this file (first at line 3)"
+    assert one(deployed_db, "SELECT v FROM public.heir WHERE k = 100") == 2
+    path = tmp_path / "skip.csv"
+    write(path, ["k,v", "100,aa", "201,bb", "100,cc", "202,dd"])
+    load = ["load", str(path), "-t", "public.skip", "--json"]
+    f = invoke(load, dsn=deployed_db, env=env).json()["files"][0]
+    assert (f["inserted"], f["updated"], f["unchanged"], f["rejected"]) == (3, 0, 1, 0)
+    assert one(deployed_db, "SELECT v FROM public.skip WHERE k = 100") == "cc"
+
+
 @pytest.mark.parametrize(
     ("kind", "first", "later"),
     [

@@ -66,10 +66,13 @@ def run_slow(
     displacing, held = _resolve(conn, ctx, work, by_line, earlier)
     taken = ctx.target.take_over(conn, list(displacing)) if displacing else None
     if taken is not None:
-        for ord_ in taken[0]:  # (counted by the later batch; their later rows are rejects)
-            displacing.pop(ord_)
+        for ord_ in list(displacing):
+            if ord_ in taken[0]:  # (counted by the later batch; their later rows are rejects)
+                displacing.pop(ord_)
+            else:  # (an update trigger skipped it: the later row stays, and is no reject)
+                work.rejects.remove(displacing.pop(ord_).reject)
         work.xids.update(taken[1])
-    refused: set[int] = set()
+    refused: dict[int, tuple[int, int] | None] = {}
     try:
         with conn.transaction():
             done = ctx.target.upsert(conn, file_id=ctx.file_id, batch_start=work.row.start)
@@ -78,9 +81,16 @@ def run_slow(
             raise
         done = _upsert_one_by_one(conn, ctx, work, by_line, held, refused)
     work.xids.update(done.xids)
-    for ord_ in refused & displacing.keys():
-        # (refused itself: the later row it would have displaced stays, and is no reject)
-        work.rejects.remove(displacing.pop(ord_))
+    for ord_, heir in refused.items():  # (in the order refused: an heir refused comes later)
+        displacement = displacing.pop(ord_, None)
+        if displacement is None:
+            continue
+        if heir is None:  # (the later row it would have displaced stays, and is no reject)
+            work.rejects.remove(displacement.reject)
+        else:  # (its repeat in this batch took its place, and displaced the later row)
+            heir_ord, heir_line = heir
+            displacement.reject.reason = dupes.duplicate_reason(displacement.key, heir_line)
+            displacing[heir_ord] = displacement
     # a row that displaced a later row of the file counts as that row's reject, not an update
     displaced = len(displacing)
     work.row.inserted += done.inserted
@@ -104,8 +114,9 @@ def _stage(
 
 @dataclass
 class _Repeat:
-    """A staged row rejected as the repeat of an earlier staged row, kept to take that row's
-    place should the server refuse it when it is written."""
+    """A row rejected as a repeat, with its key: of an earlier staged row, kept to take that
+    row's place should the server refuse it when it is written; or of a later batch's, which
+    a staged row displaces."""
 
     record: Record
     key: list[str]
@@ -118,18 +129,18 @@ def _resolve(
     work: BatchWork,
     by_line: dict[int, Record],
     earlier: bytes,
-) -> tuple[dict[int, Reject], dict[int, list[_Repeat]]]:
+) -> tuple[dict[int, _Repeat], dict[int, list[_Repeat]]]:
     """Reject staged rows whose key came earlier: in the file, or in a different file of the
     table; where a staged row comes before a row of a later batch already written (parallel
     streams), the staged row wins and the later row is rejected. Returns the staged rows that
-    so take a later row's place (ord -> the later row's reject), and the repeats of each
+    so take a later row's place (ord -> the later row, rejected), and the repeats of each
     staged row that stays (by its line), in file order."""
     conflicts = ctx.target.conflicts(conn, ctx.file_id, sorted(work.xids), ctx.path.name)
     names = ", ".join(ctx.spec.primary_key)
     in_other_files = _other_lines(conn, ctx, [c for c in conflicts if c.other is not None])
     in_file = _earlier_rows(conn, ctx, work, conflicts, earlier)
     drop: list[int] = []
-    displacing: dict[int, Reject] = {}
+    displacing: dict[int, _Repeat] = {}
     #: where the first row of a staged row's key is (another file's name, or None for this
     #: file; its line), for a later repeat in the stage of a row itself rejected
     first_of: dict[int, tuple[str | None, int | None]] = {}
@@ -148,8 +159,9 @@ def _resolve(
             if batch is not None and batch.start > work.row.start and found is not None:
                 # The row written first comes later in the file: this one wins, that one goes.
                 reason = dupes.duplicate_reason(c.key, line)
-                displacing[c.ord] = Reject(found.line, names, reason, found.raw)
-                work.reject(displacing[c.ord])
+                displaced = Reject(found.line, names, reason, found.raw)
+                displacing[c.ord] = _Repeat(found, c.key, displaced)
+                work.reject(displaced)
                 continue
             first = (None, found.line if found else None)
         drop.append(c.ord)
@@ -417,12 +429,12 @@ def _upsert_one_by_one(
     work: BatchWork,
     by_line: dict[int, Record],
     held: dict[int, list[_Repeat]],
-    refused: set[int],
+    refused: dict[int, tuple[int, int] | None],
 ) -> Upserted:
     """The upsert of the stage failed (a foreign key, say): upsert row by row, rejecting the
-    rows the server refuses (their ords added to ``refused``). A refused row's first repeat
-    in the stage takes its place, as it would have had the row been rejected before it was
-    staged."""
+    rows the server refuses. A refused row's first repeat in the stage takes its place, as it
+    would have had the row been rejected before it was staged (``refused``: the ord of each
+    refused row -> the ord and line of the repeat that took its place, if one did)."""
     inserted = updated = unchanged = 0
     xids: set[str] = set()
     todo = deque(ctx.target.staged_rows(conn))
@@ -436,11 +448,11 @@ def _upsert_one_by_one(
         except psycopg.Error as exc:
             if no_rows_fault(conn, exc):
                 raise
-            refused.add(ord_)
             column, reason = server_reason(exc)
             record = by_line.get(line)
             work.reject(Reject(line, column, reason, record.raw if record else b""))
             promoted = _promote(conn, ctx, work, held.pop(line, []), held)
+            refused[ord_] = promoted
             if promoted is not None:
                 todo.appendleft(promoted)
             continue
