@@ -64,14 +64,7 @@ def run_slow(
     by_line = {r.line: r for r in staged}
     ctx.target.lock_rows(conn)  # LockNotAvailable: the caller tries the batch again later
     displacing, held = _resolve(conn, ctx, work, by_line, earlier)
-    taken = ctx.target.take_over(conn, list(displacing)) if displacing else None
-    if taken is not None:
-        for ord_ in list(displacing):
-            if ord_ in taken[0]:  # (counted by the later batch; their later rows are rejects)
-                displacing.pop(ord_)
-            else:  # (an update trigger skipped it: the later row stays, and is no reject)
-                work.rejects.remove(displacing.pop(ord_).reject)
-        work.xids.update(taken[1])
+    _take_over(conn, ctx, work, displacing)
     refused: dict[int, tuple[int, int] | None] = {}
     try:
         with conn.transaction():
@@ -81,22 +74,52 @@ def run_slow(
             raise
         done = _upsert_one_by_one(conn, ctx, work, by_line, held, refused)
     work.xids.update(done.xids)
-    for ord_, heir in refused.items():  # (in the order refused: an heir refused comes later)
-        displacement = displacing.pop(ord_, None)
-        if displacement is None:
-            continue
-        if heir is None:  # (the later row it would have displaced stays, and is no reject)
-            work.rejects.remove(displacement.reject)
-        else:  # (its repeat in this batch took its place, and displaced the later row)
-            heir_ord, heir_line = heir
-            displacement.reject.reason = dupes.duplicate_reason(displacement.key, heir_line)
-            displacing[heir_ord] = displacement
+    _pass_on(work, displacing, refused)
     # a row that displaced a later row of the file counts as that row's reject, not an update
     displaced = len(displacing)
     work.row.inserted += done.inserted
     work.row.updated += done.updated - min(displaced, done.updated)
     work.row.unchanged += done.unchanged - max(displaced - done.updated, 0)
     return True
+
+
+def _take_over(
+    conn: psycopg.Connection[Any],
+    ctx: FileContext,
+    work: BatchWork,
+    displacing: dict[int, _Repeat],
+) -> None:
+    """The staged rows that displace a later batch's rows take their rows over before the
+    upsert (``Target.take_over``) and leave ``displacing``: the later batch counted them, and
+    their later rows are rejects. One an update trigger skips leaves it too: its later row
+    stays, and is no reject. Where the server refuses the take-over, all stay staged."""
+    taken = ctx.target.take_over(conn, list(displacing)) if displacing else None
+    if taken is None:
+        return
+    for ord_ in list(displacing):
+        displacement = displacing.pop(ord_)
+        if ord_ not in taken[0]:
+            work.rejects.remove(displacement.reject)
+    work.xids.update(taken[1])
+
+
+def _pass_on(
+    work: BatchWork, displacing: dict[int, _Repeat], refused: dict[int, tuple[int, int] | None]
+) -> None:
+    """A displacing row the server refused displaces nothing: its repeat in the batch that
+    took its place (``refused``: ord -> the heir's ord and line) displaces the later row in
+    its stead, else the later row stays and is no reject. In the order refused, so that an
+    heir refused in turn passes it on again."""
+    for ord_, heir in refused.items():
+        displacement = displacing.pop(ord_, None)
+        if displacement is None:
+            continue
+        if heir is None:
+            work.rejects.remove(displacement.reject)
+        else:
+            heir_ord, heir_line = heir
+            displacement.reject.reason = dupes.duplicate_reason(displacement.key, heir_line)
+            displacing[heir_ord] = displacement
 
 
 def _stage(
