@@ -312,13 +312,9 @@ def _first_on_server(
     ncols = len(ctx.header.names)
     if batch is None:
         records = list(parse_records(earlier, work.batch.first_line, ctx.codec, ncols))
-        rejected = {r.line for r in work.rejects}
     else:
-        data = dupes.read_range(ctx.path, batch.start, batch.end)
-        records = list(parse_records(data, batch.first_line, ctx.codec, ncols))
-        assert ctx.file_id is not None  # (a committed batch: not a dry run)
-        last = batch.first_line + batch.lines
-        rejected = ledger.rejected_lines(conn, ctx.file_id, batch.first_line, last)
+        records = _records(ctx, batch)
+    rejected = _rejected(conn, ctx, work, batch)
     return _first_records(conn, ctx, ctx.header.key_index, records, rejected, group)
 
 
@@ -384,6 +380,17 @@ def _records(ctx: FileContext, batch: ledger.DoneBatch) -> list[Record]:
     return list(parse_records(data, batch.first_line, ctx.codec, len(ctx.header.names)))
 
 
+def _rejected(
+    conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork, batch: ledger.DoneBatch | None
+) -> set[int]:
+    """The lines of ``batch`` (None: this one) that were rejected: never a key's first row."""
+    if batch is None:
+        return {r.line for r in work.rejects}
+    assert ctx.file_id is not None  # (a committed batch: not a dry run)
+    last = batch.first_line + batch.lines
+    return ledger.rejected_lines(conn, ctx.file_id, batch.first_line, last)
+
+
 def _pick(
     conn: psycopg.Connection[Any],
     ctx: FileContext,
@@ -394,12 +401,7 @@ def _pick(
     """The first line of each list of ``candidates`` (lines holding a conflict's key in
     ``batch``; None: this batch) that was not rejected; the row whole only where it is
     needed (a later batch's row to reject), read again from the file then."""
-    if batch is None:
-        rejected = {r.line for r in work.rejects}
-    else:
-        assert ctx.file_id is not None  # (a committed batch: not a dry run)
-        last = batch.first_line + batch.lines
-        rejected = ledger.rejected_lines(conn, ctx.file_id, batch.first_line, last)
+    rejected = _rejected(conn, ctx, work, batch)
     firsts = [next((n for n in found if n not in rejected), None) for found in candidates]
     whole: dict[int, Record] = {}
     if batch is not None and batch.start > work.row.start and any(firsts):
