@@ -21,7 +21,7 @@ import psycopg
 
 from syncpipe.services.load.errors import copy_record, is_lost, lasting, no_rows_fault, refusal
 from syncpipe.services.load.records import parse_piece
-from syncpipe.services.load.scan import record_at, record_span
+from syncpipe.services.load.scan import count_records, record_at, record_span
 from syncpipe.services.load.slow import run_slow
 from syncpipe.services.load.state import BatchWork, FileContext
 
@@ -60,9 +60,18 @@ def copy_batch(conn: psycopg.Connection[Any], ctx: FileContext, work: BatchWork)
     if outcome.kind != "done":
         return outcome
     work.own_xid = True  # the ledger row takes the transaction's id as it is written
-    work.row.rows_read += rows
-    work.row.inserted += rows
+    _count(ctx, work, work.batch.data, rows)
     return DONE
+
+
+def _count(ctx: FileContext, work: BatchWork, data: bytes, rows: int) -> None:
+    """The rows a COPY of ``data`` wrote: read and inserted; where a trigger may have skipped
+    some, their records counted from ``data`` and the rows not written unchanged (as the
+    upsert counts them)."""
+    read = max(count_records(data), rows) if ctx.spec.skips_rows else rows
+    work.row.rows_read += read
+    work.row.inserted += rows
+    work.row.unchanged += read - rows
 
 
 def _copy_piece(
@@ -84,8 +93,7 @@ def _copy_piece(
         xid = ctx.target.xmin_of(conn, [first[0].fields[i] for i in ctx.header.key_index])
         if xid is not None:
             work.xids.add(xid)
-    work.row.rows_read += rows
-    work.row.inserted += rows
+    _count(ctx, work, data, rows)
     return DONE
 
 

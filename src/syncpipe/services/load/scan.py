@@ -243,6 +243,16 @@ def record_span(data: bytes, record: int) -> tuple[int, int] | None:
     return None
 
 
+def count_records(data: bytes) -> int:
+    """The CSV records of ``data``: its newlines outside quotes (``""`` inside a quoted value
+    toggles twice), plus a last record with no newline after it."""
+    if b'"' in data:
+        records = sum(part.count(b"\n") for part in data.split(b'"')[::2])
+    else:
+        records = data.count(b"\n")
+    return records + (0 if data.endswith(b"\n") or not data.strip() else 1)
+
+
 def strip_trailing_blank_lines(data: bytes) -> bytes:
     """Drop blank lines at the end of the file, keeping the last record's line ending."""
     stripped = data.rstrip(b"\r\n")

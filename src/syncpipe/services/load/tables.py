@@ -88,6 +88,9 @@ class TableSpec:
     #: cases in a case-insensitive column): a reload remembers such keys as the table spells
     #: them (``_key_kinds``)
     spelled_key: bool = True
+    #: a BEFORE INSERT row trigger may skip a row (return NULL): COPY's count leaves it out,
+    #: so a batch's records are counted from the file (``_skips_rows``)
+    skips_rows: bool = False
     #: a key whose equal values Python can tell from a file's text exactly (``_key_kinds``):
     #: a repeated key's first row is then found without the server
     plain_key: bool = False
@@ -229,6 +232,7 @@ def read_table_spec(conn: psycopg.Connection[Any], table: str) -> TableSpec:
         partitioned=partitioned,
         spelled_key=spelled,
         plain_key=plain,
+        skips_rows=_skips_rows(conn, oid),
     )
 
 
@@ -263,6 +267,22 @@ def _key_kinds(conn: psycopg.Connection[Any], oid: int, key: list[str]) -> tuple
     one = whole and all(str(t) in _ONE_SPELLING and det for t, det in rows)
     plain = whole and all(str(t) in _PLAIN and det for t, det in rows)
     return not one, plain
+
+
+def _skips_rows(conn: psycopg.Connection[Any], oid: int) -> bool:
+    """True where the table, or a partition of it, has an enabled BEFORE INSERT row trigger
+    of its own (one may return NULL, and its row is not written)."""
+    row = conn.execute(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM pg_trigger t
+            WHERE (t.tgrelid = %s OR t.tgrelid IN (SELECT relid FROM pg_partition_tree(%s)))
+              AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgtype & 7 = 7
+        )
+        """,
+        (oid, oid),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _by_text(conn: psycopg.Connection[Any], table: str, columns: list[str]) -> frozenset[str]:
