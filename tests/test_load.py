@@ -441,7 +441,7 @@ def test_a_key_taken_over_is_written_once_and_not_by_a_refused_row(
         CREATE TABLE public.took (k numeric PRIMARY KEY, v int REFERENCES public.parent,
                                   writes int NOT NULL DEFAULT 0);
         CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.k = 100 THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$;
+        BEGIN IF NEW.k = 100 THEN PERFORM pg_sleep(2.5); END IF; RETURN NEW; END $$;
         CREATE TRIGGER slow BEFORE INSERT ON public.took
             FOR EACH ROW EXECUTE FUNCTION public.slow();
         CREATE FUNCTION public.count_writes() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -450,6 +450,7 @@ def test_a_key_taken_over_is_written_once_and_not_by_a_refused_row(
             FOR EACH ROW EXECUTE FUNCTION public.count_writes();
         """,
     )
+    # (the first batch sleeps while the second, on the other stream, commits first)
     env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2", "SYNCPIPE_LOAD_STREAMS": "2"}
     path = tmp_path / "took.csv"
     load = ["load", str(path), "-t", "public.took", "--json"]
@@ -509,7 +510,7 @@ def test_a_key_taken_over_by_a_repeat_or_by_no_one(
         CREATE TABLE public.parent (id int PRIMARY KEY);
         INSERT INTO public.parent VALUES (1), (2);
         CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.v::text IN ('9', 'aa') THEN PERFORM pg_sleep(1.5); END IF;
+        BEGIN IF NEW.v::text IN ('9', 'aa') THEN PERFORM pg_sleep(2.5); END IF;
         RETURN NEW; END $$;
         CREATE TABLE public.heir (k int PRIMARY KEY, v int REFERENCES public.parent);
         CREATE TRIGGER slow BEFORE INSERT ON public.heir
@@ -523,6 +524,7 @@ def test_a_key_taken_over_by_a_repeat_or_by_no_one(
             FOR EACH ROW EXECUTE FUNCTION public.no_update();
         """,
     )
+    # (the first batch sleeps while the second, on the other stream, commits first)
     env = {"SYNCPIPE_LOAD_BATCH_ROWS": "2", "SYNCPIPE_LOAD_STREAMS": "2"}
     path = tmp_path / "heir.csv"
     write(path, ["k,v", "100,9", "100,2", "100,1", "202,1"])
