@@ -226,6 +226,16 @@ def test_unknown_variables_are_named_with_the_closest_setting(
     assert warnings["SYNCPIPE_MERGE_TRESHOLD"]["did_you_mean"] == "SYNCPIPE_MERGE_AUTO_THRESHOLD"
     assert warnings["SYNCPIPE_LOG_FROMAT"]["did_you_mean"] == "SYNCPIPE_LOG_FORMAT"
     assert str(tmp_path / ".env") in warnings["SYNCPIPE_LOG_FROMAT"]["source"]
+    # (in a file, a setting's name without its prefix, or DATABASE_URL misspelt; a file's
+    # other names are another tool's)
+    (tmp_path / ".env").write_text("POOL_MAX_SIZE=3\nDATABSE_URL=x\nSUPABASE_KEY=y\n")
+    result = invoke(["verify", "--json"], dsn=deployed_db)
+    warnings = {
+        e["variable"]: e for e in result.log_events() if e["event"] == "settings.unknown_variable"
+    }
+    assert warnings["POOL_MAX_SIZE"]["did_you_mean"] == "SYNCPIPE_POOL_MAX_SIZE"
+    assert warnings["DATABSE_URL"]["did_you_mean"] == "SYNCPIPE_DATABASE_URL"
+    assert "SUPABASE_KEY" not in warnings
     (tmp_path / ".env").unlink()
     clean = invoke(["verify", "--json"], dsn=deployed_db)
     assert not [e for e in clean.log_events() if e["event"] == "settings.unknown_variable"]

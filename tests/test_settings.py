@@ -39,6 +39,77 @@ def test_plain_database_url_is_accepted_and_prefixed_wins(monkeypatch: pytest.Mo
     assert load_settings().dsn == "postgresql://u@h2:5432/b"
 
 
+def test_a_generic_database_url_never_beats_a_configured_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DATABASE_URL in the environment (a host sets it for every process) is the last
+    resort: `--env staging` takes .env.staging's database, a file's DATABASE_URL counts at the
+    file's rank, and an empty SYNCPIPE_DATABASE_URL (a missing CI secret) is no value. Each
+    used to pick another database than the one configured, and say nothing."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@host-a:5432/a")
+    (tmp_path / ".env.staging").write_text("SYNCPIPE_DATABASE_URL=postgresql://u@host-b:5432/b\n")
+    (tmp_path / ".env").write_text("SYNCPIPE_DATABASE_URL=postgresql://u@host-c:5432/c\n")
+    assert load_settings("staging").dsn == "postgresql://u@host-b:5432/b"
+    assert load_settings().dsn == "postgresql://u@host-c:5432/c"
+    (tmp_path / ".env.staging").write_text("DATABASE_URL=postgresql://u@host-b:5432/b\n")
+    assert load_settings("staging").dsn == "postgresql://u@host-b:5432/b"
+    (tmp_path / ".env").unlink()
+    assert load_settings().dsn == "postgresql://u@host-a:5432/a"
+    monkeypatch.setenv("SYNCPIPE_DATABASE_URL", "")
+    assert load_settings().dsn == "postgresql://u@host-a:5432/a"
+    monkeypatch.setenv("SYNCPIPE_DATABASE_URL", "postgresql://u@host-d:5432/d")
+    assert load_settings("staging").dsn == "postgresql://u@host-d:5432/d"
+
+
+def test_a_bad_database_url_in_a_file_is_named_with_its_file(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """The error names the variable and the file the bad value came from."""
+    (tmp_path / ".env.staging").write_text("DATABASE_URL=mysql://u:pw@h/db\n")
+    result = invoke(["--env", "staging", "verify"], code=2)
+    assert f"Setting DATABASE_URL (in {tmp_path / '.env.staging'}) is invalid" in result.stderr
+    assert "pw@" not in result.stderr
+
+
+def test_a_line_of_a_dotenv_file_that_is_no_setting_is_an_error(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """`NAME: value` (YAML's way) used to be skipped with a warning of python-dotenv's, and the
+    command ran on the embedded server; now it names the file and the line, exit 2."""
+    (tmp_path / ".env.staging").write_text(
+        "# staging\nSYNCPIPE_LOCK_TIMEOUT=5\nSYNCPIPE_DATABASE_URL: postgresql://u:pw@h:5432/db\n"
+    )
+    result = invoke(["--env", "staging", "verify"], code=2)
+    assert f"Error: {tmp_path / '.env.staging'}, line 3, is not a NAME=value line" in result.stderr
+    assert "pw@" not in result.stderr and "embedded" not in result.stderr
+
+
+def test_env_example_uncommented_is_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every line of .env.example uncommented as it stands gives the defaults it claims: an
+    empty value is no value (an empty SYNCPIPE_SQL_DIR used to be the current folder, an empty
+    SYNCPIPE_LOGS_DIR wrote the logs there, an empty SYNCPIPE_DATA_DIR loaded every CSV under
+    it)."""
+    from tests.conftest import ROOT
+
+    example = (ROOT / ".env.example").read_text()
+    lines = [ln[2:] for ln in example.splitlines() if ln.startswith("# SYNCPIPE_")]
+    assert any(ln.endswith("=") for ln in lines)  # the empty ones are what is checked
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    assert load_settings() == Settings()
+
+
+def test_an_at_sign_in_the_password_is_refused_not_shown(invoke: Invoke) -> None:
+    """libpq ends the password at its first "@": the rest became the host name and was printed
+    (and logged) as one. Now a URL with two "@" is a bad setting that says how to write it."""
+    result = invoke(
+        ["verify"], code=2, env={"SYNCPIPE_DATABASE_URL": "postgresql://u:p@ssW0rdZ@h:5432/db"}
+    )
+    assert 'write an "@" in the user name or password as %40' in result.stderr
+    assert "ssW0rdZ" not in result.stderr
+
+
 def test_unknown_env_is_a_config_error(tmp_path: Path) -> None:
     """--env without its .env file names the file and the known environments."""
     (tmp_path / ".env.prod").write_text("")

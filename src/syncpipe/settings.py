@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNCPIPE_",
         env_file=None,
+        # (an empty value is no value: .env.example's lines uncommented keep the defaults)
+        env_ignore_empty=True,
         extra="ignore",
         frozen=True,
         populate_by_name=True,
@@ -168,11 +170,44 @@ class Settings(BaseSettings):
 def env_var_name(field: str) -> str:
     """The environment variable that sets ``field``."""
     if field in ("database_url", "SYNCPIPE_DATABASE_URL", "DATABASE_URL"):
-        # name the variable the value came from (DATABASE_URL is read as a fallback)
-        if "SYNCPIPE_DATABASE_URL" not in os.environ and "DATABASE_URL" in os.environ:
-            return "DATABASE_URL"
         return "SYNCPIPE_DATABASE_URL"
     return "SYNCPIPE_" + field.upper()
+
+
+def _file_values(path: Path) -> dict[str, str]:
+    """A dotenv file's NAME=value pairs, names upper-cased; a line that is no such pair is a
+    ConfigError naming the file and the line (python-dotenv would skip it with a warning)."""
+    from dotenv.parser import parse_stream
+
+    values: dict[str, str] = {}
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                raise ConfigError(
+                    f"{path}, line {binding.original.line}, is not a NAME=value line "
+                    f"(nor a comment): write it as NAME=value."
+                )
+            if binding.key is not None:
+                values[binding.key.upper()] = binding.value or ""
+    return values
+
+
+def _resolve_dsn(files: tuple[Path, ...]) -> tuple[str | None, str]:
+    """The database URL and where it was found, in the settings' precedence: the
+    SYNCPIPE_DATABASE_URL variable, then .env.<env>, then .env (either name in a file), and
+    last a DATABASE_URL variable, the generic one a host sets for every process. Empty values
+    count as unset."""
+    environ = {key.upper(): value for key, value in os.environ.items()}
+    if environ.get("SYNCPIPE_DATABASE_URL", "").strip():
+        return environ["SYNCPIPE_DATABASE_URL"], "SYNCPIPE_DATABASE_URL"
+    for path in reversed(files):
+        values = _file_values(path)
+        for name in ("SYNCPIPE_DATABASE_URL", "DATABASE_URL"):
+            if values.get(name, "").strip():
+                return values[name], f"{name} (in {path})"
+    if environ.get("DATABASE_URL", "").strip():
+        return environ["DATABASE_URL"], "DATABASE_URL"
+    return None, "SYNCPIPE_DATABASE_URL"
 
 
 def env_files(env: str, base: Path | None = None) -> tuple[Path, ...]:
@@ -208,12 +243,15 @@ def load_settings(
     for path in files:
         if path.is_file():
             try:
-                path.read_text(encoding="utf-8")
+                _file_values(path)
             except UnicodeDecodeError as exc:
                 raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
             except OSError as exc:
                 raise ConfigError(f"{path} cannot be read: {exc.strerror}.") from None
     present = tuple(p for p in files if p.is_file())
+    dsn, dsn_source = _resolve_dsn(present)
+    if "database_url" not in overrides:
+        overrides["database_url"] = dsn
     try:
         settings = Settings(
             _env_file=tuple(str(p) for p in present),  # type: ignore[call-arg]
@@ -221,7 +259,7 @@ def load_settings(
             **overrides,
         )
     except ValidationError as exc:
-        raise ConfigError(_describe_validation_error(exc)) from None
+        raise ConfigError(_describe_validation_error(exc, dsn_source)) from None
     except SettingsError as exc:
         raise ConfigError(_describe_settings_error(exc, present)) from None
     warn_unknown_variables(present)
@@ -229,7 +267,9 @@ def load_settings(
     return settings
 
 
-def _describe_validation_error(exc: ValidationError) -> str:
+def _describe_validation_error(
+    exc: ValidationError, dsn_source: str = "SYNCPIPE_DATABASE_URL"
+) -> str:
     err = exc.errors()[0]
     loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
     msg = str(err.get("msg", "is invalid"))
@@ -240,9 +280,9 @@ def _describe_validation_error(exc: ValidationError) -> str:
         names = " / ".join(dict.fromkeys(env_var_name(f) for f in fields)) or "A setting"
         return redact(f"Setting {names} is invalid: {msg}.")
     field = loc[0]
-    name = env_var_name(field)
+    secret = field in ("database_url", "SYNCPIPE_DATABASE_URL", "DATABASE_URL")
+    name = dsn_source if secret else env_var_name(field)
     given = err.get("input")
-    secret = name in ("SYNCPIPE_DATABASE_URL", "DATABASE_URL")
     shown = "" if secret or isinstance(given, dict) else f" (got {given!r})"
     return redact(f"Setting {name} is invalid{shown}: {msg}.")
 
@@ -264,20 +304,26 @@ def known_variables() -> list[str]:
 
 
 def unknown_variables(files: tuple[Path, ...] = ()) -> list[tuple[str, str, str | None]]:
-    """``(name, where, closest known name)`` for each SYNCPIPE_* name syncpipe does not read."""
+    """``(name, where, closest known name)`` for each SYNCPIPE_* name syncpipe does not read,
+    and for each name in a dotenv file that is a setting's name misspelt or without its prefix
+    (``POOL_MAX_SIZE``, ``DATABSE_URL``; a file's other names may be another tool's)."""
     import difflib
-
-    from dotenv import dotenv_values
 
     known = known_variables()
     found: list[tuple[str, str]] = [
         (key, "the environment") for key in os.environ if key.upper().startswith("SYNCPIPE_")
     ]
+    unknown: list[tuple[str, str, str | None]] = []
     for path in files:
-        found += [
-            (key, str(path)) for key in dotenv_values(path) if key.upper().startswith("SYNCPIPE_")
-        ]
-    unknown = []
+        for key in _file_values(path):
+            if key.startswith("SYNCPIPE_"):
+                found.append((key, str(path)))
+            elif key == "DATABASE_URL":
+                continue
+            elif "SYNCPIPE_" + key in known:
+                unknown.append((key, str(path), "SYNCPIPE_" + key))
+            elif difflib.get_close_matches(key, ["DATABASE_URL"], n=1, cutoff=0.85):
+                unknown.append((key, str(path), "SYNCPIPE_DATABASE_URL"))
     for key, where in found:
         if key.upper() in known:
             continue

@@ -19,6 +19,14 @@ def parse_dsn(dsn: str) -> dict[str, str]:
             raise ValueError(
                 f"connection URLs must start with postgresql:// or postgres://, not {scheme}://"
             )
+        # (libpq ends the user and password at the first "@": the rest of a password with an
+        # "@" of its own would become the host name, and be printed as one)
+        authority = text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        if authority.count("@") > 1:
+            raise ValueError(
+                'the URL has more than one "@" before its host: write an "@" in the user '
+                "name or password as %40"
+            )
     elif "=" not in text:
         raise ValueError("it is neither a postgresql:// URL nor key=value pairs")
     try:
