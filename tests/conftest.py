@@ -177,6 +177,13 @@ def deployed_db(pg_server: str, deployed_template: str) -> Iterator[str]:
         yield dsn
 
 
+@pytest.fixture
+def twin_db(pg_server: str, deployed_template: str) -> Iterator[str]:
+    """A second deployed database, for the same steps taken another way."""
+    with deployed_database(pg_server, deployed_template) as dsn:
+        yield dsn
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run every test in its own folder with no SYNCPIPE_* variables from the developer."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from syncpipe import synth
 from syncpipe.core.errors import EXIT_FAILED
 from syncpipe.db.errors import classify, resource_error
 from tests.agents import Sources
-from tests.conftest import ROOT, deployed_database
+from tests.conftest import ROOT
 from tests.helpers import CliResult, Invoke, fetch, one, require_language
 
 #: The merge's work_mem at PostgreSQL's minimum: its sorts and hashes spill to temporary files.
@@ -178,13 +177,6 @@ def _sample(folder: Path) -> Path:
     for name in ("new_agents.csv", "raw_company_info.csv"):
         shutil.copy(ROOT / "data" / name, folder / name)
     return folder
-
-
-@pytest.fixture
-def twin_db(pg_server: str, deployed_template: str) -> Iterator[str]:
-    """A second deployed database, for the run that never failed."""
-    with deployed_database(pg_server, deployed_template) as dsn:
-        yield dsn
 
 
 def test_temp_file_limit_names_the_phase_and_changes_nothing(

@@ -33,6 +33,29 @@ BEGIN
 END;
 $$;
 
+-- A member edited in what the merge matches it by (its name, e-mails, phones or team, by hand
+-- or through the API) is matched again by the next merge, as an edited feed row is: it is set
+-- back to unprocessed. (The merge found members by that flag or a missing lineage only, and
+-- kept an edited member where it was, with its agent's old contacts.)
+CREATE OR REPLACE FUNCTION syncpipe_internal.member_row_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, extensions, syncpipe_work
+AS $$
+BEGIN
+    IF NEW IS DISTINCT FROM OLD THEN
+        NEW.updated_at := clock_timestamp();
+        NEW.changed_xid := pg_current_xact_id();
+    END IF;
+    IF (OLD.member_name, OLD.email_normalized, OLD.phone_normalized, OLD.team_id)
+       IS DISTINCT FROM (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.team_id)
+    THEN
+        NEW.processed := false;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
 -- After any write of source rows: a stored mark above the writer's own transaction id can
 -- only be the mark of this very transaction (a mark stops at every transaction its merge
 -- could not see): a pipeline step (SYNCPIPE_PIPELINE_STEPS) writing source rows after the

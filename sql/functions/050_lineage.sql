@@ -1,5 +1,6 @@
--- When source rows are deleted (by hand, or by the cascade from a deleted team page), their
--- lineage goes with them and their agents are refreshed by the next merge. They are also
+-- When source rows are deleted or truncated (by hand, or by the cascade from a deleted or
+-- truncated team page), their lineage goes with them and their agents are refreshed by the
+-- next merge. They are also
 -- asked for again (syncpipe_internal.merge_requeue): a merge that read them before the delete
 -- and writes their lineage after it (the lineage this trigger looked for was not there yet) is
 -- followed by one that finds the source rows gone and forgets them (merge_forget_gone()).
@@ -11,8 +12,19 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
+DECLARE
+    v_source text := CASE TG_TABLE_NAME WHEN 'new_agents' THEN 'new_agents'
+                                        ELSE 'company_member' END;
 BEGIN
-    IF TG_TABLE_NAME = 'new_agents' THEN
+    IF TG_OP = 'TRUNCATE' THEN
+        -- (every row of the table is gone: so is every record of its source; the lineage's
+        -- own trigger asks for them again, as for a delete. A merge reading the table holds
+        -- a lock that TRUNCATE waits for, so none writes their lineage after this.)
+        INSERT INTO public.merge_dirty_agents (agent_id)
+        SELECT DISTINCT agent_id FROM public.unified_agent_sources WHERE source = v_source
+        ON CONFLICT DO NOTHING;
+        DELETE FROM public.unified_agent_sources WHERE source = v_source;
+    ELSIF TG_TABLE_NAME = 'new_agents' THEN
         PERFORM syncpipe_internal.merge_forget_records(
             'new_agents', ARRAY(SELECT supabase_uuid::text FROM deleted_rows));
         INSERT INTO syncpipe_internal.merge_requeue (source, source_id)

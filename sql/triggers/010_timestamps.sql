@@ -15,7 +15,8 @@ CREATE OR REPLACE TRIGGER new_agents_set_updated_at
     FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.source_row_changed();
 
 -- Only a real edit of a member (its id too) moves updated_at; the merge's "processed" flag
--- does not, unless it is set back to false by hand (match the member again).
+-- does not, unless it is set back to false by hand (match the member again). An edit of what
+-- the merge matches by sets it back to false itself.
 CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
     BEFORE UPDATE ON public.unified_company_member
     FOR EACH ROW
@@ -25,7 +26,7 @@ CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
           (NEW.id, NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
            NEW.team_id)
           OR (OLD.processed AND NOT NEW.processed))
-    EXECUTE FUNCTION syncpipe_internal.source_row_changed();
+    EXECUTE FUNCTION syncpipe_internal.member_row_changed();
 
 -- Source rows written after the merge in its own transaction bring its mark down
 -- (syncpipe_internal.source_rows_written(), sql/ddl/120).

@@ -1,4 +1,5 @@
--- Deleted source rows take their lineage with them (see syncpipe_internal.forget_deleted_sources).
+-- Deleted or truncated source rows take their lineage with them (see
+-- syncpipe_internal.forget_deleted_sources).
 
 CREATE OR REPLACE TRIGGER new_agents_forget_deleted
     AFTER DELETE ON public.new_agents
@@ -8,6 +9,14 @@ CREATE OR REPLACE TRIGGER new_agents_forget_deleted
 CREATE OR REPLACE TRIGGER unified_company_member_forget_deleted
     AFTER DELETE ON public.unified_company_member
     REFERENCING OLD TABLE AS deleted_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.forget_deleted_sources();
+
+CREATE OR REPLACE TRIGGER new_agents_forget_truncated
+    AFTER TRUNCATE ON public.new_agents
+    FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.forget_deleted_sources();
+
+CREATE OR REPLACE TRIGGER unified_company_member_forget_truncated
+    AFTER TRUNCATE ON public.unified_company_member
     FOR EACH STATEMENT EXECUTE FUNCTION syncpipe_internal.forget_deleted_sources();
 
 -- Lineage deleted, truncated or edited outside a merge: its records are read again by the

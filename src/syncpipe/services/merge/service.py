@@ -319,9 +319,12 @@ class MergeService:
                     f"{self.db.target} lacks {signature.split('(')[0]}(); "
                     "run `syncpipe deploy` first."
                 )
+        # (sources emptied after a merge leave lineage and agents to refresh: not nothing)
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM public.new_agents)"
             " OR EXISTS (SELECT 1 FROM bronze.company_info_raw)"
+            " OR EXISTS (SELECT 1 FROM public.unified_agent_sources)"
+            " OR EXISTS (SELECT 1 FROM public.merge_dirty_agents)"
         ).fetchone()
         conn.commit()
         if not (row and row[0]):
