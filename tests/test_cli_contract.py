@@ -317,6 +317,41 @@ def test_output_cut_by_its_reader_is_not_a_failed_job(
     assert (done.returncode, done.stderr) == (141, "")
 
 
+def test_json_cut_by_its_reader_is_not_a_success_when_unbuffered(
+    deployed_db: str, tmp_path: Path
+) -> None:
+    """Under PYTHONUNBUFFERED=1 (common in containers and CI), a JSON document larger than the
+    pipe took one write, the rest was dropped without an error, and the command exited 0. Now
+    the reader leaving mid-document is the shell's SIGPIPE status, as for tables."""
+    env = {
+        **os.environ,
+        "SYNCPIPE_DATABASE_URL": deployed_db,
+        "SYNCPIPE_LOGS_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "verify", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    with process.stdout, process.stderr:
+        head = process.stdout.read(100)  # `| head -c 100`
+        process.stdout.close()
+        assert process.wait(timeout=60) == 141, process.stderr.read()
+    assert head.startswith(b"{")
+    whole = subprocess.run(
+        [sys.executable, "-m", "syncpipe", "verify", "--json"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert len(whole.stdout) > 65536  # (larger than a pipe's buffer: the case above)
+    assert json.loads(whole.stdout)["summary"]
+
+
 def test_standard_output_closed_is_said_not_swallowed(deployed_db: str) -> None:
     """`syncpipe review >&-`: exit 2 with a sentence on stderr (the result went nowhere and
     the command exited 0)."""

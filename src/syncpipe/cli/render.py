@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,8 +30,25 @@ _STATUS_STYLE = {
 
 def print_json(out: Console, data: Any) -> None:
     """One JSON document on stdout."""
-    out.file.write(json.dumps(data, indent=2, default=str) + "\n")
-    out.file.flush()
+    write_all(out.file, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_all(stream: IO[str], text: str) -> None:
+    """``text`` written whole, or an OSError (BrokenPipeError when the reader left). Under
+    ``python -u`` / PYTHONUNBUFFERED, standard output's text layer writes straight to the file
+    descriptor and drops what a pipe did not take in one write: the reader of ``| head -c 100``
+    got 64 kB of a 1 MB document, and the command exited 0."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:  # (a StringIO, a test runner's capture)
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()
+    data = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8", "replace"))
+    while data:
+        written = buffer.write(data)
+        data = data[written if written is not None else 0 :]
+    buffer.flush()
 
 
 def deploy_table(out: Console, result: DeployResult) -> None:

@@ -74,8 +74,9 @@ def report(
             report_tables(Console(file=handle, width=120), data)
         return
     if output is None:
-        app_ctx.out.file.write(text)
-        app_ctx.out.file.flush()
+        from syncpipe.cli.render import write_all
+
+        write_all(app_ctx.out.file, text)
         return
     try:
         output.write_text(text, encoding="utf-8")
