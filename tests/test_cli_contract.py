@@ -214,6 +214,23 @@ def test_failed_commands_are_written_to_the_log_files(invoke: Invoke, tmp_path: 
     assert "command.failed" in (tmp_path / "logs" / "syncpipe.log").read_text()
 
 
+def test_a_decision_not_taken_is_said_as_every_error_and_logged_with_its_reason(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """`review accept` of an item that cannot be decided printed "error: ..." (every other
+    failure says "Error: ..."), and the log files said only "exit 1", not why."""
+    result = invoke(["review", "accept", "999999", "--by", "alice"], dsn=deployed_db, code=1)
+    said = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert said[0].startswith(
+        "Error: Cannot accept review item 999999: review item 999999 does not exist"
+    ), said
+    events = [
+        json.loads(line) for line in (tmp_path / "logs" / "syncpipe.jsonl").read_text().splitlines()
+    ]
+    (refused,) = [e for e in events if e["event"] == "review.not_decided"]
+    assert refused["id"] == 999999 and "does not exist" in refused["reason"]
+
+
 def test_unknown_variables_are_named_with_the_closest_setting(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

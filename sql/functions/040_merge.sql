@@ -310,7 +310,7 @@ BEGIN
     END IF;
     SELECT * INTO v_item FROM public.merge_review_queue WHERE id = p_review_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'review item % does not exist (a later merge may have settled it)',
+        RAISE EXCEPTION 'review item % does not exist (a later merge or decision may have settled it and taken it off the queue)',
             p_review_id USING ERRCODE = 'no_data_found';
     END IF;
     IF v_item.status <> 'open' THEN

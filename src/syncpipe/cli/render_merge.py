@@ -34,6 +34,7 @@ def merge_summary(out: Console, result: MergeResult) -> None:
         ("team pages read by the member pipeline", pipe.get("pages", 0)),
         ("members new (inserted)", pipe.get("inserted", 0)),
         ("members unchanged", pipe.get("unchanged", 0)),
+        ("members changed in place (new e-mail or phone)", pipe.get("changed", 0)),
         ("members removed from re-read pages", pipe.get("removed", 0)),
         ("array entries skipped (not a member)", pipe.get("skipped_not_object", 0)),
         ("members skipped (no name, e-mail or phone)", pipe.get("skipped_empty", 0)),

@@ -71,19 +71,27 @@ def _outcome_sentence(review_id: int, decision: str, outcome: dict[str, object])
 
 
 def _decide(ctx: typer.Context, ids: list[int], decision: str, by: str | None) -> None:
+    from rich.markup import escape
+
     from syncpipe.core.errors import EXIT_FAILED, JobFailedError
+    from syncpipe.logs import get_logger
     from syncpipe.services.merge.review import ReviewService, default_reviewer
 
     app_ctx: AppContext = ctx.find_root().obj
     service = ReviewService(app_ctx.db)
+    log = get_logger(__name__)
+    reviewer = by or default_reviewer()
     failed = 0
     for review_id in dict.fromkeys(ids):  # (an id given twice is decided once)
         try:
-            outcome = service.decide(review_id, decision, by or default_reviewer())
+            outcome = service.decide(review_id, decision, reviewer)
         except JobFailedError as exc:
             failed += 1
-            app_ctx.console.print(f"[bold red]error[/]: {exc}", highlight=False, markup=True)
+            # (in the log files too: the command's own failure record says only "exit 1")
+            log.warning("review.not_decided", id=review_id, decision=decision, reason=str(exc))
+            app_ctx.console.print(f"[bold red]Error[/]: {escape(str(exc))}", highlight=False)
             continue
+        log.info("review.decided", id=review_id, decision=decision, by=reviewer, outcome=outcome)
         app_ctx.out.print(_outcome_sentence(review_id, decision, outcome), highlight=False)
     if failed:
         raise typer.Exit(EXIT_FAILED)
@@ -187,7 +195,7 @@ def walk(
         except JobFailedError as exc:
             from rich.markup import escape
 
-            app_ctx.console.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False)
+            app_ctx.console.print(f"[bold red]Error[/]: {escape(str(exc))}", highlight=False)
             skipped.add(item.id)
             continue
         decided += 1
