@@ -100,6 +100,38 @@ def test_a_symlink_out_of_the_folder_is_refused_and_never_quoted(
     assert "not followed" in named.stdout and "root:x" not in named.stdout + named.stderr
 
 
+def test_a_file_without_read_permission_fails_alone_naming_itself(
+    deployed_db: str, tmp_path: Path
+) -> None:
+    """A file of the folder that cannot be read (mode 000; as root, without the capability to
+    override it) used to end the whole load with "Unexpected error: PermissionError", exit 1,
+    and no other file's result. Now that file fails, named, and the others load."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "new_agents_a.csv", [HEADER, agent_line(1)])
+    write(folder / "new_agents_b.csv", [HEADER, agent_line(2)])
+    (folder / "new_agents_b.csv").chmod(0)
+    command = [sys.executable, "-m", "syncpipe", "load", str(folder), "--json"]
+    if os.geteuid() == 0:
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    logs = str(tmp_path / "logs")
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOGS_DIR": logs}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+    except FileNotFoundError:
+        pytest.skip("setpriv is not installed (util-linux)")
+    assert done.returncode == 1, done.stderr
+    files = {Path(f["file"]).name: f for f in json.loads(done.stdout)["files"]}
+    assert files["new_agents_a.csv"]["status"] == "loaded"
+    assert files["new_agents_b.csv"]["status"] == "failed"
+    assert files["new_agents_b.csv"]["message"] == "cannot be read: Permission denied"
+    assert "Unexpected error" not in done.stderr
+    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 1
+
+
 def test_errors_quote_only_a_short_excerpt(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -100,6 +100,20 @@ def test_env_example_uncommented_is_the_defaults(
     assert load_settings() == Settings()
 
 
+@pytest.mark.parametrize("setting", ["SYNCPIPE_LOGS_DIR", "SYNCPIPE_EMBEDDED_DATA_DIR"])
+def test_a_folder_setting_naming_a_file_is_a_bad_setting(
+    invoke: Invoke, tmp_path: Path, setting: str
+) -> None:
+    """SYNCPIPE_LOGS_DIR naming a file failed a full run only at its report, after all its
+    work (a plain deploy exited 0 without its report); SYNCPIPE_EMBEDDED_DATA_DIR printed
+    initdb's output and exited 3."""
+    (tmp_path / "afile").write_text("")
+    result = invoke(["verify"], code=2, env={setting: "afile"})
+    assert f"Setting {setting} is invalid (got 'afile'): afile is a file, not a folder." in (
+        result.stderr
+    )
+
+
 def test_an_at_sign_in_the_password_is_refused_not_shown(invoke: Invoke) -> None:
     """libpq ends the password at its first "@": the rest became the host name and was printed
     (and logged) as one. Now a URL with two "@" is a bad setting that says how to write it."""

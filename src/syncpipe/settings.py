@@ -123,6 +123,15 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("logs_dir", "embedded_data_dir")
+    @classmethod
+    def _a_folder_if_there(cls, value: Path) -> Path:
+        # (a file there failed only when first written to: a full run after all its work,
+        # the embedded server with initdb's output)
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a folder")
+        return value
+
     @field_validator("merge_work_mem")
     @classmethod
     def _check_work_mem(cls, value: str) -> str:

@@ -273,8 +273,11 @@ class FileLoad:
     def _run(self, mtime_ns: int) -> FileResult:
         o = self.o
         started = datetime.now(UTC)
-        with self.path.open("rb") as fh:
-            first = fh.readline(MAX_HEADER_BYTES + 1)
+        try:
+            with self.path.open("rb") as fh:
+                first = fh.readline(MAX_HEADER_BYTES + 1)
+        except OSError as exc:  # (no read permission: the folder's other files still load)
+            return self._fail(f"cannot be read: {exc.strerror}")
         if len(first) > MAX_HEADER_BYTES:
             return self._fail(f"line 1 is longer than {MAX_HEADER_BYTES:,} bytes; not a header")
         me = claim.this_load(o.lock_timeout)
