@@ -872,6 +872,52 @@ def test_accepted_review_pair_merges_the_two_agents(
     assert "review item 999999 does not exist" in missing.stderr
 
 
+@pytest.mark.parametrize("side", ["retired", "surviving"])
+def test_an_accepted_pair_stays_one_agent_when_a_record_changes(
+    invoke: Invoke, deployed_db: str, tmp_path: Path, side: str
+) -> None:
+    """A record of an accepted pair edited later (its e-mail, say) was matched again from
+    scratch: its evidence alone is for review, so it left for a new agent and the question the
+    person had answered was queued again. A decision is kept by every later run."""
+    review_id, a, b = _two_for_review(invoke, deployed_db, tmp_path / "data")
+    invoke(["review", "accept", str(review_id)], dsn=deployed_db)
+    survivor = agent_of(deployed_db, "new_agents", a)
+    assert agent_of(deployed_db, "new_agents", b) == survivor
+    rules = dict(
+        fetch(
+            deployed_db,
+            "SELECT source_id, match_rule FROM unified_agent_sources WHERE source_id IN (%s, %s)",
+            (a, b),
+        )
+    )
+    assert sorted(rules.values()) == ["review", "single"]  # (the retired agent's record)
+    key = next(k for k, rule in rules.items() if (rule == "review") == (side == "retired"))
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE new_agents SET email_clean = '[\"carter.new@mail.com\"]', "
+            "phone_digits = '[\"2065550177\"]' WHERE supabase_uuid = %s",
+            (key,),
+        )
+    result = invoke(["merge", "--json"], dsn=deployed_db).json()["merge"]
+    assert result["pending"] == 1 and result["agents_created"] == 0
+    assert agent_of(deployed_db, "new_agents", a) == agent_of(deployed_db, "new_agents", b)
+    assert agent_of(deployed_db, "new_agents", key) == survivor
+    assert one(deployed_db, "SELECT count(*) FROM merge_review_queue WHERE status = 'open'") == 0
+    emails = one(
+        deployed_db, "SELECT emails FROM new_unified_agents WHERE agent_id = %s", (survivor,)
+    )
+    assert "carter.new@mail.com" in emails
+    assert (
+        one(
+            deployed_db,
+            "SELECT match_rule FROM unified_agent_sources WHERE source_id = %s",
+            (key,),
+        )
+        == "review"
+    )
+    assert_contact_keys_in_step(deployed_db)
+
+
 @pytest.mark.parametrize("language", ["C", "de_DE.UTF-8"])
 def test_a_decision_on_agents_held_by_an_open_edit_names_it(
     invoke: Invoke, deployed_db: str, tmp_path: Path, language: str

@@ -471,6 +471,7 @@ DECLARE
     v_email   integer := coalesce((p_options ->> 'confidence_email')::integer, 100);
     v_phone   integer := coalesce((p_options ->> 'confidence_phone')::integer, 90);
     v_name    integer := coalesce((p_options ->> 'confidence_name_team')::integer, 80);
+    v_offset  bigint := (SELECT node_offset FROM sp_meta);
 BEGIN
     PERFORM syncpipe_internal.merge_work_drop(ARRAY['sp_links']);
     -- Links between nodes (a < b): contacts, and names within a team without a conflict.
@@ -503,7 +504,21 @@ BEGIN
         ORDER BY x.node, x.ynode, 4 DESC, x.value  -- (the same detail in every run)
     ) c
     UNION ALL
-    SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict;
+    SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict
+    UNION ALL
+    -- A person's accept holds when a record changes: a changed record of an agent a person
+    -- joined (one of its records was placed by a review decision) stays with it, as a
+    -- rejected pair stays apart (merge_keep_apart()). The record was re-matched from
+    -- scratch: with evidence weaker than automatic, it left for a new agent and the question
+    -- the person had answered was queued again. (weight above any evidence's: the record's
+    -- lineage keeps saying "review")
+    SELECT p.old_agent, v_offset + p.pid, 'review', 100, NULL::text, 10::real
+    FROM sp_pend p
+    WHERE p.old_agent IS NOT NULL
+      AND EXISTS (SELECT 1 FROM public.unified_agent_sources r
+                  WHERE r.agent_id = p.old_agent AND r.match_rule = 'review')
+      AND EXISTS (SELECT 1 FROM public.new_unified_agents g
+                  WHERE g.agent_id = p.old_agent AND g.merged_into IS NULL);
     PERFORM syncpipe_internal.work_analyze('sp_links', ARRAY['a', 'b', 'conf']);
 END;
 $$;
