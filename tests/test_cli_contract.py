@@ -231,6 +231,23 @@ def test_a_decision_not_taken_is_said_as_every_error_and_logged_with_its_reason(
     assert refused["id"] == 999999 and "does not exist" in refused["reason"]
 
 
+def test_an_empty_reviewer_name_is_a_usage_error(invoke: Invoke, deployed_db: str) -> None:
+    """`--by ""` was recorded as the login name, silently."""
+    result = invoke(["review", "accept", "1", "--by", " "], dsn=deployed_db, code=2)
+    assert "is empty: name who decides" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_log_format_auto_is_accepted_as_the_setting_is(
+    invoke: Invoke, deployed_db: str, where: str
+) -> None:
+    """.env.example says the format is auto, console or json; --log-format refused auto."""
+    args = ["verify", "--json"]
+    args = ["--log-format", "auto", *args] if where == "before" else [*args, "--log-format", "auto"]
+    result = invoke(args, dsn=deployed_db)
+    assert result.log_events()  # (not a terminal: auto is json)
+
+
 def test_unknown_variables_are_named_with_the_closest_setting(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

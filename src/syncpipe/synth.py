@@ -20,9 +20,12 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # A general list of common English given names with their usual nicknames.
 NICKNAMES: dict[str, list[str]] = {
@@ -1277,6 +1280,25 @@ def split_arrivals(data: Path, parts: int, out: Path) -> list[Path]:
     return folders
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
+def write_or_exit(parser: argparse.ArgumentParser, out: Path, write: Callable[[], T]) -> T:
+    """``write()``, with a folder that cannot be written a usage error naming it (exit 2)."""
+    try:
+        return write()
+    except OSError as exc:
+        parser.error(f"cannot write into {out}: {exc.strerror}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m syncpipe.synth --persons 10000 --seed 7 --out data/synth``."""
     parser = argparse.ArgumentParser(
@@ -1284,15 +1306,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--persons", type=int, default=1000, help="how many real persons")
+    parser.add_argument("--persons", type=positive_int, default=1000, help="how many real persons")
     parser.add_argument("--seed", type=int, default=42, help="random seed (same seed, same files)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--team-size", type=int, default=13, help="average persons per team")
+    parser.add_argument(
+        "--team-size", type=positive_int, default=13, help="average persons per team"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    stats = generate(
-        args.out, Config(persons=args.persons, seed=args.seed, team_size=args.team_size)
-    )
+    config = Config(persons=args.persons, seed=args.seed, team_size=args.team_size)
+    stats = write_or_exit(parser, args.out, lambda: generate(args.out, config))
     elapsed = time.perf_counter() - t0
     print(
         f"{stats.persons:,} persons, {stats.teams:,} team pages, {stats.agents:,} new agents, "

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syncpipe.synth import positive_int, write_or_exit
+
 GIVEN = [
     "aaron",
     "adam",
@@ -989,11 +991,12 @@ def generate(out: Path, config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m syncpipe.synth_noisy", description=__doc__)
-    parser.add_argument("--persons", type=int, default=1000)
+    parser.add_argument("--persons", type=positive_int, default=1000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    generate(args.out, Config(persons=args.persons, seed=args.seed))
+    config = Config(persons=args.persons, seed=args.seed)
+    write_or_exit(parser, args.out, lambda: generate(args.out, config))
     return 0
 
 

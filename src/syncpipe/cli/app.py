@@ -66,7 +66,10 @@ def _main(
         LogFormat | None,
         typer.Option(
             "--log-format",
-            help="console or json (default: console on a terminal, else json).",
+            help=(
+                "auto, console or json (default: SYNCPIPE_LOG_FORMAT; auto: console on a "
+                "terminal, else json)."
+            ),
             rich_help_panel=GLOBAL_PANEL,
         ),
     ] = None,

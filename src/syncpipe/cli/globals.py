@@ -24,6 +24,7 @@ GLOBAL_PANEL = "Global options"
 class LogFormat(StrEnum):
     """Console log format (``--log-format``)."""
 
+    auto = "auto"
     console = "console"
     json = "json"
 

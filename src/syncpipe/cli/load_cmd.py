@@ -39,7 +39,7 @@ def load(
     ] = "utf-8",
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Files loaded at once (default: setting)."),
+        typer.Option("--jobs", "-j", min=1, help="Tables loaded at once (default: setting)."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:

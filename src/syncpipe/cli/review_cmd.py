@@ -21,9 +21,21 @@ Example:
     syncpipe review walk
 """
 
-_BY = typer.Option("--by", help="Who decides (default: $SYNCPIPE_REVIEWER or the login name).")
+
+def _named(value: str | None) -> str | None:
+    # (an empty name was recorded as the login name, silently)
+    if value is not None and not value.strip():
+        raise typer.BadParameter("is empty: name who decides, or leave --by out")
+    return value
+
+
+_BY = typer.Option(
+    "--by",
+    callback=_named,
+    help="Who decides (default: $SYNCPIPE_REVIEWER or the login name).",
+)
 # (item ids are bigint: a larger number is a usage error, not a database error)
-_IDS = typer.Argument(help="Review item ids.", min=1, max=2**63 - 1)
+_IDS = typer.Argument(help="Review item ids.", min=1, max=2**63 - 1, metavar="ID")
 
 
 def review(
