@@ -1205,6 +1205,21 @@ def test_dry_run_shows_what_a_run_would_do_and_writes_nothing(
     assert real["pairs_exported"] == 3 and real["pairs_sample"] == []
     assert work_tables(deployed_db) == []
 
+    # The counts a run reports are a dry run's too, under the same names (a dry run's were
+    # null), with or without a sample.
+    more = Sources(_serial=50)
+    more.agent("Rosa Diaz", emails=["rosa@mail.com"])  # joins her agent
+    more.agent("Amy Santiago", emails=["amy@mail.com"])
+    more.write(tmp_path / "more")
+    invoke(["load", str(tmp_path / "more")], dsn=deployed_db)
+    counted = ("records_matched", "agents_created", "agents_joined", "agents_retired")
+    for sample in ("0", "5"):
+        dry = invoke(["merge", "--dry-run", "--json", "--sample", sample], dsn=deployed_db).json()
+        assert all(dry["merge"][key] is not None for key in counted), dry["merge"]
+    real = invoke(["merge", "--json"], dsn=deployed_db).json()
+    assert {k: dry["merge"][k] for k in counted} == {k: real["merge"][k] for k in counted}
+    assert (real["merge"]["agents_joined"], real["merge"]["agents_created"]) == (1, 1)
+
 
 def test_dry_run_lists_the_name_links_held_for_review(
     invoke: Invoke, deployed_db: str, tmp_path: Path

@@ -366,8 +366,20 @@ class MergeService:
         try:
             self._begin_work(conn)
             result.pipeline = _call(conn, "run_unified_member_pipeline", options)
-            result.batches.append(_merge_batch(conn, options, self.settings.lock_timeout))
+            batch = _merge_batch(conn, options, self.settings.lock_timeout)
+            result.batches.append(batch)
             self._collect_pairs(conn, result, phases, pairs_output, sample)
+            if batch.get("status") != "failed":
+                if not result.existing_agents:  # (no sample asked for: the counts still are)
+                    result.existing_agents = existing_agents(conn, 0, self._seed)
+                # The counts a run reports, under the same names, as the plan predicts them (a
+                # script reading agents_created got null from a dry run).
+                batch.update(
+                    records_matched=batch.get("pending"),
+                    agents_created=batch.get("agents_new"),
+                    agents_joined=result.existing_agents.get("joined", 0),
+                    agents_retired=result.existing_agents.get("retired", 0),
+                )
         finally:
             conn.rollback()  # a dry run writes nothing at all
 
