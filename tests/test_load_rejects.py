@@ -108,7 +108,7 @@ def test_outputs_that_cannot_be_written_are_named(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:
     """A pipe given to load, a logs folder that is a file, a pairs file on a full disk: each
-    one sentence naming the path, exit 2 (they were "Unexpected error: ..." with the Python
+    one sentence naming the path (or the setting), exit 2 (they were "Unexpected error: ..." with the Python
     exception's name, or waited for ever on a pipe without a writer)."""
     import os
 
@@ -123,8 +123,12 @@ def test_outputs_that_cannot_be_written_are_named(
     out = invoke(
         ["load", str(path)], code=2, dsn=deployed_db, env={"SYNCPIPE_LOGS_DIR": str(not_a_folder)}
     )
-    assert "Cannot write the reject file" in out.stderr and "SYNCPIPE_LOGS_DIR" in out.stderr
-    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 1  # the good row is loaded
+    # (a bad setting, before any work: it was found when the first reject was written)
+    assert "Setting SYNCPIPE_LOGS_DIR is invalid" in out.stderr
+    assert "logs-file is a file, not a folder" in out.stderr
+    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 0
+    invoke(["load", str(path)], code=None, dsn=deployed_db)
+    assert one(deployed_db, "SELECT count(*) FROM new_agents") == 1  # the good row
 
     if Path("/dev/full").exists():
         out = invoke(["merge", "--dry-run", "--output", "/dev/full"], code=2, dsn=deployed_db)

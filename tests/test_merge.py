@@ -860,6 +860,10 @@ def test_accepted_review_pair_merges_the_two_agents(
         ("accepted", "kim")
     ]
     assert one(deployed_db, "SELECT count(*) FROM new_unified_agents WHERE needs_review") == 0
+    # (the retired agent counts no record: they went to the survivor; it kept its old count)
+    assert fetch(
+        deployed_db, "SELECT source_count FROM new_unified_agents ORDER BY merged_into NULLS FIRST"
+    ) == [(2,), (0,)]
     assert_contact_keys_in_step(deployed_db)
     assert work_tables(deployed_db) == []
     # Deciding again, or on an id that does not exist: a clear error, exit 1.

@@ -539,8 +539,9 @@ AS $$
 DECLARE
     v_count integer;
 BEGIN
+    -- (its records go to the survivor: it counts none)
     UPDATE public.new_unified_agents a
-    SET merged_into = r.survivor, needs_review = false
+    SET merged_into = r.survivor, needs_review = false, source_count = 0
     FROM sp_retire r WHERE a.agent_id = r.agent_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     IF v_count = 0 THEN
