@@ -114,6 +114,35 @@ def test_a_folder_setting_naming_a_file_is_a_bad_setting(
     )
 
 
+def test_a_bad_value_from_a_file_names_the_file_and_the_line(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    """A bad value in .env did not say where it was; bad JSON named both files, or blamed the
+    environment where the environment's value was good and the file's was not."""
+    (tmp_path / ".env").write_text("SYNCPIPE_LOCK_TIMEOUT=5\nSYNCPIPE_POOL_MAX_SIZE=-4\n")
+    result = invoke(["verify"], code=2)
+    assert (
+        f"Setting SYNCPIPE_POOL_MAX_SIZE (in {tmp_path / '.env'}, line 2) is invalid (got '-4')"
+        in result.stderr
+    )
+    (tmp_path / ".env").write_text("SYNCPIPE_CSV_SOURCES={broken\n")
+    (tmp_path / ".env.staging").write_text("SYNCPIPE_PIPELINE_STEPS=[x\n")
+    result = invoke(["--env", "staging", "verify"], code=2)
+    assert (
+        f"Setting SYNCPIPE_PIPELINE_STEPS (in {tmp_path / '.env.staging'}, line 1) is not "
+        "valid JSON" in result.stderr
+    ) or f"SYNCPIPE_CSV_SOURCES (in {tmp_path / '.env'}, line 1)" in result.stderr
+    result = invoke(
+        ["verify"], code=2, env={"SYNCPIPE_CSV_SOURCES": '{"new_agents*.csv": "public.new_agents"}'}
+    )
+    assert f"SYNCPIPE_CSV_SOURCES (in {tmp_path / '.env'}, line 1) is not valid JSON" in (
+        result.stderr
+    )
+    (tmp_path / ".env").unlink()
+    result = invoke(["verify"], code=2, env={"SYNCPIPE_MERGE_WORK_MEM": "128mb"})
+    assert "write a whole number and kB, MB or GB, as PostgreSQL does: 128MB." in result.stderr
+
+
 def test_an_at_sign_in_the_password_is_refused_not_shown(invoke: Invoke) -> None:
     """libpq ends the password at its first "@": the rest became the host name and was printed
     (and logged) as one. Now a URL with two "@" is a bad setting that says how to write it."""

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     merge_fuzzy_similarity: float = Field(default=0.6, gt=0, le=1)
     # Source records per merge transaction (0: all pending records in one transaction).
     merge_batch_records: int = Field(default=0, ge=0)
-    merge_work_mem: str = Field(default="128MB", pattern=r"^\d+\s*(kB|MB|GB)$")
+    merge_work_mem: str = "128MB"
     # SQL functions run after the merge batch, in order, in the same transaction:
     # each takes no argument, or one jsonb (the merge's counts), and may return jsonb.
     pipeline_steps: list[str] = Field(default_factory=list)
@@ -135,7 +135,10 @@ class Settings(BaseSettings):
     @field_validator("merge_work_mem")
     @classmethod
     def _check_work_mem(cls, value: str) -> str:
-        number, unit = re.fullmatch(r"(\d+)\s*(kB|MB|GB)", value).groups()  # type: ignore[union-attr]
+        match = re.fullmatch(r"(\d+)\s*(kB|MB|GB)", value)
+        if match is None:  # (pydantic's own message quoted the regular expression)
+            raise ValueError("write a whole number and kB, MB or GB, as PostgreSQL does: 128MB")
+        number, unit = match.groups()
         kilobytes = int(number) * {"kB": 1, "MB": 1024, "GB": 1024 * 1024}[unit]
         if not 64 <= kilobytes <= _MAX_WORK_MEM_KB:
             raise ValueError("PostgreSQL's work_mem is 64kB to 2147483647kB (about 2 TB)")
@@ -183,12 +186,13 @@ def env_var_name(field: str) -> str:
     return "SYNCPIPE_" + field.upper()
 
 
-def _file_values(path: Path) -> dict[str, str]:
-    """A dotenv file's NAME=value pairs, names upper-cased; a line that is no such pair is a
-    ConfigError naming the file and the line (python-dotenv would skip it with a warning)."""
+def _file_entries(path: Path) -> dict[str, tuple[str, int]]:
+    """A dotenv file's NAME=value pairs as {NAME: (value, line)}, names upper-cased; a line
+    that is no such pair is a ConfigError naming the file and the line (python-dotenv would
+    skip it with a warning)."""
     from dotenv.parser import parse_stream
 
-    values: dict[str, str] = {}
+    entries: dict[str, tuple[str, int]] = {}
     with path.open(encoding="utf-8") as stream:
         for binding in parse_stream(stream):
             if binding.error:
@@ -197,8 +201,28 @@ def _file_values(path: Path) -> dict[str, str]:
                     f"(nor a comment): write it as NAME=value."
                 )
             if binding.key is not None:
-                values[binding.key.upper()] = binding.value or ""
-    return values
+                entries[binding.key.upper()] = (binding.value or "", binding.original.line)
+    return entries
+
+
+def _file_values(path: Path) -> dict[str, str]:
+    """A dotenv file's NAME=value pairs, names upper-cased (see :func:`_file_entries`)."""
+    return {name: value for name, (value, _) in _file_entries(path).items()}
+
+
+def _sources_of(name: str, files: tuple[Path, ...]) -> list[tuple[str, str]]:
+    """Where ``name`` is set, as (place, value), the one that counts first: the environment,
+    then .env.<env>, then .env (with the line). Empty values are none."""
+    found = [
+        ("the environment", value)
+        for key, value in os.environ.items()
+        if key.upper() == name and value.strip()
+    ]
+    for path in reversed(files):
+        value, line = _file_entries(path).get(name, ("", 0))
+        if value.strip():
+            found.append((f"{path}, line {line}", value))
+    return found
 
 
 def _resolve_dsn(files: tuple[Path, ...]) -> tuple[str | None, str]:
@@ -268,7 +292,7 @@ def load_settings(
             **overrides,
         )
     except ValidationError as exc:
-        raise ConfigError(_describe_validation_error(exc, dsn_source)) from None
+        raise ConfigError(_describe_validation_error(exc, dsn_source, present)) from None
     except SettingsError as exc:
         raise ConfigError(_describe_settings_error(exc, present)) from None
     warn_unknown_variables(present)
@@ -277,7 +301,7 @@ def load_settings(
 
 
 def _describe_validation_error(
-    exc: ValidationError, dsn_source: str = "SYNCPIPE_DATABASE_URL"
+    exc: ValidationError, dsn_source: str = "SYNCPIPE_DATABASE_URL", files: tuple[Path, ...] = ()
 ) -> str:
     err = exc.errors()[0]
     loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
@@ -293,7 +317,9 @@ def _describe_validation_error(
     name = dsn_source if secret else env_var_name(field)
     given = err.get("input")
     shown = "" if secret or isinstance(given, dict) else f" (got {given!r})"
-    return redact(f"Setting {name} is invalid{shown}: {msg}.")
+    places = [] if secret else _sources_of(name, files)
+    where = f" (in {places[0][0]})" if places and places[0][0] != "the environment" else ""
+    return redact(f"Setting {name}{where} is invalid{shown}: {msg}.")
 
 
 #: SYNCPIPE_* variables that are not settings but are read on purpose (tests, benchmarks, review).
@@ -364,8 +390,20 @@ def _describe_settings_error(exc: SettingsError, files: tuple[Path, ...]) -> str
         return redact(f"A setting could not be read: {exc}.")
     field = match.group(1)
     name = env_var_name(field)
-    where = "the environment" if name in os.environ else " or ".join(str(p) for p in files)
-    kind = "a JSON object" if field == "csv_sources" else "a JSON list"
-    return redact(
-        f"Setting {name} (in {where or 'the environment'}) is not valid JSON: it must be {kind}."
+    kind, wanted = ("a JSON object", dict) if field == "csv_sources" else ("a JSON list", list)
+    # (every place is decoded, the overridden ones too: the one at fault is named)
+    places = _sources_of(name, files)
+    where = next(
+        (place for place, value in places if not _is_json(value, wanted)),
+        places[0][0] if places else "the environment",
     )
+    return redact(f"Setting {name} (in {where}) is not valid JSON: it must be {kind}.")
+
+
+def _is_json(text: str, wanted: type) -> bool:
+    import json
+
+    try:
+        return isinstance(json.loads(text), wanted)
+    except ValueError:
+        return False
