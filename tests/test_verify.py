@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -30,6 +31,30 @@ def test_verify_with_fewer_exposed_schemas_than_deploy_finds_nothing_dropped(
         ["verify", "--json"], dsn=deployed_db, env={"SYNCPIPE_EXPOSED_SCHEMAS": '["public"]'}
     ).json()
     assert data["ok"] is True, [c for c in data["checks"] if c["status"] == "fail"]
+
+
+def test_a_typo_in_the_security_settings_is_a_failure_not_fewer_checks(
+    invoke: Invoke, deployed_db: str
+) -> None:
+    """SYNCPIPE_EXPOSED_SCHEMAS naming a schema the database lacks passed verify with public
+    and bronze unchecked; a function allowed by its bare or upper-case name matched nothing."""
+    data = invoke(
+        ["verify", "--json"],
+        dsn=deployed_db,
+        env={"SYNCPIPE_EXPOSED_SCHEMAS": '["public", "nope"]'},
+        code=1,
+    ).json()
+    (failed,) = [c for c in data["checks"] if c["status"] == "fail"]
+    assert (failed["check"], failed["object"]) == ("exposed_schema", "schema nope")
+    fetch(
+        deployed_db,
+        "CREATE FUNCTION public.search_agents() RETURNS int LANGUAGE sql "
+        "SET search_path = pg_catalog AS 'SELECT 1'",
+    )
+    invoke(["verify"], dsn=deployed_db, code=1)  # (anon may execute it: not allowed)
+    for name in ("search_agents", "PUBLIC.Search_Agents"):
+        allowed = json.dumps([name])
+        invoke(["verify"], dsn=deployed_db, env={"SYNCPIPE_API_ALLOWED_FUNCTIONS": allowed})
 
 
 def test_verify_passes_on_a_fresh_deploy(invoke: Invoke, deployed_db: str) -> None:

@@ -123,6 +123,13 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("api_allowed_functions")
+    @classmethod
+    def _as_sql_reads_them(cls, value: list[str]) -> list[str]:
+        # (as SQL reads an unquoted name: folded to lower case, and a bare one in public; a
+        # bare or upper-case name matched no function, and verify failed on the one allowed)
+        return [name.lower() if "." in name else f"public.{name.lower()}" for name in value]
+
     @field_validator("logs_dir", "embedded_data_dir")
     @classmethod
     def _a_folder_if_there(cls, value: Path) -> Path:

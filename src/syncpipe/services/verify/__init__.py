@@ -77,6 +77,7 @@ class VerifyService:
             deployed = {identity.split(".")[0] for _, identity in snapshot}
             live = read_catalog(conn, sorted(set(schemas) | deployed))
             check_catalog(snapshot, live, result)
+            self._schemas_exist(conn, schemas, result)
             if self._roles_exist(conn, result):
                 run_lints(
                     conn,
@@ -94,6 +95,32 @@ class VerifyService:
             conn.rollback()
         log.info("verify.done", **result.summary(), ok=result.ok)
         return result
+
+    @staticmethod
+    def _schemas_exist(
+        conn: psycopg.Connection[Any], schemas: list[str], result: VerifyResult
+    ) -> None:
+        """The schemas the API exposes (SYNCPIPE_EXPOSED_SCHEMAS): one the database lacks is
+        a typo, and a typo checked nothing (verify passed with the schemas it meant unread)."""
+        existing = {
+            str(r[0])
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)
+            ).fetchall()
+        }
+        for schema in schemas:
+            if schema in existing:
+                result.add("security", "exposed_schema", f"schema {schema}", "pass", "exists")
+            else:
+                result.add(
+                    "security",
+                    "exposed_schema",
+                    f"schema {schema}",
+                    "fail",
+                    "does not exist: SYNCPIPE_EXPOSED_SCHEMAS names it, and nothing in it "
+                    "could be checked.",
+                    "Name the schemas the API exposes in SYNCPIPE_EXPOSED_SCHEMAS.",
+                )
 
     @staticmethod
     def _roles_exist(conn: psycopg.Connection[Any], result: VerifyResult) -> bool:
