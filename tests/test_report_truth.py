@@ -11,7 +11,7 @@ from typing import Any
 from syncpipe.cli.report_html import render_html
 from syncpipe.services.report import Report
 from tests.agents import Sources
-from tests.helpers import Invoke, one
+from tests.helpers import Invoke, fetch, one
 
 
 def test_single_record_agents_are_their_own_category(
@@ -53,8 +53,20 @@ def test_single_record_agents_are_their_own_category(
     assert by_name["Olaf Brandt"]["emails"] == ["olaf@b.com"]
     assert by_name["Olaf Brand"]["phones"] == ["+15551230002"]
 
+    # An agent whose only record was deleted from its source counts no record: it was counted
+    # as "a single source record".
+    fetch(deployed_db, "DELETE FROM new_agents WHERE full_name = 'Zed Solo'")
+    invoke(["merge"], dsn=deployed_db)
+    agents = invoke(["report", "--format", "json"], dsn=deployed_db).json()["agents"]
+    assert (agents["single_record"], agents["without_record"]) == (0, 1)
+    assert agents["live"] == sum(
+        agents[k]
+        for k in ("single_record", "merged_automatically", "needs_review", "without_record")
+    )
+
     table = invoke(["report", "--format", "table"], dsn=deployed_db).stdout
     assert "with a single source record" in table and "Top open review items" in table
+    assert re.search(r"without a source record \(all deleted from their source\)\s*│\s*1", table)
     page = tmp_path / "r.html"
     invoke(["report", "--format", "html", "-o", str(page)], dsn=deployed_db)
     text = page.read_text()
@@ -132,6 +144,7 @@ def test_page_is_small_and_readable_at_a_million_agents() -> None:
         "single source record",
         "merged automatically",
         "needs review",
+        "no source record left",
     }
     review = next(t for t in traces if t["name"] == "needs review")
     assert 300 in review["y"]

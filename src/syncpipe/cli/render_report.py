@@ -43,6 +43,10 @@ def report_tables(out: Console, report: Report) -> None:
         ("  with a single source record (nothing merged)", f"{a.get('single_record', 0):,}"),
         ("  merged automatically", f"{a.get('merged_automatically', 0):,}"),
         ("  needing review", f"{a.get('needs_review', 0):,}"),
+        (
+            "  without a source record (all deleted from their source)",
+            f"{a.get('without_record', 0):,}",
+        ),
         ("open review items", f"{report.review.get('open', 0):,}"),
         (
             "review decisions (accepted / rejected)",

@@ -13,11 +13,12 @@ from typing import Any
 
 from syncpipe.services.report import Report
 
-#: (confidence bucket key, label, colour) of the three outcomes an agent can have.
+#: (confidence bucket key, label, colour) of the four outcomes an agent can have.
 OUTCOMES = (
     ("single_record", "single source record", "#94a3b8"),
     ("merged_automatically", "merged automatically", "#2563eb"),
     ("needs_review", "needs review", "#f59e0b"),
+    ("without_record", "no source record left", "#475569"),
 )
 
 _CSS = """
@@ -107,7 +108,7 @@ def _figures(report: Report) -> dict[str, Any]:
     }
     figures: dict[str, Any] = {}
 
-    # Three outcomes, never stacked on a linear axis: at a million agents a few hundred
+    # The outcomes, never stacked on a linear axis: at a million agents a few hundred
     # "needs review" would be invisible. Grouped bars on a log axis keep every count readable.
     scores = [c["score"] for c in report.confidence]
     conf = go.Figure(

@@ -168,7 +168,8 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         """
         SELECT confidence_score AS score, count(*) AS agents,
                count(*) FILTER (WHERE needs_review) AS needs_review,
-               count(*) FILTER (WHERE NOT needs_review AND source_count <= 1) AS single,
+               count(*) FILTER (WHERE NOT needs_review AND source_count = 1) AS single,
+               count(*) FILTER (WHERE NOT needs_review AND source_count < 1) AS empty,
                sum(source_count) AS sources,
                count(*) FILTER (WHERE source_count > 1) AS multi_source
         FROM public.new_unified_agents
@@ -187,12 +188,12 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
         "live": live,
         "retired": int(retired["n"]) if retired else 0,
         "needs_review": sum(int(r["needs_review"]) for r in rows),
-        # three outcomes that add up to `live`: one source record (nothing was merged),
-        # merged automatically (several records, no doubt left), and needs review
+        # four outcomes that add up to `live`: one source record (nothing was merged),
+        # merged automatically (several records, no doubt left), needs review, and no source
+        # record left (every record of the agent was deleted from its source)
         "single_record": sum(int(r["single"]) for r in rows),
-        "merged_automatically": sum(
-            int(r["agents"]) - int(r["needs_review"]) - int(r["single"]) for r in rows
-        ),
+        "merged_automatically": sum(_merged(r) for r in rows),
+        "without_record": sum(int(r["empty"]) for r in rows),
         "source_records": sources,
         "sources_per_agent": round(sources / live, 3) if live else 0.0,
         "duplicate_rate": round(1 - live / sources, 4) if sources else 0.0,
@@ -204,11 +205,17 @@ def _agents(cur: psycopg.Cursor[dict[str, Any]]) -> tuple[dict[str, Any], list[d
             "agents": int(r["agents"]),
             "needs_review": int(r["needs_review"]),
             "single_record": int(r["single"]),
-            "merged_automatically": int(r["agents"]) - int(r["needs_review"]) - int(r["single"]),
+            "merged_automatically": _merged(r),
+            "without_record": int(r["empty"]),
         }
         for r in rows
     ]
     return agents, confidence
+
+
+def _merged(row: dict[str, Any]) -> int:
+    """Agents of a confidence row merged automatically: the ones of no other outcome."""
+    return int(row["agents"]) - int(row["needs_review"]) - int(row["single"]) - int(row["empty"])
 
 
 def _links(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, int]:
