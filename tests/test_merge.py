@@ -971,6 +971,18 @@ def test_rejected_review_pair_never_comes_back(
     outcomes = {(p["outcome"], frozenset((p["a_name"], p["b_name"]))) for p in dry["pairs_sample"]}
     assert ("kept apart", frozenset(("William Carter", "Billy Carter"))) in outcomes, outcomes
     assert ("review", frozenset(("William Carter", "Billy Carter"))) not in outcomes
+    # (and counts it so: the pairs for review were counted with the kept-apart ones)
+    kept = dry["merge"]["review_pairs_kept_apart"]
+    assert kept >= 1 and dry["merge"]["review_pairs"] >= kept
+    table = invoke(["merge", "--dry-run"], dsn=deployed_db).stdout
+    for row, count in (
+        (
+            "record pairs for review (one item per pair of agents)",
+            dry["merge"]["review_pairs"] - kept,
+        ),
+        ("record pairs kept apart (a person told their agents apart)", kept),
+    ):
+        assert re.search(re.escape(row) + rf"\s*│\s*{count}\s*│", table), (row, table)
     invoke(["merge", "--json"], dsn=deployed_db)
     pairs = fetch(
         deployed_db,

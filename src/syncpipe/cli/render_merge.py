@@ -54,14 +54,20 @@ def merge_summary(out: Console, result: MergeResult) -> None:
             else merge.get("agents_retired", 0),
         ),
         ("shared contacts ignored (office lines, info@)", merge.get("shared_contacts", 0)),
-        # (a dry run counts pairs of records; a run queues one item per pair of agents, less
-        # the pairs a person already decided)
-        (
-            ("record pairs for review (one item per pair of agents)", merge.get("review_pairs", 0))
-            if result.dry_run
-            else ("review items queued", merge.get("review_items_added", 0))
-        ),
     ]
+    # (a dry run counts pairs of records; a run queues one item per pair of agents, less
+    # the pairs a person already decided)
+    if result.dry_run:
+        apart = int(merge.get("review_pairs_kept_apart") or 0)
+        rows += [
+            (
+                "record pairs for review (one item per pair of agents)",
+                int(merge.get("review_pairs") or 0) - apart,
+            ),
+            ("record pairs kept apart (a person told their agents apart)", apart),
+        ]
+    else:
+        rows.append(("review items queued", merge.get("review_items_added", 0)))
     for label, value in rows:
         counts.add_row(label, f"{int(value or 0):,}")
     out.print(counts)

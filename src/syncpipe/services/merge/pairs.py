@@ -263,6 +263,17 @@ WHERE g.records > 0 OR g.agents > 1
 """
 
 
+def kept_apart(conn: psycopg.Connection[Any]) -> int:
+    """The plan's review pairs between agents a person rejected as two people: the real run
+    queues no item for them (a dry run counted them as pairs for review)."""
+    if not _have_plan(conn):
+        return 0
+    row = conn.execute(
+        f"SELECT count(*) FROM ({_REVIEWED}) r WHERE r.outcome = 'kept apart'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def existing_agents(
     conn: psycopg.Connection[Any], per_kind: int = 5, seed: int = DEFAULT_SEED
 ) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from syncpipe.services.merge.pairs import (
     DEFAULT_SEED,
     existing_agents,
     export_pairs,
+    kept_apart,
     sample_pairs,
 )
 from syncpipe.settings import Settings
@@ -375,6 +376,7 @@ class MergeService:
                 # The counts a run reports, under the same names, as the plan predicts them (a
                 # script reading agents_created got null from a dry run).
                 batch.update(
+                    review_pairs_kept_apart=kept_apart(conn),
                     records_matched=batch.get("pending"),
                     agents_created=batch.get("agents_new"),
                     agents_joined=result.existing_agents.get("joined", 0),
