@@ -876,6 +876,22 @@ def test_accepted_review_pair_merges_the_two_agents(
     assert "review item 999999 does not exist" in missing.stderr
 
 
+def test_a_very_long_name_is_cut_in_tables_and_whole_in_json(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A 5,000-character name filled hundreds of lines of every table that showed it."""
+    _two_for_review(invoke, deployed_db, tmp_path / "data")
+    fetch(
+        deployed_db,
+        "UPDATE new_unified_agents SET full_name = 'William ' || repeat('x', 5000) "
+        "WHERE full_name = 'William Carter'",
+    )
+    table = invoke(["review"], dsn=deployed_db).stdout
+    assert table.count("x") < 200 and "characters)" in table  # (all 5,000 before)
+    items = invoke(["review", "--json"], dsn=deployed_db).json()["items"]
+    assert "William " + "x" * 5000 in {i[k]["full_name"] for i in items for k in ("a", "b")}
+
+
 @pytest.mark.parametrize("side", ["retired", "surviving"])
 def test_an_accepted_pair_stays_one_agent_when_a_record_changes(
     invoke: Invoke, deployed_db: str, tmp_path: Path, side: str

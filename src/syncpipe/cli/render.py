@@ -28,6 +28,17 @@ _STATUS_STYLE = {
 }
 
 
+#: The most characters of one value a table shows (JSON and CSV outputs keep it whole).
+CLIP = 120
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """``text`` cut for a table cell: a 5,000-character name took hundreds of lines."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text):,} characters)"
+
+
 def print_json(out: Console, data: Any) -> None:
     """One JSON document on stdout."""
     write_all(out.file, json.dumps(data, indent=2, default=str) + "\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from syncpipe.cli.render import clip
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -101,8 +103,8 @@ def merge_summary(out: Console, result: MergeResult) -> None:
                 p["rule"],
                 str(p["confidence"]),
                 p.get("why", ""),
-                escape(_record(p, "a")),
-                escape(_record(p, "b")),
+                escape(clip(_record(p, "a"))),
+                escape(clip(_record(p, "b"))),
                 escape(str(p["evidence"] or "")),
             )
         out.print(table)
@@ -171,8 +173,8 @@ def review_table(out: Console, items: list[ReviewItem], *, total: int) -> None:
             item.rule,
             str(item.confidence),
             f"{item.weight:+.1f}" if item.weight is not None else "-",
-            escape(item.side_a.describe()),
-            escape(item.side_b.describe()),
+            escape(clip(item.side_a.describe())),
+            escape(clip(item.side_b.describe())),
             escape(item.evidence_text()),
         )
     out.print(table)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from syncpipe.cli.render import clip
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -82,8 +84,8 @@ def report_tables(out: Console, report: Report) -> None:
                 str(item["id"]),
                 item["rule"],
                 str(item["confidence"]),
-                escape(_side(item["a"])),
-                escape(_side(item["b"])),
+                escape(clip(_side(item["a"]))),
+                escape(clip(_side(item["b"]))),
             )
         out.print(items)
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from syncpipe.cli.render import clip
+
 if TYPE_CHECKING:
     from syncpipe.cli.context import AppContext
     from syncpipe.services.merge.review import ReviewItem
@@ -244,7 +246,7 @@ def _show(app_ctx: AppContext, item: ReviewItem, position: int, total: int) -> N
     if a.survivor != a.agent_id or b.survivor != b.agent_id:
         rows.append(("now part of", f"#{a.survivor}", f"#{b.survivor}"))
     for label, left, right in rows:
-        table.add_row(label, escape(left), escape(right))
+        table.add_row(label, escape(clip(left)), escape(clip(right)))
     app_ctx.console.print(table)
     app_ctx.console.print(f"Evidence: {escape(item.evidence_text())}", highlight=False)
 
