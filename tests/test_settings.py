@@ -153,6 +153,23 @@ def test_an_at_sign_in_the_password_is_refused_not_shown(invoke: Invoke) -> None
     assert "ssW0rdZ" not in result.stderr
 
 
+def test_syncpipe_env_in_dotenv_picks_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, invoke: Invoke
+) -> None:
+    """.env.example lists SYNCPIPE_ENV among the settings; set in .env it was ignored, and the
+    command ran on .env's database. --env and the variable still come first."""
+    (tmp_path / ".env").write_text(
+        "SYNCPIPE_ENV=staging\nSYNCPIPE_DATABASE_URL=postgresql://u@host-c:5432/c\n"
+    )
+    (tmp_path / ".env.staging").write_text("SYNCPIPE_DATABASE_URL=postgresql://u@host-b:5432/b\n")
+    (tmp_path / ".env.prod").write_text("SYNCPIPE_DATABASE_URL=postgresql://u@host-p:5432/p\n")
+    settings = load_settings()
+    assert (settings.env, settings.dsn) == ("staging", "postgresql://u@host-b:5432/b")
+    assert load_settings("prod").dsn == "postgresql://u@host-p:5432/p"
+    result = invoke(["verify"], code=3, env={"SYNCPIPE_CONNECT_TIMEOUT": "1"})
+    assert "host-b" in result.stderr
+
+
 def test_unknown_env_is_a_config_error(tmp_path: Path) -> None:
     """--env without its .env file names the file and the known environments."""
     (tmp_path / ".env.prod").write_text("")

@@ -267,7 +267,15 @@ def known_envs(base: Path | None = None) -> list[str]:
 def load_settings(
     env: str | None = None, *, base: Path | None = None, **overrides: Any
 ) -> Settings:
-    """Build the settings for ``env``; every problem becomes one ConfigError sentence."""
+    """Build the settings for ``env``; every problem becomes one ConfigError sentence. With
+    no ``env`` (no --env, no SYNCPIPE_ENV variable), .env's SYNCPIPE_ENV picks it (it was
+    ignored, silently)."""
+    dotenv = (base or Path.cwd()) / ".env"
+    if not env and dotenv.is_file():
+        try:
+            env = _file_values(dotenv).get("SYNCPIPE_ENV", "").strip() or None
+        except (OSError, UnicodeDecodeError):
+            env = None  # (said below, where every file is read)
     env = env or DEFAULT_ENV
     if not ENV_NAME.match(env):
         raise ConfigError(

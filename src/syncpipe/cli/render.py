@@ -127,8 +127,11 @@ def verify_table(out: Console, result: VerifyResult, *, show_all: bool = False) 
             )
     s = result.summary()
     verdict = "[green]Verify passed[/]" if result.ok else "[bold red]Verify FAILED[/]"
+    # (the database named on a pass too: with settings from several places, which one was
+    # checked is worth seeing)
+    where = "" if rows else f" on {escape(result.target)}"
     out.print(
-        f"{verdict}: {s['pass']} passed, {s['fail']} failed, {s['warn']} warning(s), "
+        f"{verdict}{where}: {s['pass']} passed, {s['fail']} failed, {s['warn']} warning(s), "
         f"{s['skip']} skipped."
     )
 
