@@ -921,6 +921,9 @@ def test_missing_file_and_unmapped_name_are_usage_errors(
     (tmp_path / "agents.csv").write_text(HEADER + "\n")
     result = invoke(["load", str(tmp_path / "agents.csv")], code=2, dsn=deployed_db)
     assert "matches no CSV source" in result.stderr and "--table" in result.stderr
+    # (no path given: the setting's folder, named as the setting)
+    result = invoke(["load"], code=2, dsn=deployed_db, env={"SYNCPIPE_DATA_DIR": "nodata"})
+    assert "The data folder nodata does not exist (setting SYNCPIPE_DATA_DIR" in result.stderr
 
 
 def test_table_override_and_folders(invoke: Invoke, deployed_db: str, tmp_path: Path) -> None:

@@ -67,6 +67,13 @@ def load(
     app_ctx: AppContext = ctx.obj
     settings = app_ctx.settings
     targets = paths or [settings.data_dir]
+    if not paths and not settings.data_dir.exists():
+        from syncpipe.core.errors import ConfigError
+
+        raise ConfigError(
+            f"The data folder {settings.data_dir} does not exist (setting SYNCPIPE_DATA_DIR, "
+            "read when no file or folder is given)."
+        )
     with bytes_progress(app_ctx, "Loading") as (advance, set_total):
         result = LoadService(settings, app_ctx.db).load(
             targets,
