@@ -1,9 +1,9 @@
 -- When source rows are deleted or truncated (by hand, or by the cascade from a deleted or
 -- truncated team page), their lineage goes with them and their agents are refreshed by the
--- next merge. They are also
--- asked for again (syncpipe_internal.merge_requeue): a merge that read them before the delete
--- and writes their lineage after it (the lineage this trigger looked for was not there yet) is
--- followed by one that finds the source rows gone and forgets them (merge_forget_gone()).
+-- next merge. They are also asked for again (syncpipe_internal.merge_requeue): a merge that
+-- read them before the delete and writes their lineage after it (the lineage this trigger
+-- looked for was not there yet) is followed by one that finds the source rows gone and
+-- forgets them (merge_forget_gone()).
 -- (Runs as its owner: service_role deletes source rows through the API without any right on
 -- the internal schema.)
 CREATE OR REPLACE FUNCTION syncpipe_internal.forget_deleted_sources()
