@@ -892,6 +892,41 @@ def test_a_very_long_name_is_cut_in_tables_and_whole_in_json(
     assert "William " + "x" * 5000 in {i[k]["full_name"] for i in items for k in ("a", "b")}
 
 
+def test_a_record_of_an_accepted_pair_renamed_into_another_person_leaves_alone(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """The accept holds a record's place while its name is the one the person saw. A record
+    that became another person (name, e-mail, team) leaves for that person's agent, and never
+    takes the accepted agent with it (a first version of the rule kept it at confidence 100,
+    and retired the accepted agent into the other person's)."""
+    review_id, a, b = _two_for_review(invoke, deployed_db, tmp_path / "data")
+    more = Sources(_serial=200)
+    judith = more.agent("Judith Sanchez", team="team-9", emails=["judith.s@mail.com"])
+    more.write(tmp_path / "more")
+    invoke(["load", str(tmp_path / "more")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    invoke(["review", "accept", str(review_id)], dsn=deployed_db)
+    carter, judiths = (
+        agent_of(deployed_db, "new_agents", a),
+        agent_of(deployed_db, "new_agents", judith),
+    )
+    fetch(
+        deployed_db,
+        "UPDATE new_agents SET full_name = 'Judith Sanchez', team_id = 'team-9', "
+        "email_clean = '[\"judith.s@mail.com\"]' WHERE supabase_uuid = %s",
+        (b,),
+    )
+    invoke(["merge"], dsn=deployed_db)
+    assert agent_of(deployed_db, "new_agents", b) == judiths
+    assert agent_of(deployed_db, "new_agents", a) == carter != judiths
+    assert (
+        one(
+            deployed_db, "SELECT merged_into FROM new_unified_agents WHERE agent_id = %s", (carter,)
+        )
+        is None
+    )
+
+
 @pytest.mark.parametrize("side", ["retired", "surviving"])
 def test_an_accepted_pair_stays_one_agent_when_a_record_changes(
     invoke: Invoke, deployed_db: str, tmp_path: Path, side: str

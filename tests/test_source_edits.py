@@ -115,3 +115,31 @@ def test_a_member_edited_by_hand_is_matched_again(
     with psycopg.connect(deployed_db, autocommit=True) as conn:
         conn.execute("UPDATE unified_company_member SET member_raw = member_raw || '{\"x\": 1}'")
     assert invoke(["merge", "--json"], dsn=deployed_db).json()["merge"]["pending"] == 0
+
+
+def test_a_member_renamed_by_hand_is_matched_by_its_new_name(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A member renamed through the API kept its old name's normalized forms, and the merge
+    matched it by them: renamed "Judith Sanchez" in Judith's team, it stayed apart from her
+    feed record. (A feed row renamed so joins her.)"""
+    src = Sources()
+    judith = src.agent("Judith Sanchez", team="t5", emails=["judith@mail.com"])
+    page = src.page("t1", [{"name": "Gregory Obrien", "email": "greg@mail.com"}])
+    src.write(tmp_path / "d")
+    invoke(["load", str(tmp_path / "d")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    assert member_agent(deployed_db, page, 1) != agent_of(deployed_db, "new_agents", judith)
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute(
+            "UPDATE unified_company_member SET member_name = 'Judith Sanchez', team_id = 't5', "
+            "email_normalized = '{}' WHERE member_name = 'Gregory Obrien'"
+        )
+    result = invoke(["merge", "--json"], dsn=deployed_db).json()["merge"]
+    assert result["links"] == {"name_team": 1}
+    assert member_agent(deployed_db, page, 1) == agent_of(deployed_db, "new_agents", judith)
+    assert fetch(
+        deployed_db,
+        "SELECT name_norm FROM unified_agent_sources WHERE source = 'company_member'",
+    ) == [("judith sanchez",)]

@@ -52,6 +52,18 @@ BEGIN
     THEN
         NEW.processed := false;
     END IF;
+    -- A name written without its normalized forms (which the member pipeline writes with
+    -- it): they are the old name's; without them the merge normalizes the name itself
+    -- (merge_normalize()). It matched the renamed member by its old name.
+    IF NEW.member_name IS DISTINCT FROM OLD.member_name
+       AND NEW.name_normalized IS NOT DISTINCT FROM OLD.name_normalized THEN
+        NEW.name_normalized := NULL;
+        NEW.name_key := NULL;
+        NEW.name_first := NULL;
+        NEW.name_last := NULL;
+        NEW.name_middle := NULL;
+        NEW.name_suffix := NULL;
+    END IF;
     RETURN NEW;
 END;
 $$;

@@ -291,13 +291,17 @@ BEGIN
         UNION ALL
         SELECT pid, 'p'::"char", unnest(phones) FROM sp_pend WHERE phones <> '{}';
     PERFORM syncpipe_internal.work_analyze('sp_pkeys');
-    -- Feed names are normalized here; members' by the member pipeline.
+    -- Feed names are normalized here; members' by the member pipeline, except a name
+    -- written by hand, whose normalized forms its trigger took off (member_row_changed()).
+    -- (a member whose name normalizes to nothing is normalized again: the same nothing)
     CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS
-        SELECT pid AS uid, full_name AS raw FROM sp_pend WHERE source = 'new_agents';
+        SELECT pid AS uid, full_name AS raw FROM sp_pend
+        WHERE source = 'new_agents' OR (name_norm IS NULL AND full_name IS NOT NULL);
     PERFORM syncpipe_internal.normalize_person_names();
     INSERT INTO sp_person_names
         SELECT pid, name_norm, name_key, first_name, last_name, middle, suffix
-        FROM sp_pend WHERE source = 'company_member';
+        FROM sp_pend
+        WHERE source = 'company_member' AND NOT (name_norm IS NULL AND full_name IS NOT NULL);
     PERFORM syncpipe_internal.work_analyze('sp_person_names', ARRAY['uid']);
 END;
 $$;

@@ -506,15 +506,19 @@ BEGIN
     UNION ALL
     SELECT a, b, rule, v_name, detail, weight FROM sp_namelinks WHERE NOT conflict
     UNION ALL
-    -- A person's accept holds when a record changes: a changed record of an agent a person
-    -- joined (one of its records was placed by a review decision) stays with it, as a
-    -- rejected pair stays apart (merge_keep_apart()). The record was re-matched from
-    -- scratch: with evidence weaker than automatic, it left for a new agent and the question
-    -- the person had answered was queued again. (weight above any evidence's: the record's
-    -- lineage keeps saying "review")
+    -- A person's accept holds when a record changes its contacts or team: a changed record
+    -- of an agent a person joined (one of its records was placed by a review decision)
+    -- stays with it while its name is the one the person saw, as a rejected pair stays
+    -- apart (merge_keep_apart()). It was matched again from scratch: with evidence weaker
+    -- than automatic, it left for a new agent and the question the person had answered was
+    -- queued again. A record renamed is matched from scratch: it may be another person now.
+    -- (weight above any evidence's: the record's lineage keeps saying "review")
     SELECT p.old_agent, v_offset + p.pid, 'review', 100, NULL::text, 10::real
     FROM sp_pend p
+    JOIN public.unified_agent_sources l ON l.source = p.source AND l.source_id = p.source_id
+    JOIN sp_person_names n ON n.uid = p.pid
     WHERE p.old_agent IS NOT NULL
+      AND n.name_norm = l.name_norm
       AND EXISTS (SELECT 1 FROM public.unified_agent_sources r
                   WHERE r.agent_id = p.old_agent AND r.match_rule = 'review')
       AND EXISTS (SELECT 1 FROM public.new_unified_agents g
