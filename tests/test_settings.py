@@ -112,6 +112,9 @@ def test_a_folder_setting_naming_a_file_is_a_bad_setting(
     assert f"Setting {setting} is invalid (got 'afile'): afile is a file, not a folder." in (
         result.stderr
     )
+    # (a folder under a file: found only when the full run's report was written)
+    result = invoke(["verify"], code=2, env={setting: "afile/logs"})
+    assert "(got 'afile/logs'): afile is a file, not a folder." in result.stderr
 
 
 def test_a_bad_value_from_a_file_names_the_file_and_the_line(
@@ -143,6 +146,21 @@ def test_a_bad_value_from_a_file_names_the_file_and_the_line(
     assert "write a whole number and kB, MB or GB, as PostgreSQL does: 128MB." in result.stderr
 
 
+def test_dotenv_lines_are_counted_and_variables_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, invoke: Invoke
+) -> None:
+    """Blank lines before a setting were counted as its own (line 2 for line 3), and the
+    database URL of a .env lost python-dotenv's ${VAR} expansion, which every other setting
+    has."""
+    (tmp_path / ".env").write_text("# Connections\n\nSYNCPIPE_POOL_MAX_SIZE=abc\n")
+    assert f"{tmp_path / '.env'}, line 3)" in invoke(["verify"], code=2).stderr
+    (tmp_path / ".env").write_text("SYNCPIPE_POOL_MAX_SIZE=3\r\n\r\n\r\nthis is junk\r\n")
+    assert f"{tmp_path / '.env'}, line 4, is not" in invoke(["verify"], code=2).stderr
+    monkeypatch.setenv("DBHOST", "db.example.internal")
+    (tmp_path / ".env").write_text("SYNCPIPE_DATABASE_URL=postgresql://u@${DBHOST}:5432/app\n")
+    assert load_settings().dsn == "postgresql://u@db.example.internal:5432/app"
+
+
 def test_an_at_sign_in_the_password_is_refused_not_shown(invoke: Invoke) -> None:
     """libpq ends the password at its first "@": the rest became the host name and was printed
     (and logged) as one. Now a URL with two "@" is a bad setting that says how to write it."""
@@ -151,6 +169,10 @@ def test_an_at_sign_in_the_password_is_refused_not_shown(invoke: Invoke) -> None
     )
     assert 'write an "@" in the user name or password as %40' in result.stderr
     assert "ssW0rdZ" not in result.stderr
+    # (with a "?" or a "/" in the password too: the check passed, and the tail was shown)
+    for url in ("postgresql://u:sec?r@tZq@h:5432/db", "postgresql://u:se/cr@tZq@h:5432/db"):
+        said = invoke(["verify"], code=2, env={"SYNCPIPE_DATABASE_URL": url}).stderr
+        assert "tZq" not in said and "'se'" not in said and "%40" in said
 
 
 def test_syncpipe_env_in_dotenv_picks_the_environment(

@@ -135,8 +135,11 @@ class Settings(BaseSettings):
     def _a_folder_if_there(cls, value: Path) -> Path:
         # (a file there failed only when first written to: a full run after all its work,
         # the embedded server with initdb's output)
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{value} is a file, not a folder")
+        for path in (value, *value.parents):  # (the nearest that exists: "afile/logs" too)
+            if path.exists():
+                if not path.is_dir():
+                    raise ValueError(f"{path} is a file, not a folder")
+                break
         return value
 
     @field_validator("merge_work_mem")
@@ -197,23 +200,30 @@ def _file_entries(path: Path) -> dict[str, tuple[str, int]]:
     """A dotenv file's NAME=value pairs as {NAME: (value, line)}, names upper-cased; a line
     that is no such pair is a ConfigError naming the file and the line (python-dotenv would
     skip it with a warning)."""
+    from dotenv import dotenv_values
     from dotenv.parser import parse_stream
 
-    entries: dict[str, tuple[str, int]] = {}
+    lines: dict[str, int] = {}
     with path.open(encoding="utf-8") as stream:
         for binding in parse_stream(stream):
+            # (a binding starts with the blank lines before it)
+            text = binding.original.string
+            line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
             if binding.error:
                 raise ConfigError(
-                    f"{path}, line {binding.original.line}, is not a NAME=value line "
-                    f"(nor a comment): write it as NAME=value."
+                    f"{path}, line {line}, is not a NAME=value line (nor a comment): write "
+                    f"it as NAME=value."
                 )
             if binding.key is not None:
-                entries[binding.key.upper()] = (binding.value or "", binding.original.line)
-    return entries
+                lines[binding.key.upper()] = line
+    # (the values as python-dotenv reads them for the settings: ${VAR} expanded)
+    values = {key.upper(): value or "" for key, value in dotenv_values(path).items()}
+    return {key: (values.get(key, ""), line) for key, line in lines.items()}
 
 
 def _file_values(path: Path) -> dict[str, str]:
-    """A dotenv file's NAME=value pairs, names upper-cased (see :func:`_file_entries`)."""
+    """A dotenv file's NAME=value pairs, names upper-cased, ${VAR} expanded (see
+    :func:`_file_entries`)."""
     return {name: value for name, (value, _) in _file_entries(path).items()}
 
 

@@ -19,14 +19,7 @@ def parse_dsn(dsn: str) -> dict[str, str]:
             raise ValueError(
                 f"connection URLs must start with postgresql:// or postgres://, not {scheme}://"
             )
-        # (libpq ends the user and password at the first "@": the rest of a password with an
-        # "@" of its own would become the host name, and be printed as one)
-        authority = text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-        if authority.count("@") > 1:
-            raise ValueError(
-                'the URL has more than one "@" before its host: write an "@" in the user '
-                "name or password as %40"
-            )
+        _check_userinfo(text.split("://", 1)[1])
     elif "=" not in text:
         raise ValueError("it is neither a postgresql:// URL nor key=value pairs")
     try:
@@ -42,6 +35,29 @@ def parse_dsn(dsn: str) -> dict[str, str]:
         if value is not None and str(value) not in allowed:
             raise ValueError(f"{key}={value!s} is not one of {', '.join(allowed)}")
     return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def _check_userinfo(rest: str) -> None:
+    """ValueError when libpq would cut a URL's user name or password short. libpq ends them
+    at the first "@" (or finds none past a "/"): the rest of a password holding an "@" or a
+    "/" of its own became the host name, the port or the database, and was printed as one."""
+    at = rest.find("@")
+    if at < 0:
+        return
+    slash, query = rest.find("/"), rest.find("?")
+    if 0 <= slash < at and not 0 <= query < slash:
+        if query < 0 or at < query:  # (an "@" in the query string is no user name's)
+            raise ValueError(
+                'the URL has a "/" before its "@": write a "/" in the user name or password '
+                'as %2F, and an "@" as %40'
+            )
+        return
+    host = rest[at + 1 :].split("/", 1)[0].split("?", 1)[0]
+    if "@" in host:
+        raise ValueError(
+            'the URL has more than one "@" before its host: write an "@" in the user name or '
+            "password as %40"
+        )
 
 
 #: Connection parameters whose values libpq checks only when connecting: checked here so a
