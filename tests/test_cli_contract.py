@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -262,14 +263,14 @@ def test_unknown_variables_are_named_with_the_closest_setting(
     assert str(tmp_path / ".env") in warnings["SYNCPIPE_LOG_FROMAT"]["source"]
     # (in a file, a setting's name without its prefix, or DATABASE_URL misspelt; a file's
     # other names are another tool's)
-    (tmp_path / ".env").write_text("POOL_MAX_SIZE=3\nDATABSE_URL=x\nSUPABASE_KEY=y\n")
+    (tmp_path / ".env").write_text("POOL_MAX_SIZE=3\nDATABSE_URL=x\nSUPABASE_KEY=y\nENV=prod\n")
     result = invoke(["verify", "--json"], dsn=deployed_db)
     warnings = {
         e["variable"]: e for e in result.log_events() if e["event"] == "settings.unknown_variable"
     }
     assert warnings["POOL_MAX_SIZE"]["did_you_mean"] == "SYNCPIPE_POOL_MAX_SIZE"
     assert warnings["DATABSE_URL"]["did_you_mean"] == "SYNCPIPE_DATABASE_URL"
-    assert "SUPABASE_KEY" not in warnings
+    assert "SUPABASE_KEY" not in warnings and "ENV" not in warnings  # (another tool's)
     (tmp_path / ".env").unlink()
     clean = invoke(["verify", "--json"], dsn=deployed_db)
     assert not [e for e in clean.log_events() if e["event"] == "settings.unknown_variable"]
@@ -384,6 +385,34 @@ def test_json_cut_by_its_reader_is_not_a_success_when_unbuffered(
     )
     assert len(whole.stdout) > 65536  # (larger than a pipe's buffer: the case above)
     assert json.loads(whole.stdout)["summary"]
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_json_into_a_non_blocking_pipe_is_written_whole(
+    deployed_db: str, tmp_path: Path, unbuffered: str
+) -> None:
+    """A parent that made the pipe non-blocking and reads late: the document was cut at 64 kB
+    with "Unexpected error: BlockingIOError" (exit 120), or written by a loop that spun."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    env = {
+        **os.environ,
+        "SYNCPIPE_DATABASE_URL": deployed_db,
+        "SYNCPIPE_LOGS_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": unbuffered,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncpipe", "verify", "--json"],
+        stdout=write,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    os.close(write)
+    time.sleep(2)  # (the reader comes late: the pipe fills)
+    with os.fdopen(read, "rb") as reader:
+        data = reader.read()
+    assert process.wait(timeout=60) == 0
+    assert json.loads(data)["ok"] is True and len(data) > 65536
 
 
 def test_standard_output_closed_is_said_not_swallowed(deployed_db: str) -> None:

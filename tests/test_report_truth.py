@@ -67,6 +67,7 @@ def test_single_record_agents_are_their_own_category(
     table = invoke(["report", "--format", "table"], dsn=deployed_db).stdout
     assert "with a single source record" in table and "Top open review items" in table
     assert re.search(r"without a source record \(all deleted from their source\)\s*│\s*1", table)
+    assert "No record" in table  # (the per-score table's columns add up too)
     page = tmp_path / "r.html"
     invoke(["report", "--format", "html", "-o", str(page)], dsn=deployed_db)
     text = page.read_text()

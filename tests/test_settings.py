@@ -216,6 +216,8 @@ def test_unknown_env_is_a_config_error(tmp_path: Path) -> None:
             "SYNCPIPE_DATABASE_URL is invalid",
         ),
         ({"SYNCPIPE_SSLMODE": "sometimes"}, "SYNCPIPE_SSLMODE is invalid"),
+        # (quoted spaces named a folder of spaces)
+        ({"SYNCPIPE_LOGS_DIR": "  "}, "SYNCPIPE_LOGS_DIR is invalid (got '  '): is blank"),
         # (was an internal error: a float infinity has no integer)
         ({"SYNCPIPE_CONNECT_TIMEOUT": "inf"}, "SYNCPIPE_CONNECT_TIMEOUT is invalid (got 'inf')"),
         ({"SYNCPIPE_CONNECT_TIMEOUT": "1e12"}, "less than or equal to 2147483"),

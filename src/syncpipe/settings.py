@@ -130,6 +130,14 @@ class Settings(BaseSettings):
         # bare or upper-case name matched no function, and verify failed on the one allowed)
         return [name.lower() if "." in name else f"public.{name.lower()}" for name in value]
 
+    @field_validator("sql_dir", "data_dir", "logs_dir", "embedded_data_dir", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        # (quoted spaces are no empty value: they named a folder of spaces)
+        if isinstance(value, str) and value and not value.strip():
+            raise ValueError("is blank: give a folder, or leave the setting out")
+        return value
+
     @field_validator("logs_dir", "embedded_data_dir")
     @classmethod
     def _a_folder_if_there(cls, value: Path) -> Path:
@@ -347,6 +355,23 @@ def _describe_validation_error(
     return redact(f"Setting {name}{where} is invalid{shown}: {msg}.")
 
 
+#: Names of settings without their prefix that a .env shared with other tools holds for
+#: those tools (ENV=production): not warned about.
+_SHARED_NAMES = frozenset(
+    {
+        "ENV",
+        "LOG_FORMAT",
+        "SSLMODE",
+        "DATA_DIR",
+        "LOGS_DIR",
+        "SQL_DIR",
+        "APPLICATION_NAME",
+        "CONNECT_TIMEOUT",
+        "STATEMENT_TIMEOUT",
+        "LOCK_TIMEOUT",
+    }
+)
+
 #: SYNCPIPE_* variables that are not settings but are read on purpose (tests, benchmarks, review).
 OTHER_VARIABLES = frozenset(
     {
@@ -380,7 +405,7 @@ def unknown_variables(files: tuple[Path, ...] = ()) -> list[tuple[str, str, str 
                 found.append((key, str(path)))
             elif key == "DATABASE_URL":
                 continue
-            elif "SYNCPIPE_" + key in known:
+            elif "SYNCPIPE_" + key in known and key not in _SHARED_NAMES:
                 unknown.append((key, str(path), "SYNCPIPE_" + key))
             elif difflib.get_close_matches(key, ["DATABASE_URL"], n=1, cutoff=0.85):
                 unknown.append((key, str(path), "SYNCPIPE_DATABASE_URL"))

@@ -57,9 +57,27 @@ def write_all(stream: IO[str], text: str) -> None:
     stream.flush()
     data = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8", "replace"))
     while data:
-        written = buffer.write(data)
-        data = data[written if written is not None else 0 :]
-    buffer.flush()
+        try:
+            written = buffer.write(data)
+        except BlockingIOError as exc:  # (a non-blocking pipe, full for now)
+            written = exc.characters_written
+        if not written:
+            _wait_writable(stream)
+            continue
+        data = data[written:]
+    while True:
+        try:
+            buffer.flush()
+            return
+        except BlockingIOError:
+            _wait_writable(stream)
+
+
+def _wait_writable(stream: IO[str]) -> None:
+    """Until the reader takes more (a pipe set non-blocking by the parent: the loop spun)."""
+    import select
+
+    select.select([], [stream.fileno()], [], 1.0)
 
 
 def deploy_table(out: Console, result: DeployResult) -> None:

@@ -60,7 +60,14 @@ def report_tables(out: Console, report: Report) -> None:
 
     if report.confidence:
         conf = Table(title="Confidence scores", title_justify="left")
-        for name in ("Score", "Agents", "Single record", "Merged automatically", "Needs review"):
+        for name in (
+            "Score",
+            "Agents",
+            "Single record",
+            "Merged automatically",
+            "Needs review",
+            "No record left",
+        ):
             conf.add_column(name, justify="right")
         for c in report.confidence:
             conf.add_row(
@@ -69,6 +76,7 @@ def report_tables(out: Console, report: Report) -> None:
                 f"{c.get('single_record', 0):,}",
                 f"{c.get('merged_automatically', 0):,}",
                 f"{c['needs_review']:,}",
+                f"{c.get('without_record', 0):,}",
             )
         out.print(conf)
 

@@ -51,7 +51,7 @@ class VerifyService:
     def run(self, *, fail_on: Literal["error", "warn"] = "error") -> VerifyResult:
         """Run all checks and return the result (the caller decides the exit code)."""
         files = discover(self.settings.sql_dir)
-        schemas = list(self.settings.exposed_schemas)
+        schemas = list(dict.fromkeys(self.settings.exposed_schemas))  # (each checked once)
         with self.db.connection() as conn:
             result = VerifyResult(
                 env=self.settings.env,
