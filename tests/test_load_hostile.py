@@ -132,6 +132,48 @@ def test_a_file_without_read_permission_fails_alone_naming_itself(
     assert one(deployed_db, "SELECT count(*) FROM new_agents") == 1
 
 
+def test_links_to_nothing_fail_alone_and_an_unreadable_folder_is_named(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """A link to a missing file was left out of a folder's load without a word, and named, it
+    was "not a regular file (a pipe or a device)"; a loop of links ended the load with
+    "Unexpected error: RuntimeError"; a subfolder that cannot be read was left out, silently."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "new_agents_a.csv", [HEADER, agent_line(1)])
+    (folder / "new_agents_gone.csv").symlink_to(folder / "missing.csv")
+    (folder / "new_agents_loop.csv").symlink_to(folder / "new_agents_loop.csv")
+    result = invoke(["load", str(folder), "--json"], code=1, dsn=deployed_db)
+    files = {Path(f["file"]).name: f for f in result.json()["files"]}
+    assert files["new_agents_a.csv"]["status"] == "loaded"
+    for name in ("new_agents_gone.csv", "new_agents_loop.csv"):
+        assert files[name]["status"] == "failed"
+        assert "symbolic link that leads to no file" in files[name]["message"]
+    named = invoke(["load", str(folder / "new_agents_gone.csv")], code=2, dsn=deployed_db)
+    assert "is a symbolic link that leads to no file" in named.stderr
+
+    sub = folder / "sub"
+    sub.mkdir()
+    write(sub / "new_agents_sub.csv", [HEADER, agent_line(2)])
+    sub.chmod(0)
+    command = [sys.executable, "-m", "syncpipe", "load", str(folder)]
+    if os.geteuid() == 0:
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    logs = str(tmp_path / "logs")
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOGS_DIR": logs}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+    except FileNotFoundError:
+        pytest.skip("setpriv is not installed (util-linux)")
+    finally:
+        sub.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert f"Error: {sub} cannot be read (Permission denied)" in done.stderr
+
+
 def test_errors_quote_only_a_short_excerpt(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -346,7 +346,7 @@ class Selection:
 
 def _outside(path: Path, folder: Path) -> bool:
     """True when ``path`` resolves (through symbolic links) to a place outside ``folder``."""
-    return not path.resolve().is_relative_to(folder.resolve())
+    return not _resolved(path).is_relative_to(folder.resolve())
 
 
 def expand_paths(
@@ -366,12 +366,16 @@ def expand_paths(
     chosen: list[tuple[Path, str]] = []
     ours = own.resolve() if own is not None else None
     for path in paths:
-        if not path.exists() and not path.is_symlink():
+        try:
+            found = path.exists() or path.is_symlink()
+        except OSError as exc:  # (a folder on the way that cannot be read)
+            raise ConfigError(f"{path} cannot be read: {exc.strerror}.") from None
+        if not found:
             raise ConfigError(f"{path} does not exist.")
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
+            for child in _files_under(path):
                 if child.name.startswith(".") or (
-                    ours is not None and child.resolve().is_relative_to(ours)
+                    ours is not None and _resolved(child).is_relative_to(ours)
                 ):
                     continue
                 target = table or table_for(child, sources)
@@ -379,11 +383,15 @@ def expand_paths(
                     target = None
                 if not target:
                     selection.not_matched.append(child)
+                elif not child.exists():  # (a link to nothing, or a loop of links)
+                    selection.refused.append((child, target, _NOWHERE))
                 elif _outside(child, path):
                     selection.refused.append((child, target, _refusal(path)))
                 elif child.is_file():
                     chosen.append((child, target))
             continue
+        if path.is_symlink() and not path.exists():
+            raise ConfigError(f"{path} {_NOWHERE}.")
         if not path.is_file():
             # (a pipe, as from `<(...)`, or a device: the load reads a file twice, to hash it
             # and to resume, and a pipe without a writer would wait for ever)
@@ -408,6 +416,38 @@ def expand_paths(
             seen.add(resolved)
             selection.files.append(item)
     return selection
+
+
+#: Why a symbolic link of the files given is not loaded when it leads to no file.
+_NOWHERE = "is a symbolic link that leads to no file (its target is missing, or a loop)"
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``; a loop of links resolves to itself (Python 3.11 raised)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files (and links) under ``folder``, in name order; a folder among them that cannot
+    be read is a ConfigError naming it (rglob left its files out, silently)."""
+    import os
+
+    def refuse(exc: OSError) -> None:
+        raise ConfigError(
+            f"{exc.filename} cannot be read ({exc.strerror}): its files cannot be loaded; "
+            "give the folder read permission, or load the other folders by name."
+        )
+
+    found: list[Path] = []
+    for root, dirs, names in os.walk(folder, onerror=refuse):
+        dirs.sort()
+        found += [Path(root, name) for name in names]
+        # (links to folders are not walked: os.walk leaves them in dirs)
+        found += [Path(root, d) for d in dirs if Path(root, d).is_symlink()]
+    return sorted(p for p in found if p.is_symlink() or p.is_file())
 
 
 def _refusal(folder: Path) -> str:
