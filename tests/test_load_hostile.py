@@ -29,6 +29,13 @@ def _page(i: int, members: list[dict[str, object]], *, team: str | None = None) 
     return f"{key},{team or f'team-{i}'},https://x.com/{i},{_cell(members)}"
 
 
+def _by_socket(dsn: str) -> bool:
+    """The server is reached by a Unix socket (the embedded one: its folder is root's only)."""
+    from syncpipe.core.dsn import parse_dsn
+
+    return parse_dsn(dsn).get("host", "").startswith("/")
+
+
 def _rejects(result_file: str) -> dict[int, dict[str, str]]:
     with Path(result_file).open(encoding="utf-8", newline="") as fh:
         return {int(r["line"]): r for r in csv.DictReader(fh)}
@@ -113,6 +120,8 @@ def test_a_file_without_read_permission_fails_alone_naming_itself(
     (folder / "new_agents_b.csv").chmod(0)
     command = [sys.executable, "-m", "syncpipe", "load", str(folder), "--json"]
     if os.geteuid() == 0:
+        if _by_socket(deployed_db):
+            pytest.skip("root without its capabilities cannot reach the server's socket folder")
         drop = "-dac_override,-dac_read_search"
         command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
     logs = str(tmp_path / "logs")
