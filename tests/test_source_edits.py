@@ -143,3 +143,23 @@ def test_a_member_renamed_by_hand_is_matched_by_its_new_name(
         deployed_db,
         "SELECT name_norm FROM unified_agent_sources WHERE source = 'company_member'",
     ) == [("judith sanchez",)]
+
+
+def test_members_truncated_are_made_again_from_their_pages(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Members come from the team pages. TRUNCATE unified_company_member left the pages marked
+    read: no merge made the members again (only --rescan did), and their agents lost them."""
+    src, ann, page = _sources()
+    src.write(tmp_path / "d")
+    invoke(["load", str(tmp_path / "d")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    dee = member_agent(deployed_db, page, 2)
+    with psycopg.connect(deployed_db, autocommit=True) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute("TRUNCATE unified_company_member")
+    result = invoke(["merge", "--json"], dsn=deployed_db).json()
+    assert result["pipeline"]["pages"] == 1
+    assert member_agent(deployed_db, page, 1) == agent_of(deployed_db, "new_agents", ann)
+    assert member_agent(deployed_db, page, 2) == dee  # (by its e-mail, still the agent's)
+    assert_contact_keys_in_step(deployed_db)

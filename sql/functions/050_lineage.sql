@@ -24,6 +24,11 @@ BEGIN
         SELECT DISTINCT agent_id FROM public.unified_agent_sources WHERE source = v_source
         ON CONFLICT DO NOTHING;
         DELETE FROM public.unified_agent_sources WHERE source = v_source;
+        -- (members are made from the team pages: emptied, they are made again by the next
+        -- merge, which reads every page; the pages said synced, and it read none)
+        IF v_source = 'company_member' THEN
+            UPDATE bronze.company_info_raw SET members_synced = false WHERE members_synced;
+        END IF;
     ELSIF TG_TABLE_NAME = 'new_agents' THEN
         PERFORM syncpipe_internal.merge_forget_records(
             'new_agents', ARRAY(SELECT supabase_uuid::text FROM deleted_rows));
