@@ -876,6 +876,23 @@ def test_accepted_review_pair_merges_the_two_agents(
     assert "review item 999999 does not exist" in missing.stderr
 
 
+def test_a_golden_name_never_keeps_characters_that_turn_text_around(
+    invoke: Invoke, deployed_db: str, tmp_path: Path
+) -> None:
+    """Two records of one person, one name written with a right-to-left override: that
+    spelling was the longest, and the agent's name, shown reversed in every interface. (The
+    joiners Persian names need stay.)"""
+    src = Sources()
+    src.agent("\u202eevil\u202c Jones", emails=["ej@mail.com"])
+    src.agent("evil Jones", emails=["ej@mail.com"])
+    src.agent("\u0645\u06cc\u200c\u0631\u0627 Karimi", team="team-2", emails=["mk@mail.com"])
+    src.write(tmp_path / "data")
+    invoke(["load", str(tmp_path / "data")], dsn=deployed_db)
+    invoke(["merge"], dsn=deployed_db)
+    names = {row[0] for row in fetch(deployed_db, "SELECT full_name FROM new_unified_agents")}
+    assert names == {"evil Jones", "\u0645\u06cc\u200c\u0631\u0627 Karimi"}
+
+
 def test_a_very_long_name_is_cut_in_tables_and_whole_in_json(
     invoke: Invoke, deployed_db: str, tmp_path: Path
 ) -> None:

@@ -306,13 +306,23 @@ BEGIN
     )
     SELECT h.agent_id,
            regexp_replace(btrim(CASE
-               WHEN position(',' IN h.full_name) > 0
-                    AND h.full_name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
-               THEN split_part(h.full_name, ',', 2) || ' ' || split_part(h.full_name, ',', 1)
-               ELSE h.full_name END), '\s+', ' ', 'g') AS full_name,
+               WHEN position(',' IN v.name) > 0
+                    AND v.name !~* ',\s*(jr|sr|ii|iii|iv)\.?\s*$'
+               THEN split_part(v.name, ',', 2) || ' ' || split_part(v.name, ',', 1)
+               ELSE v.name END), '\s+', ' ', 'g') AS full_name,
            coalesce(k.emails, '{}') AS emails, coalesce(k.phones, '{}') AS phones,
            h.team_id, h.sources::integer AS sources, f.conf
     FROM heads h
+    -- (without the invisible characters that turn or hide text: a name written with a
+    -- right-to-left override was its longest spelling, and shown reversed; not the joiners
+    -- that Persian and Indic names need. An ASCII name holds none, and is not scanned: 1 s
+    -- less at 1.3M agents.)
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN octet_length(h.full_name) = length(h.full_name) THEN h.full_name
+                    ELSE translate(h.full_name, U&'\200B\200E\200F\202A\202B\202C\202D'
+                                                 '\202E\2060\2066\2067\2068\2069\FEFF', '')
+               END AS name
+    ) v
     LEFT JOIN contacts k ON k.agent_id = h.agent_id
     LEFT JOIN sp_gconf f ON f.agent_id = h.agent_id
     -- (in agent_id order: the heads, sorted, meet the contacts as they come out of their
