@@ -36,6 +36,25 @@ def _by_socket(dsn: str) -> bool:
     return parse_dsn(dsn).get("host", "").startswith("/")
 
 
+def _load_unprivileged(
+    dsn: str, tmp_path: Path, folder: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`syncpipe load FOLDER` in a process for which mode 000 means no access: as root,
+    without the capabilities that override file permissions (skipped without setpriv)."""
+    command = [sys.executable, "-m", "syncpipe", "load", str(folder), *args]
+    if os.geteuid() == 0:
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    logs = str(tmp_path / "logs")
+    env = {**os.environ, "SYNCPIPE_DATABASE_URL": dsn, "SYNCPIPE_LOGS_DIR": logs}
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+    except FileNotFoundError:
+        pytest.skip("setpriv is not installed (util-linux)")
+
+
 def _rejects(result_file: str) -> dict[int, dict[str, str]]:
     with Path(result_file).open(encoding="utf-8", newline="") as fh:
         return {int(r["line"]): r for r in csv.DictReader(fh)}
@@ -118,20 +137,9 @@ def test_a_file_without_read_permission_fails_alone_naming_itself(
     write(folder / "new_agents_a.csv", [HEADER, agent_line(1)])
     write(folder / "new_agents_b.csv", [HEADER, agent_line(2)])
     (folder / "new_agents_b.csv").chmod(0)
-    command = [sys.executable, "-m", "syncpipe", "load", str(folder), "--json"]
-    if os.geteuid() == 0:
-        if _by_socket(deployed_db):
-            pytest.skip("root without its capabilities cannot reach the server's socket folder")
-        drop = "-dac_override,-dac_read_search"
-        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
-    logs = str(tmp_path / "logs")
-    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOGS_DIR": logs}
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=120, check=False
-        )
-    except FileNotFoundError:
-        pytest.skip("setpriv is not installed (util-linux)")
+    if os.geteuid() == 0 and _by_socket(deployed_db):
+        pytest.skip("root without its capabilities cannot reach the server's socket folder")
+    done = _load_unprivileged(deployed_db, tmp_path, folder, "--json")
     assert done.returncode == 1, done.stderr
     files = {Path(f["file"]).name: f for f in json.loads(done.stdout)["files"]}
     assert files["new_agents_a.csv"]["status"] == "loaded"
@@ -165,18 +173,8 @@ def test_links_to_nothing_fail_alone_and_an_unreadable_folder_is_named(
     sub.mkdir()
     write(sub / "new_agents_sub.csv", [HEADER, agent_line(2)])
     sub.chmod(0)
-    command = [sys.executable, "-m", "syncpipe", "load", str(folder)]
-    if os.geteuid() == 0:
-        drop = "-dac_override,-dac_read_search"
-        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
-    logs = str(tmp_path / "logs")
-    env = {**os.environ, "SYNCPIPE_DATABASE_URL": deployed_db, "SYNCPIPE_LOGS_DIR": logs}
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=120, check=False
-        )
-    except FileNotFoundError:
-        pytest.skip("setpriv is not installed (util-linux)")
+        done = _load_unprivileged(deployed_db, tmp_path, folder)
     finally:
         sub.chmod(0o755)
     assert done.returncode == 2, done.stderr

@@ -102,45 +102,48 @@ class VerifyService:
     ) -> None:
         """The schemas the API exposes (SYNCPIPE_EXPOSED_SCHEMAS): one the database lacks is
         a typo, and a typo checked nothing (verify passed with the schemas it meant unread)."""
-        existing = {
-            str(r[0])
-            for r in conn.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)
-            ).fetchall()
-        }
-        for schema in schemas:
-            if schema in existing:
-                result.add("security", "exposed_schema", f"schema {schema}", "pass", "exists")
-            else:
-                result.add(
-                    "security",
-                    "exposed_schema",
-                    f"schema {schema}",
-                    "fail",
-                    "does not exist: SYNCPIPE_EXPOSED_SCHEMAS names it, and nothing in it "
-                    "could be checked.",
-                    "Name the schemas the API exposes in SYNCPIPE_EXPOSED_SCHEMAS.",
-                )
+        _each_exists(
+            conn,
+            result,
+            ("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", schemas),
+            ("exposed_schema", "schema"),
+            (
+                "does not exist: SYNCPIPE_EXPOSED_SCHEMAS names it, and nothing in it could "
+                "be checked.",
+                "Name the schemas the API exposes in SYNCPIPE_EXPOSED_SCHEMAS.",
+            ),
+        )
 
     @staticmethod
     def _roles_exist(conn: psycopg.Connection[Any], result: VerifyResult) -> bool:
         """The API roles the policies name; the security lints need them to exist."""
-        existing = {
-            str(r[0])
-            for r in conn.execute(
-                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(ROLES),)
-            ).fetchall()
-        }
-        for role in ROLES:
-            if role in existing:
-                result.add("security", "role_exists", f"role {role}", "pass", "exists")
-            else:
-                result.add(
-                    "security",
-                    "role_exists",
-                    f"role {role}",
-                    "fail",
-                    "missing (a Supabase role the policies use); the security lints were not run.",
-                    "Run `syncpipe deploy`.",
-                )
+        existing = _each_exists(
+            conn,
+            result,
+            ("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", list(ROLES)),
+            ("role_exists", "role"),
+            (
+                "missing (a Supabase role the policies use); the security lints were not run.",
+                "Run `syncpipe deploy`.",
+            ),
+        )
         return existing == set(ROLES)
+
+
+def _each_exists(
+    conn: psycopg.Connection[Any],
+    result: VerifyResult,
+    lookup: tuple[str, list[str]],
+    check: tuple[str, str],
+    missing: tuple[str, str],
+) -> set[str]:
+    """A security check per name: pass where ``lookup`` (a query of the names among a list,
+    and the list) finds it, fail with ``missing`` (message, remediation) where not."""
+    query, names = lookup
+    existing = {str(r[0]) for r in conn.execute(query, (names,)).fetchall()}
+    for name in names:
+        if name in existing:
+            result.add("security", check[0], f"{check[1]} {name}", "pass", "exists")
+        else:
+            result.add("security", check[0], f"{check[1]} {name}", "fail", *missing)
+    return existing
