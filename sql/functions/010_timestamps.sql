@@ -36,22 +36,16 @@ $$;
 -- A member edited in what the merge matches it by (its name, e-mails, phones or team, by hand
 -- or through the API) is matched again by the next merge, as an edited feed row is: it is set
 -- back to unprocessed. (The merge found members by that flag or a missing lineage only, and
--- kept an edited member where it was, with its agent's old contacts.)
-CREATE OR REPLACE FUNCTION syncpipe_internal.member_row_changed()
+-- kept an edited member where it was, with its agent's old contacts.) For the trigger of
+-- sql/triggers/010_timestamps.sql that fires on such an edit, before the one that keeps
+-- updated_at (source_row_changed()).
+CREATE OR REPLACE FUNCTION syncpipe_internal.member_matched_again()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, extensions, syncpipe_work
 AS $$
 BEGIN
-    IF NEW IS DISTINCT FROM OLD THEN
-        NEW.updated_at := clock_timestamp();
-        NEW.changed_xid := pg_current_xact_id();
-    END IF;
-    IF (OLD.member_name, OLD.email_normalized, OLD.phone_normalized, OLD.team_id)
-       IS DISTINCT FROM (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.team_id)
-    THEN
-        NEW.processed := false;
-    END IF;
+    NEW.processed := false;
     -- A name written without its normalized forms (which the member pipeline writes with
     -- it): they are the old name's; without them the merge normalizes the name itself
     -- (merge_normalize()). It matched the renamed member by its old name.

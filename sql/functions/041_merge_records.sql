@@ -292,7 +292,7 @@ BEGIN
         SELECT pid, 'p'::"char", unnest(phones) FROM sp_pend WHERE phones <> '{}';
     PERFORM syncpipe_internal.work_analyze('sp_pkeys');
     -- Feed names are normalized here; members' by the member pipeline, except a name
-    -- written by hand, whose normalized forms its trigger took off (member_row_changed()).
+    -- written by hand, whose normalized forms its trigger took off (member_matched_again()).
     -- (a member whose name normalizes to nothing is normalized again: the same nothing)
     CREATE UNLOGGED TABLE syncpipe_work.sp_names_in AS
         SELECT pid AS uid, full_name AS raw FROM sp_pend

@@ -14,9 +14,18 @@ CREATE OR REPLACE TRIGGER new_agents_set_updated_at
     BEFORE UPDATE ON public.new_agents
     FOR EACH ROW EXECUTE FUNCTION syncpipe_internal.source_row_changed();
 
+-- An edit of what the merge matches a member by sets it back to unprocessed (fires first:
+-- triggers of one event fire in name order).
+CREATE OR REPLACE TRIGGER unified_company_member_matched_again
+    BEFORE UPDATE ON public.unified_company_member
+    FOR EACH ROW
+    WHEN ((OLD.member_name, OLD.email_normalized, OLD.phone_normalized, OLD.team_id)
+          IS DISTINCT FROM
+          (NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.team_id))
+    EXECUTE FUNCTION syncpipe_internal.member_matched_again();
+
 -- Only a real edit of a member (its id too) moves updated_at; the merge's "processed" flag
--- does not, unless it is set back to false by hand (match the member again). An edit of what
--- the merge matches by sets it back to false itself.
+-- does not, unless it is set back to false by hand (match the member again).
 CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
     BEFORE UPDATE ON public.unified_company_member
     FOR EACH ROW
@@ -26,7 +35,7 @@ CREATE OR REPLACE TRIGGER unified_company_member_set_updated_at
           (NEW.id, NEW.member_name, NEW.email_normalized, NEW.phone_normalized, NEW.member_raw,
            NEW.team_id)
           OR (OLD.processed AND NOT NEW.processed))
-    EXECUTE FUNCTION syncpipe_internal.member_row_changed();
+    EXECUTE FUNCTION syncpipe_internal.source_row_changed();
 
 -- Source rows written after the merge in its own transaction bring its mark down
 -- (syncpipe_internal.source_rows_written(), sql/ddl/120).

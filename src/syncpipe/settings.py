@@ -229,13 +229,11 @@ def _file_entries(path: Path) -> dict[str, tuple[str, int]]:
     return {key: (values.get(key, ""), line) for key, line in lines.items()}
 
 
-def _file_values(path: Path) -> dict[str, str]:
-    """A dotenv file's NAME=value pairs, names upper-cased, ${VAR} expanded (see
-    :func:`_file_entries`)."""
-    return {name: value for name, (value, _) in _file_entries(path).items()}
+#: The dotenv files read, each parsed once (:func:`_file_entries`), lowest precedence first.
+DotenvFiles = dict[Path, dict[str, tuple[str, int]]]
 
 
-def _sources_of(name: str, files: tuple[Path, ...]) -> list[tuple[str, str]]:
+def _sources_of(name: str, files: DotenvFiles) -> list[tuple[str, str]]:
     """Where ``name`` is set, as (place, value), the one that counts first: the environment,
     then .env.<env>, then .env (with the line). Empty values are none."""
     found = [
@@ -243,14 +241,14 @@ def _sources_of(name: str, files: tuple[Path, ...]) -> list[tuple[str, str]]:
         for key, value in os.environ.items()
         if key.upper() == name and value.strip()
     ]
-    for path in reversed(files):
-        value, line = _file_entries(path).get(name, ("", 0))
+    for path, entries in reversed(files.items()):
+        value, line = entries.get(name, ("", 0))
         if value.strip():
             found.append((f"{path}, line {line}", value))
     return found
 
 
-def _resolve_dsn(files: tuple[Path, ...]) -> tuple[str | None, str]:
+def _resolve_dsn(files: DotenvFiles) -> tuple[str | None, str]:
     """The database URL and where it was found, in the settings' precedence: the
     SYNCPIPE_DATABASE_URL variable, then .env.<env>, then .env (either name in a file), and
     last a DATABASE_URL variable, the generic one a host sets for every process. Empty values
@@ -258,11 +256,11 @@ def _resolve_dsn(files: tuple[Path, ...]) -> tuple[str | None, str]:
     environ = {key.upper(): value for key, value in os.environ.items()}
     if environ.get("SYNCPIPE_DATABASE_URL", "").strip():
         return environ["SYNCPIPE_DATABASE_URL"], "SYNCPIPE_DATABASE_URL"
-    for path in reversed(files):
-        values = _file_values(path)
+    for path, entries in reversed(files.items()):
         for name in ("SYNCPIPE_DATABASE_URL", "DATABASE_URL"):
-            if values.get(name, "").strip():
-                return values[name], f"{name} (in {path})"
+            value = entries.get(name, ("", 0))[0]
+            if value.strip():
+                return value, f"{name} (in {path})"
     if environ.get("DATABASE_URL", "").strip():
         return environ["DATABASE_URL"], "DATABASE_URL"
     return None, "SYNCPIPE_DATABASE_URL"
@@ -288,12 +286,15 @@ def load_settings(
     """Build the settings for ``env``; every problem becomes one ConfigError sentence. With
     no ``env`` (no --env, no SYNCPIPE_ENV variable), .env's SYNCPIPE_ENV picks it (it was
     ignored, silently)."""
+    parsed: DotenvFiles = {}
     dotenv = (base or Path.cwd()) / ".env"
     if not env and dotenv.is_file():
         try:
-            env = _file_values(dotenv).get("SYNCPIPE_ENV", "").strip() or None
+            parsed[dotenv] = _file_entries(dotenv)
         except (OSError, UnicodeDecodeError):
-            env = None  # (said below, where every file is read)
+            pass  # (said below, where every file is read)
+        else:
+            env = parsed[dotenv].get("SYNCPIPE_ENV", ("", 0))[0].strip() or None
     env = env or DEFAULT_ENV
     if not ENV_NAME.match(env):
         raise ConfigError(
@@ -307,15 +308,16 @@ def load_settings(
             f".env.example with the environment's SYNCPIPE_DATABASE_URL."
         )
     for path in files:
-        if path.is_file():
+        if path.is_file() and path not in parsed:
             try:
-                _file_values(path)
+                parsed[path] = _file_entries(path)
             except UnicodeDecodeError as exc:
                 raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
             except OSError as exc:
                 raise ConfigError(f"{path} cannot be read: {exc.strerror}.") from None
-    present = tuple(p for p in files if p.is_file())
-    dsn, dsn_source = _resolve_dsn(present)
+    parsed = {path: parsed[path] for path in files if path in parsed}  # (in precedence order)
+    present = tuple(parsed)
+    dsn, dsn_source = _resolve_dsn(parsed)
     if "database_url" not in overrides:
         overrides["database_url"] = dsn
     try:
@@ -325,16 +327,18 @@ def load_settings(
             **overrides,
         )
     except ValidationError as exc:
-        raise ConfigError(_describe_validation_error(exc, dsn_source, present)) from None
+        raise ConfigError(_describe_validation_error(exc, dsn_source, parsed)) from None
     except SettingsError as exc:
-        raise ConfigError(_describe_settings_error(exc, present)) from None
-    warn_unknown_variables(present)
+        raise ConfigError(_describe_settings_error(exc, parsed)) from None
+    warn_unknown_variables(parsed)
     register_secret(password_of(settings.dsn))
     return settings
 
 
 def _describe_validation_error(
-    exc: ValidationError, dsn_source: str = "SYNCPIPE_DATABASE_URL", files: tuple[Path, ...] = ()
+    exc: ValidationError,
+    dsn_source: str = "SYNCPIPE_DATABASE_URL",
+    files: DotenvFiles | None = None,
 ) -> str:
     err = exc.errors()[0]
     loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
@@ -350,7 +354,7 @@ def _describe_validation_error(
     name = dsn_source if secret else env_var_name(field)
     given = err.get("input")
     shown = "" if secret or isinstance(given, dict) else f" (got {given!r})"
-    places = [] if secret else _sources_of(name, files)
+    places = [] if secret else _sources_of(name, files or {})
     where = f" (in {places[0][0]})" if places and places[0][0] != "the environment" else ""
     return redact(f"Setting {name}{where} is invalid{shown}: {msg}.")
 
@@ -388,7 +392,7 @@ def known_variables() -> list[str]:
     return sorted({env_var_name(name) for name in Settings.model_fields} | OTHER_VARIABLES)
 
 
-def unknown_variables(files: tuple[Path, ...] = ()) -> list[tuple[str, str, str | None]]:
+def unknown_variables(files: DotenvFiles | None = None) -> list[tuple[str, str, str | None]]:
     """``(name, where, closest known name)`` for each SYNCPIPE_* name syncpipe does not read,
     and for each name in a dotenv file that is a setting's name misspelt or without its prefix
     (``POOL_MAX_SIZE``, ``DATABSE_URL``; a file's other names may be another tool's)."""
@@ -399,8 +403,8 @@ def unknown_variables(files: tuple[Path, ...] = ()) -> list[tuple[str, str, str 
         (key, "the environment") for key in os.environ if key.upper().startswith("SYNCPIPE_")
     ]
     unknown: list[tuple[str, str, str | None]] = []
-    for path in files:
-        for key in _file_values(path):
+    for path, entries in (files or {}).items():
+        for key in entries:
             if key.startswith("SYNCPIPE_"):
                 found.append((key, str(path)))
             elif key == "DATABASE_URL":
@@ -417,7 +421,7 @@ def unknown_variables(files: tuple[Path, ...] = ()) -> list[tuple[str, str, str 
     return unknown
 
 
-def warn_unknown_variables(files: tuple[Path, ...] = ()) -> None:
+def warn_unknown_variables(files: DotenvFiles | None = None) -> None:
     """Log a warning for every SYNCPIPE_* name that is no setting, naming the closest one."""
     from syncpipe.logs import get_logger
 
@@ -433,7 +437,7 @@ def warn_unknown_variables(files: tuple[Path, ...] = ()) -> None:
         )
 
 
-def _describe_settings_error(exc: SettingsError, files: tuple[Path, ...]) -> str:
+def _describe_settings_error(exc: SettingsError, files: DotenvFiles) -> str:
     """pydantic-settings could not decode a value (bad JSON in a list or map setting)."""
     match = re.search(r'field "(\w+)"', str(exc))
     if match is None:
